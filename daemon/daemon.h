@@ -1,0 +1,31 @@
+/* daemon.h - the daemon context: the one place for state that lives as long
+ * as the process. No other global mutable state (see DESIGN.md).
+ */
+#ifndef PCD_DAEMON_H
+#define PCD_DAEMON_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+struct event_base;
+struct mig_table;
+struct vmm_server;
+struct ctl_server;
+
+#define PCD_RUNDIR		"/run/postcopyd"
+#define PCD_CONTROL_SOCKET	PCD_RUNDIR "/control.sock"
+#define PCD_VMM_SOCKET		PCD_RUNDIR "/vmm.sock"
+#define PCD_CONFIG_FILE		"/etc/postcopyd/postcopyd.conf"
+
+struct daemon {
+	struct event_base	*base;
+	struct mig_table	*migs;		/* every migration, by id */
+	struct vmm_server	*vmm;		/* VMM attach socket */
+	struct ctl_server	*ctl;		/* orchestrator RPC */
+	char			 control_socket[PATH_MAX];
+	char			 vmm_socket[PATH_MAX];
+	char			 config_file[PATH_MAX];
+	bool			 stopping;	/* SIGTERM seen: no new work */
+};
+
+#endif

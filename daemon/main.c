@@ -1,0 +1,139 @@
+/* main.c - postcopyd: the postcopy live-migration daemon.
+ *
+ * Never forks: systemd and the tests run it in the foreground. One libevent
+ * loop runs the control plane; each migration's data path runs on threads
+ * of its own (see DESIGN.md).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "util.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: postcopyd [options]\n"
+"\n"
+"Host daemon for postcopy live migration of memfd-backed guests.\n"
+"\n"
+"  -c, --config FILE          configuration file (default %s)\n"
+"  -s, --control-socket PATH  orchestrator RPC socket (default %s)\n"
+"  -V, --vmm-socket PATH      VMM attach socket (default %s)\n"
+"  -l, --log-level LEVEL      error|warning|notice|info|debug (default info)\n"
+"  -n, --check-config         check the configuration and exit\n"
+"      --check-kernel         probe the kernel's userfaultfd features and exit\n"
+"  -v, --version              print the version and exit\n"
+"  -h, --help                 this help\n",
+	    PCD_CONFIG_FILE, PCD_CONTROL_SOCKET, PCD_VMM_SOCKET);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		log_notice("signal %d: shutting down", (int)sig);
+		d->stopping = true;
+		event_base_loopexit(d->base, NULL);
+		break;
+	case SIGHUP:
+		log_notice("SIGHUP: reloading configuration");
+		break;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config",		required_argument, NULL, 'c' },
+		{ "control-socket",	required_argument, NULL, 's' },
+		{ "vmm-socket",		required_argument, NULL, 'V' },
+		{ "log-level",		required_argument, NULL, 'l' },
+		{ "check-config",	no_argument,	   NULL, 'n' },
+		{ "check-kernel",	no_argument,	   NULL, 'K' },
+		{ "version",		no_argument,	   NULL, 'v' },
+		{ "help",		no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct daemon d = { 0 };
+	struct event *sigev[3] = { NULL };
+	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+	int c, level = LOG_LVL_INFO;
+
+	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
+	str_copy(d.vmm_socket, PCD_VMM_SOCKET, sizeof(d.vmm_socket));
+	str_copy(d.config_file, PCD_CONFIG_FILE, sizeof(d.config_file));
+	log_init("postcopyd", LOG_LVL_INFO);
+
+	while ((c = getopt_long(argc, argv, "c:s:V:l:nvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (str_copy(d.config_file, optarg, sizeof(d.config_file)))
+				fatalx("--config: path too long");
+			break;
+		case 's':
+			if (str_copy(d.control_socket, optarg, sizeof(d.control_socket)))
+				fatalx("--control-socket: path too long");
+			break;
+		case 'V':
+			if (str_copy(d.vmm_socket, optarg, sizeof(d.vmm_socket)))
+				fatalx("--vmm-socket: path too long");
+			break;
+		case 'l':
+			if ((level = log_level_parse(optarg)) < 0)
+				fatalx("--log-level: unknown level '%s'", optarg);
+			log_set_level(level);
+			break;
+		case 'n':
+		case 'K':
+			fatalx("--%s is not available in this build yet",
+			    c == 'n' ? "check-config" : "check-kernel");
+		case 'v':
+			printf("postcopyd %s\n", PCD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "postcopyd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
+		sigev[i] = evsignal_new(d.base, sigs[i], on_signal, &d);
+		if (sigev[i] == NULL || event_add(sigev[i], NULL) < 0)
+			fatalx("cannot install the handler for signal %d", sigs[i]);
+	}
+
+	log_notice("postcopyd %s started", PCD_VERSION);
+	event_base_dispatch(d.base);
+
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		if (sigev[i] != NULL)
+			event_free(sigev[i]);
+	event_base_free(d.base);
+	log_notice("postcopyd stopped");
+	return 0;
+}

@@ -1,0 +1,115 @@
+/* migration.h - the table of migrations and the interface the control plane
+ * drives them through. Every function here is called on the event-loop
+ * thread; the data-path threads of a migration never call back into the
+ * control plane directly (they post to the loop).
+ *
+ * Errors: 0 or -errno; on error `err` (if not NULL) holds a message for a
+ * human that names what was wrong.
+ */
+#ifndef PCD_MIGRATION_H
+#define PCD_MIGRATION_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct mig_table;
+
+#define MIG_ID_MAX	64		/* [A-Za-z0-9._-], 1..64 bytes */
+#define MIG_LAT_BUCKETS	32		/* bucket i: latency < 2^i us */
+
+enum mig_role { MIG_ROLE_SOURCE = 1, MIG_ROLE_DEST = 2 };
+
+enum mig_state {
+	MIG_STATE_WAITING,	/* registered, waiting for VMM and/or peer */
+	MIG_STATE_CONNECTING,	/* TLS channels being set up */
+	MIG_STATE_PRECOPY,	/* channels up, guest still runs on source */
+	MIG_STATE_POSTCOPY,	/* switched over: guest runs on destination */
+	MIG_STATE_PAUSED,	/* postcopy, channels lost, recovering */
+	MIG_STATE_COMPLETED,
+	MIG_STATE_FAILED,
+	MIG_STATE_CANCELLED,
+};
+
+const char *mig_state_name(enum mig_state s);
+const char *mig_role_name(enum mig_role r);
+bool mig_id_valid(const char *id);
+
+/* TLS profile: a directory laid out like QEMU's tls-creds-x509 directory:
+ * ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
+ * client-key.pem. */
+struct mig_tls {
+	char	dir[PATH_MAX];
+	char	peer_name[256];		/* expected SAN of the peer; "" = any */
+};
+
+struct mig_prepare_args {		/* destination side */
+	const char	*id;
+	const char	*listen;	/* "host:port"; port 0 = pick one */
+	struct mig_tls	 tls;
+	const char	*libvirt_uri;	/* optional: resume this domain ... */
+	const char	*libvirt_domain;/* ... when the guest may run */
+};
+
+struct mig_migrate_args {		/* source side */
+	const char	*id;
+	const char	*dest;		/* "host:port" */
+	struct mig_tls	 tls;
+	uint64_t	 bandwidth_bps;	/* bulk stream limit; 0 = unlimited */
+	const char	*libvirt_uri;	/* optional: suspend this domain ... */
+	const char	*libvirt_domain;/* ... at switchover */
+};
+
+/* A consistent snapshot of one migration, for Status/Watch/metrics. */
+struct mig_stats {
+	char		 id[MIG_ID_MAX + 1];
+	enum mig_role	 role;
+	enum mig_state	 state;
+	char		 listen[128];	/* dest: the address actually bound */
+	char		 errmsg[256];	/* why FAILED / PAUSED, "" otherwise */
+	uint64_t	 page_size;
+	uint64_t	 pages_total;
+	uint64_t	 pages_valid;	/* dest: received and written; src: sent */
+	uint64_t	 pages_zero;
+	uint64_t	 pages_sent_bulk;
+	uint64_t	 pages_sent_urgent;
+	uint64_t	 bytes_transferred;
+	uint64_t	 faults_remote;	/* dest: faults that needed the network */
+	uint64_t	 faults_local;	/* dest: faults on pages already here */
+	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
+	uint64_t	 lat_max_us;
+	uint64_t	 bandwidth_bps;	/* configured limit, 0 = none */
+	uint64_t	 start_ms;	/* CLOCK_REALTIME ms when created */
+	uint64_t	 elapsed_ms;
+	uint64_t	 setup_ms;	/* until channels were up */
+	uint64_t	 downtime_ms;	/* source pause -> destination resume */
+	bool		 vmm_attached;
+};
+
+typedef void (*mig_notify_fn)(void *arg, const char *id);
+
+int mig_table_new(struct event_base *base, const char *vmm_socket,
+    struct mig_table **out);
+void mig_table_free(struct mig_table *t);
+/* Called on the loop thread whenever a migration changes state (and at most
+ * every 100 ms while it makes progress). */
+void mig_table_set_notify(struct mig_table *t, mig_notify_fn fn, void *arg);
+
+int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
+    char *err, size_t errlen);
+int mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
+    char *err, size_t errlen);
+int mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen);
+int mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
+    char *err, size_t errlen);
+int mig_get_stats(struct mig_table *t, const char *id, struct mig_stats *out);
+/* Fills up to max entries, returns how many migrations exist. */
+size_t mig_list(struct mig_table *t, struct mig_stats *out, size_t max);
+size_t mig_count_active(struct mig_table *t);
+
+/* Latency percentile (0 < q < 1) in us from a power-of-two histogram. */
+uint64_t mig_lat_percentile(const uint64_t *hist, double q);
+
+#endif

@@ -1,0 +1,34 @@
+/* util.h - small helpers shared by the daemon and the tools. */
+#ifndef PCD_UTIL_H
+#define PCD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* "4096", "64K", "1G", "1.5G" (binary units) -> bytes. 0 or -EINVAL/-ERANGE. */
+int parse_size(const char *s, uint64_t *out);
+/* "host:port", "[v6]:port" -> host and port. 0 or -EINVAL. */
+int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* Copies like strlcpy; returns -ENAMETOOLONG when src did not fit. */
+int str_copy(char *dst, const char *src, size_t dstlen);
+
+static inline uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t
+wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+#endif

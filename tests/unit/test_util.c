@@ -1,0 +1,82 @@
+/* test_util.c - unit tests of util.c and log.c's parsers. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "log.h"
+#include "util.h"
+
+static void
+test_parse_size(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(parse_size("64K", &v), 0);
+	assert_int_equal(v, 65536);
+	assert_int_equal(parse_size("1G", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(parse_size("1.5GiB", &v), 0);
+	assert_int_equal(v, 3ull << 29);
+	assert_int_equal(parse_size("64m", &v), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(parse_size("", &v), -EINVAL);
+	assert_int_equal(parse_size("-1", &v), -EINVAL);
+	assert_int_equal(parse_size("12X", &v), -EINVAL);
+	assert_int_equal(parse_size("1G junk", &v), -EINVAL);
+	assert_int_equal(parse_size("100000000T", &v), -ERANGE);
+}
+
+static void
+test_parse_hostport(void **state)
+{
+	char host[64];
+	uint16_t port;
+
+	assert_int_equal(parse_hostport("127.0.0.1:4444", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 4444);
+	assert_int_equal(parse_hostport("[::1]:0", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 0);
+	assert_int_equal(parse_hostport("localhost", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(parse_hostport(":80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(parse_hostport("a:65536", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(parse_hostport("::1:80", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(parse_hostport("a:80x", host, sizeof(host), &port), -EINVAL);
+}
+
+static void
+test_str_copy(void **state)
+{
+	char buf[4];
+
+	assert_int_equal(str_copy(buf, "abc", sizeof(buf)), 0);
+	assert_string_equal(buf, "abc");
+	assert_int_equal(str_copy(buf, "abcd", sizeof(buf)), -ENAMETOOLONG);
+	assert_string_equal(buf, "abc");
+}
+
+static void
+test_log_level_parse(void **state)
+{
+	assert_int_equal(log_level_parse("debug"), LOG_LVL_DEBUG);
+	assert_int_equal(log_level_parse("WARNING"), LOG_LVL_WARNING);
+	assert_int_equal(log_level_parse("loud"), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_hostport),
+		cmocka_unit_test(test_str_copy),
+		cmocka_unit_test(test_log_level_parse),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
