@@ -61,12 +61,14 @@ cmd_deps() {
 FLAVOUR=""
 BUILD=build
 CMAKE_FLAGS=()
+CTEST_ARGS=()
 set_flavour() {
 	case "${1:-}" in
 	"")	;;
 	--asan)	BUILD=build-asan; CMAKE_FLAGS=(-DPCD_ASAN=ON) ;;
 	--tsan)	BUILD=build-tsan; CMAKE_FLAGS=(-DPCD_TSAN=ON) ;;
-	--fuzz)	BUILD=build-fuzz; CMAKE_FLAGS=(-DPCD_FUZZ=ON -DCMAKE_C_COMPILER=clang) ;;
+	--fuzz)	BUILD=build-fuzz; CMAKE_FLAGS=(-DPCD_FUZZ=ON -DCMAKE_C_COMPILER=clang)
+		CTEST_ARGS=(-L fuzz) ;;	# the fuzz build runs the fuzz targets
 	*)	echo "unknown flavour '$1' (want --asan, --tsan or --fuzz)" >&2; exit 2 ;;
 	esac
 	FLAVOUR=${1:-}
@@ -82,7 +84,7 @@ cmd_build() {
 cmd_test() {
 	cmd_build
 	say "running the test suite (ctest) in ./$BUILD"
-	ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j "$(nproc)"
+	ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j "$(nproc)" "${CTEST_ARGS[@]}"
 }
 
 cmd_demo() {
