@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "daemon.h"
 #include "log.h"
+#include "probe.h"
 #include "util.h"
 
 static void
@@ -34,6 +36,39 @@ usage(FILE *f)
 "  -v, --version              print the version and exit\n"
 "  -h, --help                 this help\n",
 	    PCD_CONFIG_FILE, PCD_CONTROL_SOCKET, PCD_VMM_SOCKET);
+}
+
+/* --check-kernel: one line per feature; 0 if all present, 1 if not. */
+static int
+check_kernel(void)
+{
+	struct probe_report r;
+	int rc;
+
+	rc = probe_kernel(&r);
+	probe_report_print(&r, STDOUT_FILENO);
+	if (rc < 0 && rc != -ENOTSUP)
+		fprintf(stderr, "postcopyd: the kernel probe could not run: "
+		    "%s\n", strerror(-rc));
+	return rc == 0 ? 0 : 1;
+}
+
+/* The destination role cannot work without the userfaultfd features; the
+ * source role can, so this warns instead of refusing to start. Each VMM
+ * attach checks its own userfaultfd again (probe_uffd). */
+static void
+probe_at_start(void)
+{
+	struct probe_report r;
+	char why[1024];
+
+	if (probe_kernel(&r) == 0) {
+		log_info("kernel %s: userfaultfd MINOR/MISSING on shmem and "
+		    "UFFDIO_CONTINUE present", r.release);
+		return;
+	}
+	probe_report_missing(&r, why, sizeof(why));
+	log_warnx("destination role unavailable: %s", why);
 }
 
 static void
@@ -98,9 +133,9 @@ main(int argc, char **argv)
 			log_set_level(level);
 			break;
 		case 'n':
+			fatalx("--check-config is not available in this build yet");
 		case 'K':
-			fatalx("--%s is not available in this build yet",
-			    c == 'n' ? "check-config" : "check-kernel");
+			return check_kernel();
 		case 'v':
 			printf("postcopyd %s\n", PCD_VERSION);
 			return 0;
@@ -127,6 +162,7 @@ main(int argc, char **argv)
 			fatalx("cannot install the handler for signal %d", sigs[i]);
 	}
 
+	probe_at_start();
 	log_notice("postcopyd %s started", PCD_VERSION);
 	event_base_dispatch(d.base);
 
