@@ -19,6 +19,10 @@ kdir=$(cd "$1" && pwd)
 series="$kdir/patches/series"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# git apply inside a repository subdirectory ignores paths outside it (ctest
+# runs us inside the build tree of a checkout): work outside any repository.
+cd "$tmp"
+export GIT_CEILING_DIRECTORIES="$(dirname "$tmp")"
 fail=0
 
 check() {	# check WHAT EXPECTED FOUND
