@@ -11,6 +11,7 @@ struct event_base;
 struct mig_table;
 struct vmm_server;
 struct ctl_server;
+struct sdnotify;
 
 #define PCD_RUNDIR		"/run/postcopyd"
 #define PCD_CONTROL_SOCKET	PCD_RUNDIR "/control.sock"
@@ -22,6 +23,7 @@ struct daemon {
 	struct mig_table	*migs;		/* every migration, by id */
 	struct vmm_server	*vmm;		/* VMM attach socket */
 	struct ctl_server	*ctl;		/* orchestrator RPC */
+	struct sdnotify		*sdn;		/* systemd notify + watchdog */
 	char			 control_socket[PATH_MAX];
 	char			 vmm_socket[PATH_MAX];
 	char			 config_file[PATH_MAX];

@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "probe.h"
+#include "sdnotify.h"
 #include "util.h"
 
 static void
@@ -55,14 +56,24 @@ check_kernel(void)
 
 /* The destination role cannot work without the userfaultfd features; the
  * source role can, so this warns instead of refusing to start. Each VMM
- * attach checks its own userfaultfd again (probe_uffd). */
+ * attach checks its own userfaultfd again (probe_uffd). Not being able to
+ * create a userfaultfd at all means a setup error (issue 7: the service
+ * runs unprivileged with access to /dev/userfaultfd): refuse to start and
+ * say so, before READY=1. */
 static void
 probe_at_start(void)
 {
 	struct probe_report r;
 	char why[1024];
+	int rc = probe_kernel(&r);
 
-	if (probe_kernel(&r) == 0) {
+	if (rc < 0 && !r.present[PROBE_USERFAULTFD])
+		fatalx("cannot create a userfaultfd: %s. postcopyd needs "
+		    "read-write access to /dev/userfaultfd (Linux >= 6.1; "
+		    "owned by group userfaultfd, mode 0660, see "
+		    "systemd/60-postcopyd-userfaultfd.rules) and to run in "
+		    "that group", r.detail[PROBE_USERFAULTFD]);
+	if (rc == 0) {
 		log_info("kernel %s: userfaultfd MINOR/MISSING on shmem and "
 		    "UFFDIO_CONTINUE present", r.release);
 		return;
@@ -81,10 +92,13 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGINT:
 		log_notice("signal %d: shutting down", (int)sig);
 		d->stopping = true;
+		sdnotify_stopping(d->sdn);
 		event_base_loopexit(d->base, NULL);
 		break;
 	case SIGHUP:
+		sdnotify_reloading(d->sdn);
 		log_notice("SIGHUP: reloading configuration");
+		sdnotify_ready(d->sdn);
 		break;
 	}
 }
@@ -106,7 +120,8 @@ main(int argc, char **argv)
 	struct daemon d = { 0 };
 	struct event *sigev[3] = { NULL };
 	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
-	int c, level = LOG_LVL_INFO;
+	char err[512];
+	int c, level = LOG_LVL_INFO, ctl_fd = -1;
 
 	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
 	str_copy(d.vmm_socket, PCD_VMM_SOCKET, sizeof(d.vmm_socket));
@@ -163,12 +178,23 @@ main(int argc, char **argv)
 	}
 
 	probe_at_start();
+	if (sdnotify_new(d.base, &d.sdn, err, sizeof(err)) < 0)
+		fatalx("systemd notification: %s", err);
+	if (sdnotify_listen_fd("control", &ctl_fd, err, sizeof(err)) < 0)
+		fatalx("socket activation: %s", err);
+	if (ctl_fd >= 0)
+		log_info("control socket: fd %d from socket activation", ctl_fd);
+
 	log_notice("postcopyd %s started", PCD_VERSION);
+	sdnotify_ready(d.sdn);
 	event_base_dispatch(d.base);
 
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (sigev[i] != NULL)
 			event_free(sigev[i]);
+	if (ctl_fd >= 0)
+		close(ctl_fd);
+	sdnotify_free(d.sdn);
 	event_base_free(d.base);
 	log_notice("postcopyd stopped");
 	return 0;

@@ -1,0 +1,587 @@
+/* sdtest.c - black-box tests of postcopyd as a systemd service, without a
+ * running systemd: this program plays systemd's part. It listens on a
+ * NOTIFY_SOCKET datagram socket, starts the real daemon (directly or through
+ * systemd-socket-activate), and checks what arrives there, what the daemon
+ * writes to stderr and how it exits.
+ *
+ *   sdtest notify POSTCOPYD          READY=1, STATUS=, WATCHDOG=1, SIGHUP
+ *                                    (RELOADING=1 then READY=1), SIGTERM
+ *                                    (STOPPING=1, exit 0), <N> log prefixes
+ *   sdtest plain POSTCOPYD           no NOTIFY_SOCKET/JOURNAL_STREAM: plain
+ *                                    log lines, no notify traffic, exit 0
+ *   sdtest activate SOCKET_ACTIVATE POSTCOPYD [POSTCOPYCTL]
+ *                                    socket activation of the control socket
+ *   sdtest nouffd POSTCOPYD          without access to /dev/userfaultfd the
+ *                                    daemon refuses to start and says why
+ *
+ * Exit 0 = pass, 1 = fail, 77 = cannot run here (says why).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SKIP	77
+
+struct harness {
+	char	 dir[64];		/* private temp directory */
+	char	 notify_path[96];
+	char	 control_path[96];
+	char	 vmm_path[96];
+	int	 notify_fd;
+	pid_t	 pid;
+	int	 err_fd;		/* read end of the daemon's stderr */
+	char	 errbuf[65536];		/* everything read from it */
+	size_t	 errlen;
+	char	 msgs[16384];		/* every notify message, for reports */
+	size_t	 msglen;
+};
+
+static struct harness h = { .notify_fd = -1, .pid = -1, .err_fd = -1 };
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+cleanup(void)
+{
+	if (h.pid > 0) {
+		kill(h.pid, SIGKILL);
+		waitpid(h.pid, NULL, 0);
+		h.pid = -1;
+	}
+	if (h.dir[0] != '\0') {
+		unlink(h.notify_path);
+		unlink(h.control_path);
+		unlink(h.vmm_path);
+		rmdir(h.dir);
+	}
+}
+
+static void
+drain_stderr(int timeout_ms)
+{
+	struct pollfd p = { .fd = h.err_fd, .events = POLLIN };
+	ssize_t n;
+
+	while (h.err_fd >= 0 && poll(&p, 1, timeout_ms) > 0) {
+		if (h.errlen >= sizeof(h.errbuf) - 1)
+			break;
+		n = read(h.err_fd, h.errbuf + h.errlen,
+		    sizeof(h.errbuf) - 1 - h.errlen);
+		if (n <= 0) {
+			close(h.err_fd);
+			h.err_fd = -1;
+			break;
+		}
+		h.errlen += (size_t)n;
+		h.errbuf[h.errlen] = '\0';
+		timeout_ms = 0;
+	}
+}
+
+static _Noreturn void fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	drain_stderr(200);
+	fprintf(stderr, "FAIL: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n--- notify messages received ---\n%s"
+	    "--- daemon stderr ---\n%s---\n", h.msgs, h.errbuf);
+	cleanup();
+	exit(1);
+}
+
+static void
+setup(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(h.dir, sizeof(h.dir), "/tmp/pcd-sdtest.XXXXXX");
+	if (mkdtemp(h.dir) == NULL) {
+		h.dir[0] = '\0';
+		fail("mkdtemp: %s", strerror(errno));
+	}
+	snprintf(h.notify_path, sizeof(h.notify_path), "%s/notify", h.dir);
+	snprintf(h.control_path, sizeof(h.control_path), "%s/control.sock",
+	    h.dir);
+	snprintf(h.vmm_path, sizeof(h.vmm_path), "%s/vmm.sock", h.dir);
+
+	h.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (h.notify_fd < 0)
+		fail("socket(AF_UNIX, SOCK_DGRAM): %s", strerror(errno));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", h.notify_path);
+	if (bind(h.notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		fail("bind %s: %s", h.notify_path, strerror(errno));
+}
+
+/* Starts argv with env (NAME=VALUE strings, NULL-terminated) added to ours;
+ * "WATCHDOG_PID=self" becomes the child's own pid. */
+static void
+spawn(char *const argv[], const char *const env[], bool as_nobody)
+{
+	int pfd[2];
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		fail("pipe: %s", strerror(errno));
+	if ((h.pid = fork()) < 0)
+		fail("fork: %s", strerror(errno));
+	if (h.pid == 0) {
+		char pidbuf[32];
+
+		dup2(pfd[1], STDERR_FILENO);
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("JOURNAL_STREAM");
+		unsetenv("WATCHDOG_USEC");
+		unsetenv("WATCHDOG_PID");
+		for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+			if (strcmp(env[i], "WATCHDOG_PID=self") == 0) {
+				snprintf(pidbuf, sizeof(pidbuf), "%d",
+				    (int)getpid());
+				setenv("WATCHDOG_PID", pidbuf, 1);
+			} else
+				putenv((char *)env[i]);
+		}
+		if (as_nobody) {
+			gid_t g = 65534;
+
+			if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
+			    setresuid(65534, 65534, 65534) < 0) {
+				perror("sdtest: cannot become nobody");
+				_exit(126);
+			}
+		}
+		execv(argv[0], argv);
+		fprintf(stderr, "sdtest: exec %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	h.err_fd = pfd[0];
+}
+
+/* Waits for the next notify datagram; 0 and the text in buf, or -1 on
+ * timeout. */
+static int
+recv_msg(char *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p[2] = {
+		{ .fd = h.notify_fd, .events = POLLIN },
+		{ .fd = h.err_fd, .events = POLLIN },
+	};
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	ssize_t n;
+
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (now >= end)
+			return -1;
+		p[1].fd = h.err_fd;
+		if (poll(p, 2, (int)(end - now)) < 0 && errno != EINTR)
+			fail("poll: %s", strerror(errno));
+		if (p[1].revents != 0)
+			drain_stderr(0);
+		if (p[0].revents & POLLIN)
+			break;
+	}
+	n = recv(h.notify_fd, buf, len - 1, 0);
+	if (n < 0)
+		fail("recv on the notify socket: %s", strerror(errno));
+	buf[n] = '\0';
+	if (h.msglen + (size_t)n + 2 < sizeof(h.msgs)) {
+		memcpy(h.msgs + h.msglen, buf, (size_t)n);
+		h.msglen += (size_t)n;
+		h.msgs[h.msglen++] = '\n';
+		h.msgs[h.msglen++] = '\n';
+		h.msgs[h.msglen] = '\0';
+	}
+	return 0;
+}
+
+/* Does the message carry the assignment `line` (e.g. "READY=1") or, when
+ * line ends in '=', any assignment of that variable? */
+static bool
+has_line(const char *msg, const char *line)
+{
+	size_t len = strlen(line);
+	const char *p = msg;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, line, len) == 0 &&
+		    (line[len - 1] == '=' || p[len] == '\n' || p[len] == '\0'))
+			return true;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
+/* Waits for a message carrying `line`, skipping WATCHDOG=1 pings and status
+ * updates; copies it to out (may be NULL). */
+static void
+expect(const char *line, int timeout_ms, char *out, size_t outlen)
+{
+	char buf[4096];
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (now >= end || recv_msg(buf, sizeof(buf),
+		    (int)(end - now)) < 0)
+			fail("no %s within %d ms", line, timeout_ms);
+		if (has_line(buf, line))
+			break;
+		if (has_line(buf, "WATCHDOG=1") || (has_line(buf, "STATUS=") &&
+		    !has_line(buf, "READY=1") && !has_line(buf, "RELOADING=1") &&
+		    !has_line(buf, "STOPPING=1")))
+			continue;
+		fail("expected %s, got \"%s\"", line, buf);
+	}
+	if (out != NULL)
+		snprintf(out, outlen, "%s", buf);
+}
+
+static int
+wait_exit(int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	int status;
+	pid_t r;
+
+	while ((r = waitpid(h.pid, &status, WNOHANG)) == 0) {
+		if (now_ms() >= end)
+			fail("pid %d did not exit within %d ms",
+			    (int)h.pid, timeout_ms);
+		drain_stderr(20);
+	}
+	if (r < 0)
+		fail("waitpid: %s", strerror(errno));
+	h.pid = -1;
+	drain_stderr(100);
+	return status;
+}
+
+static void
+expect_exit0(int timeout_ms)
+{
+	int status = wait_exit(timeout_ms);
+
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("daemon ended with %s %d, want exit 0",
+		    WIFEXITED(status) ? "exit" : "signal",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+/* Every stderr line must start with "<N>" (journal) or "postcopyd: ". */
+static void
+check_log_lines(bool journal)
+{
+	size_t lines = 0;
+	bool notice = false;
+
+	for (char *p = h.errbuf; *p != '\0'; ) {
+		char *nl = strchr(p, '\n');
+		size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+
+		if (len > 0) {
+			lines++;
+			if (journal) {
+				if (len < 4 || p[0] != '<' || p[1] < '0' ||
+				    p[1] > '7' || p[2] != '>')
+					fail("log line without a <N> "
+					    "priority prefix: %.*s", (int)len, p);
+				notice |= p[1] == '5';
+			} else if (strncmp(p, "postcopyd: ", 11) != 0)
+				fail("plain log line expected, got: %.*s",
+				    (int)len, p);
+		}
+		p += len + (nl != NULL);
+	}
+	if (lines == 0)
+		fail("the daemon logged nothing");
+	if (journal && !notice)
+		fail("no <5> (notice) line, e.g. \"started\"");
+}
+
+static int
+cmd_notify(char *daemon)
+{
+	char env_notify[160];
+	const char *env[] = { env_notify, "WATCHDOG_USEC=300000",
+	    "WATCHDOG_PID=self", "JOURNAL_STREAM=8:12345", NULL };
+	char *argv[] = { daemon, "-s", h.control_path, "-V", h.vmm_path,
+	    "-l", "debug", NULL };
+	char buf[4096];
+	int pings = 0;
+	uint64_t t0;
+
+	setup();
+	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s",
+	    h.notify_path);
+	spawn(argv, env, false);
+
+	expect("READY=1", 15000, buf, sizeof(buf));
+	if (!has_line(buf, "STATUS="))
+		fail("READY=1 without STATUS=: \"%s\"", buf);
+	if (strstr(buf, "0 active migrations") == NULL)
+		fail("STATUS= should count 0 active migrations: \"%s\"",
+		    buf);
+	printf("ok: READY=1 with %s\n", strstr(buf, "STATUS="));
+
+	/* 300 ms watchdog: pings every 150 ms; want several in 1 s. */
+	t0 = now_ms();
+	while (now_ms() - t0 < 1000) {
+		if (recv_msg(buf, sizeof(buf), 1000) < 0)
+			break;
+		if (has_line(buf, "WATCHDOG=1"))
+			pings++;
+	}
+	if (pings < 3)
+		fail("%d WATCHDOG=1 pings in 1 s with WATCHDOG_USEC=300000, "
+		    "want >= 3 (one per 150 ms)", pings);
+	printf("ok: %d WATCHDOG=1 pings in 1 s (WATCHDOG_USEC=300000)\n",
+	    pings);
+
+	kill(h.pid, SIGHUP);
+	expect("RELOADING=1", 5000, buf, sizeof(buf));
+	if (!has_line(buf, "MONOTONIC_USEC="))
+		fail("RELOADING=1 without MONOTONIC_USEC=: \"%s\"", buf);
+	expect("READY=1", 5000, NULL, 0);
+	printf("ok: SIGHUP -> RELOADING=1 then READY=1\n");
+
+	kill(h.pid, SIGTERM);
+	expect("STOPPING=1", 5000, NULL, 0);
+	expect_exit0(10000);
+	printf("ok: SIGTERM -> STOPPING=1, exit 0\n");
+
+	check_log_lines(true);
+	printf("ok: every log line has a <N> prefix under JOURNAL_STREAM\n");
+	cleanup();
+	return 0;
+}
+
+static int
+cmd_plain(char *daemon)
+{
+	char *argv[] = { daemon, "-s", h.control_path, "-V", h.vmm_path,
+	    NULL };
+	char buf[4096];
+
+	setup();
+	spawn(argv, NULL, false);
+	/* No NOTIFY_SOCKET: it must run quietly; give it time to start. */
+	for (int i = 0; i < 50 && strstr(h.errbuf, "started") == NULL; i++)
+		drain_stderr(100);
+	if (strstr(h.errbuf, "started") == NULL)
+		fail("no \"started\" line within 5 s");
+	if (recv_msg(buf, sizeof(buf), 300) == 0)
+		fail("notify message without NOTIFY_SOCKET: \"%s\"", buf);
+	kill(h.pid, SIGTERM);
+	expect_exit0(10000);
+	check_log_lines(false);
+	printf("ok: plain log lines, exit 0 on SIGTERM\n");
+	cleanup();
+	return 0;
+}
+
+static int
+connect_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static int
+run_tool(char *const argv[])
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		fail("waitpid: %s", strerror(errno));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int
+cmd_activate(char *activate, char *daemon, char *ctl)
+{
+	char env_notify[120], e_notify[160], listen[120];
+	char *argv[] = { activate, listen, "--fdname=control", "-E",
+	    e_notify, "-E", "JOURNAL_STREAM=8:12345", "--", daemon, "-s",
+	    h.control_path, "-V", h.vmm_path, NULL };
+	struct stat before, after;
+	char buf[4096];
+	int fd = -1;
+
+	if (access(activate, X_OK) < 0) {
+		printf("SKIP: %s: %s (package systemd)\n", activate,
+		    strerror(errno));
+		return SKIP;
+	}
+	setup();
+	snprintf(env_notify, sizeof(env_notify), "%s", h.notify_path);
+	snprintf(e_notify, sizeof(e_notify), "NOTIFY_SOCKET=%s", env_notify);
+	snprintf(listen, sizeof(listen), "--listen=%s", h.control_path);
+	spawn(argv, NULL, false);
+
+	/* systemd-socket-activate binds, then execs the daemon on the first
+	 * connection (same pid). */
+	for (int i = 0; i < 100 && stat(h.control_path, &before) < 0; i++)
+		drain_stderr(50);
+	if (stat(h.control_path, &before) < 0)
+		fail("%s never appeared", h.control_path);
+	if ((fd = connect_unix(h.control_path)) < 0)
+		fail("connect %s: %s", h.control_path, strerror(-fd));
+
+	expect("READY=1", 15000, buf, sizeof(buf));
+	drain_stderr(100);
+	if (strstr(h.errbuf, "from socket activation") == NULL)
+		fail("the daemon did not say it uses the activated socket");
+	if (stat(h.control_path, &after) < 0 || after.st_ino != before.st_ino)
+		fail("the daemon replaced the activated socket %s",
+		    h.control_path);
+	printf("ok: socket-activated, READY=1, socket kept (inode %lu)\n",
+	    (unsigned long)after.st_ino);
+
+	if (ctl != NULL) {
+		char *cargv[] = { ctl, "-s", h.control_path, "version", NULL };
+		int rc = run_tool(cargv);
+
+		if (rc != 0)
+			fail("%s -s %s version: exit %d", ctl,
+			    h.control_path, rc);
+		printf("ok: postcopyctl version over the activated socket\n");
+	}
+	close(fd);
+
+	kill(h.pid, SIGTERM);
+	expect("STOPPING=1", 5000, NULL, 0);
+	expect_exit0(10000);
+	printf("ok: SIGTERM -> exit 0\n");
+	cleanup();
+	return 0;
+}
+
+static int
+cmd_nouffd(char *daemon)
+{
+	char env_notify[160];
+	const char *env[] = { env_notify, NULL };
+	char *argv[] = { daemon, "-s", h.control_path, "-V", h.vmm_path,
+	    NULL };
+	char buf[4096];
+	int status;
+
+	if (geteuid() != 0) {
+		printf("SKIP: needs root to start the daemon as nobody\n");
+		return SKIP;
+	}
+	{
+		FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+		int v = 0;
+
+		if (f != NULL) {
+			if (fscanf(f, "%d", &v) != 1)
+				v = 0;
+			fclose(f);
+		}
+		if (v != 0) {
+			printf("SKIP: vm.unprivileged_userfaultfd=1 lets nobody "
+			    "create userfaultfds\n");
+			return SKIP;
+		}
+	}
+	setup();
+	/* nobody must be able to reach the notify socket and the dir. */
+	chmod(h.dir, 0777);
+	chmod(h.notify_path, 0666);
+	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s",
+	    h.notify_path);
+	spawn(argv, env, true);
+	status = wait_exit(15000);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		fail("the daemon started without userfaultfd access");
+	if (WIFEXITED(status) && WEXITSTATUS(status) >= 126) {
+		drain_stderr(100);
+		printf("SKIP: cannot run %s as nobody: %s", daemon, h.errbuf);
+		cleanup();
+		return SKIP;
+	}
+	while (recv_msg(buf, sizeof(buf), 0) == 0)
+		if (has_line(buf, "READY=1"))
+			fail("READY=1 without userfaultfd access");
+	if (strstr(h.errbuf, "/dev/userfaultfd") == NULL)
+		fail("the refusal does not name /dev/userfaultfd");
+	printf("ok: refused to start without /dev/userfaultfd: %s",
+	    h.errbuf);
+	cleanup();
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	int rc = 2;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (argc == 3 && strcmp(argv[1], "notify") == 0)
+		rc = cmd_notify(argv[2]);
+	else if (argc == 3 && strcmp(argv[1], "plain") == 0)
+		rc = cmd_plain(argv[2]);
+	else if ((argc == 4 || argc == 5) && strcmp(argv[1], "activate") == 0)
+		rc = cmd_activate(argv[2], argv[3], argc == 5 ? argv[4] : NULL);
+	else if (argc == 3 && strcmp(argv[1], "nouffd") == 0)
+		rc = cmd_nouffd(argv[2]);
+	else
+		fprintf(stderr, "usage: sdtest notify|plain|nouffd POSTCOPYD\n"
+		    "       sdtest activate SOCKET_ACTIVATE POSTCOPYD "
+		    "[POSTCOPYCTL]\n");
+	return rc;
+}
