@@ -21,11 +21,29 @@ struct event_base;
 struct vmm_server;
 struct vmm_session;
 
+/* Framing (proto/vmm.proto, client/VMM-PROTOCOL.md): a SOCK_STREAM Unix
+ * socket; each frame is a 4-byte little-endian length then a serialized
+ * pcd.VmmMessage. The Attach frame carries the fds with SCM_RIGHTS. */
+#define VMM_PROTOCOL_VERSION	1
+#define VMM_ATTACH_FRAME_MAX	4096u			/* before attach */
+#define VMM_STATE_MAX		(64u << 20)		/* device state */
+#define VMM_FRAME_MAX		(VMM_STATE_MAX + 4096u)	/* any frame */
+#define VMM_SIZE_MAX		(1ull << 44)		/* 16 TiB guest */
+#define VMM_MAX_SESSIONS	256
+#define VMM_ATTACH_TIMEOUT_S	10	/* connected but no Attach: closed */
+
+enum vmm_mode {
+	VMM_MODE_MINOR = 0,	/* memfd + uffd: MINOR|MISSING, UFFDIO_CONTINUE */
+	VMM_MODE_COPY = 1,	/* dest only: anonymous memory, uffd only,
+				 * MISSING faults resolved with UFFDIO_COPY */
+};
+
 /* What a validated attach hands to the migration layer. */
 struct vmm_guest {
 	char		id[MIG_ID_MAX + 1];
 	enum mig_role	role;
-	int		memfd;		/* always valid */
+	enum vmm_mode	mode;
+	int		memfd;		/* valid, except -1 in COPY mode */
 	int		uffd;		/* destination only, else -1 */
 	uint64_t	base;		/* guest mapping address in the VMM */
 	uint64_t	size;		/* bytes, multiple of page_size */
@@ -49,8 +67,16 @@ struct vmm_ops {
 	void	(*detached)(void *arg, struct vmm_session *s);
 };
 
+/* Creates the socket at path (unlink, umask, bind, chmod 0660, listen).
+ * ops->attached may refuse; validation failures never reach it. */
 int vmm_server_open(struct event_base *base, const char *path,
     const struct vmm_ops *ops, void *arg, struct vmm_server **out);
+/* The same on an already listening socket (systemd socket activation);
+ * the server owns fd afterwards. */
+int vmm_server_open_fd(struct event_base *base, int fd,
+    const struct vmm_ops *ops, void *arg, struct vmm_server **out);
+/* Closes every session (calling ops->detached for attached ones) and the
+ * socket; unlinks the path it created. NULL is fine. */
 void vmm_server_free(struct vmm_server *srv);
 
 /* Requests to the VMM (replies arrive through vmm_ops). */
@@ -60,5 +86,15 @@ int vmm_session_resume(struct vmm_session *s, const void *state,
 int vmm_session_complete(struct vmm_session *s, bool ok, const char *msg);
 void vmm_session_set_data(struct vmm_session *s, void *data);
 void *vmm_session_data(struct vmm_session *s);
+/* The validated layout (fds -1: they belong to whoever accepted them). */
+const struct vmm_guest *vmm_session_guest(struct vmm_session *s);
+/* The daemon drops this VMM: queued messages (e.g. a Complete) are flushed,
+ * then the connection closes. ops->detached is NOT called for it; s must
+ * not be used after this call. */
+void vmm_session_close(struct vmm_session *s);
+
+/* The requests above return 0, -ENOTCONN when the VMM is gone or not
+ * attached, -EINVAL for the wrong role or an oversized state, -EALREADY
+ * for a second pause. Sends never block: output is queued. */
 
 #endif

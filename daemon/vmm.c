@@ -1,0 +1,1049 @@
+/* vmm.c - the VMM attach socket, daemon side (see vmm.h and
+ * client/VMM-PROTOCOL.md).
+ *
+ * Raw libevent events, not bufferevents: the Attach frame's descriptors
+ * arrive as SCM_RIGHTS ancillary data, which only recvmsg(2) returns. Reads
+ * are non-blocking and capped per event; writes are queued in an evbuffer
+ * and flushed when the socket is writable. A session is torn down only from
+ * its own deferred "reap" event, never from inside a caller's stack.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "util.h"
+#include "vmm.h"
+#include "vmm.pb-c.h"
+
+#define VMM_READ_CHUNK		(256u << 10)	/* bytes read per event */
+#define VMM_MAX_FDS		4		/* we take at most 2 */
+#define VMM_OUT_MAX		(2ull * VMM_FRAME_MAX)
+#define VMM_USER_ADDR_MAX	(1ull << 57)	/* above any user address */
+
+/* gRPC status codes used in replies (proto/common.proto). */
+enum {
+	VMM_ST_OK = 0,
+	VMM_ST_INVALID_ARGUMENT = 3,
+	VMM_ST_NOT_FOUND = 5,
+	VMM_ST_ALREADY_EXISTS = 6,
+	VMM_ST_PERMISSION_DENIED = 7,
+	VMM_ST_RESOURCE_EXHAUSTED = 8,
+	VMM_ST_FAILED_PRECONDITION = 9,
+	VMM_ST_INTERNAL = 13,
+	VMM_ST_UNAVAILABLE = 14,
+};
+
+enum vmm_sstate {
+	VMM_S_HELLO,		/* connected, waiting for Attach */
+	VMM_S_ATTACHED,		/* accepted by ops->attached */
+	VMM_S_CLOSING,		/* flushing output, then reaped */
+	VMM_S_DEAD,		/* reap scheduled */
+};
+
+struct vmm_session {
+	TAILQ_ENTRY(vmm_session) entry;
+	struct vmm_server	*srv;
+	int			 fd;
+	enum vmm_sstate		 state;
+	bool			 accepted;	/* detached() owed */
+	bool			 notify_detach;
+	bool			 pause_sent;
+	bool			 paused_seen;
+	struct event		*rev, *wev, *reap, *timer;
+	uint8_t			*in;
+	size_t			 inlen, incap;
+	struct evbuffer		*out;
+	int			 pfds[VMM_MAX_FDS];	/* received, unclaimed */
+	int			 npfds;
+	struct vmm_guest	 guest;		/* fds are -1 here */
+	pid_t			 pid;
+	uid_t			 uid;
+	void			*data;
+};
+
+TAILQ_HEAD(vmm_sessions, vmm_session);
+
+struct vmm_server {
+	struct event_base	*base;
+	int			 fd;
+	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct event		*lev;
+	struct event		*backoff;	/* accept paused (EMFILE) */
+	const struct vmm_ops	*ops;
+	void			*arg;
+	struct vmm_sessions	 sessions;
+	unsigned		 nsessions;
+};
+
+static void vmm_session_read_cb(evutil_socket_t, short, void *);
+static void vmm_session_write_cb(evutil_socket_t, short, void *);
+static void vmm_session_reap_cb(evutil_socket_t, short, void *);
+static void vmm_session_timeout_cb(evutil_socket_t, short, void *);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void
+vmm_close_pending_fds(struct vmm_session *s)
+{
+	for (int i = 0; i < s->npfds; i++)
+		close(s->pfds[i]);
+	s->npfds = 0;
+}
+
+static const char *
+vmm_peer(const struct vmm_session *s, char *buf, size_t len)
+{
+	if (s->guest.id[0] != '\0')
+		snprintf(buf, len, "vmm %s/%s (pid %d)", s->guest.id,
+		    mig_role_name(s->guest.role), (int)s->pid);
+	else
+		snprintf(buf, len, "vmm pid %d", (int)s->pid);
+	return buf;
+}
+
+/* Schedules teardown; safe to call from anywhere, any number of times. */
+static void
+vmm_session_kill(struct vmm_session *s, bool notify)
+{
+	if (s->state == VMM_S_DEAD)
+		return;
+	s->state = VMM_S_DEAD;
+	s->notify_detach = notify && s->accepted;
+	event_del(s->rev);
+	event_del(s->wev);
+	event_del(s->timer);
+	event_active(s->reap, EV_TIMEOUT, 0);
+}
+
+static void
+vmm_session_destroy(struct vmm_session *s)
+{
+	struct vmm_server *srv = s->srv;
+
+	if (s->notify_detach && srv->ops->detached != NULL)
+		srv->ops->detached(srv->arg, s);
+	TAILQ_REMOVE(&srv->sessions, s, entry);
+	srv->nsessions--;
+	vmm_close_pending_fds(s);
+	if (s->rev != NULL)
+		event_free(s->rev);
+	if (s->wev != NULL)
+		event_free(s->wev);
+	if (s->reap != NULL)
+		event_free(s->reap);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->out != NULL)
+		evbuffer_free(s->out);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->in);
+	free(s);
+}
+
+static void
+vmm_session_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	vmm_session_destroy(arg);
+}
+
+static void
+vmm_session_flush(struct vmm_session *s)
+{
+	char who[128];
+
+	while (evbuffer_get_length(s->out) > 0) {
+		int n = evbuffer_write(s->out, s->fd);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			event_add(s->wev, NULL);
+			return;
+		}
+		if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+			log_warn("%s: write", vmm_peer(s, who, sizeof(who)));
+		vmm_session_kill(s, true);
+		return;
+	}
+	event_del(s->wev);
+	if (s->state == VMM_S_CLOSING)
+		vmm_session_kill(s, true);
+}
+
+static void
+vmm_session_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	vmm_session_flush(arg);
+}
+
+/* Queues one frame and tries to send it at once. */
+static int
+vmm_session_send(struct vmm_session *s, const Pcd__VmmMessage *m)
+{
+	size_t len = pcd__vmm_message__get_packed_size(m);
+	uint8_t hdr[4];
+	uint8_t *buf;
+
+	if (s->state == VMM_S_DEAD)
+		return -ENOTCONN;
+	if (len == 0 || len > VMM_FRAME_MAX)
+		return -EMSGSIZE;
+	if (evbuffer_get_length(s->out) + len + 4 > VMM_OUT_MAX)
+		return -ENOBUFS;
+	if ((buf = malloc(len)) == NULL)
+		return -ENOMEM;
+	pcd__vmm_message__pack(m, buf);
+	hdr[0] = len & 0xff;
+	hdr[1] = (len >> 8) & 0xff;
+	hdr[2] = (len >> 16) & 0xff;
+	hdr[3] = (len >> 24) & 0xff;
+	if (evbuffer_add(s->out, hdr, 4) < 0 ||
+	    evbuffer_add(s->out, buf, len) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	free(buf);
+	vmm_session_flush(s);
+	return 0;
+}
+
+static int
+vmm_send_attach_reply(struct vmm_session *s, uint32_t code, const char *msg)
+{
+	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
+	Pcd__VmmAttachReply r = PCD__VMM_ATTACH_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+
+	st.code = code;
+	st.message = (char *)msg;
+	r.status = &st;
+	r.version = VMM_PROTOCOL_VERSION;
+	r.daemon_version = (char *)"postcopyd " PCD_VERSION;
+	m.body_case = PCD__VMM_MESSAGE__BODY_ATTACH_REPLY;
+	m.attach_reply = &r;
+	return vmm_session_send(s, &m);
+}
+
+/* Refuses the attach: reply, close the received fds, then close. */
+static void
+vmm_refuse(struct vmm_session *s, uint32_t code, const char *msg)
+{
+	char who[128];
+
+	log_warnx("%s: attach refused: %s", vmm_peer(s, who, sizeof(who)), msg);
+	vmm_close_pending_fds(s);
+	event_del(s->rev);
+	event_del(s->timer);
+	s->state = VMM_S_CLOSING;
+	if (vmm_send_attach_reply(s, code, msg) < 0)
+		vmm_session_kill(s, false);
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+static int
+vmm_fd_link(int fd, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if ((n = readlink(path, buf, len - 1)) < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+static int
+vmm_check_memfd(int fd, const Pcd__VmmAttach *a, bool dest, char *err,
+    size_t errlen)
+{
+	char link[256];
+	struct stat st;
+	int seals, fl, r;
+
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "memfd: fstat: %s", strerror(errno));
+		return -EINVAL;
+	}
+	if ((r = vmm_fd_link(fd, link, sizeof(link))) < 0) {
+		snprintf(err, errlen, "memfd: cannot inspect the descriptor "
+		    "(/proc/self/fd: %s)", strerror(-r));
+		return -EINVAL;
+	}
+	if (!S_ISREG(st.st_mode) || strncmp(link, "/memfd:", 7) != 0) {
+		snprintf(err, errlen, "first descriptor is not a memfd "
+		    "(it is \"%s\"); guest memory must be a memfd", link);
+		return -EINVAL;
+	}
+	if ((seals = fcntl(fd, F_GET_SEALS)) < 0) {
+		snprintf(err, errlen, "first descriptor is not a memfd "
+		    "(F_GET_SEALS: %s)", strerror(errno));
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_blksize != a->page_size) {
+		snprintf(err, errlen, "memfd has %ld-byte pages (hugetlbfs?); "
+		    "guest memory must use %u-byte base pages",
+		    (long)st.st_blksize, a->page_size);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size < a->offset + a->size) {
+		snprintf(err, errlen, "memfd is %" PRIu64 " bytes, smaller than "
+		    "the layout (offset %" PRIu64 " + size %" PRIu64 " = %" PRIu64
+		    ")", (uint64_t)st.st_size, a->offset, a->size,
+		    a->offset + a->size);
+		return -EINVAL;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) < 0) {
+		snprintf(err, errlen, "memfd: F_GETFL: %s", strerror(errno));
+		return -EINVAL;
+	}
+	if (dest) {
+		if ((fl & O_ACCMODE) != O_RDWR) {
+			snprintf(err, errlen, "memfd is not open read-write; "
+			    "the destination writes pages through it");
+			return -EINVAL;
+		}
+		if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+			snprintf(err, errlen, "memfd is write-sealed; the "
+			    "destination writes pages through it");
+			return -EINVAL;
+		}
+	} else if ((fl & O_ACCMODE) == O_WRONLY) {
+		snprintf(err, errlen, "memfd is open write-only; the source "
+		    "reads pages through it");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+vmm_check_uffd(int fd, const char *what, char *err, size_t errlen)
+{
+	char link[256];
+	int r;
+
+	if ((r = vmm_fd_link(fd, link, sizeof(link))) < 0) {
+		snprintf(err, errlen, "%s: cannot inspect the descriptor "
+		    "(/proc/self/fd: %s)", what, strerror(-r));
+		return -EINVAL;
+	}
+	if (strcmp(link, "anon_inode:[userfaultfd]") != 0) {
+		snprintf(err, errlen, "%s is not a userfaultfd (it is \"%s\")",
+		    what, link);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *
+vmm_fd_names(bool copy, bool dest)
+{
+	if (copy)
+		return "userfaultfd";
+	return dest ? "memfd, userfaultfd" : "memfd";
+}
+
+/* Checks the layout; fills err and returns a gRPC code, or 0. */
+static uint32_t
+vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	bool dest, copy;
+	int want;
+
+	if (a->version != VMM_PROTOCOL_VERSION) {
+		snprintf(err, errlen, "protocol version %u is not supported "
+		    "(this daemon speaks version %u)", a->version,
+		    VMM_PROTOCOL_VERSION);
+		return VMM_ST_FAILED_PRECONDITION;
+	}
+	if (!mig_id_valid(a->id)) {
+		snprintf(err, errlen, "invalid migration id \"%.*s\": want 1-%d "
+		    "characters of [A-Za-z0-9._-]", MIG_ID_MAX + 1, a->id,
+		    MIG_ID_MAX);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->role != PCD__VMM_ROLE__VMM_ROLE_SOURCE &&
+	    a->role != PCD__VMM_ROLE__VMM_ROLE_DEST) {
+		snprintf(err, errlen, "invalid role %d: want SOURCE (1) or "
+		    "DEST (2)", (int)a->role);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
+	if (a->mode != PCD__VMM_MODE__VMM_MODE_MINOR &&
+	    a->mode != PCD__VMM_MODE__VMM_MODE_COPY) {
+		snprintf(err, errlen, "invalid mode %d: want MINOR (0) or "
+		    "COPY (1)", (int)a->mode);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
+	if (copy && !dest) {
+		snprintf(err, errlen, "COPY mode is for the destination only; "
+		    "a source always attaches a memfd");
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (ps <= 0 || a->page_size != (uint64_t)ps) {
+		snprintf(err, errlen, "page size %u is not supported (this "
+		    "host's page size is %ld)", a->page_size, ps);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->size == 0 || a->size % a->page_size != 0) {
+		snprintf(err, errlen, "size %" PRIu64 " is not a non-zero "
+		    "multiple of the page size %u", a->size, a->page_size);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->size > VMM_SIZE_MAX) {
+		snprintf(err, errlen, "size %" PRIu64 " exceeds the limit of %"
+		    PRIu64 " bytes", a->size, (uint64_t)VMM_SIZE_MAX);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->base_addr == 0 || a->base_addr % a->page_size != 0) {
+		snprintf(err, errlen, "base address 0x%" PRIx64 " is not a "
+		    "non-zero multiple of the page size %u", a->base_addr,
+		    a->page_size);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->base_addr >= VMM_USER_ADDR_MAX ||
+	    a->size > VMM_USER_ADDR_MAX - a->base_addr) {
+		snprintf(err, errlen, "guest mapping 0x%" PRIx64 "+%" PRIu64
+		    " lies outside the user address space", a->base_addr,
+		    a->size);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->offset % a->page_size != 0) {
+		snprintf(err, errlen, "memfd offset %" PRIu64 " is not a "
+		    "multiple of the page size %u", a->offset, a->page_size);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (a->offset > UINT64_MAX - a->size || (copy && a->offset != 0)) {
+		snprintf(err, errlen, "memfd offset %" PRIu64 " is invalid%s",
+		    a->offset, copy ? " (COPY mode has no memfd: want 0)" :
+		    " (offset + size overflows)");
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	want = copy ? 1 : (dest ? 2 : 1);
+	if (nfds != want) {
+		snprintf(err, errlen, "expected %d descriptor%s (%s) with "
+		    "the attach message, got %d", want, want == 1 ? "" : "s",
+		    vmm_fd_names(copy, dest), nfds);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	return 0;
+}
+
+/* ---- messages from the VMM -------------------------------------------- */
+
+static uint32_t
+vmm_errno_code(int e)
+{
+	switch (e) {
+	case -EINVAL:	return VMM_ST_INVALID_ARGUMENT;
+	case -ENOENT:	return VMM_ST_NOT_FOUND;
+	case -EEXIST:	return VMM_ST_ALREADY_EXISTS;
+	case -EPERM:
+	case -EACCES:	return VMM_ST_PERMISSION_DENIED;
+	case -EBUSY:
+	case -EALREADY:	return VMM_ST_FAILED_PRECONDITION;
+	case -ENOMEM:
+	case -ENOSPC:	return VMM_ST_RESOURCE_EXHAUSTED;
+	case -EAGAIN:	return VMM_ST_UNAVAILABLE;
+	}
+	return VMM_ST_INTERNAL;
+}
+
+static void
+vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
+{
+	struct vmm_server *srv = s->srv;
+	struct vmm_session *o;
+	struct vmm_guest g;
+	char err[512] = "";
+	char who[128];
+	uint32_t code;
+	bool dest, copy;
+	int r;
+
+	if ((code = vmm_check_layout(a, s->npfds, err, sizeof(err))) != 0) {
+		vmm_refuse(s, code, err);
+		return;
+	}
+	dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
+	copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
+	if (copy) {
+		r = vmm_check_uffd(s->pfds[0], "the descriptor", err,
+		    sizeof(err));
+	} else {
+		r = vmm_check_memfd(s->pfds[0], a, dest, err, sizeof(err));
+		if (r == 0 && dest)
+			r = vmm_check_uffd(s->pfds[1], "second descriptor",
+			    err, sizeof(err));
+	}
+	if (r < 0) {
+		vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, err);
+		return;
+	}
+	TAILQ_FOREACH(o, &srv->sessions, entry) {
+		if (o != s && o->accepted && o->state != VMM_S_DEAD &&
+		    o->guest.role == (enum mig_role)a->role &&
+		    strcmp(o->guest.id, a->id) == 0) {
+			snprintf(err, sizeof(err), "migration %s already has a "
+			    "%s VMM attached (pid %d); detach it first", a->id,
+			    mig_role_name(o->guest.role), (int)o->pid);
+			vmm_refuse(s, VMM_ST_ALREADY_EXISTS, err);
+			return;
+		}
+	}
+
+	memset(&g, 0, sizeof(g));
+	str_copy(g.id, a->id, sizeof(g.id));
+	g.role = dest ? MIG_ROLE_DEST : MIG_ROLE_SOURCE;
+	g.mode = copy ? VMM_MODE_COPY : VMM_MODE_MINOR;
+	g.memfd = copy ? -1 : s->pfds[0];
+	g.uffd = copy ? s->pfds[0] : (dest ? s->pfds[1] : -1);
+	g.base = a->base_addr;
+	g.size = a->size;
+	g.offset = a->offset;
+	g.page_size = a->page_size;
+	g.pid = s->pid;
+	g.uid = s->uid;
+	s->guest = g;
+	s->guest.memfd = s->guest.uffd = -1;
+
+	err[0] = '\0';
+	r = srv->ops->attached != NULL ?
+	    srv->ops->attached(srv->arg, s, &g, err, sizeof(err)) : -ENOTSUP;
+	if (r < 0) {
+		if (err[0] == '\0')
+			snprintf(err, sizeof(err), "the daemon refused the "
+			    "attach: %s", strerror(-r));
+		vmm_refuse(s, vmm_errno_code(r), err);
+		return;
+	}
+	/* The callee owns the fds now. */
+	s->npfds = 0;
+	s->accepted = true;
+	s->state = VMM_S_ATTACHED;
+	event_del(s->timer);
+	log_info("%s: attached %s%s: %" PRIu64 " MiB at 0x%" PRIx64
+	    " (memfd offset %" PRIu64 ")", vmm_peer(s, who, sizeof(who)),
+	    mig_role_name(g.role), copy ? " in COPY mode" : "",
+	    g.size >> 20, g.base, g.offset);
+	vmm_send_attach_reply(s, VMM_ST_OK, "attached");
+}
+
+/* Handles one decoded frame. Returns false when the session must end. */
+static bool
+vmm_handle_frame(struct vmm_session *s, const uint8_t *buf, size_t len)
+{
+	struct vmm_server *srv = s->srv;
+	Pcd__VmmMessage *m;
+	char who[128];
+	bool ok = true;
+
+	m = pcd__vmm_message__unpack(NULL, len, buf);
+	if (m == NULL) {
+		if (s->state == VMM_S_HELLO)
+			vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, "malformed "
+			    "frame: not a pcd.VmmMessage");
+		else
+			log_warnx("%s: malformed frame (%zu bytes): closing",
+			    vmm_peer(s, who, sizeof(who)), len);
+		return false;
+	}
+	if (s->state == VMM_S_HELLO) {
+		if (m->body_case != PCD__VMM_MESSAGE__BODY_ATTACH)
+			vmm_refuse(s, VMM_ST_FAILED_PRECONDITION, "the first "
+			    "message must be Attach");
+		else
+			vmm_handle_attach(s, m->attach);
+		ok = s->state == VMM_S_ATTACHED;
+		goto out;
+	}
+	if (s->npfds > 0) {
+		log_warnx("%s: descriptors sent with a frame other than "
+		    "Attach: closing", vmm_peer(s, who, sizeof(who)));
+		ok = false;
+		goto out;
+	}
+	switch (m->body_case) {
+	case PCD__VMM_MESSAGE__BODY_PAUSED:
+		if (s->guest.role != MIG_ROLE_SOURCE || !s->pause_sent ||
+		    s->paused_seen) {
+			log_warnx("%s: unexpected Paused (%s): closing",
+			    vmm_peer(s, who, sizeof(who)),
+			    s->guest.role != MIG_ROLE_SOURCE ?
+			    "not a source" : s->paused_seen ?
+			    "already paused" : "no pause was requested");
+			ok = false;
+			break;
+		}
+		if (m->paused->device_state.len > VMM_STATE_MAX) {
+			log_warnx("%s: device state of %zu bytes exceeds %u: "
+			    "closing", vmm_peer(s, who, sizeof(who)),
+			    m->paused->device_state.len, VMM_STATE_MAX);
+			ok = false;
+			break;
+		}
+		s->paused_seen = true;
+		log_info("%s: paused, %zu bytes of device state",
+		    vmm_peer(s, who, sizeof(who)), m->paused->device_state.len);
+		if (srv->ops->paused != NULL)
+			srv->ops->paused(srv->arg, s,
+			    m->paused->device_state.data,
+			    m->paused->device_state.len);
+		break;
+	case PCD__VMM_MESSAGE__BODY_DETACH:
+		log_info("%s: detached%s%s", vmm_peer(s, who, sizeof(who)),
+		    m->detach->reason[0] ? ": " : "", m->detach->reason);
+		ok = false;
+		break;
+	default:
+		log_warnx("%s: unexpected message (case %d): closing",
+		    vmm_peer(s, who, sizeof(who)), (int)m->body_case);
+		ok = false;
+		break;
+	}
+out:
+	pcd__vmm_message__free_unpacked(m, NULL);
+	return ok;
+}
+
+/* Receives into s->in, collecting descriptors. 0, -EAGAIN, or -errno
+ * (-ECONNRESET at end of stream). */
+static int
+vmm_session_recv(struct vmm_session *s, size_t want)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * VMM_MAX_FDS)];
+	} cbuf;
+	struct msghdr msg = { 0 };
+	struct iovec iov;
+	struct cmsghdr *c;
+	ssize_t n;
+	int r = 0;
+
+	if (s->incap - s->inlen < want) {
+		size_t ncap = s->incap * 2;
+		if (ncap < s->inlen + want)
+			ncap = s->inlen + want;
+		uint8_t *p = realloc(s->in, ncap);
+		if (p == NULL)
+			return -ENOMEM;
+		s->in = p;
+		s->incap = ncap;
+	}
+	iov.iov_base = s->in + s->inlen;
+	iov.iov_len = want;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf.buf;
+	msg.msg_controllen = sizeof(cbuf.buf);
+	n = recvmsg(s->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EINTR ? -EAGAIN : -errno;
+	for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+		size_t nf;
+		int *fds;
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		nf = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		fds = (int *)CMSG_DATA(c);
+		for (size_t i = 0; i < nf; i++) {
+			int fd;
+			memcpy(&fd, &fds[i], sizeof(fd));
+			if (s->npfds < VMM_MAX_FDS)
+				s->pfds[s->npfds++] = fd;
+			else {
+				close(fd);
+				r = -E2BIG;
+			}
+		}
+	}
+	if (msg.msg_flags & MSG_CTRUNC)
+		r = -E2BIG;
+	if (n == 0)
+		return -ECONNRESET;
+	s->inlen += (size_t)n;
+	return r;
+}
+
+static void
+vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmm_session *s = arg;
+	size_t cap = s->state == VMM_S_HELLO ? VMM_ATTACH_FRAME_MAX :
+	    VMM_FRAME_MAX;
+	size_t off = 0, budget = VMM_READ_CHUNK;
+	char who[128];
+	int r;
+
+	if (s->state != VMM_S_HELLO && s->state != VMM_S_ATTACHED)
+		return;
+	r = vmm_session_recv(s, budget);
+	if (r == -EAGAIN)
+		return;
+	if (r == -E2BIG) {
+		if (s->state == VMM_S_HELLO)
+			vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, "too many "
+			    "descriptors: at most 2 (memfd, userfaultfd)");
+		else
+			vmm_session_kill(s, true);
+		return;
+	}
+	if (r < 0) {
+		if (r != -ECONNRESET)
+			log_warnx("%s: receive: %s",
+			    vmm_peer(s, who, sizeof(who)), strerror(-r));
+		else if (s->state == VMM_S_ATTACHED)
+			log_info("%s: connection closed",
+			    vmm_peer(s, who, sizeof(who)));
+		vmm_session_kill(s, true);
+		return;
+	}
+	while (s->inlen - off >= 4) {
+		const uint8_t *p = s->in + off;
+		uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+		    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+		if (len == 0 || len > cap) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "frame length %u is out of "
+			    "range (1..%zu%s)", len, cap,
+			    s->state == VMM_S_HELLO ? " before attach" : "");
+			if (s->state == VMM_S_HELLO)
+				vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, msg);
+			else {
+				log_warnx("%s: %s: closing",
+				    vmm_peer(s, who, sizeof(who)), msg);
+				vmm_session_kill(s, true);
+			}
+			return;
+		}
+		if (s->inlen - off - 4 < len)
+			break;
+		if (!vmm_handle_frame(s, p + 4, len)) {
+			if (s->state == VMM_S_ATTACHED || s->state == VMM_S_HELLO)
+				vmm_session_kill(s, true);
+			return;
+		}
+		off += 4 + (size_t)len;
+		if (s->state != VMM_S_ATTACHED)
+			return;
+		cap = VMM_FRAME_MAX;
+	}
+	if (off > 0) {
+		memmove(s->in, s->in + off, s->inlen - off);
+		s->inlen -= off;
+	}
+	/* Keep the buffer from lingering at its peak size. */
+	if (s->inlen == 0 && s->incap > VMM_READ_CHUNK) {
+		free(s->in);
+		s->in = NULL;
+		s->incap = 0;
+	}
+}
+
+static void
+vmm_session_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmm_session *s = arg;
+
+	if (s->state == VMM_S_HELLO)
+		vmm_refuse(s, VMM_ST_FAILED_PRECONDITION, "no Attach message "
+		    "within 10 seconds");
+}
+
+/* ---- the listening socket --------------------------------------------- */
+
+static void
+vmm_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmm_server *srv = arg;
+
+	event_add(srv->lev, NULL);
+}
+
+static void
+vmm_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct vmm_server *srv = arg;
+	struct timeval tv = { VMM_ATTACH_TIMEOUT_S, 0 };
+	struct vmm_session *s;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			struct timeval one = { 1, 0 };
+			log_warn("vmm: accept (pausing for 1 s)");
+			event_del(srv->lev);
+			event_add(srv->backoff, &one);
+		} else if (errno != EAGAIN && errno != EINTR &&
+		    errno != ECONNABORTED)
+			log_warn("vmm: accept");
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warnx("vmm: out of memory for a session");
+		close(fd);
+		return;
+	}
+	s->srv = srv;
+	s->fd = fd;
+	s->state = VMM_S_HELLO;
+	s->guest.memfd = s->guest.uffd = -1;
+	s->pid = -1;
+	s->uid = (uid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		s->pid = cred.pid;
+		s->uid = cred.uid;
+	}
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	srv->nsessions++;
+	s->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST,
+	    vmm_session_read_cb, s);
+	s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST,
+	    vmm_session_write_cb, s);
+	s->reap = event_new(srv->base, -1, 0, vmm_session_reap_cb, s);
+	s->timer = evtimer_new(srv->base, vmm_session_timeout_cb, s);
+	s->out = evbuffer_new();
+	if (s->rev == NULL || s->wev == NULL || s->reap == NULL ||
+	    s->timer == NULL || s->out == NULL) {
+		log_warnx("vmm: out of memory for a session");
+		vmm_session_destroy(s);
+		return;
+	}
+	if (srv->nsessions > VMM_MAX_SESSIONS) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "too many VMM connections (limit "
+		    "%d)", VMM_MAX_SESSIONS);
+		vmm_refuse(s, VMM_ST_RESOURCE_EXHAUSTED, msg);
+		return;
+	}
+	event_add(s->rev, NULL);
+	event_add(s->timer, &tv);
+	log_debug("vmm: connection from pid %d uid %d", (int)s->pid,
+	    (int)s->uid);
+}
+
+static int
+vmm_server_start(struct event_base *base, int fd, const struct vmm_ops *ops,
+    void *arg, const char *path, struct vmm_server **out)
+{
+	struct vmm_server *srv;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return -ENOMEM;
+	srv->base = base;
+	srv->fd = fd;
+	srv->ops = ops;
+	srv->arg = arg;
+	TAILQ_INIT(&srv->sessions);
+	if (path != NULL)
+		str_copy(srv->path, path, sizeof(srv->path));
+	srv->lev = event_new(base, fd, EV_READ | EV_PERSIST, vmm_accept_cb, srv);
+	srv->backoff = evtimer_new(base, vmm_backoff_cb, srv);
+	if (srv->lev == NULL || srv->backoff == NULL ||
+	    event_add(srv->lev, NULL) < 0) {
+		srv->fd = -1;	/* the caller closes it */
+		srv->path[0] = '\0';
+		vmm_server_free(srv);
+		return -ENOMEM;
+	}
+	*out = srv;
+	return 0;
+}
+
+int
+vmm_server_open_fd(struct event_base *base, int fd, const struct vmm_ops *ops,
+    void *arg, struct vmm_server **out)
+{
+	int fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) < 0 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return vmm_server_start(base, fd, ops, arg, NULL, out);
+}
+
+int
+vmm_server_open(struct event_base *base, const char *path,
+    const struct vmm_ops *ops, void *arg, struct vmm_server **out)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	mode_t old;
+	int fd, r;
+
+	if (str_copy(sun.sun_path, path, sizeof(sun.sun_path)) < 0) {
+		log_warnx("vmm socket path %s is too long (max %zu bytes)",
+		    path, sizeof(sun.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		log_warn("vmm socket");
+		return r;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_warnx("vmm socket %s exists and is not a socket",
+			    path);
+			close(fd);
+			return -EEXIST;
+		}
+		unlink(path);
+	}
+	old = umask(0117);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0) {
+		r = -errno;
+		log_warn("vmm socket: bind %s", path);
+		close(fd);
+		return r;
+	}
+	if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+		r = -errno;
+		log_warn("vmm socket: %s", path);
+		unlink(path);
+		close(fd);
+		return r;
+	}
+	if ((r = vmm_server_start(base, fd, ops, arg, path, out)) < 0) {
+		unlink(path);
+		close(fd);
+		return r;
+	}
+	log_info("vmm: listening on %s", path);
+	return 0;
+}
+
+void
+vmm_server_free(struct vmm_server *srv)
+{
+	struct vmm_session *s;
+
+	if (srv == NULL)
+		return;
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL) {
+		if (s->state != VMM_S_DEAD)
+			s->notify_detach = s->accepted;
+		if (s->reap != NULL)
+			event_del(s->reap);
+		vmm_session_destroy(s);
+	}
+	if (srv->lev != NULL)
+		event_free(srv->lev);
+	if (srv->backoff != NULL)
+		event_free(srv->backoff);
+	if (srv->fd >= 0)
+		close(srv->fd);
+	if (srv->path[0] != '\0')
+		unlink(srv->path);
+	free(srv);
+}
+
+/* ---- requests to the VMM ---------------------------------------------- */
+
+int
+vmm_session_pause(struct vmm_session *s)
+{
+	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
+	Pcd__VmmPause p = PCD__VMM_PAUSE__INIT;
+	int r;
+
+	if (s == NULL || s->state != VMM_S_ATTACHED)
+		return -ENOTCONN;
+	if (s->guest.role != MIG_ROLE_SOURCE)
+		return -EINVAL;
+	if (s->pause_sent)
+		return -EALREADY;
+	m.body_case = PCD__VMM_MESSAGE__BODY_PAUSE;
+	m.pause = &p;
+	if ((r = vmm_session_send(s, &m)) == 0)
+		s->pause_sent = true;
+	return r;
+}
+
+int
+vmm_session_resume(struct vmm_session *s, const void *state, size_t len)
+{
+	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
+	Pcd__VmmResume rs = PCD__VMM_RESUME__INIT;
+
+	if (s == NULL || s->state != VMM_S_ATTACHED)
+		return -ENOTCONN;
+	if (s->guest.role != MIG_ROLE_DEST || len > VMM_STATE_MAX ||
+	    (len > 0 && state == NULL))
+		return -EINVAL;
+	rs.device_state.data = (uint8_t *)state;
+	rs.device_state.len = len;
+	m.body_case = PCD__VMM_MESSAGE__BODY_RESUME;
+	m.resume = &rs;
+	return vmm_session_send(s, &m);
+}
+
+int
+vmm_session_complete(struct vmm_session *s, bool ok, const char *msg)
+{
+	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
+	Pcd__VmmComplete c = PCD__VMM_COMPLETE__INIT;
+	char buf[1024];
+
+	if (s == NULL || s->state != VMM_S_ATTACHED)
+		return -ENOTCONN;
+	str_copy(buf, msg != NULL ? msg : "", sizeof(buf));
+	c.ok = ok;
+	c.message = buf;
+	m.body_case = PCD__VMM_MESSAGE__BODY_COMPLETE;
+	m.complete = &c;
+	return vmm_session_send(s, &m);
+}
+
+void
+vmm_session_set_data(struct vmm_session *s, void *data)
+{
+	s->data = data;
+}
+
+void *
+vmm_session_data(struct vmm_session *s)
+{
+	return s->data;
+}
+
+const struct vmm_guest *
+vmm_session_guest(struct vmm_session *s)
+{
+	return &s->guest;
+}
+
+void
+vmm_session_close(struct vmm_session *s)
+{
+	if (s == NULL || s->state == VMM_S_DEAD)
+		return;
+	s->accepted = false;	/* the caller forgets it: no detached() */
+	event_del(s->rev);
+	event_del(s->timer);
+	s->state = VMM_S_CLOSING;
+	vmm_session_flush(s);
+}
