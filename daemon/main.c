@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "migration.h"
 #include "probe.h"
 #include "sdnotify.h"
 #include "util.h"
@@ -121,7 +122,7 @@ main(int argc, char **argv)
 	struct event *sigev[3] = { NULL };
 	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
 	char err[512];
-	int c, level = LOG_LVL_INFO, ctl_fd = -1;
+	int c, r, level = LOG_LVL_INFO, ctl_fd = -1;
 
 	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
 	str_copy(d.vmm_socket, PCD_VMM_SOCKET, sizeof(d.vmm_socket));
@@ -185,6 +186,10 @@ main(int argc, char **argv)
 	if (ctl_fd >= 0)
 		log_info("control socket: fd %d from socket activation", ctl_fd);
 
+	if ((r = mig_table_new(d.base, d.vmm_socket, &d.migs)) < 0)
+		fatalx("cannot open the VMM socket %s: %s", d.vmm_socket,
+		    strerror(-r));
+
 	log_notice("postcopyd %s started", PCD_VERSION);
 	sdnotify_ready(d.sdn);
 	event_base_dispatch(d.base);
@@ -192,6 +197,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (sigev[i] != NULL)
 			event_free(sigev[i]);
+	mig_table_free(d.migs);
 	if (ctl_fd >= 0)
 		close(ctl_fd);
 	sdnotify_free(d.sdn);

@@ -86,11 +86,19 @@ struct mig_stats {
 	uint64_t	 setup_ms;	/* until channels were up */
 	uint64_t	 downtime_ms;	/* source pause -> destination resume */
 	bool		 vmm_attached;
+	/* Added by the data path: */
+	char		 refused[256];	/* last peer turned away, and why */
+	uint64_t	 page_requests;	/* dest: PageRequests sent; src: served */
+	uint64_t	 pages_verified;	/* dest: digest matched the source */
+	uint64_t	 pages_mismatched;
 };
 
 typedef void (*mig_notify_fn)(void *arg, const char *id);
 
 int mig_table_new(struct event_base *base, const char *vmm_socket,
+    struct mig_table **out);
+/* The same with an already listening VMM socket (systemd activation). */
+int mig_table_new_fd(struct event_base *base, int vmm_fd,
     struct mig_table **out);
 void mig_table_free(struct mig_table *t);
 /* Called on the loop thread whenever a migration changes state (and at most

@@ -1,0 +1,342 @@
+/* chan.c - see chan.h. */
+#include "chan.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "tls.h"
+
+struct chan {
+	SSL			*ssl;
+	int			 fd;
+	int			 stopfd;
+	char			 name[64];
+	pthread_mutex_t		 ssl_lock;	/* each SSL_* call */
+	pthread_mutex_t		 write_lock;	/* whole frames */
+	pthread_mutex_t		 err_lock;
+	atomic_int		 err;
+	char			 errmsg[256];
+	_Atomic uint64_t	 bytes_out;
+	_Atomic uint64_t	 bytes_in;
+};
+
+int
+chan_new(SSL *ssl, int fd, int stopfd, const char *name, struct chan **out)
+{
+	struct chan *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->ssl = ssl;
+	c->fd = fd;
+	c->stopfd = stopfd;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	pthread_mutex_init(&c->ssl_lock, NULL);
+	pthread_mutex_init(&c->write_lock, NULL);
+	pthread_mutex_init(&c->err_lock, NULL);
+	*out = c;
+	return 0;
+}
+
+void
+chan_free(struct chan *c)
+{
+	if (c == NULL)
+		return;
+	if (c->ssl != NULL) {
+		if (atomic_load(&c->err) == 0)
+			SSL_shutdown(c->ssl);	/* best effort close_notify */
+		SSL_free(c->ssl);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	pthread_mutex_destroy(&c->ssl_lock);
+	pthread_mutex_destroy(&c->write_lock);
+	pthread_mutex_destroy(&c->err_lock);
+	free(c);
+}
+
+const char *
+chan_name(const struct chan *c)
+{
+	return c->name;
+}
+
+int
+chan_error(struct chan *c)
+{
+	return atomic_load(&c->err);
+}
+
+const char *
+chan_errmsg(struct chan *c)
+{
+	return c->errmsg;
+}
+
+int
+chan_set_error(struct chan *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&c->err_lock);
+	if (atomic_load(&c->err) == 0) {
+		va_start(ap, fmt);
+		vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+		va_end(ap);
+		atomic_store(&c->err, err < 0 ? err : -EIO);
+	}
+	pthread_mutex_unlock(&c->err_lock);
+	return atomic_load(&c->err);
+}
+
+void
+chan_shutdown(struct chan *c)
+{
+	if (c == NULL)
+		return;
+	chan_set_error(c, -ECANCELED, "%s channel: cancelled", c->name);
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+uint64_t
+chan_bytes_out(const struct chan *c)
+{
+	return atomic_load(&c->bytes_out);
+}
+
+uint64_t
+chan_bytes_in(const struct chan *c)
+{
+	return atomic_load(&c->bytes_in);
+}
+
+/* Waits for the socket; 0, or the sticky error. */
+static int
+chan_wait(struct chan *c, short events)
+{
+	struct pollfd p[2] = {
+		{ .fd = c->fd, .events = events },
+		{ .fd = c->stopfd, .events = POLLIN },
+	};
+
+	for (;;) {
+		int r = poll(p, c->stopfd >= 0 ? 2 : 1, -1);
+
+		if (atomic_load(&c->err) != 0)
+			return atomic_load(&c->err);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return chan_set_error(c, -errno, "%s channel: poll: %s",
+			    c->name, strerror(errno));
+		}
+		if (c->stopfd >= 0 && (p[1].revents & POLLIN))
+			return chan_set_error(c, -ECANCELED, "%s channel: cancelled",
+			    c->name);
+		if (p[0].revents)
+			return 0;
+	}
+}
+
+/* One SSL call's outcome: >0 bytes, or 0 when it must wait (*ev set), or
+ * the sticky error. */
+static int
+chan_ssl_result(struct chan *c, int ok, size_t n, int r, const char *op,
+    short *ev)
+{
+	int e;
+
+	if (ok)
+		return (int)n;
+	e = SSL_get_error(c->ssl, r);
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		*ev = POLLIN;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		*ev = POLLOUT;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return chan_set_error(c, -ECONNRESET, "%s channel: peer closed "
+		    "the connection", c->name);
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0)
+			return chan_set_error(c, -ECONNRESET, "%s channel: "
+			    "connection lost during %s%s%s", c->name, op,
+			    errno ? ": " : "", errno ? strerror(errno) : "");
+		/* FALLTHROUGH */
+	default: {
+		char why[256] = "";
+		tls_errors(why, sizeof(why));
+		return chan_set_error(c, -EPROTO, "%s channel: TLS %s failed: %s",
+		    c->name, op, why);
+	}
+	}
+}
+
+int
+chan_read_full(struct chan *c, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		size_t n = 0;
+		short ev = 0;
+		int ok, r;
+
+		if (atomic_load(&c->err) != 0)
+			return atomic_load(&c->err);
+		pthread_mutex_lock(&c->ssl_lock);
+		ERR_clear_error();
+		errno = 0;
+		ok = SSL_read_ex(c->ssl, p, len, &n);
+		r = chan_ssl_result(c, ok, n, ok, "read", &ev);
+		pthread_mutex_unlock(&c->ssl_lock);
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			if ((r = chan_wait(c, ev)) < 0)
+				return r;
+			continue;
+		}
+		p += n;
+		len -= n;
+		atomic_fetch_add_explicit(&c->bytes_in, n, memory_order_relaxed);
+	}
+	return 0;
+}
+
+int
+chan_write_full(struct chan *c, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		size_t n = 0;
+		short ev = 0;
+		int ok, r;
+
+		if (atomic_load(&c->err) != 0)
+			return atomic_load(&c->err);
+		pthread_mutex_lock(&c->ssl_lock);
+		ERR_clear_error();
+		errno = 0;
+		ok = SSL_write_ex(c->ssl, p, len, &n);
+		r = chan_ssl_result(c, ok, n, ok, "write", &ev);
+		pthread_mutex_unlock(&c->ssl_lock);
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			if ((r = chan_wait(c, ev)) < 0)
+				return r;
+			continue;
+		}
+		p += n;
+		len -= n;
+		atomic_fetch_add_explicit(&c->bytes_out, n, memory_order_relaxed);
+	}
+	return 0;
+}
+
+int
+chan_skip(struct chan *c, size_t len)
+{
+	uint8_t buf[16384];
+
+	while (len > 0) {
+		size_t n = len < sizeof(buf) ? len : sizeof(buf);
+		int r = chan_read_full(c, buf, n);
+
+		if (r < 0)
+			return r;
+		len -= n;
+	}
+	return 0;
+}
+
+int
+chan_send_frame(struct chan *c, const struct wire_hdr *h, const void *payload)
+{
+	uint8_t small[WIRE_HDR_LEN + 16384];
+	int r;
+
+	pthread_mutex_lock(&c->write_lock);
+	if (h->length <= sizeof(small) - WIRE_HDR_LEN) {
+		/* One TLS record for header and a small payload. */
+		wire_hdr_encode(small, h);
+		if (h->length > 0)
+			memcpy(small + WIRE_HDR_LEN, payload, h->length);
+		r = chan_write_full(c, small, WIRE_HDR_LEN + h->length);
+	} else {
+		wire_hdr_encode(small, h);
+		r = chan_write_full(c, small, WIRE_HDR_LEN);
+		if (r == 0)
+			r = chan_write_full(c, payload, h->length);
+	}
+	pthread_mutex_unlock(&c->write_lock);
+	return r;
+}
+
+int
+chan_send_msg(struct chan *c, unsigned type, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	struct wire_hdr h = { .type = (uint8_t)type, .length = (uint32_t)len };
+	uint8_t *buf;
+	int r;
+
+	if (len > UINT32_MAX)
+		return chan_set_error(c, -EMSGSIZE, "%s channel: %s message too "
+		    "large", c->name, wire_type_name(type));
+	if ((buf = malloc(len ? len : 1)) == NULL)
+		return chan_set_error(c, -ENOMEM, "%s channel: out of memory",
+		    c->name);
+	protobuf_c_message_pack(m, buf);
+	r = chan_send_frame(c, &h, buf);
+	free(buf);
+	return r;
+}
+
+int
+chan_recv_hdr(struct chan *c, const struct wire_limits *lim, struct wire_hdr *h)
+{
+	uint8_t buf[WIRE_HDR_LEN];
+	char why[200];
+	int r;
+
+	if ((r = chan_read_full(c, buf, sizeof(buf))) < 0)
+		return r;
+	if (wire_hdr_decode(buf, lim, h, why, sizeof(why)) < 0)
+		return chan_set_error(c, -EPROTO, "%s channel: %s", c->name, why);
+	return 0;
+}
+
+int
+chan_recv_msg(struct chan *c, const struct wire_hdr *h, ProtobufCMessage **out)
+{
+	uint8_t *buf;
+	char why[200];
+	int r;
+
+	*out = NULL;
+	if ((buf = malloc(h->length ? h->length : 1)) == NULL)
+		return chan_set_error(c, -ENOMEM, "%s channel: out of memory",
+		    c->name);
+	r = chan_read_full(c, buf, h->length);
+	if (r == 0 && wire_body_decode(h->type, buf, h->length, out, why,
+	    sizeof(why)) < 0)
+		r = chan_set_error(c, -EPROTO, "%s channel: %s", c->name, why);
+	free(buf);
+	return r;
+}

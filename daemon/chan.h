@@ -1,0 +1,60 @@
+/* chan.h - a wire channel: one TLS connection with blocking semantics.
+ *
+ * Data-path threads call chan_read_full/chan_write_full as if the socket
+ * were blocking; underneath the socket is non-blocking and the channel
+ * polls, so a stop eventfd can interrupt any wait and one thread may read
+ * while another writes (each SSL call is serialised by a lock, never held
+ * while waiting). Protocol code never sees SSL_ERROR_WANT_*.
+ *
+ * Errors are sticky (like QEMU's QEMUFile): the first error is recorded
+ * with a message and every later call returns it without touching the
+ * connection, so callers may check once after a sequence of calls.
+ */
+#ifndef PCD_CHAN_H
+#define PCD_CHAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "log.h"
+#include "wire.h"
+
+struct chan;
+
+/* Takes ownership of ssl and fd. stopfd (not owned) aborts waits. */
+int chan_new(SSL *ssl, int fd, int stopfd, const char *name, struct chan **out);
+void chan_free(struct chan *c);
+const char *chan_name(const struct chan *c);
+
+int chan_read_full(struct chan *c, void *buf, size_t len);
+int chan_write_full(struct chan *c, const void *buf, size_t len);
+/* Reads and throws away len bytes. */
+int chan_skip(struct chan *c, size_t len);
+
+/* One whole frame (header + payload), atomic with respect to other writers
+ * of this channel. */
+int chan_send_frame(struct chan *c, const struct wire_hdr *h,
+    const void *payload);
+int chan_send_msg(struct chan *c, unsigned type, const ProtobufCMessage *m);
+/* Reads and validates the next header. */
+int chan_recv_hdr(struct chan *c, const struct wire_limits *lim,
+    struct wire_hdr *h);
+/* Reads a message body announced by h and unpacks it. */
+int chan_recv_msg(struct chan *c, const struct wire_hdr *h,
+    ProtobufCMessage **out);
+
+/* The sticky error: 0 or -errno, and its message. */
+int chan_error(struct chan *c);
+const char *chan_errmsg(struct chan *c);
+/* Records an error (if none yet); returns the sticky error. */
+int chan_set_error(struct chan *c, int err, const char *fmt, ...) PCD_PRINTF(3, 4);
+/* From any thread: make blocked and later I/O fail with -ECANCELED. */
+void chan_shutdown(struct chan *c);
+
+uint64_t chan_bytes_out(const struct chan *c);
+uint64_t chan_bytes_in(const struct chan *c);
+
+#endif

@@ -1,0 +1,1071 @@
+/* dest.c - the destination role of a migration, and its fault loop.
+ *
+ * On prepare the destination binds its listening socket (port 0: the
+ * kernel picks one; the bound address is reported). When the destination
+ * VMM has attached too:
+ *   - the memfd is mapped a second time (the alias, MADV_NOHUGEPAGE), and
+ *     MISSING|MINOR faults are registered on the VMM's guest mapping
+ *     through the VMM's userfaultfd (which acts on the VMM's address space);
+ *   - main thread: accepts the source's two TLS channels (bad peers are
+ *     refused and the listener keeps serving), then receives the bulk
+ *     stream: pages are read from TLS straight into the alias, hashed,
+ *     marked valid and mapped into the guest a frame at a time with one
+ *     UFFDIO_CONTINUE; after the source's digests it waits until every
+ *     page is valid, maps what is left, compares digests and reports
+ *     Complete;
+ *   - urgent thread: receives Switchover (the loop resumes the VMM) and the
+ *     answers to page requests, mapping each at once;
+ *   - fault thread: reads uffd events; a valid page is mapped at once (a
+ *     local fault), otherwise it is requested on the urgent channel with a
+ *     read-ahead window (a remote fault) and mapped when it arrives.
+ * A page is claimed by exactly one receiver (claimed bitmap) before any
+ * byte is written; a second copy (bulk and urgent race) is read into a
+ * scratch buffer and dropped, so a page the guest already owns is never
+ * overwritten. A page is marked valid only after all its bytes are in.
+ *
+ * COPY mode (the baseline, anonymous guest memory): there is no memfd and
+ * no alias; pages are received into a bounce buffer and placed with
+ * UFFDIO_COPY (zero runs with UFFDIO_ZEROPAGE), which maps them at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <xxhash.h>
+
+#include "chan.h"
+#include "log.h"
+#include "migration_int.h"
+#include "tls.h"
+#include "util.h"
+#include "wire.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define DEST_HANDSHAKE_MS	10000
+#define DEST_READAHEAD		8	/* pages requested per remote fault */
+#define DEST_UFFD_BATCH		64	/* events per read */
+
+struct dest {
+	struct mig		*m;
+	struct tls_ctx		*tls;
+	int			 lfd;
+	struct chan		*bulk;
+	struct chan		*urgent;
+	pthread_t		 main_thr, urgent_thr, fault_thr;
+	bool			 main_started, urgent_started, fault_started;
+
+	bool			 copy;		/* COPY mode */
+	uint8_t			*alias;		/* MINOR mode */
+	int			 memfd, uffd;
+	uint64_t		 base, off, npages;
+	uint32_t		 ps;
+	bool			 registered;
+
+	_Atomic uint64_t	*valid;
+	_Atomic uint64_t	*claimed;
+	_Atomic uint64_t	*requested;
+	_Atomic uint64_t	*mapped;
+	_Atomic uint64_t	*fault_t0;	/* ns of a waiting fault, 0 none */
+	uint64_t		*hash;		/* of each page as received */
+	uint64_t		*src_hash;	/* from the source's digests */
+	uint64_t		 zero_hash;
+
+	pthread_mutex_t		 lock;		/* below */
+	pthread_cond_t		 cond;
+	bool			 stop;
+};
+
+static bool
+dest_stopped(struct dest *d)
+{
+	bool stop;
+
+	pthread_mutex_lock(&d->lock);
+	stop = d->stop;
+	pthread_mutex_unlock(&d->lock);
+	return stop;
+}
+
+static void
+dest_chan_fail(struct dest *d, struct chan *c)
+{
+	if (!dest_stopped(d) && chan_error(c) != -ECANCELED)
+		mig_post_fail(d->m, "%s", chan_errmsg(c));
+}
+
+/* ---- mapping pages into the guest -------------------------------------- */
+
+static void
+dest_lat_done(struct dest *d, uint64_t first, uint64_t n)
+{
+	uint64_t now = 0;
+
+	for (uint64_t i = first; i < first + n; i++) {
+		uint64_t t0;
+
+		if (atomic_load_explicit(&d->fault_t0[i], memory_order_relaxed) == 0)
+			continue;
+		if ((t0 = atomic_exchange(&d->fault_t0[i], 0)) == 0)
+			continue;
+		if (now == 0)
+			now = now_ns();
+		mig_lat_record(d->m, now > t0 ? (now - t0) / 1000 : 0);
+	}
+}
+
+static int
+dest_wake(struct dest *d, uint64_t addr, uint64_t len)
+{
+	struct uffdio_range r = { .start = addr, .len = len };
+
+	if (ioctl(d->uffd, UFFDIO_WAKE, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Maps valid pages [first, first+n) into the guest (MINOR mode) and wakes
+ * whoever waits on them. Pages already mapped are fine. */
+static int
+dest_map(struct dest *d, uint64_t first, uint64_t n)
+{
+	uint64_t addr = d->base + first * d->ps, end = addr + n * d->ps;
+
+	while (addr < end) {
+		struct uffdio_continue uc = {
+			.range = { .start = addr, .len = end - addr },
+		};
+
+		if (ioctl(d->uffd, UFFDIO_CONTINUE, &uc) == 0)
+			break;
+		if (errno == EAGAIN && uc.mapped > 0) {
+			addr += (uint64_t)uc.mapped;
+			continue;
+		}
+		if (errno == EEXIST) {
+			if (uc.mapped > 0)
+				addr += (uint64_t)uc.mapped;
+			/* Already mapped: nothing to place, but a waiter may
+			 * still sleep on it. */
+			dest_wake(d, addr, d->ps);
+			addr += d->ps;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		return -errno;
+	}
+	for (uint64_t i = first; i < first + n; i++)
+		bm_set(d->mapped, i);
+	dest_lat_done(d, first, n);
+	return 0;
+}
+
+/* Marks pages valid (after their bytes are in) and counts them. */
+static void
+dest_set_valid(struct dest *d, uint64_t first, uint64_t n)
+{
+	uint64_t total;
+
+	for (uint64_t i = first; i < first + n; i++)
+		bm_set(d->valid, i);
+	total = atomic_fetch_add(&d->m->c.pages_valid, n) + n;
+	if (total >= d->npages) {
+		pthread_mutex_lock(&d->lock);
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+/* Claims the longest run of unclaimed pages from first (at most n); returns
+ * its length, 0 when first is already claimed. */
+static uint64_t
+dest_claim_run(struct dest *d, uint64_t first, uint64_t n)
+{
+	uint64_t k = 0;
+
+	while (k < n && !bm_set(d->claimed, first + k))
+		k++;
+	return k;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+static int
+dest_place_copy(struct dest *d, uint64_t first, uint64_t n, const uint8_t *buf,
+    bool zero)
+{
+	uint64_t addr = d->base + first * d->ps, end = addr + n * d->ps;
+
+	while (addr < end) {
+		int r;
+		int64_t done;
+
+		if (zero) {
+			struct uffdio_zeropage z = {
+				.range = { .start = addr, .len = end - addr },
+			};
+			r = ioctl(d->uffd, UFFDIO_ZEROPAGE, &z);
+			done = z.zeropage;
+		} else {
+			struct uffdio_copy c = {
+				.dst = addr, .len = end - addr,
+				.src = (uint64_t)(uintptr_t)(buf + (addr -
+				    (d->base + first * d->ps))),
+			};
+			r = ioctl(d->uffd, UFFDIO_COPY, &c);
+			done = c.copy;
+		}
+		if (r == 0)
+			break;
+		if (errno == EAGAIN && done > 0) {
+			addr += (uint64_t)done;
+			continue;
+		}
+		if (errno == EEXIST) {
+			/* Cannot happen for a claimed page unless the guest
+			 * mapping changed under us. */
+			if (done > 0)
+				addr += (uint64_t)done;
+			dest_wake(d, addr, d->ps);
+			addr += d->ps;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		return -errno;
+	}
+	for (uint64_t i = first; i < first + n; i++)
+		bm_set(d->mapped, i);
+	dest_lat_done(d, first, n);
+	return 0;
+}
+
+/* A PAGES frame's payload: claimed runs go to guest memory, the rest is
+ * dropped. */
+static int
+dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
+    uint8_t *bounce)
+{
+	uint64_t k = 0;
+	int r;
+
+	while (k < h->count) {
+		uint64_t i = h->index + k;
+		uint64_t n = dest_claim_run(d, i, h->count - k);
+
+		if (n == 0) {
+			if ((r = chan_skip(c, d->ps)) < 0)
+				return r;
+			k++;
+			continue;
+		}
+		if (d->copy) {
+			if ((r = chan_read_full(c, bounce, n * d->ps)) < 0)
+				return r;
+			for (uint64_t j = 0; j < n; j++)
+				d->hash[i + j] = XXH3_64bits(bounce + j * d->ps, d->ps);
+			if ((r = dest_place_copy(d, i, n, bounce, false)) < 0)
+				return chan_set_error(c, r, "UFFDIO_COPY of pages %"
+				    PRIu64 "+%" PRIu64 " failed: %s", i, n,
+				    strerror(-r));
+			dest_set_valid(d, i, n);
+		} else {
+			uint8_t *p = d->alias + i * d->ps;
+
+			if (n > 1)
+				madvise(p, n * d->ps, MADV_POPULATE_WRITE);
+			if ((r = chan_read_full(c, p, n * d->ps)) < 0)
+				return r;
+			for (uint64_t j = 0; j < n; j++)
+				d->hash[i + j] = XXH3_64bits(p + j * d->ps, d->ps);
+			dest_set_valid(d, i, n);
+			if ((r = dest_map(d, i, n)) < 0)
+				return chan_set_error(c, r, "UFFDIO_CONTINUE of "
+				    "pages %" PRIu64 "+%" PRIu64 " failed: %s", i,
+				    n, strerror(-r));
+		}
+		k += n;
+	}
+	return 0;
+}
+
+static int
+dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h)
+{
+	uint64_t k = 0;
+	int r;
+
+	while (k < h->count) {
+		uint64_t i = h->index + k;
+		uint64_t n = dest_claim_run(d, i, h->count - k);
+
+		if (n == 0) {
+			k++;
+			continue;
+		}
+		for (uint64_t j = 0; j < n; j++)
+			d->hash[i + j] = d->zero_hash;
+		if (d->copy) {
+			if ((r = dest_place_copy(d, i, n, NULL, true)) < 0)
+				return chan_set_error(c, r, "UFFDIO_ZEROPAGE of "
+				    "pages %" PRIu64 "+%" PRIu64 " failed: %s",
+				    i, n, strerror(-r));
+			dest_set_valid(d, i, n);
+		} else {
+			/* A MINOR fault needs the page in the page cache:
+			 * allocate zeroed pages without writing 4 KiB each. */
+			if (fallocate(d->memfd, 0, (off_t)(d->off + i * d->ps),
+			    (off_t)(n * d->ps)) < 0)
+				return chan_set_error(c, -errno, "fallocate of "
+				    "zero pages %" PRIu64 "+%" PRIu64 " in the "
+				    "memfd failed: %s", i, n, strerror(errno));
+			dest_set_valid(d, i, n);
+			if ((r = dest_map(d, i, n)) < 0)
+				return chan_set_error(c, r, "UFFDIO_CONTINUE of "
+				    "pages %" PRIu64 "+%" PRIu64 " failed: %s",
+				    i, n, strerror(-r));
+		}
+		atomic_fetch_add_explicit(&d->m->c.pages_zero, n,
+		    memory_order_relaxed);
+		k += n;
+	}
+	return 0;
+}
+
+static void
+dest_count_frame(struct dest *d, const struct wire_hdr *h, bool urgent)
+{
+	atomic_fetch_add_explicit(&d->m->c.bytes, WIRE_HDR_LEN + h->length,
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(urgent ? &d->m->c.pages_urgent :
+	    &d->m->c.pages_bulk, h->count, memory_order_relaxed);
+}
+
+static void *
+dest_urgent_main(void *arg)
+{
+	struct dest *d = arg;
+	struct wire_limits lim = { d->npages, d->ps };
+	uint8_t *bounce = NULL;
+	int r = 0;
+
+	if (d->copy && (bounce = malloc((size_t)WIRE_MAX_BATCH * d->ps)) == NULL) {
+		mig_post_fail(d->m, "out of memory");
+		return NULL;
+	}
+	while (r == 0) {
+		struct wire_hdr h;
+		ProtobufCMessage *msg = NULL;
+
+		if ((r = chan_recv_hdr(d->urgent, &lim, &h)) < 0)
+			break;
+		switch (h.type) {
+		case WIRE_PAGES:
+			r = dest_recv_pages(d, d->urgent, &h, bounce);
+			dest_count_frame(d, &h, true);
+			break;
+		case WIRE_ZERO:
+			r = dest_recv_zero(d, d->urgent, &h);
+			dest_count_frame(d, &h, true);
+			break;
+		case WIRE_SWITCHOVER: {
+			const Pcd__Wire__Switchover *sw;
+			void *state = NULL;
+
+			if ((r = chan_recv_msg(d->urgent, &h, &msg)) < 0)
+				break;
+			sw = (const Pcd__Wire__Switchover *)msg;
+			if (sw->device_state.len > 0 &&
+			    (state = malloc(sw->device_state.len)) == NULL) {
+				r = chan_set_error(d->urgent, -ENOMEM, "out of "
+				    "memory for the device state");
+				break;
+			}
+			if (state != NULL)
+				memcpy(state, sw->device_state.data,
+				    sw->device_state.len);
+			log_info("migration %s: switchover (%zu bytes of device "
+			    "state)", d->m->id, sw->device_state.len);
+			mig_post_switchover(d->m, state, sw->device_state.len,
+			    sw->paused_at_ms);
+			break;
+		}
+		case WIRE_ERROR: {
+			const Pcd__Wire__Error *e;
+
+			if ((r = chan_recv_msg(d->urgent, &h, &msg)) < 0)
+				break;
+			e = (const Pcd__Wire__Error *)msg;
+			r = chan_set_error(d->urgent, -ECONNABORTED, "source "
+			    "reports an error: %s", e->status &&
+			    e->status->message ? e->status->message : "");
+			break;
+		}
+		case WIRE_PING:
+			r = chan_recv_msg(d->urgent, &h, &msg);
+			break;
+		default:
+			r = chan_set_error(d->urgent, -EPROTO, "urgent channel: "
+			    "unexpected %s frame from the source",
+			    wire_type_name(h.type));
+			break;
+		}
+		if (msg != NULL)
+			protobuf_c_message_free_unpacked(msg, NULL);
+	}
+	dest_chan_fail(d, d->urgent);
+	free(bounce);
+	return NULL;
+}
+
+/* ---- the fault loop ---------------------------------------------------- */
+
+static int
+dest_request(struct dest *d, uint64_t i)
+{
+	Pcd__Wire__PageRequest rq = PCD__WIRE__PAGE_REQUEST__INIT;
+	uint32_t n = 1;
+
+	/* Read ahead: the next pages nobody has asked for or holds yet. */
+	while (n < DEST_READAHEAD && i + n < d->npages &&
+	    !bm_test(d->valid, i + n) && !bm_test(d->requested, i + n) &&
+	    !bm_set(d->requested, i + n))
+		n++;
+	rq.index = i;
+	rq.count = n;
+	atomic_fetch_add_explicit(&d->m->c.requests, 1, memory_order_relaxed);
+	return chan_send_msg(d->urgent, WIRE_PAGE_REQUEST, &rq.base);
+}
+
+static int
+dest_fault(struct dest *d, uint64_t addr)
+{
+	uint64_t i, t0 = now_ns(), zero = 0;
+	int r;
+
+	if (addr < d->base || addr >= d->base + d->npages * d->ps) {
+		log_warnx("migration %s: fault at 0x%" PRIx64 " outside the "
+		    "guest mapping", d->m->id, addr);
+		return 0;
+	}
+	i = (addr - d->base) / d->ps;
+	if (bm_test(d->valid, i)) {
+		atomic_fetch_add_explicit(&d->m->c.faults_local, 1,
+		    memory_order_relaxed);
+		atomic_store(&d->fault_t0[i], t0);
+		if (d->copy)	/* placed with UFFDIO_COPY: just wake */
+			r = dest_wake(d, d->base + i * d->ps, d->ps);
+		else
+			r = dest_map(d, i, 1);
+		dest_lat_done(d, i, 1);
+		return r;
+	}
+	atomic_fetch_add_explicit(&d->m->c.faults_remote, 1, memory_order_relaxed);
+	atomic_compare_exchange_strong(&d->fault_t0[i], &zero, t0);
+	/* The page may have become valid (and been mapped) meanwhile: the
+	 * mapper may have missed our timestamp; map again (EEXIST wakes). */
+	if (bm_test(d->valid, i)) {
+		if (d->copy)
+			r = dest_wake(d, d->base + i * d->ps, d->ps);
+		else
+			r = dest_map(d, i, 1);
+		dest_lat_done(d, i, 1);
+		return r;
+	}
+	if (!bm_set(d->requested, i))
+		return dest_request(d, i);
+	return 0;
+}
+
+static void *
+dest_fault_main(void *arg)
+{
+	struct dest *d = arg;
+	struct uffd_msg msgs[DEST_UFFD_BATCH];
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = d->uffd, .events = POLLIN },
+			{ .fd = d->m->stopfd, .events = POLLIN },
+		};
+		ssize_t n;
+		int r = 0;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			mig_post_fail(d->m, "fault loop: poll: %s", strerror(errno));
+			return NULL;
+		}
+		if (p[1].revents & POLLIN)
+			return NULL;
+		if (p[0].revents & (POLLERR | POLLHUP)) {
+			mig_post_fail(d->m, "fault loop: the userfaultfd reports "
+			    "an error (the VMM's address space is gone?)");
+			return NULL;
+		}
+		n = read(d->uffd, msgs, sizeof(msgs));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			mig_post_fail(d->m, "fault loop: reading the userfaultfd: "
+			    "%s", strerror(errno));
+			return NULL;
+		}
+		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]) && r == 0; k++) {
+			if (msgs[k].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			r = dest_fault(d, msgs[k].arg.pagefault.address);
+		}
+		if (r < 0) {
+			if (d->urgent != NULL && chan_error(d->urgent) != 0)
+				dest_chan_fail(d, d->urgent);
+			else if (!dest_stopped(d))
+				mig_post_fail(d->m, "fault loop: cannot resolve "
+				    "a fault: %s", strerror(-r));
+			return NULL;
+		}
+	}
+}
+
+/* ---- accepting the source ---------------------------------------------- */
+
+static void
+dest_refuse(struct chan *c, uint32_t code, const char *why)
+{
+	Pcd__Wire__Welcome w = PCD__WIRE__WELCOME__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+
+	st.code = code;
+	st.message = (char *)why;
+	w.status = &st;
+	w.version = WIRE_VERSION;
+	chan_send_msg(c, WIRE_WELCOME, &w.base);
+}
+
+/* One connection: TLS, Hello, Welcome. 0 and the channel, or an error
+ * already reported as a refused peer. */
+static int
+dest_accept_one(struct dest *d, int fd, const char *peer, struct chan **out,
+    int *kind)
+{
+	struct mig *m = d->m;
+	struct wire_limits lim = { 0, d->ps };
+	Pcd__Wire__Hello *hello = NULL;
+	Pcd__Wire__Welcome w = PCD__WIRE__WELCOME__INIT;
+	Pcd__Status ok = PCD__STATUS__INIT;
+	struct wire_hdr h;
+	struct chan *c = NULL;
+	SSL *ssl = NULL;
+	char why[384];
+	int r;
+
+	if ((r = tls_handshake(d->tls, fd, m->stopfd, m->tls.peer_name,
+	    DEST_HANDSHAKE_MS, &ssl, why, sizeof(why))) < 0) {
+		close(fd);
+		if (r != -ECANCELED)
+			mig_post_refused(m, "peer %s: %s", peer, why);
+		return r;
+	}
+	if ((r = chan_new(ssl, fd, m->stopfd, "handshake", &c)) < 0) {
+		SSL_free(ssl);
+		close(fd);
+		return r;
+	}
+	if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
+		goto fail;
+	if (h.type != WIRE_HELLO) {
+		r = chan_set_error(c, -EPROTO, "expected HELLO, got %s",
+		    wire_type_name(h.type));
+		goto fail;
+	}
+	if ((r = chan_recv_msg(c, &h, (ProtobufCMessage **)&hello)) < 0)
+		goto fail;
+	if ((r = wire_hello_check(hello, m->id, d->npages * d->ps, d->ps, why,
+	    sizeof(why))) < 0) {
+		dest_refuse(c, r == -EPROTONOSUPPORT ? 9 : 3, why);
+		chan_set_error(c, r, "%s", why);
+		goto fail;
+	}
+	*kind = hello->channel;
+	if ((*kind == PCD__WIRE__CHANNEL__CHANNEL_BULK && d->bulk != NULL) ||
+	    (*kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT && d->urgent != NULL)) {
+		snprintf(why, sizeof(why), "a second %s channel for migration "
+		    "'%s'", *kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" :
+		    "urgent", m->id);
+		dest_refuse(c, 6, why);
+		r = chan_set_error(c, -EEXIST, "%s", why);
+		goto fail;
+	}
+	w.status = &ok;
+	w.version = WIRE_VERSION;
+	if ((r = chan_send_msg(c, WIRE_WELCOME, &w.base)) < 0)
+		goto fail;
+	protobuf_c_message_free_unpacked(&hello->base, NULL);
+	*out = c;
+	return 0;
+fail:
+	if (r != -ECANCELED)
+		mig_post_refused(m, "peer %s: %s", peer, chan_errmsg(c));
+	if (hello != NULL)
+		protobuf_c_message_free_unpacked(&hello->base, NULL);
+	chan_free(c);
+	return r;
+}
+
+static int
+dest_accept_channels(struct dest *d)
+{
+	while (d->bulk == NULL || d->urgent == NULL) {
+		struct pollfd p[2] = {
+			{ .fd = d->lfd, .events = POLLIN },
+			{ .fd = d->m->stopfd, .events = POLLIN },
+		};
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[128] = "?", serv[16] = "?", peer[160];
+		struct chan *c = NULL;
+		int fd, kind = 0, one = 1;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (p[1].revents & POLLIN)
+			return -ECANCELED;
+		fd = accept4(d->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED ||
+			    errno == EAGAIN)
+				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				log_warn("migration %s: accept", d->m->id);
+				poll(&p[1], 1, 200);	/* back off */
+				continue;
+			}
+			return -errno;
+		}
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv,
+		    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		if (dest_accept_one(d, fd, peer, &c, &kind) < 0) {
+			if (dest_stopped(d))
+				return -ECANCELED;
+			continue;
+		}
+		log_info("migration %s: %s channel from %s accepted", d->m->id,
+		    kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" : "urgent",
+		    peer);
+		pthread_mutex_lock(&d->lock);
+		if (kind == PCD__WIRE__CHANNEL__CHANNEL_BULK)
+			d->bulk = c;
+		else
+			d->urgent = c;
+		pthread_mutex_unlock(&d->lock);
+	}
+	return 0;
+}
+
+/* ---- completion -------------------------------------------------------- */
+
+static int
+dest_finish(struct dest *d)
+{
+	struct mig *m = d->m;
+	Pcd__Wire__Complete done = PCD__WIRE__COMPLETE__INIT;
+	uint64_t verified = 0, bad = 0, first_bad = UINT64_MAX;
+	char msg[160] = "";
+	int r;
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->stop && atomic_load(&m->c.pages_valid) < d->npages)
+		pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+	if (dest_stopped(d))
+		return -ECANCELED;
+	/* Every page is valid; map whatever is not mapped yet. */
+	for (uint64_t i = 0; i < d->npages; ) {
+		uint64_t n = 0;
+
+		while (i + n < d->npages && !bm_test(d->mapped, i + n))
+			n++;
+		if (n > 0 && !d->copy && (r = dest_map(d, i, n)) < 0)
+			return chan_set_error(d->bulk, r, "UFFDIO_CONTINUE of "
+			    "pages %" PRIu64 "+%" PRIu64 " failed: %s", i, n,
+			    strerror(-r));
+		i += n > 0 ? n : 1;
+	}
+	for (uint64_t i = 0; i < d->npages; i++) {
+		if (d->hash[i] == d->src_hash[i])
+			verified++;
+		else if (bad++ == 0)
+			first_bad = i;
+	}
+	atomic_store(&m->c.pages_verified, verified);
+	atomic_store(&m->c.pages_mismatched, bad);
+	if (bad)
+		snprintf(msg, sizeof(msg), "%" PRIu64 " pages differ from the "
+		    "source's digests (first: page %" PRIu64 ")", bad, first_bad);
+	/* Every page is mapped: later faults (if the kernel ever drops a
+	 * mapping) are ordinary page-cache faults, not ours. */
+	if (d->registered) {
+		struct uffdio_range rg = { .start = d->base,
+		    .len = d->npages * d->ps };
+
+		if (ioctl(d->uffd, UFFDIO_UNREGISTER, &rg) < 0)
+			log_warn("migration %s: UFFDIO_UNREGISTER", m->id);
+		else
+			d->registered = false;
+	}
+	done.ok = bad == 0;
+	done.pages_verified = verified;
+	done.pages_mismatched = bad;
+	done.message = msg;
+	if ((r = chan_send_msg(d->urgent, WIRE_COMPLETE, &done.base)) < 0)
+		return r;
+	log_info("migration %s: all %" PRIu64 " pages received and mapped; %"
+	    PRIu64 " verified, %" PRIu64 " mismatched", m->id, d->npages,
+	    verified, bad);
+	mig_post(m, MIG_EV_DONE);
+	return 0;
+}
+
+static void *
+dest_main(void *arg)
+{
+	struct dest *d = arg;
+	struct mig *m = d->m;
+	struct wire_limits lim = { d->npages, d->ps };
+	uint8_t *bounce = NULL;
+	uint64_t digests = 0;
+	int r;
+
+	if ((r = dest_accept_channels(d)) < 0) {
+		if (r != -ECANCELED)
+			mig_post_fail(m, "accepting the source: %s", strerror(-r));
+		return NULL;
+	}
+	close(d->lfd);
+	d->lfd = -1;
+	if (pthread_create(&d->fault_thr, NULL, dest_fault_main, d) != 0) {
+		mig_post_fail(m, "cannot start the fault thread");
+		return NULL;
+	}
+	d->fault_started = true;
+	if (pthread_create(&d->urgent_thr, NULL, dest_urgent_main, d) != 0) {
+		mig_post_fail(m, "cannot start the urgent thread");
+		return NULL;
+	}
+	d->urgent_started = true;
+	mig_post(m, MIG_EV_CONNECTED);
+
+	if (d->copy && (bounce = malloc((size_t)WIRE_MAX_BATCH * d->ps)) == NULL) {
+		mig_post_fail(m, "out of memory");
+		return NULL;
+	}
+	for (r = 0; r == 0 && digests < d->npages; ) {
+		struct wire_hdr h;
+		ProtobufCMessage *msg = NULL;
+
+		if ((r = chan_recv_hdr(d->bulk, &lim, &h)) < 0)
+			break;
+		switch (h.type) {
+		case WIRE_PAGES:
+			r = dest_recv_pages(d, d->bulk, &h, bounce);
+			dest_count_frame(d, &h, false);
+			break;
+		case WIRE_ZERO:
+			r = dest_recv_zero(d, d->bulk, &h);
+			dest_count_frame(d, &h, false);
+			break;
+		case WIRE_DIGEST: {
+			const Pcd__Wire__Digest *dg;
+
+			if ((r = chan_recv_msg(d->bulk, &h, &msg)) < 0)
+				break;
+			dg = (const Pcd__Wire__Digest *)msg;
+			if (dg->first != digests ||
+			    dg->n_hash > d->npages - digests) {
+				r = chan_set_error(d->bulk, -EPROTO, "bulk channel: "
+				    "DIGEST for pages %" PRIu64 "+%zu, expected "
+				    "page %" PRIu64 " of %" PRIu64, dg->first,
+				    dg->n_hash, digests, d->npages);
+				break;
+			}
+			memcpy(d->src_hash + digests, dg->hash,
+			    dg->n_hash * sizeof(uint64_t));
+			digests += dg->n_hash;
+			break;
+		}
+		case WIRE_ERROR: {
+			const Pcd__Wire__Error *e;
+
+			if ((r = chan_recv_msg(d->bulk, &h, &msg)) < 0)
+				break;
+			e = (const Pcd__Wire__Error *)msg;
+			r = chan_set_error(d->bulk, -ECONNABORTED, "source "
+			    "reports an error: %s", e->status &&
+			    e->status->message ? e->status->message : "");
+			break;
+		}
+		case WIRE_PING:
+			r = chan_recv_msg(d->bulk, &h, &msg);
+			break;
+		default:
+			r = chan_set_error(d->bulk, -EPROTO, "bulk channel: "
+			    "unexpected %s frame from the source",
+			    wire_type_name(h.type));
+			break;
+		}
+		if (msg != NULL)
+			protobuf_c_message_free_unpacked(msg, NULL);
+	}
+	free(bounce);
+	if (r == 0)
+		r = dest_finish(d);
+	if (r < 0) {
+		if (chan_error(d->bulk) != 0)
+			dest_chan_fail(d, d->bulk);
+		else if (chan_error(d->urgent) != 0)
+			dest_chan_fail(d, d->urgent);
+	}
+	return NULL;
+}
+
+/* ---- setup and teardown (loop thread) ---------------------------------- */
+
+static struct dest *
+dest_get(struct mig *m)
+{
+	struct dest *d = m->dst;
+
+	if (d != NULL)
+		return d;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return NULL;
+	d->m = m;
+	d->lfd = d->memfd = d->uffd = -1;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	m->dst = d;
+	return d;
+}
+
+int
+dest_listen(struct mig *m, char *err, size_t errlen)
+{
+	struct dest *d = dest_get(m);
+	char host[256], portstr[8], bhost[128], bport[16];
+	uint16_t port;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1, r, one = 1;
+
+	if (d == NULL)
+		return -ENOMEM;
+	if (parse_hostport(m->addr, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "invalid listen address '%s'", m->addr);
+		return -EINVAL;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((r = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot resolve listen address %s: %s",
+		    host, gai_strerror(r));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 8) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", m->addr,
+		    strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return r;
+	}
+	freeaddrinfo(res);
+	getnameinfo((struct sockaddr *)&ss, sl, bhost, sizeof(bhost), bport,
+	    sizeof(bport), NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(m->listen, sizeof(m->listen), strchr(bhost, ':') ? "[%s]:%s" :
+	    "%s:%s", bhost, bport);
+	if (d->lfd >= 0)
+		close(d->lfd);
+	d->lfd = fd;
+	return 0;
+}
+
+int
+dest_start(struct mig *m, char *err, size_t errlen)
+{
+	struct dest *d = dest_get(m);
+	size_t words;
+	uint8_t *zero;
+	int r;
+
+	if (d == NULL)
+		return -ENOMEM;
+	if (d->lfd < 0) {
+		snprintf(err, errlen, "destination is not listening");
+		return -EINVAL;
+	}
+	if (m->g.uffd < 0 || m->g.page_size < 512 ||
+	    m->g.page_size > WIRE_MAX_PAGE_SIZE || m->g.size == 0 ||
+	    m->g.size % m->g.page_size != 0) {
+		snprintf(err, errlen, "unusable destination guest (uffd %d, size "
+		    "%" PRIu64 ", page size %" PRIu32 ")", m->g.uffd, m->g.size,
+		    m->g.page_size);
+		return -EINVAL;
+	}
+	d->copy = m->g.mode == VMM_MODE_COPY;
+	d->memfd = m->g.memfd;
+	d->uffd = m->g.uffd;
+	d->base = m->g.base;
+	d->off = m->g.offset;
+	d->ps = m->g.page_size;
+	d->npages = m->g.size / d->ps;
+	words = (d->npages + 63) / 64;
+	d->valid = calloc(words, sizeof(uint64_t));
+	d->claimed = calloc(words, sizeof(uint64_t));
+	d->requested = calloc(words, sizeof(uint64_t));
+	d->mapped = calloc(words, sizeof(uint64_t));
+	d->fault_t0 = calloc(d->npages, sizeof(uint64_t));
+	d->hash = calloc(d->npages, sizeof(uint64_t));
+	d->src_hash = calloc(d->npages, sizeof(uint64_t));
+	zero = calloc(1, d->ps);
+	if (!d->valid || !d->claimed || !d->requested || !d->mapped ||
+	    !d->fault_t0 || !d->hash || !d->src_hash || !zero) {
+		free(zero);
+		snprintf(err, errlen, "out of memory for the page state of %"
+		    PRIu64 " pages", d->npages);
+		return -ENOMEM;
+	}
+	d->zero_hash = XXH3_64bits(zero, d->ps);
+	free(zero);
+
+	if (!d->copy) {
+		d->alias = mmap(NULL, m->g.size, PROT_READ | PROT_WRITE,
+		    MAP_SHARED, d->memfd, (off_t)d->off);
+		if (d->alias == MAP_FAILED) {
+			r = -errno;
+			d->alias = NULL;
+			snprintf(err, errlen, "cannot map the destination memfd "
+			    "(the alias, %" PRIu64 " bytes at offset %" PRIu64
+			    "): %s", m->g.size, d->off, strerror(-r));
+			return r;
+		}
+		/* Base pages only: UFFDIO_CONTINUE maps what the alias wrote
+		 * page by page. */
+		if (madvise(d->alias, m->g.size, MADV_NOHUGEPAGE) < 0)
+			log_warn("migration %s: madvise(MADV_NOHUGEPAGE) on the "
+			    "alias", m->id);
+	}
+	{
+		struct uffdio_register reg = {
+			.range = { .start = d->base, .len = m->g.size },
+			.mode = d->copy ? UFFDIO_REGISTER_MODE_MISSING :
+			    UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+		};
+		uint64_t need = d->copy ? (1ull << _UFFDIO_COPY) :
+		    (1ull << _UFFDIO_CONTINUE);
+		int fl = fcntl(d->uffd, F_GETFL);
+
+		if (fl >= 0 && !(fl & O_NONBLOCK))
+			fcntl(d->uffd, F_SETFL, fl | O_NONBLOCK);
+		if (ioctl(d->uffd, UFFDIO_REGISTER, &reg) < 0) {
+			r = -errno;
+			snprintf(err, errlen, "cannot register %s faults on the "
+			    "guest mapping 0x%" PRIx64 "+%" PRIu64 ": %s%s",
+			    d->copy ? "MISSING" : "MISSING|MINOR", d->base,
+			    m->g.size, strerror(-r), r == -EINVAL && !d->copy ?
+			    " (did the VMM enable UFFD_FEATURE_MINOR_SHMEM "
+			    "and MISSING_SHMEM with UFFDIO_API? does the "
+			    "kernel have them? see kernel/README.md)" : "");
+			return r;
+		}
+		d->registered = true;
+		if ((reg.ioctls & need) != need) {
+			snprintf(err, errlen, "the kernel does not offer %s on "
+			    "the guest mapping", d->copy ? "UFFDIO_COPY" :
+			    "UFFDIO_CONTINUE");
+			return -EOPNOTSUPP;
+		}
+	}
+	if ((r = tls_ctx_new(m->tls.dir, true, &d->tls, err, errlen)) < 0)
+		return r;
+	if (pthread_create(&d->main_thr, NULL, dest_main, d) != 0) {
+		snprintf(err, errlen, "cannot start the destination thread");
+		return -EAGAIN;
+	}
+	d->main_started = true;
+	log_info("migration %s: destination ready: %" PRIu64 " pages of %"
+	    PRIu32 " bytes at 0x%" PRIx64 " in %s mode, waiting for the source "
+	    "on %s", m->id, d->npages, d->ps, d->base, d->copy ? "COPY" :
+	    "MINOR", m->listen);
+	return 0;
+}
+
+void
+dest_stop(struct mig *m)
+{
+	struct dest *d = m->dst;
+
+	if (d == NULL)
+		return;
+	pthread_mutex_lock(&d->lock);
+	d->stop = true;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	/* The stop eventfd (written by the caller) interrupts every wait. */
+	if (d->main_started)
+		pthread_join(d->main_thr, NULL);
+	chan_shutdown(d->bulk);
+	chan_shutdown(d->urgent);
+	if (d->urgent_started)
+		pthread_join(d->urgent_thr, NULL);
+	if (d->fault_started)
+		pthread_join(d->fault_thr, NULL);
+	/* A registration left after a failure stays: the guest must not see
+	 * zero pages where its memory never arrived (the VMM is told). */
+	chan_free(d->bulk);
+	chan_free(d->urgent);
+	tls_ctx_free(d->tls);
+	if (d->lfd >= 0)
+		close(d->lfd);
+	if (d->alias != NULL)
+		munmap(d->alias, d->npages * d->ps);
+	free(d->valid);
+	free(d->claimed);
+	free(d->requested);
+	free(d->mapped);
+	free(d->fault_t0);
+	free(d->hash);
+	free(d->src_hash);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
+	free(d);
+	m->dst = NULL;
+}

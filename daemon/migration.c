@@ -1,0 +1,815 @@
+/* migration.c - the table of migrations and their state machine.
+ *
+ * Runs on the event-loop thread. Each migration's data path (source.c,
+ * dest.c) runs on threads of its own that post events here through an
+ * eventfd (mig_post*); the loop applies them as state transitions, talks to
+ * the VMM (vmm.h) and tells the control plane (the notify hook).
+ */
+#include "migration.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "migration_int.h"
+#include "tls.h"
+#include "util.h"
+#include "vmm.h"
+#include "wire.h"
+
+#define MIG_TABLE_MAX		64	/* entries, finished ones included */
+#define MIG_ACTIVE_MAX		16	/* migrations not yet finished */
+
+struct mig_table {
+	struct event_base	*base;
+	struct vmm_server	*vmm;
+	struct mig		*head;
+	size_t			 n;
+	mig_notify_fn		 notify;
+	void			*notify_arg;
+};
+
+static bool
+mig_terminal(enum mig_state s)
+{
+	return s == MIG_STATE_COMPLETED || s == MIG_STATE_FAILED ||
+	    s == MIG_STATE_CANCELLED;
+}
+
+static void
+mig_notify(struct mig *m)
+{
+	if (m->t->notify != NULL)
+		m->t->notify(m->t->notify_arg, m->id);
+}
+
+static void
+mig_set_state(struct mig *m, enum mig_state s)
+{
+	if (m->state == s)
+		return;
+	/* Terminal states are final. */
+	if (mig_terminal(m->state)) {
+		log_warnx("migration %s: ignoring %s -> %s", m->id,
+		    mig_state_name(m->state), mig_state_name(s));
+		return;
+	}
+	log_info("migration %s (%s): %s -> %s", m->id, mig_role_name(m->role),
+	    mig_state_name(m->state), mig_state_name(s));
+	m->state = s;
+	if (mig_terminal(s))
+		m->end_ns = now_ns();
+	mig_notify(m);
+}
+
+static struct mig *
+mig_find(struct mig_table *t, const char *id)
+{
+	for (struct mig *m = t->head; m != NULL; m = m->next)
+		if (strcmp(m->id, id) == 0)
+			return m;
+	return NULL;
+}
+
+/* Stops the data path (joins its threads) and lets go of the guest. */
+static void
+mig_stop_datapath(struct mig *m)
+{
+	uint64_t one = 1;
+
+	if (m->stopfd >= 0 && write(m->stopfd, &one, sizeof(one)) < 0)
+		log_warn("migration %s: stop eventfd", m->id);
+	source_stop(m);
+	m->src = NULL;
+	dest_stop(m);
+	m->dst = NULL;
+	if (m->tick != NULL)
+		event_del(m->tick);
+}
+
+static void
+mig_release_guest(struct mig *m)
+{
+	if (m->g.memfd >= 0)
+		close(m->g.memfd);
+	if (m->g.uffd >= 0)
+		close(m->g.uffd);
+	m->g.memfd = m->g.uffd = -1;
+}
+
+static void
+mig_fail(struct mig *m, enum mig_state s, const char *msg)
+{
+	if (mig_terminal(m->state))
+		return;
+	snprintf(m->errmsg, sizeof(m->errmsg), "%s", msg);
+	if (s == MIG_STATE_FAILED)
+		log_warnx("migration %s failed: %s", m->id, msg);
+	else
+		log_notice("migration %s: %s", m->id, msg);
+	mig_stop_datapath(m);
+	if (m->vmm != NULL)
+		vmm_session_complete(m->vmm, false, msg);
+	mig_release_guest(m);
+	mig_set_state(m, s);
+}
+
+static void
+mig_free(struct mig *m)
+{
+	if (m == NULL)
+		return;
+	mig_stop_datapath(m);
+	if (m->vmm != NULL)
+		vmm_session_set_data(m->vmm, NULL);
+	mig_release_guest(m);
+	if (m->ev != NULL)
+		event_free(m->ev);
+	if (m->tick != NULL)
+		event_free(m->tick);
+	if (m->evfd >= 0)
+		close(m->evfd);
+	if (m->stopfd >= 0)
+		close(m->stopfd);
+	free(m->devstate);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+static void
+mig_unlink(struct mig_table *t, struct mig *m)
+{
+	for (struct mig **pp = &t->head; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == m) {
+			*pp = m->next;
+			t->n--;
+			return;
+		}
+	}
+}
+
+size_t
+mig_count_active(struct mig_table *t)
+{
+	size_t n = 0;
+
+	for (struct mig *m = t->head; m != NULL; m = m->next)
+		if (!mig_terminal(m->state))
+			n++;
+	return n;
+}
+
+/* ---- events from the data path ---------------------------------------- */
+
+static void
+mig_wake(struct mig *m)
+{
+	uint64_t one = 1;
+
+	if (write(m->evfd, &one, sizeof(one)) < 0)
+		log_warn("migration %s: event eventfd", m->id);
+}
+
+void
+mig_post(struct mig *m, unsigned ev)
+{
+	pthread_mutex_lock(&m->lock);
+	m->pending |= ev;
+	pthread_mutex_unlock(&m->lock);
+	mig_wake(m);
+}
+
+void
+mig_post_fail(struct mig *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	if (!(m->pending & MIG_EV_FAILED)) {
+		va_start(ap, fmt);
+		vsnprintf(m->fail, sizeof(m->fail), fmt, ap);
+		va_end(ap);
+		m->pending |= MIG_EV_FAILED;
+	}
+	pthread_mutex_unlock(&m->lock);
+	mig_wake(m);
+}
+
+void
+mig_post_refused(struct mig *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	va_start(ap, fmt);
+	vsnprintf(m->refused_new, sizeof(m->refused_new), fmt, ap);
+	va_end(ap);
+	m->pending |= MIG_EV_REFUSED;
+	pthread_mutex_unlock(&m->lock);
+	mig_wake(m);
+}
+
+void
+mig_post_switchover(struct mig *m, void *state, size_t len,
+    uint64_t paused_at_ms)
+{
+	pthread_mutex_lock(&m->lock);
+	free(m->devstate);
+	m->devstate = state;
+	m->devstate_len = len;
+	m->paused_at_ms = paused_at_ms;
+	m->pending |= MIG_EV_SWITCHOVER;
+	pthread_mutex_unlock(&m->lock);
+	mig_wake(m);
+}
+
+void
+mig_lat_record(struct mig *m, uint64_t us)
+{
+	unsigned b = us == 0 ? 0 : 64 - (unsigned)__builtin_clzll(us);
+	uint64_t max;
+
+	if (b >= MIG_LAT_BUCKETS)
+		b = MIG_LAT_BUCKETS - 1;
+	atomic_fetch_add_explicit(&m->c.lat_hist[b], 1, memory_order_relaxed);
+	max = atomic_load_explicit(&m->c.lat_max_us, memory_order_relaxed);
+	while (us > max && !atomic_compare_exchange_weak(&m->c.lat_max_us,
+	    &max, us))
+		;
+}
+
+uint64_t
+mig_lat_percentile(const uint64_t *hist, double q)
+{
+	uint64_t total = 0, acc = 0;
+	double want;
+
+	for (int i = 0; i < MIG_LAT_BUCKETS; i++)
+		total += hist[i];
+	if (total == 0 || !(q > 0))
+		return 0;
+	if (q > 1)
+		q = 1;
+	want = q * (double)total;
+	for (int i = 0; i < MIG_LAT_BUCKETS; i++) {
+		acc += hist[i];
+		if ((double)acc >= want)
+			return 1ull << i;	/* bucket i: < 2^i us */
+	}
+	return 1ull << (MIG_LAT_BUCKETS - 1);
+}
+
+static void
+mig_on_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+	unsigned ev;
+	uint64_t v, paused_at;
+	char fail[256], refused[256];
+	void *state;
+	size_t state_len;
+
+	if (read(m->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("migration %s: event eventfd read", m->id);
+	pthread_mutex_lock(&m->lock);
+	ev = m->pending;
+	m->pending = 0;
+	memcpy(fail, m->fail, sizeof(fail));
+	memcpy(refused, m->refused_new, sizeof(refused));
+	state = m->devstate;
+	state_len = m->devstate_len;
+	paused_at = m->paused_at_ms;
+	m->devstate = NULL;
+	m->devstate_len = 0;
+	pthread_mutex_unlock(&m->lock);
+
+	if (ev & MIG_EV_REFUSED) {
+		snprintf(m->refused, sizeof(m->refused), "%s", refused);
+		log_warnx("migration %s: refused a peer: %s", m->id, refused);
+		mig_notify(m);
+	}
+	if (ev & MIG_EV_FAILED) {
+		mig_fail(m, MIG_STATE_FAILED, fail);
+		goto out;
+	}
+	if (mig_terminal(m->state))
+		goto out;
+	if (ev & MIG_EV_CONNECTED) {
+		m->setup_ns = now_ns() - m->t0_ns;
+		mig_set_state(m, MIG_STATE_PRECOPY);
+		if (m->role == MIG_ROLE_SOURCE) {
+			int r;
+
+			m->pause_wall_ms = wall_ms();
+			if (m->vmm == NULL || (r = vmm_session_pause(m->vmm)) < 0) {
+				mig_fail(m, MIG_STATE_FAILED, "cannot ask the "
+				    "source VMM to pause");
+				goto out;
+			}
+		}
+	}
+	if (ev & MIG_EV_SWITCHOVER) {
+		int r = m->vmm == NULL ? -ENOTCONN :
+		    vmm_session_resume(m->vmm, state, state_len);
+
+		if (r < 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "cannot resume the destination "
+			    "VMM: %s", strerror(-r));
+			mig_fail(m, MIG_STATE_FAILED, msg);
+			goto out;
+		}
+		uint64_t now = wall_ms();
+		m->downtime_ms = paused_at != 0 && now >= paused_at ?
+		    now - paused_at : 0;
+		mig_set_state(m, MIG_STATE_POSTCOPY);
+	}
+	if (ev & MIG_EV_DONE) {
+		uint64_t bad = atomic_load(&m->c.pages_mismatched);
+
+		if (bad != 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "verification failed: %" PRIu64
+			    " pages differ from the source", bad);
+			mig_fail(m, MIG_STATE_FAILED, msg);
+			goto out;
+		}
+		mig_stop_datapath(m);
+		if (m->vmm != NULL)
+			vmm_session_complete(m->vmm, true, "migration completed");
+		mig_release_guest(m);
+		log_notice("migration %s (%s) completed: %" PRIu64 " pages, %"
+		    PRIu64 " bytes in %" PRIu64 " ms", m->id,
+		    mig_role_name(m->role), atomic_load(&m->c.pages_valid),
+		    atomic_load(&m->c.bytes), (now_ns() - m->t0_ns) / 1000000);
+		mig_set_state(m, MIG_STATE_COMPLETED);
+	}
+out:
+	free(state);
+}
+
+static void
+mig_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+	uint64_t sig = atomic_load(&m->c.pages_valid) +
+	    atomic_load(&m->c.bytes) + atomic_load(&m->c.faults_remote) +
+	    atomic_load(&m->c.faults_local);
+
+	if (sig != m->last_sig) {
+		m->last_sig = sig;
+		mig_notify(m);
+	}
+}
+
+/* ---- creating and starting -------------------------------------------- */
+
+static int
+mig_new(struct mig_table *t, const char *id, enum mig_role role,
+    struct mig **out, char *err, size_t errlen)
+{
+	struct mig *m;
+	struct mig *old = mig_find(t, id);
+	const struct timeval tv = { 0, 100000 };
+
+	if (old != NULL) {
+		/* A finished migration's id may be used again. */
+		mig_unlink(t, old);
+		mig_free(old);
+	}
+	if (mig_count_active(t) >= MIG_ACTIVE_MAX) {
+		snprintf(err, errlen, "too many migrations in progress (limit %d)",
+		    MIG_ACTIVE_MAX);
+		return -EBUSY;
+	}
+	if (t->n >= MIG_TABLE_MAX) {
+		/* Forget the oldest finished migration. */
+		struct mig *victim = NULL;
+
+		for (struct mig *x = t->head; x != NULL; x = x->next)
+			if (mig_terminal(x->state))
+				victim = x;	/* list is newest first */
+		if (victim == NULL) {
+			snprintf(err, errlen, "migration table full (limit %d)",
+			    MIG_TABLE_MAX);
+			return -EBUSY;
+		}
+		mig_unlink(t, victim);
+		mig_free(victim);
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->t = t;
+	str_copy(m->id, id, sizeof(m->id));
+	m->role = role;
+	m->state = MIG_STATE_WAITING;
+	m->g.memfd = m->g.uffd = -1;
+	m->start_ms = wall_ms();
+	m->t0_ns = now_ns();
+	pthread_mutex_init(&m->lock, NULL);
+	m->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	m->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->stopfd < 0 || m->evfd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	m->ev = event_new(t->base, m->evfd, EV_READ | EV_PERSIST, mig_on_event, m);
+	m->tick = event_new(t->base, -1, EV_PERSIST, mig_on_tick, m);
+	if (m->ev == NULL || m->tick == NULL || event_add(m->ev, NULL) < 0 ||
+	    event_add(m->tick, &tv) < 0) {
+		snprintf(err, errlen, "cannot create migration events");
+		goto fail;
+	}
+	m->next = t->head;
+	t->head = m;
+	t->n++;
+	*out = m;
+	return 0;
+fail:
+	mig_free(m);
+	return -ENOMEM;
+}
+
+static void
+mig_maybe_start(struct mig *m)
+{
+	char err[256] = "";
+	int r;
+
+	if (!m->registered || !m->attached || m->started ||
+	    mig_terminal(m->state))
+		return;
+	m->started = true;
+	m->t0_ns = now_ns();
+	if (m->role == MIG_ROLE_SOURCE)
+		r = source_start(m, err, sizeof(err));
+	else
+		r = dest_start(m, err, sizeof(err));
+	if (r < 0) {
+		mig_fail(m, MIG_STATE_FAILED, err[0] ? err : strerror(-r));
+		return;
+	}
+	mig_set_state(m, MIG_STATE_CONNECTING);
+}
+
+/* Finds or makes the migration that prepare/migrate registers. */
+static int
+mig_register(struct mig_table *t, const char *id, enum mig_role role,
+    struct mig **out, char *err, size_t errlen)
+{
+	struct mig *m;
+
+	if (id == NULL || !mig_id_valid(id)) {
+		snprintf(err, errlen, "invalid migration id '%.80s' (1..%d of "
+		    "[A-Za-z0-9._-])", id ? id : "", MIG_ID_MAX);
+		return -EINVAL;
+	}
+	m = mig_find(t, id);
+	if (m != NULL && !mig_terminal(m->state)) {
+		if (m->registered) {
+			snprintf(err, errlen, "migration '%s' already exists "
+			    "(%s, %s)", id, mig_role_name(m->role),
+			    mig_state_name(m->state));
+			return -EEXIST;
+		}
+		if (m->role != role) {
+			snprintf(err, errlen, "migration '%s': a %s VMM is "
+			    "attached under this id, cannot %s it", id,
+			    mig_role_name(m->role),
+			    role == MIG_ROLE_SOURCE ? "migrate" : "prepare");
+			return -EINVAL;
+		}
+		*out = m;
+		return 0;
+	}
+	return mig_new(t, id, role, out, err, errlen);
+}
+
+static int
+mig_check_tls(const struct mig_tls *tls, bool server, char *err, size_t errlen)
+{
+	struct tls_ctx *c;
+	int r;
+
+	if ((r = tls_ctx_new(tls->dir, server, &c, err, errlen)) < 0)
+		return r;
+	tls_ctx_free(c);
+	return 0;
+}
+
+int
+mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
+    char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+	struct mig *m;
+	bool fresh;
+	int r;
+
+	if (a->listen == NULL || parse_hostport(a->listen, host, sizeof(host),
+	    &port) < 0) {
+		snprintf(err, errlen, "invalid listen address '%.100s' (want "
+		    "host:port, port 0 picks one)", a->listen ? a->listen : "");
+		return -EINVAL;
+	}
+	if ((r = mig_check_tls(&a->tls, true, err, errlen)) < 0)
+		return r;
+	if ((r = mig_register(t, a->id, MIG_ROLE_DEST, &m, err, errlen)) < 0)
+		return r;
+	fresh = !m->attached;
+	str_copy(m->addr, a->listen, sizeof(m->addr));
+	m->tls = a->tls;
+	if ((r = dest_listen(m, err, errlen)) < 0) {
+		if (fresh) {
+			mig_unlink(t, m);
+			mig_free(m);
+		}
+		return r;
+	}
+	m->registered = true;
+	log_info("migration %s: destination prepared, listening on %s",
+	    m->id, m->listen);
+	mig_notify(m);
+	mig_maybe_start(m);
+	return 0;
+}
+
+int
+mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
+    char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+	struct mig *m;
+	int r;
+
+	if (a->dest == NULL || parse_hostport(a->dest, host, sizeof(host),
+	    &port) < 0 || port == 0) {
+		snprintf(err, errlen, "invalid destination address '%.100s' "
+		    "(want host:port)", a->dest ? a->dest : "");
+		return -EINVAL;
+	}
+	if ((r = mig_check_tls(&a->tls, false, err, errlen)) < 0)
+		return r;
+	if ((r = mig_register(t, a->id, MIG_ROLE_SOURCE, &m, err, errlen)) < 0)
+		return r;
+	str_copy(m->addr, a->dest, sizeof(m->addr));
+	m->tls = a->tls;
+	atomic_store(&m->bandwidth_bps, a->bandwidth_bps);
+	m->registered = true;
+	log_info("migration %s: source registered, destination %s%s", m->id,
+	    m->addr, m->attached ? "" : " (waiting for the VMM to attach)");
+	mig_notify(m);
+	mig_maybe_start(m);
+	return 0;
+}
+
+int
+mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
+{
+	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+
+	if (m == NULL) {
+		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
+		return -ENOENT;
+	}
+	if (mig_terminal(m->state)) {
+		snprintf(err, errlen, "migration '%s' already %s", id,
+		    mig_state_name(m->state));
+		return -EALREADY;
+	}
+	if (m->state == MIG_STATE_POSTCOPY)
+		log_warnx("migration %s: cancelled in postcopy: the guest's "
+		    "memory is split between the hosts and is lost", id);
+	mig_fail(m, MIG_STATE_CANCELLED, "cancelled by request");
+	return 0;
+}
+
+int
+mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
+    char *err, size_t errlen)
+{
+	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+
+	if (m == NULL) {
+		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
+		return -ENOENT;
+	}
+	if (m->role != MIG_ROLE_SOURCE) {
+		snprintf(err, errlen, "migration '%s' is a destination: the "
+		    "bandwidth limit applies on the source", id);
+		return -EINVAL;
+	}
+	atomic_store(&m->bandwidth_bps, bps);
+	log_info("migration %s: bulk bandwidth limit %" PRIu64 " B/s%s", id,
+	    bps, bps == 0 ? " (unlimited)" : "");
+	mig_notify(m);
+	return 0;
+}
+
+static void
+mig_fill_stats(struct mig *m, struct mig_stats *s)
+{
+	uint64_t end;
+
+	memset(s, 0, sizeof(*s));
+	str_copy(s->id, m->id, sizeof(s->id));
+	s->role = m->role;
+	s->state = m->state;
+	str_copy(s->listen, m->listen, sizeof(s->listen));
+	str_copy(s->errmsg, m->errmsg[0] ? m->errmsg : m->refused,
+	    sizeof(s->errmsg));
+	str_copy(s->refused, m->refused, sizeof(s->refused));
+	s->page_size = m->attached ? m->g.page_size : 0;
+	s->pages_total = m->attached && m->g.page_size ?
+	    m->g.size / m->g.page_size : 0;
+	s->pages_valid = atomic_load(&m->c.pages_valid);
+	s->pages_zero = atomic_load(&m->c.pages_zero);
+	s->pages_sent_bulk = atomic_load(&m->c.pages_bulk);
+	s->pages_sent_urgent = atomic_load(&m->c.pages_urgent);
+	s->bytes_transferred = atomic_load(&m->c.bytes);
+	s->faults_remote = atomic_load(&m->c.faults_remote);
+	s->faults_local = atomic_load(&m->c.faults_local);
+	s->page_requests = atomic_load(&m->c.requests);
+	for (int i = 0; i < MIG_LAT_BUCKETS; i++)
+		s->lat_hist[i] = atomic_load(&m->c.lat_hist[i]);
+	s->lat_max_us = atomic_load(&m->c.lat_max_us);
+	s->pages_verified = atomic_load(&m->c.pages_verified);
+	s->pages_mismatched = atomic_load(&m->c.pages_mismatched);
+	s->bandwidth_bps = atomic_load(&m->bandwidth_bps);
+	s->start_ms = m->start_ms;
+	end = m->end_ns ? m->end_ns : now_ns();
+	s->elapsed_ms = m->started ? (end - m->t0_ns) / 1000000 : 0;
+	s->setup_ms = m->setup_ns / 1000000;
+	s->downtime_ms = m->downtime_ms;
+	s->vmm_attached = m->attached && m->vmm != NULL;
+}
+
+int
+mig_get_stats(struct mig_table *t, const char *id, struct mig_stats *out)
+{
+	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+
+	if (m == NULL)
+		return -ENOENT;
+	mig_fill_stats(m, out);
+	return 0;
+}
+
+size_t
+mig_list(struct mig_table *t, struct mig_stats *out, size_t max)
+{
+	size_t i = 0;
+
+	for (struct mig *m = t->head; m != NULL; m = m->next, i++)
+		if (i < max)
+			mig_fill_stats(m, &out[i]);
+	return i;
+}
+
+void
+mig_table_set_notify(struct mig_table *t, mig_notify_fn fn, void *arg)
+{
+	t->notify = fn;
+	t->notify_arg = arg;
+}
+
+/* ---- the VMM attach socket -------------------------------------------- */
+
+static int
+mig_vmm_attached(void *arg, struct vmm_session *s, struct vmm_guest *g,
+    char *err, size_t errlen)
+{
+	struct mig_table *t = arg;
+	struct mig *m = mig_find(t, g->id);
+	int r;
+
+	if (m != NULL && !mig_terminal(m->state)) {
+		if (m->role != g->role) {
+			snprintf(err, errlen, "migration '%s' is a %s here; a %s "
+			    "VMM cannot attach to it", g->id,
+			    mig_role_name(m->role), mig_role_name(g->role));
+			return -EINVAL;
+		}
+		if (m->attached) {
+			snprintf(err, errlen, "migration '%s' already has a "
+			    "VMM attached", g->id);
+			return -EBUSY;
+		}
+	} else if ((r = mig_new(t, g->id, g->role, &m, err, errlen)) < 0)
+		return r;
+	m->g = *g;
+	m->vmm = s;
+	m->attached = true;
+	vmm_session_set_data(s, m);
+	log_info("migration %s: %s VMM attached (pid %d, %" PRIu64 " bytes, "
+	    "page size %" PRIu32 ")", m->id, mig_role_name(m->role),
+	    (int)g->pid, g->size, g->page_size);
+	mig_notify(m);
+	mig_maybe_start(m);
+	return 0;
+}
+
+static void
+mig_vmm_paused(void *arg, struct vmm_session *s, const void *state, size_t len)
+{
+	struct mig *m = vmm_session_data(s);
+
+	if (m == NULL || m->role != MIG_ROLE_SOURCE || mig_terminal(m->state))
+		return;
+	log_info("migration %s: source VMM paused (%zu bytes of device state)",
+	    m->id, len);
+	if (len > WIRE_MAX_DEVSTATE) {
+		mig_fail(m, MIG_STATE_FAILED, "source VMM device state too large");
+		return;
+	}
+	source_paused(m, state, len);
+	mig_set_state(m, MIG_STATE_POSTCOPY);
+}
+
+static void
+mig_vmm_detached(void *arg, struct vmm_session *s)
+{
+	struct mig *m = vmm_session_data(s);
+	char msg[128];
+
+	if (m == NULL)
+		return;
+	m->vmm = NULL;
+	if (mig_terminal(m->state))
+		return;
+	snprintf(msg, sizeof(msg), "the %s VMM (pid %d) detached",
+	    mig_role_name(m->role), (int)m->g.pid);
+	mig_fail(m, MIG_STATE_FAILED, msg);
+}
+
+static const struct vmm_ops mig_vmm_ops = {
+	.attached = mig_vmm_attached,
+	.paused = mig_vmm_paused,
+	.detached = mig_vmm_detached,
+};
+
+static int
+mig_table_open(struct event_base *base, const char *vmm_socket, int fd,
+    struct mig_table **out)
+{
+	struct mig_table *t = calloc(1, sizeof(*t));
+	int r;
+
+	*out = NULL;
+	if (t == NULL)
+		return -ENOMEM;
+	t->base = base;
+	if (vmm_socket != NULL)
+		r = vmm_server_open(base, vmm_socket, &mig_vmm_ops, t, &t->vmm);
+	else
+		r = vmm_server_open_fd(base, fd, &mig_vmm_ops, t, &t->vmm);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
+	*out = t;
+	return 0;
+}
+
+int
+mig_table_new(struct event_base *base, const char *vmm_socket,
+    struct mig_table **out)
+{
+	return mig_table_open(base, vmm_socket, -1, out);
+}
+
+int
+mig_table_new_fd(struct event_base *base, int vmm_fd, struct mig_table **out)
+{
+	return mig_table_open(base, NULL, vmm_fd, out);
+}
+
+void
+mig_table_free(struct mig_table *t)
+{
+	struct mig *m;
+
+	if (t == NULL)
+		return;
+	while ((m = t->head) != NULL) {
+		t->head = m->next;
+		if (!mig_terminal(m->state) && m->vmm != NULL)
+			vmm_session_complete(m->vmm, false, "postcopyd is "
+			    "shutting down");
+		mig_free(m);
+	}
+	vmm_server_free(t->vmm);
+	free(t);
+}

@@ -1,0 +1,129 @@
+/* migration_int.h - what migration.c shares with the data path (source.c,
+ * dest.c). Not for the control plane: it uses migration.h only.
+ *
+ * Threads: fields marked [loop] belong to the event-loop thread; [const]
+ * are set before any data-path thread starts and never change while one
+ * runs; [atomic] and [lock] fields are shared.
+ */
+#ifndef PCD_MIGRATION_INT_H
+#define PCD_MIGRATION_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "migration.h"
+#include "vmm.h"
+
+struct event;
+struct source;
+struct dest;
+
+/* Events a data-path thread posts to the loop (bit mask). */
+enum {
+	MIG_EV_CONNECTED	= 1 << 0,	/* both channels up */
+	MIG_EV_SWITCHOVER	= 1 << 1,	/* dest: device state arrived */
+	MIG_EV_DONE		= 1 << 2,	/* completed and verified */
+	MIG_EV_FAILED		= 1 << 3,	/* see fail */
+	MIG_EV_REFUSED		= 1 << 4,	/* a bad peer was turned away */
+};
+
+struct mig_counters {
+	_Atomic uint64_t	pages_valid;
+	_Atomic uint64_t	pages_zero;
+	_Atomic uint64_t	pages_bulk;
+	_Atomic uint64_t	pages_urgent;
+	_Atomic uint64_t	bytes;
+	_Atomic uint64_t	faults_remote;
+	_Atomic uint64_t	faults_local;
+	_Atomic uint64_t	requests;
+	_Atomic uint64_t	lat_hist[MIG_LAT_BUCKETS];
+	_Atomic uint64_t	lat_max_us;
+	_Atomic uint64_t	pages_verified;
+	_Atomic uint64_t	pages_mismatched;
+};
+
+struct mig {
+	struct mig_table	*t;		/* [const] */
+	struct mig		*next;		/* [loop] */
+	char			 id[MIG_ID_MAX + 1];	/* [const] */
+	enum mig_role		 role;		/* [const] */
+	enum mig_state		 state;		/* [loop] */
+	bool			 registered;	/* [loop] prepare/migrate done */
+	bool			 started;	/* [loop] data path started */
+	char			 errmsg[256];	/* [loop] */
+	char			 refused[256];	/* [loop] last refused peer */
+
+	char			 addr[256];	/* [const] dest: listen, src: peer */
+	char			 listen[128];	/* [loop] dest: bound address */
+	struct mig_tls		 tls;		/* [const] */
+	_Atomic uint64_t	 bandwidth_bps;
+
+	uint64_t		 start_ms;	/* [loop] wall clock */
+	uint64_t		 t0_ns, setup_ns, end_ns;	/* [loop] */
+	uint64_t		 pause_wall_ms;	/* src: pause requested */
+	uint64_t		 downtime_ms;
+
+	struct vmm_session	*vmm;		/* [loop] */
+	struct vmm_guest	 g;		/* [const] once attached */
+	bool			 attached;	/* [loop] */
+
+	int			 stopfd;	/* eventfd: readable = stop */
+	int			 evfd;		/* eventfd: threads -> loop */
+	struct event		*ev;
+	struct event		*tick;
+	uint64_t		 last_sig;	/* [loop] progress signature */
+
+	pthread_mutex_t		 lock;		/* [lock] below */
+	unsigned		 pending;
+	char			 fail[256];
+	char			 refused_new[256];
+	void			*devstate;
+	size_t			 devstate_len;
+	uint64_t		 paused_at_ms;	/* dest: from Switchover */
+
+	struct mig_counters	 c;
+	struct source		*src;		/* [loop] owner */
+	struct dest		*dst;		/* [loop] owner */
+};
+
+/* From data-path threads. */
+void mig_post(struct mig *m, unsigned ev);
+void mig_post_fail(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
+void mig_post_refused(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
+/* dest: takes ownership of state (malloc'd, may be NULL when len 0). */
+void mig_post_switchover(struct mig *m, void *state, size_t len,
+    uint64_t paused_at_ms);
+void mig_lat_record(struct mig *m, uint64_t us);
+
+/* source.c (loop thread) */
+int source_start(struct mig *m, char *err, size_t errlen);
+void source_paused(struct mig *m, const void *state, size_t len);
+void source_stop(struct mig *m);	/* stops, joins, frees; NULL-safe */
+
+/* dest.c (loop thread) */
+int dest_listen(struct mig *m, char *err, size_t errlen);
+int dest_start(struct mig *m, char *err, size_t errlen);
+void dest_stop(struct mig *m);		/* stops, joins, frees; NULL-safe */
+
+/* Atomic page bitmaps (one bit per page). */
+static inline bool
+bm_test(_Atomic uint64_t *bm, uint64_t i)
+{
+	return (atomic_load_explicit(&bm[i >> 6], memory_order_acquire) >>
+	    (i & 63)) & 1;
+}
+
+/* Sets the bit; returns its previous value. */
+static inline bool
+bm_set(_Atomic uint64_t *bm, uint64_t i)
+{
+	uint64_t bit = 1ull << (i & 63);
+
+	return (atomic_fetch_or_explicit(&bm[i >> 6], bit,
+	    memory_order_acq_rel) & bit) != 0;
+}
+
+#endif

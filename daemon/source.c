@@ -1,0 +1,590 @@
+/* source.c - the source role of a migration.
+ *
+ * Threads (started when the migration is registered and the source VMM has
+ * attached):
+ *   main:   connects the bulk and urgent channels (TLS, Hello/Welcome),
+ *           waits for the VMM to pause, sends Switchover{device state} on
+ *           the urgent channel, then serves PageRequests on it until the
+ *           destination reports Complete.
+ *   bulk:   after the switchover streams every page not yet sent, in order
+ *           from a cursor that requests move (all-zero runs as ZERO
+ *           records), under the bandwidth limit; then the per-page digests.
+ * Pages are read from a read-only shared mapping of the VMM's memfd; page
+ * payloads go from that mapping to SSL_write without a copy.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "chan.h"
+#include "log.h"
+#include "migration_int.h"
+#include "tls.h"
+#include "util.h"
+#include "wire.h"
+
+#define SRC_NO_HINT		UINT64_MAX
+#define SRC_CONNECT_TIMEOUT_MS	15000
+#define SRC_ZERO_RUN_MAX	4096	/* pages per ZERO record from bulk */
+
+struct source {
+	struct mig		*m;
+	struct tls_ctx		*tls;
+	struct chan		*bulk;
+	struct chan		*urgent;
+	pthread_t		 main_thr, bulk_thr;
+	bool			 main_started, bulk_started;
+
+	const uint8_t		*map;
+	uint64_t		 npages;
+	uint32_t		 ps;
+	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
+	_Atomic uint64_t	 sent_count;
+	_Atomic uint64_t	 cursor_hint;
+
+	pthread_mutex_t		 lock;		/* below */
+	pthread_cond_t		 cond;
+	bool			 stop;
+	bool			 paused;
+	bool			 switched;	/* Switchover sent */
+	void			*devstate;
+	size_t			 devstate_len;
+	uint64_t		 paused_at_ms;
+};
+
+static bool
+src_page_zero(const uint8_t *p, uint32_t ps)
+{
+	const uint64_t *q = (const uint64_t *)(const void *)p;
+
+	for (size_t i = 0; i < ps / 8; i += 8) {
+		uint64_t acc = q[i] | q[i + 1] | q[i + 2] | q[i + 3] |
+		    q[i + 4] | q[i + 5] | q[i + 6] | q[i + 7];
+		if (acc != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Marks page i sent; counts it once. */
+static bool
+src_claim(struct source *s, uint64_t i)
+{
+	if (bm_set(s->sent, i))
+		return false;
+	atomic_fetch_add(&s->sent_count, 1);
+	atomic_fetch_add_explicit(&s->m->c.pages_valid, 1, memory_order_relaxed);
+	return true;
+}
+
+static int
+src_connect_tcp(struct source *s, int *fdp, char *err, size_t errlen)
+{
+	char host[256], portstr[8];
+	uint16_t port;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	uint64_t deadline = now_ns() + SRC_CONNECT_TIMEOUT_MS * 1000000ull;
+	int fd = -1, r, one = 1;
+
+	if (parse_hostport(s->m->addr, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "bad destination address '%s'", s->m->addr);
+		return -EINVAL;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((r = getaddrinfo(host, portstr, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(r));
+		return -EHOSTUNREACH;
+	}
+	for (;;) {
+		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			r = -errno;
+			snprintf(err, errlen, "socket: %s", strerror(errno));
+			break;
+		}
+		if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+			r = 0;
+			break;
+		}
+		r = -errno;
+		close(fd);
+		fd = -1;
+		/* The destination may be a moment behind: retry refusals. */
+		if (r != -ECONNREFUSED || now_ns() >= deadline) {
+			snprintf(err, errlen, "cannot connect to %s: %s",
+			    s->m->addr, strerror(-r));
+			break;
+		}
+		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
+		if (poll(&p, 1, 200) > 0) {
+			snprintf(err, errlen, "cancelled");
+			r = -ECANCELED;
+			break;
+		}
+	}
+	freeaddrinfo(res);
+	if (r < 0)
+		return r;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	*fdp = fd;
+	return 0;
+}
+
+/* Opens one channel: TCP, TLS, Hello -> Welcome. */
+static int
+src_open_channel(struct source *s, Pcd__Wire__Channel kind, struct chan **out,
+    char *err, size_t errlen)
+{
+	struct mig *m = s->m;
+	const char *name = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" :
+	    "urgent";
+	Pcd__Wire__Hello hello = PCD__WIRE__HELLO__INIT;
+	Pcd__Wire__Welcome *w = NULL;
+	struct wire_limits lim = { 0, s->ps };
+	struct wire_hdr h;
+	struct chan *c = NULL;
+	SSL *ssl = NULL;
+	char why[256];
+	int fd = -1, r;
+
+	if ((r = src_connect_tcp(s, &fd, err, errlen)) < 0)
+		return r;
+	if ((r = tls_handshake(s->tls, fd, m->stopfd, m->tls.peer_name,
+	    SRC_CONNECT_TIMEOUT_MS, &ssl, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "%s channel to %s: %.300s", name, m->addr, why);
+		close(fd);
+		return r;
+	}
+	if ((r = chan_new(ssl, fd, m->stopfd, name, &c)) < 0) {
+		SSL_free(ssl);
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	hello.version = WIRE_VERSION;
+	hello.migration_id = m->id;
+	hello.channel = kind;
+	hello.guest_size = m->g.size;
+	hello.page_size = m->g.page_size;
+	if ((r = chan_send_msg(c, WIRE_HELLO, &hello.base)) < 0 ||
+	    (r = chan_recv_hdr(c, &lim, &h)) < 0)
+		goto chan_fail;
+	if (h.type != WIRE_WELCOME) {
+		r = chan_set_error(c, -EPROTO, "%s channel: expected WELCOME, "
+		    "got %s", name, wire_type_name(h.type));
+		goto chan_fail;
+	}
+	if ((r = chan_recv_msg(c, &h, (ProtobufCMessage **)&w)) < 0)
+		goto chan_fail;
+	if (w->status != NULL && w->status->code != 0) {
+		snprintf(err, errlen, "destination %s refused the %s channel: %s",
+		    m->addr, name, w->status->message ? w->status->message : "");
+		r = -ECONNREFUSED;
+		goto fail;
+	}
+	protobuf_c_message_free_unpacked(&w->base, NULL);
+	*out = c;
+	return 0;
+chan_fail:
+	snprintf(err, errlen, "%s (destination %s)", chan_errmsg(c), m->addr);
+fail:
+	if (w != NULL)
+		protobuf_c_message_free_unpacked(&w->base, NULL);
+	chan_free(c);
+	return r;
+}
+
+static bool
+src_stopped(struct source *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->lock);
+	stop = s->stop;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
+/* Reports a channel error unless we are stopping anyway. */
+static void
+src_chan_fail(struct source *s, struct chan *c)
+{
+	if (!src_stopped(s) && chan_error(c) != -ECANCELED)
+		mig_post_fail(s->m, "%s", chan_errmsg(c));
+}
+
+/* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
+static int
+src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero)
+{
+	struct wire_hdr h = {
+		.type = zero ? WIRE_ZERO : WIRE_PAGES,
+		.index = i,
+		.count = n,
+		.length = zero ? 0 : n * s->ps,
+	};
+	int r = chan_send_frame(c, &h, zero ? NULL : s->map + i * s->ps);
+
+	if (r == 0) {
+		atomic_fetch_add_explicit(&s->m->c.bytes, WIRE_HDR_LEN + h.length,
+		    memory_order_relaxed);
+		if (zero)
+			atomic_fetch_add_explicit(&s->m->c.pages_zero, n,
+			    memory_order_relaxed);
+	}
+	return r;
+}
+
+/* Sleeps as needed so the bulk stream stays under the limit. */
+static void
+src_throttle(struct source *s, uint64_t *epoch_ns, uint64_t *epoch_bytes,
+    uint64_t *cur_bps, uint64_t sent)
+{
+	uint64_t bps = atomic_load(&s->m->bandwidth_bps);
+
+	if (bps != *cur_bps) {
+		*cur_bps = bps;
+		*epoch_ns = now_ns();
+		*epoch_bytes = sent;
+	}
+	while (bps != 0) {
+		uint64_t due = (uint64_t)((double)(sent - *epoch_bytes) * 1e9 /
+		    (double)bps);
+		uint64_t el = now_ns() - *epoch_ns;
+		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
+
+		if (el >= due)
+			return;
+		if (poll(&p, 1, (int)((due - el) / 1000000 > 100 ? 100 :
+		    (due - el) / 1000000 + 1)) > 0)
+			return;
+		if (atomic_load(&s->m->bandwidth_bps) != bps)
+			return;		/* picked up on the next call */
+	}
+}
+
+static int
+src_send_digests(struct source *s)
+{
+	uint64_t *hash = malloc(WIRE_DIGEST_CHUNK * sizeof(uint64_t));
+	int r = 0;
+
+	if (hash == NULL)
+		return chan_set_error(s->bulk, -ENOMEM, "out of memory");
+	for (uint64_t first = 0; first < s->npages && r == 0;
+	    first += WIRE_DIGEST_CHUNK) {
+		Pcd__Wire__Digest d = PCD__WIRE__DIGEST__INIT;
+		size_t n = s->npages - first < WIRE_DIGEST_CHUNK ?
+		    s->npages - first : WIRE_DIGEST_CHUNK;
+
+		for (size_t k = 0; k < n; k++)
+			hash[k] = XXH3_64bits(s->map + (first + k) * s->ps, s->ps);
+		d.first = first;
+		d.n_hash = n;
+		d.hash = hash;
+		r = chan_send_msg(s->bulk, WIRE_DIGEST, &d.base);
+	}
+	free(hash);
+	return r;
+}
+
+static void *
+src_bulk_main(void *arg)
+{
+	struct source *s = arg;
+	uint64_t pos = 0, sent_bytes = 0, epoch_ns = 0, epoch_bytes = 0, bps = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop && !s->switched)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	if (src_stopped(s))
+		return NULL;
+
+	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
+		uint64_t hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
+		uint32_t n, max;
+		bool zero;
+
+		if (hint != SRC_NO_HINT)
+			pos = hint;
+		if (pos >= s->npages)
+			pos = 0;
+		/* Skip whole words of sent pages. */
+		if ((pos & 63) == 0 && pos + 64 <= s->npages &&
+		    atomic_load_explicit(&s->sent[pos >> 6],
+		    memory_order_relaxed) == UINT64_MAX) {
+			pos += 64;
+			continue;
+		}
+		if (!src_claim(s, pos)) {
+			pos++;
+			continue;
+		}
+		zero = src_page_zero(s->map + pos * s->ps, s->ps);
+		max = zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
+		for (n = 1; n < max && pos + n < s->npages; n++) {
+			if (bm_test(s->sent, pos + n) ||
+			    src_page_zero(s->map + (pos + n) * s->ps, s->ps) != zero ||
+			    !src_claim(s, pos + n))
+				break;
+		}
+		r = src_send_run(s, s->bulk, pos, n, zero);
+		atomic_fetch_add_explicit(&s->m->c.pages_bulk, n,
+		    memory_order_relaxed);
+		sent_bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
+		pos += n;
+		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, sent_bytes);
+	}
+	if (r == 0)
+		r = src_send_digests(s);
+	if (r < 0)
+		src_chan_fail(s, s->bulk);
+	else
+		log_info("migration %s: bulk stream done (%" PRIu64 " pages "
+		    "queued, digests sent)", s->m->id, s->npages);
+	return NULL;
+}
+
+/* Answers one PageRequest on the urgent channel. */
+static int
+src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
+{
+	uint64_t i = rq->index, end;
+	int r = 0;
+
+	if (rq->count == 0 || rq->count > WIRE_MAX_REQUEST ||
+	    rq->index >= s->npages || rq->count > s->npages - rq->index)
+		return chan_set_error(s->urgent, -EPROTO, "urgent channel: "
+		    "PageRequest for pages %" PRIu64 "+%" PRIu32 " outside the "
+		    "guest (%" PRIu64 " pages)", rq->index, rq->count, s->npages);
+	end = i + rq->count;
+	atomic_fetch_add_explicit(&s->m->c.requests, 1, memory_order_relaxed);
+	/* Spatial locality: the bulk stream continues after this range. */
+	atomic_store(&s->cursor_hint, end < s->npages ? end : 0);
+	while (i < end && r == 0) {
+		bool zero = src_page_zero(s->map + i * s->ps, s->ps);
+		uint32_t n = 1;
+
+		while (i + n < end &&
+		    src_page_zero(s->map + (i + n) * s->ps, s->ps) == zero)
+			n++;
+		for (uint32_t k = 0; k < n; k++)
+			src_claim(s, i + k);
+		r = src_send_run(s, s->urgent, i, n, zero);
+		atomic_fetch_add_explicit(&s->m->c.pages_urgent, n,
+		    memory_order_relaxed);
+		i += n;
+	}
+	return r;
+}
+
+static void *
+src_main(void *arg)
+{
+	struct source *s = arg;
+	struct mig *m = s->m;
+	Pcd__Wire__Switchover sw = PCD__WIRE__SWITCHOVER__INIT;
+	struct wire_limits lim = { s->npages, s->ps };
+	char err[1024];
+	int r;
+
+	if ((r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_URGENT,
+	    &s->urgent, err, sizeof(err))) < 0 ||
+	    (r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_BULK,
+	    &s->bulk, err, sizeof(err))) < 0) {
+		if (r != -ECANCELED)
+			mig_post_fail(m, "%s", err);
+		return NULL;
+	}
+	log_info("migration %s: channels to %s up", m->id, m->addr);
+	if (pthread_create(&s->bulk_thr, NULL, src_bulk_main, s) != 0) {
+		mig_post_fail(m, "cannot start the bulk thread");
+		return NULL;
+	}
+	s->bulk_started = true;
+	mig_post(m, MIG_EV_CONNECTED);	/* the loop pauses the VMM */
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop && !s->paused)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	if (src_stopped(s))
+		return NULL;
+	sw.device_state.data = s->devstate;
+	sw.device_state.len = s->devstate_len;
+	sw.paused_at_ms = s->paused_at_ms;
+	if ((r = chan_send_msg(s->urgent, WIRE_SWITCHOVER, &sw.base)) < 0) {
+		src_chan_fail(s, s->urgent);
+		return NULL;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->switched = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	log_info("migration %s: switchover sent (%zu bytes of device state)",
+	    m->id, s->devstate_len);
+
+	for (;;) {
+		struct wire_hdr h;
+		ProtobufCMessage *msg = NULL;
+
+		if ((r = chan_recv_hdr(s->urgent, &lim, &h)) < 0)
+			break;
+		if (h.type == WIRE_PAGES || h.type == WIRE_ZERO ||
+		    h.type == WIRE_HELLO || h.type == WIRE_SWITCHOVER) {
+			r = chan_set_error(s->urgent, -EPROTO, "urgent channel: "
+			    "unexpected %s frame from the destination",
+			    wire_type_name(h.type));
+			break;
+		}
+		if ((r = chan_recv_msg(s->urgent, &h, &msg)) < 0)
+			break;
+		if (h.type == WIRE_PAGE_REQUEST) {
+			r = src_serve_request(s,
+			    (const Pcd__Wire__PageRequest *)msg);
+		} else if (h.type == WIRE_COMPLETE) {
+			const Pcd__Wire__Complete *c =
+			    (const Pcd__Wire__Complete *)msg;
+
+			atomic_store(&m->c.pages_verified, c->pages_verified);
+			atomic_store(&m->c.pages_mismatched, c->pages_mismatched);
+			if (c->ok)
+				mig_post(m, MIG_EV_DONE);
+			else
+				mig_post_fail(m, "destination reports failure: %s",
+				    c->message ? c->message : "");
+			protobuf_c_message_free_unpacked(msg, NULL);
+			return NULL;
+		} else if (h.type == WIRE_ERROR) {
+			const Pcd__Wire__Error *e = (const Pcd__Wire__Error *)msg;
+
+			mig_post_fail(m, "destination reports an error: %s",
+			    e->status && e->status->message ?
+			    e->status->message : "(no message)");
+			protobuf_c_message_free_unpacked(msg, NULL);
+			return NULL;
+		}
+		protobuf_c_message_free_unpacked(msg, NULL);
+		if (r < 0)
+			break;
+	}
+	src_chan_fail(s, s->urgent);
+	return NULL;
+}
+
+int
+source_start(struct mig *m, char *err, size_t errlen)
+{
+	struct source *s;
+	int r;
+
+	if (m->g.page_size < 512 || m->g.page_size > WIRE_MAX_PAGE_SIZE ||
+	    m->g.size == 0 || m->g.size % m->g.page_size != 0) {
+		snprintf(err, errlen, "unusable guest layout (size %" PRIu64
+		    ", page size %" PRIu32 ")", m->g.size, m->g.page_size);
+		return -EINVAL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	s->m = m;
+	s->ps = m->g.page_size;
+	s->npages = m->g.size / s->ps;
+	atomic_store(&s->cursor_hint, SRC_NO_HINT);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	m->src = s;
+	s->sent = calloc((s->npages + 63) / 64, sizeof(*s->sent));
+	if (s->sent == NULL) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "out of memory for the page bitmap");
+		goto fail;
+	}
+	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED | MAP_POPULATE,
+	    m->g.memfd, (off_t)m->g.offset);
+	if (s->map == MAP_FAILED) {
+		r = -errno;
+		s->map = NULL;
+		snprintf(err, errlen, "cannot map the source memfd (%" PRIu64
+		    " bytes at offset %" PRIu64 "): %s", m->g.size, m->g.offset,
+		    strerror(-r));
+		goto fail;
+	}
+	if ((r = tls_ctx_new(m->tls.dir, false, &s->tls, err, errlen)) < 0)
+		goto fail;
+	if (pthread_create(&s->main_thr, NULL, src_main, s) != 0) {
+		r = -EAGAIN;
+		snprintf(err, errlen, "cannot start the source thread");
+		goto fail;
+	}
+	s->main_started = true;
+	return 0;
+fail:
+	source_stop(m);
+	return r;
+}
+
+void
+source_paused(struct mig *m, const void *state, size_t len)
+{
+	struct source *s = m->src;
+
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (!s->paused) {
+		s->devstate = len ? malloc(len) : NULL;
+		if (s->devstate != NULL)
+			memcpy(s->devstate, state, len);
+		s->devstate_len = s->devstate != NULL ? len : 0;
+		s->paused_at_ms = m->pause_wall_ms;
+		s->paused = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+source_stop(struct mig *m)
+{
+	struct source *s = m->src;
+
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	/* Channels are created by the main thread: join it first (the stop
+	 * eventfd interrupts its waits), then the bulk thread. */
+	if (s->main_started)
+		pthread_join(s->main_thr, NULL);
+	chan_shutdown(s->bulk);
+	chan_shutdown(s->urgent);
+	if (s->bulk_started)
+		pthread_join(s->bulk_thr, NULL);
+	chan_free(s->bulk);
+	chan_free(s->urgent);
+	tls_ctx_free(s->tls);
+	if (s->map != NULL)
+		munmap((void *)s->map, m->g.size);
+	free(s->sent);
+	free(s->devstate);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s);
+	m->src = NULL;
+}

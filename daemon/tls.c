@@ -1,0 +1,255 @@
+/* tls.c - see tls.h. */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "util.h"
+
+struct tls_ctx {
+	SSL_CTX	*ctx;
+	bool	 server;
+};
+
+void
+tls_errors(char *buf, size_t len)
+{
+	unsigned long e;
+	size_t n = strlen(buf);
+
+	while ((e = ERR_get_error()) != 0) {
+		char one[256];
+
+		ERR_error_string_n(e, one, sizeof(one));
+		/* Keep the reason only: "error:0A000086:SSL routines::certificate verify failed" */
+		const char *r = strrchr(one, ':');
+		r = r != NULL ? r + 1 : one;
+		if (n + 3 + strlen(r) >= len)
+			continue;
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "; " : "", r);
+	}
+}
+
+static int
+tls_load(SSL_CTX *ctx, const char *dir, const char *file, int kind,
+    char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int ok;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path)) {
+		snprintf(err, errlen, "TLS credentials path too long: %s/%s", dir, file);
+		return -ENAMETOOLONG;
+	}
+	if (access(path, R_OK) != 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot read TLS credential %s: %s", path,
+		    strerror(e));
+		return -e;
+	}
+	switch (kind) {
+	case 0:
+		ok = SSL_CTX_load_verify_locations(ctx, path, NULL);
+		break;
+	case 1:
+		ok = SSL_CTX_use_certificate_chain_file(ctx, path);
+		break;
+	default:
+		ok = SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
+		break;
+	}
+	if (ok != 1) {
+		char why[256] = "";
+		tls_errors(why, sizeof(why));
+		snprintf(err, errlen, "cannot load TLS credential %s: %s", path, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+tls_ctx_new(const char *dir, bool server, struct tls_ctx **out,
+    char *err, size_t errlen)
+{
+	struct tls_ctx *c;
+	const char *role = server ? "server" : "client";
+	char file[64];
+	int r;
+
+	*out = NULL;
+	if (dir == NULL || *dir == '\0') {
+		snprintf(err, errlen, "no TLS credentials directory given "
+		    "(postcopyd has no plaintext mode)");
+		return -EINVAL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->server = server;
+	c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (c->ctx == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		r = -ENOMEM;
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(c->ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* No session tickets: nothing arrives after the handshake that a
+	 * writer thread would have to process. */
+	SSL_CTX_set_num_tickets(c->ctx, 0);
+	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_read_ahead(c->ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
+	if ((r = tls_load(c->ctx, dir, "ca-cert.pem", 0, err, errlen)) < 0)
+		goto fail;
+	snprintf(file, sizeof(file), "%s-cert.pem", role);
+	if ((r = tls_load(c->ctx, dir, file, 1, err, errlen)) < 0)
+		goto fail;
+	snprintf(file, sizeof(file), "%s-key.pem", role);
+	if ((r = tls_load(c->ctx, dir, file, 2, err, errlen)) < 0)
+		goto fail;
+	if (SSL_CTX_check_private_key(c->ctx) != 1) {
+		snprintf(err, errlen, "%s/%s-key.pem does not match %s-cert.pem",
+		    dir, role, role);
+		r = -EINVAL;
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	ERR_clear_error();
+	tls_ctx_free(c);
+	return r;
+}
+
+void
+tls_ctx_free(struct tls_ctx *c)
+{
+	if (c == NULL)
+		return;
+	SSL_CTX_free(c->ctx);
+	free(c);
+}
+
+int
+tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
+    int timeout_ms, SSL **out, char *err, size_t errlen)
+{
+	SSL *ssl;
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int r, fl;
+
+	*out = NULL;
+	ERR_clear_error();
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "fcntl: %s", strerror(-r));
+		return r;
+	}
+	if ((ssl = SSL_new(c->ctx)) == NULL || SSL_set_fd(ssl, fd) != 1) {
+		snprintf(err, errlen, "cannot create a TLS session");
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	if (peer_name != NULL && *peer_name != '\0') {
+		unsigned char ip[16];
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+
+		if (inet_pton(AF_INET, peer_name, ip) == 1 ||
+		    inet_pton(AF_INET6, peer_name, ip) == 1)
+			r = X509_VERIFY_PARAM_set1_ip_asc(vp, peer_name);
+		else {
+			X509_VERIFY_PARAM_set_hostflags(vp,
+			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			r = X509_VERIFY_PARAM_set1_host(vp, peer_name, 0);
+			if (!c->server)
+				SSL_set_tlsext_host_name(ssl, peer_name);
+		}
+		if (r != 1) {
+			snprintf(err, errlen, "bad expected peer name '%s'", peer_name);
+			SSL_free(ssl);
+			return -EINVAL;
+		}
+	}
+	for (;;) {
+		struct pollfd p[2] = { { .fd = fd }, { .fd = stopfd, .events = POLLIN } };
+		uint64_t now;
+		int e;
+
+		r = c->server ? SSL_accept(ssl) : SSL_connect(ssl);
+		if (r == 1)
+			break;
+		e = SSL_get_error(ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			p[0].events = POLLIN;
+		else if (e == SSL_ERROR_WANT_WRITE)
+			p[0].events = POLLOUT;
+		else {
+			long v = SSL_get_verify_result(ssl);
+			char why[384] = "";
+
+			if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+				snprintf(why, sizeof(why), "connection closed by "
+				    "peer during the handshake%s",
+				    c->server ? "" : " (did the peer refuse our certificate?)");
+			else
+				tls_errors(why, sizeof(why));
+			if (v != X509_V_OK)
+				snprintf(err, errlen, "TLS handshake failed: peer "
+				    "certificate rejected: %s (%s)",
+				    X509_verify_cert_error_string(v), why);
+			else if (strstr(why, "wrong version number") ||
+			    strstr(why, "http request") ||
+			    strstr(why, "packet length too long") ||
+			    strstr(why, "record layer failure"))
+				snprintf(err, errlen, "TLS handshake failed: peer "
+				    "does not speak TLS 1.3 (plaintext?): %s", why);
+			else if (strstr(why, "peer did not return a certificate"))
+				snprintf(err, errlen, "TLS handshake failed: peer "
+				    "presented no certificate (mutual TLS is "
+				    "required): %s", why);
+			else
+				snprintf(err, errlen, "TLS handshake failed: %s",
+				    why[0] ? why : "unknown error");
+			ERR_clear_error();
+			SSL_free(ssl);
+			return -EPROTO;
+		}
+		now = now_ns();
+		if (now >= deadline) {
+			snprintf(err, errlen, "TLS handshake timed out after %d ms",
+			    timeout_ms);
+			SSL_free(ssl);
+			return -ETIMEDOUT;
+		}
+		r = poll(p, stopfd >= 0 ? 2 : 1,
+		    (int)((deadline - now) / 1000000ull) + 1);
+		if (r < 0 && errno != EINTR) {
+			r = -errno;
+			snprintf(err, errlen, "poll: %s", strerror(-r));
+			SSL_free(ssl);
+			return r;
+		}
+		if (stopfd >= 0 && (p[1].revents & POLLIN)) {
+			snprintf(err, errlen, "cancelled");
+			SSL_free(ssl);
+			return -ECANCELED;
+		}
+	}
+	*out = ssl;
+	return 0;
+}

@@ -1,0 +1,262 @@
+/* wire.c - see wire.h. */
+#include "wire.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "migration.h"
+
+/* Largest body each message type may claim; a peer claiming more is refused
+ * before anything is allocated. */
+static const uint32_t wire_body_cap[WIRE_TYPE_MAX] = {
+	[WIRE_HELLO]		= 4096,
+	[WIRE_WELCOME]		= 1u << 20,
+	[WIRE_PAGE_REQUEST]	= 64,
+	[WIRE_SWITCHOVER]	= WIRE_MAX_DEVSTATE + 64,
+	[WIRE_DIGEST]		= WIRE_DIGEST_CHUNK * 9 + 64,
+	[WIRE_COMPLETE]		= 4096,
+	[WIRE_ERROR]		= 4096,
+	[WIRE_PING]		= 64,
+};
+
+const char *
+wire_type_name(unsigned type)
+{
+	static const char *const names[WIRE_TYPE_MAX] = {
+		[WIRE_HELLO] = "HELLO", [WIRE_WELCOME] = "WELCOME",
+		[WIRE_PAGES] = "PAGES", [WIRE_ZERO] = "ZERO",
+		[WIRE_PAGE_REQUEST] = "PAGE_REQUEST",
+		[WIRE_SWITCHOVER] = "SWITCHOVER", [WIRE_DIGEST] = "DIGEST",
+		[WIRE_COMPLETE] = "COMPLETE", [WIRE_ERROR] = "ERROR",
+		[WIRE_PING] = "PING",
+	};
+	if (type == 0 || type >= WIRE_TYPE_MAX)
+		return "unknown";
+	return names[type];
+}
+
+static void
+put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t
+get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+void
+wire_hdr_encode(uint8_t out[WIRE_HDR_LEN], const struct wire_hdr *h)
+{
+	put16(out, WIRE_MAGIC);
+	out[2] = h->type;
+	out[3] = h->flags;
+	put32(out + 4, h->length);
+	put64(out + 8, h->index);
+	put32(out + 16, h->count);
+	put32(out + 20, 0);
+}
+
+int
+wire_hdr_decode(const uint8_t in[WIRE_HDR_LEN], const struct wire_limits *lim,
+    struct wire_hdr *h, char *err, size_t errlen)
+{
+	uint16_t magic = get16(in);
+	uint32_t reserved = get32(in + 20);
+
+	h->type = in[2];
+	h->flags = in[3];
+	h->length = get32(in + 4);
+	h->index = get64(in + 8);
+	h->count = get32(in + 16);
+
+	if (magic != WIRE_MAGIC) {
+		snprintf(err, errlen, "bad frame magic 0x%04x (want 0x%04x): "
+		    "not a postcopyd peer or stream out of sync", magic, WIRE_MAGIC);
+		return -EPROTO;
+	}
+	if (h->type == 0 || h->type >= WIRE_TYPE_MAX) {
+		snprintf(err, errlen, "unknown frame type %u", h->type);
+		return -EPROTO;
+	}
+	if (h->flags != 0 || reserved != 0) {
+		snprintf(err, errlen, "%s frame: flags 0x%x / reserved 0x%x must "
+		    "be 0 in protocol version %d", wire_type_name(h->type),
+		    h->flags, reserved, WIRE_VERSION);
+		return -EPROTO;
+	}
+	if (h->type == WIRE_PAGES || h->type == WIRE_ZERO) {
+		uint32_t maxc = h->type == WIRE_PAGES ? WIRE_MAX_BATCH :
+		    WIRE_MAX_ZERO_RUN;
+		uint64_t want;
+
+		if (lim->npages == 0) {
+			snprintf(err, errlen, "%s frame before the handshake "
+			    "finished", wire_type_name(h->type));
+			return -EPROTO;
+		}
+		if (h->count == 0 || h->count > maxc) {
+			snprintf(err, errlen, "%s frame: page count %" PRIu32
+			    " out of range 1..%" PRIu32, wire_type_name(h->type),
+			    h->count, maxc);
+			return -EPROTO;
+		}
+		if (h->index >= lim->npages || h->count > lim->npages - h->index) {
+			snprintf(err, errlen, "%s frame: pages %" PRIu64 "+%"
+			    PRIu32 " beyond the guest (%" PRIu64 " pages)",
+			    wire_type_name(h->type), h->index, h->count,
+			    lim->npages);
+			return -EPROTO;
+		}
+		want = h->type == WIRE_PAGES ?
+		    (uint64_t)h->count * lim->page_size : 0;
+		if (h->length != want) {
+			snprintf(err, errlen, "%s frame: length %" PRIu32
+			    " does not match %" PRIu32 " pages (want %" PRIu64
+			    " bytes)", wire_type_name(h->type), h->length,
+			    h->count, want);
+			return -EPROTO;
+		}
+		return 0;
+	}
+	if (h->index != 0 || h->count != 0) {
+		snprintf(err, errlen, "%s frame: index/count must be 0",
+		    wire_type_name(h->type));
+		return -EPROTO;
+	}
+	if (h->length > wire_body_cap[h->type]) {
+		snprintf(err, errlen, "%s frame: body of %" PRIu32 " bytes "
+		    "exceeds the limit of %" PRIu32, wire_type_name(h->type),
+		    h->length, wire_body_cap[h->type]);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+const ProtobufCMessageDescriptor *
+wire_body_descriptor(unsigned type)
+{
+	switch (type) {
+	case WIRE_HELLO:	return &pcd__wire__hello__descriptor;
+	case WIRE_WELCOME:	return &pcd__wire__welcome__descriptor;
+	case WIRE_PAGE_REQUEST:	return &pcd__wire__page_request__descriptor;
+	case WIRE_SWITCHOVER:	return &pcd__wire__switchover__descriptor;
+	case WIRE_DIGEST:	return &pcd__wire__digest__descriptor;
+	case WIRE_COMPLETE:	return &pcd__wire__complete__descriptor;
+	case WIRE_ERROR:	return &pcd__wire__error__descriptor;
+	case WIRE_PING:		return &pcd__wire__ping__descriptor;
+	default:		return NULL;
+	}
+}
+
+int
+wire_body_decode(unsigned type, const uint8_t *buf, size_t len,
+    ProtobufCMessage **out, char *err, size_t errlen)
+{
+	const ProtobufCMessageDescriptor *d = wire_body_descriptor(type);
+	ProtobufCMessage *m;
+
+	*out = NULL;
+	if (d == NULL) {
+		snprintf(err, errlen, "frame type %u carries no message", type);
+		return -EPROTO;
+	}
+	if (len > wire_body_cap[type]) {
+		snprintf(err, errlen, "%s body of %zu bytes exceeds the limit",
+		    wire_type_name(type), len);
+		return -EPROTO;
+	}
+	m = protobuf_c_message_unpack(d, NULL, len, buf);
+	if (m == NULL) {
+		snprintf(err, errlen, "%s frame: malformed protobuf body "
+		    "(%zu bytes)", wire_type_name(type), len);
+		return -EPROTO;
+	}
+	if (type == WIRE_DIGEST) {
+		const Pcd__Wire__Digest *dg = (const Pcd__Wire__Digest *)m;
+
+		if (dg->n_hash == 0 || dg->n_hash > WIRE_DIGEST_CHUNK) {
+			snprintf(err, errlen, "DIGEST frame: %zu hashes (want "
+			    "1..%d)", dg->n_hash, WIRE_DIGEST_CHUNK);
+			protobuf_c_message_free_unpacked(m, NULL);
+			return -EPROTO;
+		}
+	}
+	*out = m;
+	return 0;
+}
+
+int
+wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
+    uint64_t guest_size, uint32_t page_size, char *err, size_t errlen)
+{
+	if (h->version != WIRE_VERSION) {
+		snprintf(err, errlen, "peer speaks wire protocol version %" PRIu32
+		    ", this daemon speaks version %d", h->version, WIRE_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (h->channel != PCD__WIRE__CHANNEL__CHANNEL_BULK &&
+	    h->channel != PCD__WIRE__CHANNEL__CHANNEL_URGENT) {
+		snprintf(err, errlen, "Hello names unknown channel kind %d",
+		    (int)h->channel);
+		return -EPROTO;
+	}
+	if (h->migration_id == NULL || !mig_id_valid(h->migration_id) ||
+	    strcmp(h->migration_id, id) != 0) {
+		snprintf(err, errlen, "Hello for migration '%.64s', this "
+		    "listener serves '%s'", h->migration_id ? h->migration_id : "",
+		    id);
+		return -EPROTO;
+	}
+	if (h->page_size != page_size) {
+		snprintf(err, errlen, "page size mismatch: source %" PRIu32
+		    ", destination %" PRIu32, h->page_size, page_size);
+		return -EPROTO;
+	}
+	if (h->guest_size != guest_size) {
+		snprintf(err, errlen, "guest size mismatch: source %" PRIu64
+		    " bytes, destination %" PRIu64 " bytes", h->guest_size,
+		    guest_size);
+		return -EPROTO;
+	}
+	return 0;
+}
