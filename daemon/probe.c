@@ -333,6 +333,22 @@ probe_report_missing(const struct probe_report *r, char *buf, size_t len)
 	(void)n;
 }
 
+static const char *
+probe_mode_name(uint64_t mode)
+{
+	switch (mode & (UFFDIO_REGISTER_MODE_MISSING |
+	    UFFDIO_REGISTER_MODE_MINOR)) {
+	case UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR:
+		return "MISSING|MINOR";
+	case UFFDIO_REGISTER_MODE_MINOR:
+		return "MINOR";
+	case UFFDIO_REGISTER_MODE_MISSING:
+		return "MISSING";
+	default:
+		return "no";
+	}
+}
+
 /* The "API:\t<api>:<features>:<ioctls>" line of /proc/self/fdinfo/<fd>. */
 static int
 probe_fdinfo_features(int fd, uint64_t *features)
@@ -358,8 +374,8 @@ probe_fdinfo_features(int fd, uint64_t *features)
 }
 
 int
-probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t *features,
-    char *err, size_t errlen)
+probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t mode,
+    uint64_t *features, char *err, size_t errlen)
 {
 	struct uffdio_register reg;
 	struct utsname u;
@@ -395,7 +411,7 @@ probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t *features,
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = base;
 	reg.range.len = len;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
+	reg.mode = mode;
 	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
 		rc = -errno;
 		switch (rc) {
@@ -411,14 +427,14 @@ probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t *features,
 				    strerror(-rc), feat, rel);
 				break;
 			}
-			snprintf(err, errlen, "cannot register MISSING|MINOR "
+			snprintf(err, errlen, "cannot register %s "
 			    "faults on 0x%" PRIx64 "+0x%" PRIx64 ": %s (the "
 			    "range is not page-aligned or not a memfd/shmem "
 			    "mapping, or the "
 			    "kernel lacks UFFD_FEATURE_MINOR_SHMEM; VMM "
 			    "features 0x%" PRIx64 "; running kernel %s; see "
-			    PROBE_README ")", base, len, strerror(-rc), feat,
-			    rel);
+			    PROBE_README ")", probe_mode_name(mode), base, len,
+			    strerror(-rc), feat, rel);
 			break;
 		case -EBUSY:
 			snprintf(err, errlen, "cannot register 0x%" PRIx64
@@ -438,13 +454,15 @@ probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t *features,
 		}
 		return rc;
 	}
-	need = (uint64_t)1 << _UFFDIO_CONTINUE | (uint64_t)1 << _UFFDIO_COPY |
-	    (uint64_t)1 << _UFFDIO_WAKE;
+	need = (uint64_t)1 << _UFFDIO_COPY | (uint64_t)1 << _UFFDIO_WAKE;
+	if (mode & UFFDIO_REGISTER_MODE_MINOR)
+		need |= (uint64_t)1 << _UFFDIO_CONTINUE;
 	if ((reg.ioctls & need) != need) {
 		snprintf(err, errlen, "kernel lacks%s%s%s on 0x%" PRIx64
 		    "+0x%" PRIx64 " (granted ioctls 0x%llx); running kernel "
 		    "%s; see " PROBE_README,
-		    (reg.ioctls & (uint64_t)1 << _UFFDIO_CONTINUE) ? "" :
+		    (reg.ioctls & need & (uint64_t)1 << _UFFDIO_CONTINUE) ||
+		    !(need & (uint64_t)1 << _UFFDIO_CONTINUE) ? "" :
 		    " UFFDIO_CONTINUE",
 		    (reg.ioctls & (uint64_t)1 << _UFFDIO_COPY) ? "" :
 		    " UFFDIO_COPY",

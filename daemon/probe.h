@@ -73,16 +73,18 @@ void probe_report_missing(const struct probe_report *r, char *buf,
  *    line is readable; the features the VMM enabled go to *features (may be
  *    NULL). Bit 31 there means "handshake done" on recent kernels.
  *  - when len > 0: registers [base, base+len) of the VMM's address space
- *    (a userfaultfd acts on its creator's mm, whoever calls the ioctl) for
- *    MISSING|MINOR and checks the granted ioctls include CONTINUE, COPY and
- *    WAKE. Registering an already registered range with the same
- *    userfaultfd is a no-op in the kernel, so a VMM may or may not have
- *    registered it itself; the range stays registered on success (it is the
- *    registration the fault loop needs).
+ *    (a userfaultfd acts on its creator's mm, whoever calls the ioctl) with
+ *    mode (UFFDIO_REGISTER_MODE_MISSING|UFFDIO_REGISTER_MODE_MINOR for a
+ *    memfd guest, MISSING alone for the anonymous COPY baseline) and checks
+ *    the granted ioctls: WAKE and COPY always, CONTINUE when mode has MINOR.
+ *    Registering an already registered range with the same userfaultfd and
+ *    mode is a no-op in the kernel; the range stays registered on success
+ *    (it is the registration the fault loop needs, so the caller need not
+ *    register again).
  * Returns 0, or -errno with err naming the missing feature, the running
  * kernel and kernel/README.md (or what else is wrong with the fd/range). */
-int probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t *features,
-    char *err, size_t errlen);
+int probe_uffd(int uffd, uint64_t base, uint64_t len, uint64_t mode,
+    uint64_t *features, char *err, size_t errlen);
 
 /* The destination's THP guard: MADV_NOHUGEPAGE on [addr, addr+len) so every
  * fault and every page-cache allocation through this mapping is 4 KiB, and

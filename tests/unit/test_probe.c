@@ -26,6 +26,7 @@
 #include "probe.h"
 
 #define PSZ	4096u
+#define MM	(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR)
 
 static int
 api_uffd(uint64_t features)
@@ -100,12 +101,12 @@ test_probe_uffd_not_a_uffd(void **state)
 	int efd = eventfd(0, EFD_CLOEXEC);
 
 	assert_true(efd >= 0);
-	assert_int_equal(probe_uffd(efd, 0, 0, NULL, err, sizeof(err)),
+	assert_int_equal(probe_uffd(efd, 0, 0, MM, NULL, err, sizeof(err)),
 	    -EBADF);
 	printf("  eventfd: %s\n", err);
 	assert_non_null(strstr(err, "is not a userfaultfd"));
 	close(efd);
-	assert_int_equal(probe_uffd(efd, 0, 0, NULL, err, sizeof(err)),
+	assert_int_equal(probe_uffd(efd, 0, 0, MM, NULL, err, sizeof(err)),
 	    -ENOENT);
 }
 
@@ -118,13 +119,13 @@ test_probe_uffd_own_memfd(void **state)
 	    UFFD_FEATURE_MISSING_SHMEM);
 	void *p = map_memfd(&memfd, 4 * PSZ);
 
-	assert_int_equal(probe_uffd(uffd, (uintptr_t)p, 4 * PSZ, &feat, err,
+	assert_int_equal(probe_uffd(uffd, (uintptr_t)p, 4 * PSZ, MM, &feat, err,
 	    sizeof(err)), 0);
 	printf("  features from fdinfo: 0x%llx\n", (unsigned long long)feat);
 	assert_true(feat & UFFD_FEATURE_MINOR_SHMEM);
 	assert_true(feat & UFFD_FEATURE_MISSING_SHMEM);
 	/* A second call is harmless: same uffd, same mode. */
-	assert_int_equal(probe_uffd(uffd, (uintptr_t)p, 4 * PSZ, NULL, err,
+	assert_int_equal(probe_uffd(uffd, (uintptr_t)p, 4 * PSZ, MM, NULL, err,
 	    sizeof(err)), 0);
 	munmap(p, 4 * PSZ);
 	close(memfd);
@@ -141,7 +142,7 @@ test_probe_uffd_refusals(void **state)
 	/* VMM skipped UFFDIO_API. */
 	raw = probe_uffd_open(O_CLOEXEC, NULL);
 	assert_true(raw >= 0);
-	assert_int_equal(probe_uffd(raw, (uintptr_t)p, 2 * PSZ, NULL, err,
+	assert_int_equal(probe_uffd(raw, (uintptr_t)p, 2 * PSZ, MM, NULL, err,
 	    sizeof(err)), -EINVAL);
 	printf("  no handshake: %s\n", err);
 	assert_non_null(strstr(err, "has not done the UFFDIO_API handshake"));
@@ -153,18 +154,22 @@ test_probe_uffd_refusals(void **state)
 	anon = mmap(NULL, PSZ, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(anon != MAP_FAILED);
-	assert_int_equal(probe_uffd(uffd, (uintptr_t)anon, PSZ, NULL, err,
+	assert_int_equal(probe_uffd(uffd, (uintptr_t)anon, PSZ, MM, NULL, err,
 	    sizeof(err)), -EINVAL);
 	printf("  anonymous: %s\n", err);
 	assert_non_null(strstr(err, "UFFD_FEATURE_MINOR_SHMEM"));
+	assert_non_null(strstr(err, "MISSING|MINOR"));
+	/* ... but the anonymous COPY baseline registers MISSING alone. */
+	assert_int_equal(probe_uffd(uffd, (uintptr_t)anon, PSZ,
+	    UFFDIO_REGISTER_MODE_MISSING, NULL, err, sizeof(err)), 0);
 
 	/* Registered with another userfaultfd already. */
 	{
 		int other = api_uffd(0);
 
-		assert_int_equal(probe_uffd(other, (uintptr_t)p, 2 * PSZ, NULL,
+		assert_int_equal(probe_uffd(other, (uintptr_t)p, 2 * PSZ, MM, NULL,
 		    err, sizeof(err)), 0);
-		assert_int_equal(probe_uffd(uffd, (uintptr_t)p, 2 * PSZ, NULL,
+		assert_int_equal(probe_uffd(uffd, (uintptr_t)p, 2 * PSZ, MM, NULL,
 		    err, sizeof(err)), -EBUSY);
 		printf("  busy: %s\n", err);
 		assert_non_null(strstr(err, "another userfaultfd"));
@@ -251,7 +256,7 @@ test_probe_uffd_from_other_process(void **state)
 	}
 	close(sv[1]);
 	assert_int_equal(recv_fds(sv[0], &uffd, &memfd, &base), 0);
-	assert_int_equal(probe_uffd(uffd, base, PSZ, &feat, err, sizeof(err)),
+	assert_int_equal(probe_uffd(uffd, base, PSZ, MM, &feat, err, sizeof(err)),
 	    0);
 	{
 		struct uffd_msg msg;
