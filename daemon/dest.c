@@ -49,6 +49,7 @@
 #include "chan.h"
 #include "log.h"
 #include "migration_int.h"
+#include "probe.h"
 #include "tls.h"
 #include "util.h"
 #include "wire.h"
@@ -979,40 +980,34 @@ dest_start(struct mig *m, char *err, size_t errlen)
 		}
 		/* Base pages only: UFFDIO_CONTINUE maps what the alias wrote
 		 * page by page. */
-		if (madvise(d->alias, m->g.size, MADV_NOHUGEPAGE) < 0)
+		char thp[32];
+		bool forced = false;
+
+		if (probe_thp_guard(d->alias, m->g.size, thp, sizeof(thp),
+		    &forced) < 0)
 			log_warn("migration %s: madvise(MADV_NOHUGEPAGE) on the "
 			    "alias", m->id);
+		else if (forced)
+			log_warnx("migration %s: shmem_enabled is 'force': "
+			    "huge pages may back guest memory despite "
+			    "MADV_NOHUGEPAGE", m->id);
 	}
 	{
-		struct uffdio_register reg = {
-			.range = { .start = d->base, .len = m->g.size },
-			.mode = d->copy ? UFFDIO_REGISTER_MODE_MISSING :
-			    UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
-		};
-		uint64_t need = d->copy ? (1ull << _UFFDIO_COPY) :
-		    (1ull << _UFFDIO_CONTINUE);
+		uint64_t mode = d->copy ? UFFDIO_REGISTER_MODE_MISSING :
+		    UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
 		int fl = fcntl(d->uffd, F_GETFL);
 
 		if (fl >= 0 && !(fl & O_NONBLOCK))
 			fcntl(d->uffd, F_SETFL, fl | O_NONBLOCK);
-		if (ioctl(d->uffd, UFFDIO_REGISTER, &reg) < 0) {
-			r = -errno;
-			snprintf(err, errlen, "cannot register %s faults on the "
-			    "guest mapping 0x%" PRIx64 "+%" PRIu64 ": %s%s",
-			    d->copy ? "MISSING" : "MISSING|MINOR", d->base,
-			    m->g.size, strerror(-r), r == -EINVAL && !d->copy ?
-			    " (did the VMM enable UFFD_FEATURE_MINOR_SHMEM "
-			    "and MISSING_SHMEM with UFFDIO_API? does the "
-			    "kernel have them? see kernel/README.md)" : "");
+		/* Registers the guest range through the VMM's userfaultfd and
+		 * checks the kernel grants CONTINUE (COPY in COPY mode) and
+		 * WAKE; -ENOTSUP means registered but an ioctl is missing. */
+		r = probe_uffd(d->uffd, d->base, m->g.size, mode, NULL, err,
+		    errlen);
+		if (r == 0 || r == -ENOTSUP)
+			d->registered = true;
+		if (r < 0)
 			return r;
-		}
-		d->registered = true;
-		if ((reg.ioctls & need) != need) {
-			snprintf(err, errlen, "the kernel does not offer %s on "
-			    "the guest mapping", d->copy ? "UFFDIO_COPY" :
-			    "UFFDIO_CONTINUE");
-			return -EOPNOTSUPP;
-		}
 	}
 	if ((r = tls_ctx_new(m->tls.dir, true, &d->tls, err, errlen)) < 0)
 		return r;
