@@ -6,7 +6,10 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
+struct event;
 struct event_base;
 struct mig_table;
 struct vmm_server;
@@ -28,6 +31,9 @@ struct daemon {
 	char			 vmm_socket[PATH_MAX];
 	char			 config_file[PATH_MAX];
 	bool			 stopping;	/* SIGTERM seen: no new work */
+	struct event		*stop_ev;	/* while stopping: drain timer */
+	uint64_t		 stop_deadline_ns;
+	size_t			 stop_waiting;	/* last count in STATUS= */
 };
 
 #endif

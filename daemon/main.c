@@ -21,6 +21,10 @@
 #include "sdnotify.h"
 #include "util.h"
 
+/* How long SIGTERM waits for migrations in postcopy (TimeoutStopSec= of
+ * postcopyd.service is longer). */
+#define PCD_STOP_TIMEOUT_S	60
+
 static void
 usage(FILE *f)
 {
@@ -83,6 +87,81 @@ probe_at_start(void)
 	log_warnx("destination role unavailable: %s", why);
 }
 
+static size_t
+active_migrations(void *arg)
+{
+	struct daemon *d = arg;
+
+	return d->migs != NULL ? mig_count_active(d->migs) : 0;
+}
+
+/* While stopping: exit once no migration runs or the bound has passed
+ * (mig_table_free then fails what is left, telling its VMM why). */
+static void
+on_stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	size_t n = active_migrations(d);
+
+	if (n == 0) {
+		log_notice("no migration running: exiting");
+		event_base_loopexit(d->base, NULL);
+	} else if (now_ns() >= d->stop_deadline_ns) {
+		log_warnx("shutdown: %zu migration%s still running after %d s: "
+		    "cancelling", n, n == 1 ? "" : "s", PCD_STOP_TIMEOUT_S);
+		event_base_loopexit(d->base, NULL);
+	} else if (n != d->stop_waiting) {
+		d->stop_waiting = n;
+		sdnotify_status(d->sdn, "stopping: waiting for %zu postcopy "
+		    "migration%s to finish", n, n == 1 ? "" : "s");
+	}
+}
+
+/* SIGTERM: take no new work (d->stopping), cancel what can be restarted
+ * later without harm (migrations that have not switched over: the guest
+ * still runs on the source), and give the ones in postcopy, whose guest
+ * needs this daemon, PCD_STOP_TIMEOUT_S to finish. */
+static void
+stop_begin(struct daemon *d, int sig)
+{
+	static const struct timeval tick = { .tv_sec = 0, .tv_usec = 200000 };
+	struct mig_stats *st = NULL;
+	size_t n = 0, cancelled = 0;
+	char err[256];
+
+	log_notice("signal %d: shutting down", sig);
+	d->stopping = true;
+	sdnotify_stopping(d->sdn);
+	if (d->migs != NULL && (n = mig_list(d->migs, NULL, 0)) > 0 &&
+	    (st = calloc(n, sizeof(*st))) != NULL) {
+		n = mig_list(d->migs, st, n);
+		for (size_t i = 0; i < n; i++) {
+			if (st[i].state != MIG_STATE_WAITING &&
+			    st[i].state != MIG_STATE_CONNECTING &&
+			    st[i].state != MIG_STATE_PRECOPY)
+				continue;
+			if (mig_cancel(d->migs, st[i].id, err, sizeof(err)) < 0)
+				log_warnx("shutdown: cannot cancel migration "
+				    "%s: %s", st[i].id, err);
+			else
+				cancelled++;
+		}
+		free(st);
+	}
+	if (cancelled > 0)
+		log_notice("shutdown: cancelled %zu migration%s before "
+		    "switchover; the orchestrator may start them again",
+		    cancelled, cancelled == 1 ? "" : "s");
+	d->stop_deadline_ns = now_ns() + PCD_STOP_TIMEOUT_S * 1000000000ull;
+	d->stop_ev = event_new(d->base, -1, EV_PERSIST, on_stop_tick, d);
+	if (d->stop_ev == NULL || event_add(d->stop_ev, &tick) < 0) {
+		log_warnx("shutdown: cannot arm the stop timer: exiting now");
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	on_stop_tick(-1, 0, d);
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -91,10 +170,12 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
-		log_notice("signal %d: shutting down", (int)sig);
-		d->stopping = true;
-		sdnotify_stopping(d->sdn);
-		event_base_loopexit(d->base, NULL);
+		if (d->stopping) {
+			log_notice("signal %d again: exiting now", (int)sig);
+			event_base_loopexit(d->base, NULL);
+			break;
+		}
+		stop_begin(d, (int)sig);
 		break;
 	case SIGHUP:
 		sdnotify_reloading(d->sdn);
@@ -190,6 +271,8 @@ main(int argc, char **argv)
 		fatalx("cannot open the VMM socket %s: %s", d.vmm_socket,
 		    strerror(-r));
 
+	sdnotify_set_counter(d.sdn, active_migrations, &d);
+
 	log_notice("postcopyd %s started", PCD_VERSION);
 	sdnotify_ready(d.sdn);
 	event_base_dispatch(d.base);
@@ -197,6 +280,8 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (sigev[i] != NULL)
 			event_free(sigev[i]);
+	if (d.stop_ev != NULL)
+		event_free(d.stop_ev);
 	mig_table_free(d.migs);
 	if (ctl_fd >= 0)
 		close(ctl_fd);
