@@ -66,6 +66,12 @@ chan_free(struct chan *c)
 	free(c);
 }
 
+void
+chan_set_name(struct chan *c, const char *name)
+{
+	snprintf(c->name, sizeof(c->name), "%s", name);
+}
+
 const char *
 chan_name(const struct chan *c)
 {

@@ -28,6 +28,7 @@ struct chan;
 int chan_new(SSL *ssl, int fd, int stopfd, const char *name, struct chan **out);
 void chan_free(struct chan *c);
 const char *chan_name(const struct chan *c);
+void chan_set_name(struct chan *c, const char *name);
 
 int chan_read_full(struct chan *c, void *buf, size_t len);
 int chan_write_full(struct chan *c, const void *buf, size_t len);

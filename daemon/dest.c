@@ -90,6 +90,7 @@ struct dest {
 	pthread_mutex_t		 lock;		/* below */
 	pthread_cond_t		 cond;
 	bool			 stop;
+	bool			 finished;	/* Complete sent */
 };
 
 static bool
@@ -106,7 +107,13 @@ dest_stopped(struct dest *d)
 static void
 dest_chan_fail(struct dest *d, struct chan *c)
 {
-	if (!dest_stopped(d) && chan_error(c) != -ECANCELED)
+	bool quiet;
+
+	pthread_mutex_lock(&d->lock);
+	quiet = d->stop || d->finished;
+	pthread_mutex_unlock(&d->lock);
+	/* After Complete the source may close first: not an error. */
+	if (!quiet && chan_error(c) != -ECANCELED)
 		mig_post_fail(d->m, "%s", chan_errmsg(c));
 }
 
@@ -673,6 +680,8 @@ dest_accept_channels(struct dest *d)
 				return -ECANCELED;
 			continue;
 		}
+		chan_set_name(c, kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ?
+		    "bulk" : "urgent");
 		log_info("migration %s: %s channel from %s accepted", d->m->id,
 		    kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" : "urgent",
 		    peer);
@@ -741,8 +750,14 @@ dest_finish(struct dest *d)
 	done.pages_verified = verified;
 	done.pages_mismatched = bad;
 	done.message = msg;
-	if ((r = chan_send_msg(d->urgent, WIRE_COMPLETE, &done.base)) < 0)
-		return r;
+	pthread_mutex_lock(&d->lock);
+	d->finished = true;
+	pthread_mutex_unlock(&d->lock);
+	if ((r = chan_send_msg(d->urgent, WIRE_COMPLETE, &done.base)) < 0) {
+		mig_post_fail(m, "cannot report completion to the source: %s",
+		    chan_errmsg(d->urgent));
+		return 0;
+	}
 	log_info("migration %s: all %" PRIu64 " pages received and mapped; %"
 	    PRIu64 " verified, %" PRIu64 " mismatched", m->id, d->npages,
 	    verified, bad);

@@ -50,6 +50,7 @@ struct source {
 	uint64_t		 npages;
 	uint32_t		 ps;
 	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
+	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
 	_Atomic uint64_t	 sent_count;
 	_Atomic uint64_t	 cursor_hint;
 
@@ -64,17 +65,51 @@ struct source {
 };
 
 static bool
-src_page_zero(const uint8_t *p, uint32_t ps)
+src_zero(struct source *s, uint64_t i)
 {
-	const uint64_t *q = (const uint64_t *)(const void *)p;
+	const uint64_t *q;
+	uint32_t ps = s->ps;
 
-	for (size_t i = 0; i < ps / 8; i += 8) {
-		uint64_t acc = q[i] | q[i + 1] | q[i + 2] | q[i + 3] |
-		    q[i + 4] | q[i + 5] | q[i + 6] | q[i + 7];
+	/* A hole reads as zeros; looking would allocate a page for it. */
+	if ((s->hole[i >> 6] >> (i & 63)) & 1)
+		return true;
+	q = (const uint64_t *)(const void *)(s->map + i * ps);
+
+	for (size_t k = 0; k < ps / 8; k += 8) {
+		uint64_t acc = q[k] | q[k + 1] | q[k + 2] | q[k + 3] |
+		    q[k + 4] | q[k + 5] | q[k + 6] | q[k + 7];
 		if (acc != 0)
 			return false;
 	}
 	return true;
+}
+
+/* Pages that are holes in the memfd (never written): zero without looking. */
+static void
+src_find_holes(struct source *s)
+{
+	off_t start = (off_t)s->m->g.offset, end = start + (off_t)s->m->g.size;
+	off_t pos = start;
+	uint64_t holes = 0;
+
+	while (pos < end) {
+		off_t h = lseek(s->m->g.memfd, pos, SEEK_HOLE), d;
+
+		if (h < 0 || h >= end)
+			break;
+		d = lseek(s->m->g.memfd, h, SEEK_DATA);
+		if (d < 0 || d > end)
+			d = end;
+		/* Whole pages inside [h, d). */
+		for (uint64_t i = ((uint64_t)(h - start) + s->ps - 1) / s->ps;
+		    i < (uint64_t)(d - start) / s->ps; i++) {
+			s->hole[i >> 6] |= 1ull << (i & 63);
+			holes++;
+		}
+		pos = d;
+	}
+	log_debug("migration %s: %" PRIu64 " of %" PRIu64 " pages are holes",
+	    s->m->id, holes, s->npages);
 }
 
 /* Marks page i sent; counts it once. */
@@ -334,11 +369,11 @@ src_bulk_main(void *arg)
 			pos++;
 			continue;
 		}
-		zero = src_page_zero(s->map + pos * s->ps, s->ps);
+		zero = src_zero(s, pos);
 		max = zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
 		for (n = 1; n < max && pos + n < s->npages; n++) {
 			if (bm_test(s->sent, pos + n) ||
-			    src_page_zero(s->map + (pos + n) * s->ps, s->ps) != zero ||
+			    src_zero(s, pos + n) != zero ||
 			    !src_claim(s, pos + n))
 				break;
 		}
@@ -376,14 +411,21 @@ src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
 	/* Spatial locality: the bulk stream continues after this range. */
 	atomic_store(&s->cursor_hint, end < s->npages ? end : 0);
 	while (i < end && r == 0) {
-		bool zero = src_page_zero(s->map + i * s->ps, s->ps);
+		bool zero;
 		uint32_t n = 1;
 
-		while (i + n < end &&
-		    src_page_zero(s->map + (i + n) * s->ps, s->ps) == zero)
+		/* The first page was demanded by a fault: always send it. The
+		 * rest is read-ahead: skip what the bulk stream already sent. */
+		if (i != rq->index && !src_claim(s, i)) {
+			i++;
+			continue;
+		}
+		if (i == rq->index)
+			src_claim(s, i);
+		zero = src_zero(s, i);
+		while (i + n < end && src_zero(s, i + n) == zero &&
+		    src_claim(s, i + n))
 			n++;
-		for (uint32_t k = 0; k < n; k++)
-			src_claim(s, i + k);
 		r = src_send_run(s, s->urgent, i, n, zero);
 		atomic_fetch_add_explicit(&s->m->c.pages_urgent, n,
 		    memory_order_relaxed);
@@ -513,7 +555,14 @@ source_start(struct mig *m, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory for the page bitmap");
 		goto fail;
 	}
-	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED | MAP_POPULATE,
+	s->hole = calloc((s->npages + 63) / 64, sizeof(*s->hole));
+	if (s->hole == NULL) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "out of memory for the page bitmap");
+		goto fail;
+	}
+	src_find_holes(s);
+	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED,
 	    m->g.memfd, (off_t)m->g.offset);
 	if (s->map == MAP_FAILED) {
 		r = -errno;
@@ -582,6 +631,7 @@ source_stop(struct mig *m)
 	if (s->map != NULL)
 		munmap((void *)s->map, m->g.size);
 	free(s->sent);
+	free(s->hole);
 	free(s->devstate);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);

@@ -110,7 +110,7 @@ tls_ctx_new(const char *dir, bool server, struct tls_ctx **out,
 	SSL_CTX_set_num_tickets(c->ctx, 0);
 	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_read_ahead(c->ctx, 1);
 	SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
 	if ((r = tls_load(c->ctx, dir, "ca-cert.pem", 0, err, errlen)) < 0)
