@@ -1,0 +1,1264 @@
+/* postcopy-guest - the stand-in VMM of postcopyd's tests, demo and benchmark.
+ *
+ *   source: fills a memfd with generated content (guestgen), attaches it as
+ *           SOURCE, waits for PAUSE, answers PAUSED with a device state that
+ *           names the content (seed, size, zero fraction), waits for
+ *           COMPLETE.
+ *   dest:   creates the memfd and the userfaultfd, maps the guest, attaches
+ *           as DEST, waits for RESUME, runs a workload (threads checking
+ *           every page they touch, or a KVM vCPU summing every page), waits
+ *           for COMPLETE and checks every page (xxh3) against the seed.
+ *   --local does the destination's job without a daemon: this process
+ *           registers the guest mapping on its own userfaultfd and resolves
+ *           faults from a thread (UFFDIO_CONTINUE, or UFFDIO_COPY in COPY
+ *           mode), so the workloads can be tested alone.
+ *
+ * Exit: 0 every page verified; 1 a mismatch or a failed migration; 2 bad
+ * usage or setup; 77 the kvm workload without a usable /dev/kvm.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guestgen.h"
+#include "guestkvm.h"
+#include "pcvmm.h"
+
+#define PAGE		GUESTGEN_PAGE
+#define STATE_MAGIC	"PCGUEST1"
+#define STATE_HDR	40
+#define EXIT_SKIP	77
+#define MAX_THREADS	256
+#define MAX_REPORTED	5	/* mismatches printed in detail */
+
+enum role { ROLE_SOURCE, ROLE_DEST };
+enum workload { WL_THREADS, WL_KVM, WL_NONE };
+enum pattern { PAT_RANDOM, PAT_SEQUENTIAL, PAT_HOTSET };
+
+struct opts {
+	enum role	 role;
+	bool		 local;
+	bool		 copy;		/* COPY mode (dest / local) */
+	bool		 json;
+	const char	*id;
+	const char	*socket;
+	uint64_t	 size;
+	uint64_t	 seed;
+	double		 zero_fraction;
+	enum workload	 workload;
+	unsigned	 threads;
+	enum pattern	 pattern;
+	double		 hot_fraction;
+	double		 duration;	/* s; 0 = until every page is touched */
+	double		 timeout;	/* s to wait for daemon events */
+	double		 prefill;	/* --local: share of pages already here */
+	uint64_t	 state_pad;	/* extra device-state bytes */
+	int64_t		 corrupt;	/* --local: deliver this page wrong */
+	bool		 quiet;
+};
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void
+say(const struct opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+say(const struct opts *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (o->quiet)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "postcopy-guest: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static _Noreturn void
+die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static _Noreturn void
+die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "postcopy-guest: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(code);
+}
+
+static uint64_t
+rng_next(uint64_t *s)
+{
+	/* xorshift64* */
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* ---- device state ----------------------------------------------------- */
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static uint8_t *
+state_encode(const struct guestgen *g, uint64_t size, uint64_t pad,
+    size_t *len)
+{
+	uint8_t *s = malloc(STATE_HDR + pad);
+
+	if (s == NULL)
+		die(2, "out of memory for the device state");
+	memcpy(s, STATE_MAGIC, 8);
+	put64(s + 8, g->seed);
+	put64(s + 16, size);
+	put32(s + 24, g->zero_q16);
+	put32(s + 28, PAGE);
+	put64(s + 32, pad);
+	for (uint64_t i = 0; i < pad; i++)
+		s[STATE_HDR + i] = (uint8_t)(i * 31 + 7);
+	*len = STATE_HDR + pad;
+	return s;
+}
+
+/* Checks the source's device state; fills g. */
+static int
+state_decode(const void *buf, size_t len, uint64_t size, struct guestgen *g,
+    char *err, size_t errlen)
+{
+	const uint8_t *s = buf;
+	uint64_t ssize, pad;
+
+	if (len < STATE_HDR || memcmp(s, STATE_MAGIC, 8) != 0) {
+		snprintf(err, errlen, "device state (%zu bytes) is not a "
+		    "postcopy-guest state", len);
+		return -EINVAL;
+	}
+	ssize = get64(s + 16);
+	pad = get64(s + 32);
+	if (ssize != size) {
+		snprintf(err, errlen, "the source guest is %" PRIu64 " bytes, "
+		    "this one %" PRIu64, ssize, size);
+		return -EINVAL;
+	}
+	if (get32(s + 28) != PAGE || get32(s + 24) > 65536 ||
+	    pad != len - STATE_HDR) {
+		snprintf(err, errlen, "device state header is inconsistent "
+		    "(page %u, zero %u/65536, pad %" PRIu64 " of %zu bytes)",
+		    get32(s + 28), get32(s + 24), pad, len);
+		return -EINVAL;
+	}
+	for (uint64_t i = 0; i < pad; i++)
+		if (s[STATE_HDR + i] != (uint8_t)(i * 31 + 7)) {
+			snprintf(err, errlen, "device state byte %" PRIu64
+			    " is corrupt", STATE_HDR + i);
+			return -EINVAL;
+		}
+	g->seed = get64(s + 8);
+	g->zero_q16 = get32(s + 24);
+	return 0;
+}
+
+/* ---- guest memory ----------------------------------------------------- */
+
+struct guest {
+	uint64_t	 size, npages;
+	int		 memfd;		/* -1 in COPY mode */
+	int		 uffd;		/* dest / local */
+	uint8_t		*mem;		/* the guest mapping */
+	uint8_t		*alias;		/* --local MINOR: second mapping */
+};
+
+static int
+uffd_open(bool copy)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd;
+
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		/* No syscall for unprivileged users: /dev/userfaultfd. */
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW,
+			    O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	if (fd < 0)
+		die(2, "userfaultfd: %s", strerror(errno));
+	if (!copy)
+		api.features = UFFD_FEATURE_MINOR_SHMEM |
+		    UFFD_FEATURE_MISSING_SHMEM;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		die(2, "UFFDIO_API (features 0x%llx): %s%s",
+		    (unsigned long long)api.features, strerror(errno),
+		    copy ? "" : " (kernel lacks UFFD_FEATURE_MINOR_SHMEM?)");
+	return fd;
+}
+
+static void
+guest_map(struct guest *gu, const struct opts *o, bool want_uffd)
+{
+	gu->size = o->size;
+	gu->npages = o->size / PAGE;
+	gu->memfd = gu->uffd = -1;
+	gu->alias = NULL;
+	if (o->copy) {
+		gu->mem = mmap(NULL, gu->size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (gu->mem == MAP_FAILED)
+			die(2, "mmap of %" PRIu64 " bytes: %s", gu->size,
+			    strerror(errno));
+	} else {
+		gu->memfd = memfd_create("postcopy-guest", MFD_CLOEXEC);
+		if (gu->memfd < 0 || ftruncate(gu->memfd, (off_t)gu->size) < 0)
+			die(2, "memfd of %" PRIu64 " bytes: %s", gu->size,
+			    strerror(errno));
+		gu->mem = mmap(NULL, gu->size, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_NORESERVE, gu->memfd, 0);
+		if (gu->mem == MAP_FAILED)
+			die(2, "mmap of the memfd: %s", strerror(errno));
+	}
+	/* libpcvmm advises the mapping at attach; --local has no attach. */
+	if (madvise(gu->mem, gu->size, MADV_NOHUGEPAGE) < 0)
+		die(2, "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+	if (want_uffd)
+		gu->uffd = uffd_open(o->copy);
+}
+
+/* The source's content: generated pages, zero pages left as holes. */
+static uint64_t
+guest_fill(struct guest *gu, const struct guestgen *g)
+{
+	uint64_t zero = 0;
+
+	for (uint64_t i = 0; i < gu->npages; i++) {
+		if (guestgen_is_zero(g, i))
+			zero++;
+		else
+			guestgen_page(g, i, gu->mem + i * PAGE);
+	}
+	return zero;
+}
+
+/* ---- --local: this process resolves its own faults -------------------- */
+
+struct local {
+	struct guest		*gu;
+	const struct guestgen	*g;
+	bool			 copy;
+	int64_t			 corrupt;
+	uint8_t			*valid;		/* one byte per page */
+	int			 stopfd;
+	pthread_t		 th;
+	uint64_t		 faults_minor, faults_missing, wakes;
+	char			 err[256];
+};
+
+static int
+local_resolve(struct local *l, uint64_t addr)
+{
+	struct guest *gu = l->gu;
+	uint64_t idx = (addr - (uint64_t)(uintptr_t)gu->mem) / PAGE;
+	uint64_t page = (uint64_t)(uintptr_t)gu->mem + idx * PAGE;
+	uint64_t buf[PAGE / 8];
+	int r;
+
+	if (idx >= gu->npages) {
+		snprintf(l->err, sizeof(l->err), "fault outside the guest at "
+		    "0x%" PRIx64, addr);
+		return -EFAULT;
+	}
+	if (l->copy) {
+		if (guestgen_is_zero(l->g, idx) && (int64_t)idx != l->corrupt) {
+			struct uffdio_zeropage z = { .range = { page, PAGE } };
+			r = ioctl(gu->uffd, UFFDIO_ZEROPAGE, &z);
+		} else {
+			struct uffdio_copy c = { .dst = page,
+			    .src = (uint64_t)(uintptr_t)buf, .len = PAGE };
+			guestgen_page(l->g, idx, buf);
+			if ((int64_t)idx == l->corrupt)
+				((uint8_t *)buf)[PAGE - 1] ^= 0x40;
+			r = ioctl(gu->uffd, UFFDIO_COPY, &c);
+		}
+	} else {
+		struct uffdio_continue c = { .range = { page, PAGE } };
+		if (!l->valid[idx]) {
+			/* Written through the alias, which is not
+			 * registered: no fault. Then marked valid. */
+			guestgen_page(l->g, idx, gu->alias + idx * PAGE);
+			if ((int64_t)idx == l->corrupt)
+				gu->alias[idx * PAGE + PAGE - 1] ^= 0x40;
+			l->valid[idx] = 1;
+		}
+		r = ioctl(gu->uffd, UFFDIO_CONTINUE, &c);
+	}
+	if (r < 0 && errno == EEXIST) {
+		/* Already mapped (a racing fault): wake the waiters. */
+		struct uffdio_range w = { page, PAGE };
+		l->wakes++;
+		r = ioctl(gu->uffd, UFFDIO_WAKE, &w);
+	}
+	if (r < 0) {
+		snprintf(l->err, sizeof(l->err), "%s on page %" PRIu64 ": %s",
+		    l->copy ? "UFFDIO_COPY" : "UFFDIO_CONTINUE", idx,
+		    strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static void *
+local_main(void *arg)
+{
+	struct local *l = arg;
+	struct uffd_msg msgs[64];
+
+	for (;;) {
+		struct pollfd p[2] = { { l->gu->uffd, POLLIN, 0 },
+		    { l->stopfd, POLLIN, 0 } };
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(l->err, sizeof(l->err), "poll: %s",
+			    strerror(errno));
+			return NULL;
+		}
+		if (p[1].revents)
+			return NULL;
+		n = read(l->gu->uffd, msgs, sizeof(msgs));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			snprintf(l->err, sizeof(l->err), "read uffd: %s",
+			    strerror(errno));
+			return NULL;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			if (msgs[i].arg.pagefault.flags &
+			    UFFD_PAGEFAULT_FLAG_MINOR)
+				l->faults_minor++;
+			else
+				l->faults_missing++;
+			if (local_resolve(l, msgs[i].arg.pagefault.address &
+			    ~(uint64_t)(PAGE - 1)) < 0)
+				return NULL;
+		}
+	}
+}
+
+static void
+local_start(struct local *l, struct guest *gu, const struct guestgen *g,
+    const struct opts *o)
+{
+	struct uffdio_register reg = { .range = {
+	    (uint64_t)(uintptr_t)gu->mem, gu->size } };
+	uint64_t prefilled = 0, rng = g->seed ^ 0x1234;
+
+	memset(l, 0, sizeof(*l));
+	l->gu = gu;
+	l->g = g;
+	l->copy = o->copy;
+	l->corrupt = o->corrupt;
+	if ((l->valid = calloc(gu->npages, 1)) == NULL)
+		die(2, "out of memory");
+	if (!o->copy) {
+		gu->alias = mmap(NULL, gu->size, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_NORESERVE, gu->memfd, 0);
+		if (gu->alias == MAP_FAILED)
+			die(2, "mmap of the alias: %s", strerror(errno));
+		/* Pages "received in the background" before switchover:
+		 * in the page cache, unmapped in the guest -> MINOR faults. */
+		for (uint64_t i = 0; i < gu->npages; i++)
+			if ((rng_next(&rng) >> 11) * 0x1.0p-53 < o->prefill &&
+			    (int64_t)i != o->corrupt) {
+				guestgen_page(g, i, gu->alias + i * PAGE);
+				l->valid[i] = 1;
+				prefilled++;
+			}
+	}
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING |
+	    (o->copy ? 0 : UFFDIO_REGISTER_MODE_MINOR);
+	if (ioctl(gu->uffd, UFFDIO_REGISTER, &reg) < 0)
+		die(2, "UFFDIO_REGISTER %s on the guest mapping: %s",
+		    o->copy ? "MISSING" : "MISSING|MINOR", strerror(errno));
+	if ((l->stopfd = eventfd(0, EFD_CLOEXEC)) < 0)
+		die(2, "eventfd: %s", strerror(errno));
+	if (pthread_create(&l->th, NULL, local_main, l) != 0)
+		die(2, "cannot start the fault thread");
+	say(o, "local: %s mode, %" PRIu64 " of %" PRIu64 " pages already in "
+	    "the page cache", o->copy ? "COPY" : "MINOR", prefilled,
+	    gu->npages);
+}
+
+static void
+local_stop(struct local *l)
+{
+	uint64_t one = 1;
+
+	if (write(l->stopfd, &one, sizeof(one)) != sizeof(one))
+		die(2, "eventfd write: %s", strerror(errno));
+	pthread_join(l->th, NULL);
+	close(l->stopfd);
+	free(l->valid);
+}
+
+/* ---- the threads workload --------------------------------------------- */
+
+struct wl {
+	const struct opts	*o;
+	const struct guestgen	*g;
+	uint8_t			*mem;
+	uint64_t		 npages;
+	uint32_t		*order;		/* random / hotset: a permutation */
+	uint64_t		 nhot;
+	atomic_uint_fast64_t	 cursor;
+	atomic_uchar		*touched;
+	uint8_t			*bad;		/* pages that failed a check */
+	uint32_t		*lat_ns;	/* first touch, per page */
+	atomic_bool		 stop;
+	double			 deadline;	/* now_s(); 0 = none */
+	atomic_uint_fast64_t	 checked, mismatched, first_touches;
+	atomic_uint		 reported;
+};
+
+struct wl_thread {
+	struct wl	*w;
+	pthread_t	 th;
+	uint64_t	 rng;
+};
+
+static void
+wl_report(atomic_uint *reported, uint64_t idx, const struct guestgen *g,
+    const uint8_t *got, const char *when)
+{
+	static const char *kinds[] = { "zero", "patterned", "random" };
+	uint8_t want[PAGE];
+	size_t off = 0;
+
+	if (atomic_fetch_add(reported, 1) >= MAX_REPORTED)
+		return;
+	guestgen_page(g, idx, want);
+	while (off < PAGE && got[off] == want[off])
+		off++;
+	fprintf(stderr, "postcopy-guest: MISMATCH %s: page %" PRIu64 " (%s): "
+	    "first difference at byte %zu (got 0x%02x, want 0x%02x), xxh3 "
+	    "%016" PRIx64 " want %016" PRIx64 "\n", when, idx,
+	    kinds[guestgen_kind(g, idx)], off, off < PAGE ? got[off] : 0,
+	    off < PAGE ? want[off] : 0, guestgen_hash(got),
+	    guestgen_hash(want));
+}
+
+static void
+wl_access(struct wl *w, uint64_t idx, uint8_t *buf)
+{
+	const uint8_t *p = w->mem + idx * PAGE;
+	bool first = atomic_exchange(&w->touched[idx], 1) == 0;
+	uint64_t t0, t1;
+
+	t0 = mono_ns();
+	(void)*(const volatile uint64_t *)p;	/* the first touch */
+	t1 = mono_ns();
+	if (first) {
+		w->lat_ns[idx] = t1 - t0 > UINT32_MAX ? UINT32_MAX :
+		    (uint32_t)(t1 - t0);
+		atomic_fetch_add(&w->first_touches, 1);
+	}
+	guestgen_page(w->g, idx, buf);
+	if (memcmp(p, buf, PAGE) != 0) {
+		w->bad[idx] = 1;
+		atomic_fetch_add(&w->mismatched, 1);
+		wl_report(&w->reported, idx, w->g, p, "workload");
+	}
+	atomic_fetch_add(&w->checked, 1);
+}
+
+static void *
+wl_main(void *arg)
+{
+	struct wl_thread *t = arg;
+	struct wl *w = t->w;
+	uint8_t *buf = aligned_alloc(64, PAGE);
+	uint64_t n = 0;
+
+	if (buf == NULL)
+		die(2, "out of memory");
+	for (;; n++) {
+		uint64_t idx, c;
+
+		if ((n & 63) == 0 && (atomic_load(&w->stop) ||
+		    (w->deadline > 0 && now_s() > w->deadline)))
+			break;
+		if (w->o->pattern == PAT_HOTSET && w->nhot > 0 &&
+		    rng_next(&t->rng) % 4 != 0) {
+			/* 3 in 4 accesses go to the hot set. */
+			idx = w->order[rng_next(&t->rng) % w->nhot];
+		} else {
+			c = atomic_fetch_add(&w->cursor, 1);
+			if (c >= w->npages)
+				break;
+			idx = w->order != NULL ? w->order[c] : c;
+		}
+		wl_access(w, idx, buf);
+	}
+	free(buf);
+	return NULL;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct wl_result {
+	uint64_t	checked, mismatched, touched;
+	double		p50_us, p99_us, max_us;
+};
+
+static void
+wl_threads(const struct opts *o, const struct guestgen *g, struct guest *gu,
+    uint8_t *bad, struct wl_result *res)
+{
+	struct wl w = { 0 };
+	struct wl_thread *ts;
+	uint32_t *lats;
+	uint64_t n = 0, rng = g->seed ^ 0x5eed;
+
+	w.o = o;
+	w.g = g;
+	w.mem = gu->mem;
+	w.npages = gu->npages;
+	w.bad = bad;
+	w.touched = calloc(gu->npages, sizeof(*w.touched));
+	w.lat_ns = calloc(gu->npages, sizeof(*w.lat_ns));
+	ts = calloc(o->threads, sizeof(*ts));
+	if (w.touched == NULL || w.lat_ns == NULL || ts == NULL)
+		die(2, "out of memory");
+	if (o->pattern != PAT_SEQUENTIAL) {
+		if ((w.order = malloc(gu->npages * sizeof(uint32_t))) == NULL)
+			die(2, "out of memory");
+		for (uint64_t i = 0; i < gu->npages; i++)
+			w.order[i] = (uint32_t)i;
+		for (uint64_t i = gu->npages - 1; i > 0; i--) {
+			uint64_t j = rng_next(&rng) % (i + 1);
+			uint32_t tmp = w.order[i];
+			w.order[i] = w.order[j];
+			w.order[j] = tmp;
+		}
+		if (o->pattern == PAT_HOTSET) {
+			w.nhot = (uint64_t)(gu->npages * o->hot_fraction);
+			if (w.nhot == 0)
+				w.nhot = 1;
+		}
+	}
+	if (o->duration > 0)
+		w.deadline = now_s() + o->duration;
+	for (unsigned i = 0; i < o->threads; i++) {
+		ts[i].w = &w;
+		ts[i].rng = (g->seed + i + 1) * 0x9e3779b97f4a7c15ull | 1;
+		if (pthread_create(&ts[i].th, NULL, wl_main, &ts[i]) != 0)
+			die(2, "cannot start workload thread %u", i);
+	}
+	for (unsigned i = 0; i < o->threads; i++)
+		pthread_join(ts[i].th, NULL);
+
+	res->checked = atomic_load(&w.checked);
+	res->mismatched = atomic_load(&w.mismatched);
+	res->touched = atomic_load(&w.first_touches);
+	lats = malloc((res->touched + 1) * sizeof(*lats));
+	if (lats == NULL)
+		die(2, "out of memory");
+	for (uint64_t i = 0; i < gu->npages && n < res->touched; i++)
+		if (atomic_load(&w.touched[i]))
+			lats[n++] = w.lat_ns[i];
+	res->p50_us = res->p99_us = res->max_us = 0;
+	if (n > 0) {
+		qsort(lats, n, sizeof(*lats), cmp_u32);
+		res->p50_us = lats[n / 2] / 1e3;
+		res->p99_us = lats[(uint64_t)(n * 0.99) < n ?
+		    (uint64_t)(n * 0.99) : n - 1] / 1e3;
+		res->max_us = lats[n - 1] / 1e3;
+	}
+	free(lats);
+	free(w.order);
+	free(w.touched);
+	free(w.lat_ns);
+	free(ts);
+}
+
+/* ---- verification: xxh3 of every page --------------------------------- */
+
+struct vf {
+	const struct guestgen	*g;
+	const uint8_t		*mem;
+	uint64_t		 from, to;
+	uint64_t		 mismatched, zero;
+	uint8_t			*bad;
+	atomic_uint		*reported;
+	pthread_t		 th;
+};
+
+static void *
+vf_main(void *arg)
+{
+	struct vf *v = arg;
+
+	for (uint64_t i = v->from; i < v->to; i++) {
+		const uint8_t *p = v->mem + i * PAGE;
+		if (guestgen_is_zero(v->g, i))
+			v->zero++;
+		if (guestgen_hash(p) != guestgen_page_hash(v->g, i)) {
+			v->bad[i] = 1;
+			v->mismatched++;
+			wl_report(v->reported, i, v->g, p, "verify");
+		}
+	}
+	return NULL;
+}
+
+static uint64_t
+verify(const struct guestgen *g, const struct guest *gu, unsigned nthreads,
+    uint8_t *bad, uint64_t *zero)
+{
+	struct vf vs[MAX_THREADS];
+	atomic_uint reported = 0;
+	uint64_t nbad = 0, per;
+
+	if (nthreads == 0)
+		nthreads = 1;
+	per = (gu->npages + nthreads - 1) / nthreads;
+	for (unsigned i = 0; i < nthreads; i++) {
+		vs[i] = (struct vf){ .g = g, .mem = gu->mem, .bad = bad,
+		    .from = i * per < gu->npages ? i * per : gu->npages,
+		    .reported = &reported };
+		vs[i].to = vs[i].from + per < gu->npages ? vs[i].from + per :
+		    gu->npages;
+		if (pthread_create(&vs[i].th, NULL, vf_main, &vs[i]) != 0)
+			die(2, "cannot start a verify thread");
+	}
+	*zero = 0;
+	for (unsigned i = 0; i < nthreads; i++) {
+		pthread_join(vs[i].th, NULL);
+		nbad += vs[i].mismatched;
+		*zero += vs[i].zero;
+	}
+	return nbad;
+}
+
+/* ---- daemon events ---------------------------------------------------- */
+
+/* Waits for an event of type want; a COMPLETE(!ok) ends the program. */
+static void
+wait_event(struct pcvmm *v, enum pcvmm_event_type want, double timeout,
+    struct pcvmm_event *ev, const char *what)
+{
+	double deadline = now_s() + timeout;
+
+	for (;;) {
+		double left = deadline - now_s();
+		int r;
+
+		if (left <= 0)
+			die(1, "no %s from postcopyd within %.0f s", what,
+			    timeout);
+		r = pcvmm_next_event(v, (int)(left * 1000) + 1, ev);
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0)
+			die(1, "waiting for %s: %s", what, r == -ECONNRESET ?
+			    "postcopyd closed the connection" : strerror(-r));
+		if (ev->type == want)
+			return;
+		if (ev->type == PCVMM_EV_COMPLETE && !ev->ok)
+			die(1, "migration failed: %s", ev->message);
+		pcvmm_event_clear(ev);
+		die(1, "unexpected event %d while waiting for %s", ev->type,
+		    what);
+	}
+}
+
+static struct pcvmm *
+attach(const struct opts *o, struct guest *gu, enum pcvmm_role role)
+{
+	struct pcvmm_attach_args a = {
+		.socket_path = o->socket,
+		.id = o->id,
+		.role = role,
+		.mode = o->copy ? PCVMM_MODE_COPY : PCVMM_MODE_MINOR,
+		.base = gu->mem,
+		.size = gu->size,
+		.offset = 0,
+		.memfd = gu->memfd,
+		.uffd = role == PCVMM_ROLE_DEST ? gu->uffd : -1,
+		.connect_timeout_ms = 10000,
+	};
+	struct pcvmm *v;
+	char err[1024];
+	int r;
+
+	if ((r = pcvmm_attach(&a, &v, err, sizeof(err))) < 0)
+		die(2, "attach %s as %s: %s", o->id, role == PCVMM_ROLE_SOURCE ?
+		    "source" : "destination", err);
+	return v;
+}
+
+/* ---- source ------------------------------------------------------------ */
+
+struct reader {
+	struct guest	*gu;
+	atomic_bool	 stop;
+	uint64_t	 passes;
+	pthread_t	 th;
+};
+
+/* The source guest's own activity until PAUSE: it reads its memory. */
+static void *
+reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct timespec nap = { 0, 1000000 };
+	uint64_t sum = 0;
+
+	while (!atomic_load(&r->stop)) {
+		for (uint64_t i = 0; i < r->gu->npages && !atomic_load(&r->stop);
+		    i++) {
+			sum += *(volatile uint8_t *)(r->gu->mem + i * PAGE);
+			if ((i & 1023) == 1023)
+				nanosleep(&nap, NULL);
+		}
+		r->passes++;
+	}
+	return (void *)(uintptr_t)(sum & 1);
+}
+
+static int
+run_source(const struct opts *o)
+{
+	struct guest gu;
+	struct guestgen g;
+	struct reader rd = { 0 };
+	struct pcvmm_event ev;
+	struct pcvmm *v;
+	uint8_t *state;
+	size_t slen;
+	uint64_t zero;
+	double t0 = now_s(), t_attach, t_pause, t_done;
+	int r;
+
+	guestgen_init(&g, o->seed, o->zero_fraction);
+	guest_map(&gu, o, false);
+	zero = guest_fill(&gu, &g);
+	say(o, "source %s: %" PRIu64 " pages (%" PRIu64 " zero) generated "
+	    "from seed %" PRIu64 " in %.2f s", o->id, gu.npages, zero, o->seed,
+	    now_s() - t0);
+	v = attach(o, &gu, PCVMM_ROLE_SOURCE);
+	t_attach = now_s();
+	say(o, "attached as source of %s; running until PAUSE", o->id);
+	rd.gu = &gu;
+	if (pthread_create(&rd.th, NULL, reader_main, &rd) != 0)
+		die(2, "cannot start the source workload");
+
+	wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
+	atomic_store(&rd.stop, true);
+	pthread_join(rd.th, NULL);
+	t_pause = now_s();
+	state = state_encode(&g, gu.size, o->state_pad, &slen);
+	if ((r = pcvmm_send_paused(v, state, slen)) < 0)
+		die(1, "sending PAUSED: %s", strerror(-r));
+	free(state);
+	say(o, "paused after %.2f s; sent %zu bytes of device state",
+	    t_pause - t_attach, slen);
+
+	wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
+	t_done = now_s();
+	pcvmm_detach(v, "migration complete");
+	if (o->json)
+		printf("{\"role\":\"source\",\"id\":\"%s\",\"pages_total\":%"
+		    PRIu64 ",\"zero_pages\":%" PRIu64 ",\"seed\":%" PRIu64
+		    ",\"state_bytes\":%zu,\"paused_after_s\":%.3f,"
+		    "\"complete_after_pause_s\":%.3f,\"ok\":true,"
+		    "\"message\":\"%s\"}\n", o->id, gu.npages, zero, o->seed,
+		    slen, t_pause - t_attach, t_done - t_pause, "complete");
+	fprintf(o->json ? stderr : stdout, "source %s: %" PRIu64 " pages (%"
+	    PRIu64 " zero), paused after %.2f s, complete %.2f s later: %s\n",
+	    o->id, gu.npages, zero, t_pause - t_attach, t_done - t_pause,
+	    ev.message);
+	return 0;
+}
+
+/* ---- destination / local ----------------------------------------------- */
+
+static int
+run_dest(const struct opts *o)
+{
+	struct guest gu;
+	struct guestgen g;
+	struct local loc;
+	struct guestkvm *kvm = NULL;
+	struct guestkvm_result kr = { 0 };
+	struct wl_result wr = { 0 };
+	struct pcvmm *v = NULL;
+	struct pcvmm_event ev = { 0 };
+	char err[1024];
+	uint64_t zero = 0, vbad, expect_sum = 0;
+	double t_resume, t_wl, t_complete, t_verify, t0 = now_s();
+	bool kvm_ok = true;
+	uint8_t *bad;
+	size_t slen = 0;
+	int r;
+
+	if (o->workload == WL_KVM) {
+		if (guestkvm_probe(err, sizeof(err)) < 0)
+			die(EXIT_SKIP, "kvm workload unavailable: %s", err);
+		if (o->size > GUESTKVM_MAX_SIZE)
+			die(2, "--workload kvm supports guests up to %llu bytes "
+			    "(4 GiB - 64 KiB)",
+			    (unsigned long long)GUESTKVM_MAX_SIZE);
+	}
+	guest_map(&gu, o, true);
+	if ((bad = calloc(gu.npages, 1)) == NULL)
+		die(2, "out of memory");
+	/* The VM exists before switchover: memslots touch no memory. */
+	if (o->workload == WL_KVM &&
+	    (r = guestkvm_new(gu.mem, gu.size, &kvm, err, sizeof(err))) < 0)
+		die(2, "kvm: %s", err);
+
+	if (o->local) {
+		uint8_t *state;
+		guestgen_init(&g, o->seed, o->zero_fraction);
+		/* The device state goes through the same codec. */
+		state = state_encode(&g, gu.size, o->state_pad, &slen);
+		memset(&g, 0, sizeof(g));
+		if (state_decode(state, slen, gu.size, &g, err, sizeof(err)) < 0)
+			die(1, "device state: %s", err);
+		free(state);
+		local_start(&loc, &gu, &g, o);
+	} else {
+		v = attach(o, &gu, PCVMM_ROLE_DEST);
+		say(o, "attached as destination of %s (%" PRIu64 " pages, %s); "
+		    "waiting for RESUME", o->id, gu.npages,
+		    o->copy ? "COPY mode" : "memfd");
+		wait_event(v, PCVMM_EV_RESUME, o->timeout, &ev, "RESUME");
+		slen = ev.state_len;
+		if (state_decode(ev.state, ev.state_len, gu.size, &g, err,
+		    sizeof(err)) < 0)
+			die(1, "device state from the source: %s", err);
+		pcvmm_event_clear(&ev);
+	}
+	t_resume = now_s();
+	say(o, "resumed (%zu bytes of device state: seed %" PRIu64 ", zero "
+	    "fraction %.3f); running the %s workload", slen, g.seed,
+	    guestgen_zero_fraction(&g), o->workload == WL_KVM ? "kvm" :
+	    o->workload == WL_THREADS ? "threads" : "no");
+
+	if (o->workload == WL_THREADS) {
+		wl_threads(o, &g, &gu, bad, &wr);
+	} else if (o->workload == WL_KVM) {
+		if ((r = guestkvm_run(kvm, &kr, err, sizeof(err))) < 0)
+			die(1, "kvm: %s", err);
+		expect_sum = guestgen_kvm_checksum(&g, gu.npages);
+		kvm_ok = kr.checksum == expect_sum &&
+		    kr.pages_read == gu.npages;
+		wr.checked = kr.pages_read;
+		wr.touched = kr.pages_read;
+		if (!kvm_ok)
+			fprintf(stderr, "postcopy-guest: MISMATCH kvm: guest "
+			    "checksum 0x%08x over %" PRIu64 " pages, expected "
+			    "0x%08x\n", kr.checksum, kr.pages_read,
+			    (unsigned)expect_sum);
+	}
+	t_wl = now_s();
+
+	if (!o->local) {
+		wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
+		say(o, "migration complete: %s", ev.message);
+	}
+	t_complete = now_s();
+	vbad = verify(&g, &gu, o->threads, bad, &zero);
+	t_verify = now_s();
+	if (o->local)
+		local_stop(&loc);
+	else
+		pcvmm_detach(v, vbad || wr.mismatched || !kvm_ok ?
+		    "verification failed" : "verified");
+	guestkvm_free(kvm);
+
+	/* Distinct pages that failed the workload's check or the final
+	 * xxh3 comparison. */
+	uint64_t mismatched = 0;
+	for (uint64_t i = 0; i < gu.npages; i++)
+		mismatched += bad[i];
+	free(bad);
+	const char *wlname = o->workload == WL_KVM ? "kvm" :
+	    o->workload == WL_THREADS ? "threads" : "none";
+	const char *patname = o->pattern == PAT_RANDOM ? "random" :
+	    o->pattern == PAT_SEQUENTIAL ? "sequential" : "hotset";
+
+	if (o->json) {
+		printf("{\"role\":\"dest\",\"id\":\"%s\",\"local\":%s,"
+		    "\"mode\":\"%s\",\"pages_total\":%" PRIu64 ","
+		    "\"pages_checked\":%" PRIu64 ",\"pages_touched\":%" PRIu64
+		    ",\"pages_verified\":%" PRIu64 ",\"zero_pages\":%" PRIu64
+		    ",\"mismatched\":%" PRIu64 ",\"workload_mismatched\":%"
+		    PRIu64 ",\"verify_mismatched\":%" PRIu64 ","
+		    "\"workload\":\"%s\",\"pattern\":\"%s\",\"threads\":%u,"
+		    "\"wall_s\":%.3f,\"complete_wait_s\":%.3f,"
+		    "\"verify_s\":%.3f,\"total_s\":%.3f,\"state_bytes\":%zu",
+		    o->local ? "local" : o->id, o->local ? "true" : "false",
+		    o->copy ? "copy" : "minor", gu.npages, wr.checked,
+		    wr.touched, gu.npages, zero, mismatched, wr.mismatched,
+		    vbad, wlname, patname, o->threads, t_wl - t_resume,
+		    t_complete - t_wl, t_verify - t_complete, t_verify - t0,
+		    slen);
+		if (o->workload == WL_THREADS)
+			printf(",\"first_touch_us\":{\"p50\":%.1f,\"p99\":%.1f,"
+			    "\"max\":%.1f}", wr.p50_us, wr.p99_us, wr.max_us);
+		else
+			printf(",\"first_touch_us\":null");
+		if (o->workload == WL_KVM)
+			printf(",\"kvm\":{\"checksum\":\"0x%08x\",\"expected\":"
+			    "\"0x%08x\",\"ok\":%s,\"exits\":%" PRIu64
+			    ",\"run_s\":%.3f}", kr.checksum,
+			    (unsigned)expect_sum, kvm_ok ? "true" : "false",
+			    kr.exits, kr.run_s);
+		if (o->local)
+			printf(",\"faults\":{\"minor\":%" PRIu64 ",\"missing\":%"
+			    PRIu64 ",\"wakes\":%" PRIu64 "}", loc.faults_minor,
+			    loc.faults_missing, loc.wakes);
+		printf("}\n");
+	}
+	char extra[160] = "";
+	if (o->workload == WL_THREADS)
+		snprintf(extra, sizeof(extra), ", first touch p50 %.1f us p99 "
+		    "%.1f us max %.1f us", wr.p50_us, wr.p99_us, wr.max_us);
+	else if (o->workload == WL_KVM)
+		snprintf(extra, sizeof(extra), ", kvm checksum 0x%08x %s",
+		    kr.checksum, kvm_ok ? "ok" : "WRONG");
+	fprintf(o->json ? stderr : stdout, "dest %s: %s workload%s%s: %" PRIu64
+	    " pages checked, %" PRIu64 " pages verified (%" PRIu64 " zero), %"
+	    PRIu64 " mismatched; workload %.2f s%s\n",
+	    o->local ? "(local)" : o->id, wlname,
+	    o->workload == WL_THREADS ? " " : "",
+	    o->workload == WL_THREADS ? patname : "", wr.checked, gu.npages,
+	    zero, mismatched, t_wl - t_resume, extra);
+	if (o->local && loc.err[0])
+		die(1, "local fault thread: %s", loc.err);
+	return mismatched == 0 && kvm_ok ? 0 : 1;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: postcopy-guest --role source|dest --id ID [options]\n"
+"       postcopy-guest --local [options]\n"
+"\n"
+"The stand-in VMM for postcopyd (see client/VMM-PROTOCOL.md).\n"
+"\n"
+"  -r, --role ROLE          source or dest\n"
+"  -i, --id ID              migration id\n"
+"  -S, --vmm-socket PATH    postcopyd's VMM socket (default %s)\n"
+"  -s, --size SIZE          guest memory (default 1G; 64M, 1.5G, ...)\n"
+"      --seed N             content seed (source; default 1)\n"
+"      --zero-fraction F    share of all-zero pages (source; default 0.25)\n"
+"      --state-size N       extra device-state bytes (default 0)\n"
+"  -w, --workload W         dest: threads (default), kvm or none\n"
+"  -t, --threads N          workload and verify threads (default 4)\n"
+"  -p, --pattern P          threads: random (default), sequential, hotset\n"
+"      --hot-fraction F     hotset: share of pages in the hot set (0.1)\n"
+"  -d, --duration S         stop the workload after S seconds (default:\n"
+"                           when every page was touched once)\n"
+"      --timeout S          wait this long for each daemon event (600)\n"
+"      --copy               dest: anonymous memory, COPY mode (baseline)\n"
+"      --local              no daemon: resolve this process's own faults\n"
+"      --prefill F          --local: share of pages already present (0.5)\n"
+"      --local-corrupt N    --local: deliver page N with one byte wrong\n"
+"                           (shows that the checks catch it)\n"
+"  -j, --json               print a JSON summary on stdout\n"
+"  -q, --quiet              no progress messages\n"
+"  -h, --help\n"
+"\n"
+"Exit status: 0 every page verified, 1 mismatch or failed migration,\n"
+"2 usage or setup error, 77 kvm workload without /dev/kvm.\n",
+	    PCVMM_DEFAULT_SOCKET);
+}
+
+static double
+parse_double(const char *opt, const char *s, double lo, double hi)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(d >= lo && d <= hi))
+		die(2, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+	return d;
+}
+
+static uint64_t
+parse_u64(const char *opt, const char *s)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
+		die(2, "%s: '%s' is not a number", opt, s);
+	return v;
+}
+
+static uint64_t
+parse_bytes(const char *opt, const char *s)
+{
+	char *end;
+	double v;
+	uint64_t mul = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || v < 0)
+		die(2, "%s: '%s' is not a size", opt, s);
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	case 't': case 'T': mul = 1ull << 40; end++; break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end != '\0' || v * (double)mul > 18e18)
+		die(2, "%s: '%s' is not a size", opt, s);
+	return (uint64_t)(v * (double)mul);
+}
+
+int
+main(int argc, char **argv)
+{
+	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
+	    O_LOCAL, O_PREFILL, O_CORRUPT };
+	static const struct option lopts[] = {
+		{ "role",		required_argument, NULL, 'r' },
+		{ "id",			required_argument, NULL, 'i' },
+		{ "vmm-socket",		required_argument, NULL, 'S' },
+		{ "size",		required_argument, NULL, 's' },
+		{ "seed",		required_argument, NULL, O_SEED },
+		{ "zero-fraction",	required_argument, NULL, O_ZERO },
+		{ "state-size",		required_argument, NULL, O_STATE },
+		{ "workload",		required_argument, NULL, 'w' },
+		{ "threads",		required_argument, NULL, 't' },
+		{ "pattern",		required_argument, NULL, 'p' },
+		{ "hot-fraction",	required_argument, NULL, O_HOT },
+		{ "duration",		required_argument, NULL, 'd' },
+		{ "timeout",		required_argument, NULL, O_TIMEOUT },
+		{ "copy",		no_argument,	   NULL, O_COPY },
+		{ "local",		no_argument,	   NULL, O_LOCAL },
+		{ "prefill",		required_argument, NULL, O_PREFILL },
+		{ "local-corrupt",	required_argument, NULL, O_CORRUPT },
+		{ "json",		no_argument,	   NULL, 'j' },
+		{ "quiet",		no_argument,	   NULL, 'q' },
+		{ "help",		no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct opts o = {
+		.role = ROLE_DEST,
+		.socket = PCVMM_DEFAULT_SOCKET,
+		.size = 1ull << 30,
+		.seed = 1,
+		.zero_fraction = 0.25,
+		.workload = WL_THREADS,
+		.threads = 4,
+		.pattern = PAT_RANDOM,
+		.hot_fraction = 0.1,
+		.timeout = 600,
+		.prefill = 0.5,
+		.corrupt = -1,
+	};
+	bool have_role = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "r:i:S:s:w:t:p:d:jqh", lopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (strcmp(optarg, "source") == 0)
+				o.role = ROLE_SOURCE;
+			else if (strcmp(optarg, "dest") == 0 ||
+			    strcmp(optarg, "destination") == 0)
+				o.role = ROLE_DEST;
+			else
+				die(2, "--role: want source or dest, not '%s'",
+				    optarg);
+			have_role = true;
+			break;
+		case 'i':	o.id = optarg; break;
+		case 'S':	o.socket = optarg; break;
+		case 's':	o.size = parse_bytes("--size", optarg); break;
+		case O_SEED:	o.seed = parse_u64("--seed", optarg); break;
+		case O_ZERO:
+			o.zero_fraction = parse_double("--zero-fraction",
+			    optarg, 0, 1);
+			break;
+		case O_STATE:
+			o.state_pad = parse_bytes("--state-size", optarg);
+			if (o.state_pad > PCVMM_STATE_MAX - STATE_HDR)
+				die(2, "--state-size: at most %u bytes",
+				    PCVMM_STATE_MAX - STATE_HDR);
+			break;
+		case 'w':
+			if (strcmp(optarg, "threads") == 0)
+				o.workload = WL_THREADS;
+			else if (strcmp(optarg, "kvm") == 0)
+				o.workload = WL_KVM;
+			else if (strcmp(optarg, "none") == 0)
+				o.workload = WL_NONE;
+			else
+				die(2, "--workload: want threads, kvm or none");
+			break;
+		case 't':
+			o.threads = (unsigned)parse_double("--threads", optarg,
+			    1, MAX_THREADS);
+			break;
+		case 'p':
+			if (strcmp(optarg, "random") == 0)
+				o.pattern = PAT_RANDOM;
+			else if (strcmp(optarg, "sequential") == 0)
+				o.pattern = PAT_SEQUENTIAL;
+			else if (strcmp(optarg, "hotset") == 0)
+				o.pattern = PAT_HOTSET;
+			else
+				die(2, "--pattern: want random, sequential or "
+				    "hotset");
+			break;
+		case O_HOT:
+			o.hot_fraction = parse_double("--hot-fraction", optarg,
+			    0, 1);
+			break;
+		case 'd':
+			o.duration = parse_double("--duration", optarg, 0, 1e6);
+			break;
+		case O_TIMEOUT:
+			o.timeout = parse_double("--timeout", optarg, 0.1, 1e6);
+			break;
+		case O_COPY:	o.copy = true; break;
+		case O_LOCAL:	o.local = true; break;
+		case O_PREFILL:
+			o.prefill = parse_double("--prefill", optarg, 0, 1);
+			break;
+		case O_CORRUPT:
+			o.corrupt = (int64_t)parse_u64("--local-corrupt",
+			    optarg);
+			break;
+		case 'j':	o.json = true; break;
+		case 'q':	o.quiet = true; break;
+		case 'h':	usage(stdout); return 0;
+		default:	usage(stderr); return 2;
+		}
+	}
+	if (optind != argc)
+		die(2, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (o.size == 0 || o.size % PAGE != 0)
+		die(2, "--size must be a non-zero multiple of %u bytes", PAGE);
+	if (o.size / PAGE > UINT32_MAX)
+		die(2, "--size: at most %llu bytes",
+		    (unsigned long long)UINT32_MAX * PAGE);
+	if (o.local) {
+		if (have_role && o.role != ROLE_DEST)
+			die(2, "--local plays the destination; drop --role");
+		o.role = ROLE_DEST;
+	} else {
+		if (!have_role)
+			die(2, "--role source|dest is required (or --local)");
+		if (o.id == NULL)
+			die(2, "--id is required");
+	}
+	if (o.corrupt >= 0 && !o.local)
+		die(2, "--local-corrupt needs --local");
+	if (o.copy && o.role == ROLE_SOURCE)
+		die(2, "--copy is for the destination (a source attaches a "
+		    "memfd)");
+	if (o.copy && o.workload == WL_KVM && o.local)
+		say(&o, "kvm workload on anonymous COPY-mode memory");
+	signal(SIGPIPE, SIG_IGN);
+	return o.role == ROLE_SOURCE ? run_source(&o) : run_dest(&o);
+}

@@ -1,0 +1,101 @@
+/* test_guestgen.c - the content generator the guests are checked against. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guestgen.h"
+
+static int failures;
+
+#define CHECK(cond, ...) do {						\
+	if (!(cond)) {							\
+		failures++;						\
+		fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__,	\
+		    #cond);						\
+		fprintf(stderr, __VA_ARGS__);				\
+		fputc('\n', stderr);					\
+	}								\
+} while (0)
+
+static int
+cmp64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int
+main(void)
+{
+	enum { N = 16384 };
+	static uint8_t a[GUESTGEN_PAGE], b[GUESTGEN_PAGE];
+	static uint64_t hashes[N];
+	struct guestgen g, g2, none, all;
+	uint64_t zero = 0, pattern = 0, random = 0, nh = 0;
+	uint32_t sum = 0;
+
+	guestgen_init(&g, 42, 0.25);
+	guestgen_init(&g2, 43, 0.25);
+	guestgen_init(&none, 42, 0);
+	guestgen_init(&all, 42, 1);
+
+	for (uint64_t i = 0; i < N; i++) {
+		enum guestgen_kind k = guestgen_kind(&g, i);
+		guestgen_page(&g, i, a);
+		guestgen_page(&g, i, b);
+		CHECK(memcmp(a, b, sizeof(a)) == 0, "page %llu not "
+		    "deterministic", (unsigned long long)i);
+		CHECK(guestgen_hash(a) == guestgen_page_hash(&g, i), "hash");
+		if (k == GUESTGEN_ZERO) {
+			zero++;
+			CHECK(guestgen_is_zero(&g, i), "is_zero");
+			for (size_t j = 0; j < sizeof(a); j++)
+				if (a[j] != 0) {
+					CHECK(0, "zero page %llu has data",
+					    (unsigned long long)i);
+					break;
+				}
+		} else {
+			hashes[nh++] = guestgen_hash(a);
+			if (k == GUESTGEN_PATTERN)
+				pattern++;
+			else
+				random++;
+		}
+		/* Every dword matches the page, O(1). */
+		for (unsigned off = 0; off < GUESTGEN_PAGE; off += 4) {
+			uint32_t w;
+			memcpy(&w, a + off, 4);
+			if (w != guestgen_dword(&g, i, off)) {
+				CHECK(0, "dword %u of page %llu", off,
+				    (unsigned long long)i);
+				break;
+			}
+		}
+		sum = (sum << 1) | (sum >> 31);
+		sum += guestgen_dword(&g, i, 0) +
+		    guestgen_dword(&g, i, GUESTGEN_PAGE - 4);
+		CHECK(guestgen_is_zero(&none, i) == false, "fraction 0");
+		CHECK(guestgen_is_zero(&all, i) == true, "fraction 1");
+	}
+	/* 25% zero pages, give or take; the rest split between kinds. */
+	CHECK(zero > N * 0.23 && zero < N * 0.27, "zero pages %llu of %d",
+	    (unsigned long long)zero, N);
+	CHECK(pattern > N / 3 && random > N / 3, "pattern %llu random %llu",
+	    (unsigned long long)pattern, (unsigned long long)random);
+	/* No two non-zero pages are alike (a misplaced page is caught). */
+	qsort(hashes, nh, sizeof(hashes[0]), cmp64);
+	for (uint64_t i = 1; i < nh; i++)
+		CHECK(hashes[i] != hashes[i - 1], "two equal pages");
+	/* Another seed, other content. */
+	guestgen_page(&g, 1, a);
+	guestgen_page(&g2, 1, b);
+	CHECK(guestgen_is_zero(&g, 1) || guestgen_is_zero(&g2, 1) ||
+	    memcmp(a, b, sizeof(a)) != 0, "seed has no effect");
+	CHECK(guestgen_kvm_checksum(&g, N) == sum, "kvm checksum");
+	CHECK(guestgen_zero_fraction(&g) == 0.25, "zero fraction");
+	printf("%s: %llu zero, %llu patterned, %llu random pages\n",
+	    failures ? "FAILED" : "PASSED", (unsigned long long)zero,
+	    (unsigned long long)pattern, (unsigned long long)random);
+	return failures ? 1 : 0;
+}
