@@ -61,6 +61,7 @@ struct vmm_session {
 	bool			 notify_detach;
 	bool			 pause_sent;
 	bool			 paused_seen;
+	bool			 hold;		/* inside ops->attached */
 	struct event		*rev, *wev, *reap, *timer;
 	uint8_t			*in;
 	size_t			 inlen, incap;
@@ -215,7 +216,8 @@ vmm_session_send(struct vmm_session *s, const Pcd__VmmMessage *m)
 		return -ENOMEM;
 	}
 	free(buf);
-	vmm_session_flush(s);
+	if (!s->hold)
+		vmm_session_flush(s);
 	return 0;
 }
 
@@ -470,6 +472,7 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	struct vmm_server *srv = s->srv;
 	struct vmm_session *o;
 	struct vmm_guest g;
+	struct evbuffer *held;
 	char err[512] = "";
 	char who[128];
 	uint32_t code;
@@ -522,10 +525,18 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	s->guest = g;
 	s->guest.memfd = s->guest.uffd = -1;
 
+	/* Requests the callee makes from inside attached() are held and
+	 * sent after the AttachReply (or dropped if it refuses). */
 	err[0] = '\0';
+	s->state = VMM_S_ATTACHED;
+	s->hold = true;
 	r = srv->ops->attached != NULL ?
 	    srv->ops->attached(srv->arg, s, &g, err, sizeof(err)) : -ENOTSUP;
+	s->hold = false;
 	if (r < 0) {
+		s->state = VMM_S_HELLO;
+		s->pause_sent = false;
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
 		if (err[0] == '\0')
 			snprintf(err, sizeof(err), "the daemon refused the "
 			    "attach: %s", strerror(-r));
@@ -535,13 +546,23 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	/* The callee owns the fds now. */
 	s->npfds = 0;
 	s->accepted = true;
-	s->state = VMM_S_ATTACHED;
 	event_del(s->timer);
 	log_info("%s: attached %s%s: %" PRIu64 " MiB at 0x%" PRIx64
 	    " (memfd offset %" PRIu64 ")", vmm_peer(s, who, sizeof(who)),
 	    mig_role_name(g.role), copy ? " in COPY mode" : "",
 	    g.size >> 20, g.base, g.offset);
+	held = s->out;
+	if ((s->out = evbuffer_new()) == NULL) {
+		s->out = held;
+		vmm_session_kill(s, true);
+		return;
+	}
 	vmm_send_attach_reply(s, VMM_ST_OK, "attached");
+	if (s->state == VMM_S_ATTACHED) {
+		evbuffer_add_buffer(s->out, held);
+		vmm_session_flush(s);
+	}
+	evbuffer_free(held);
 }
 
 /* Handles one decoded frame. Returns false when the session must end. */
@@ -944,6 +965,9 @@ vmm_server_free(struct vmm_server *srv)
 	if (srv == NULL)
 		return;
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL) {
+		/* Best effort: a queued Complete reaches the VMM. */
+		if (s->out != NULL && evbuffer_get_length(s->out) > 0)
+			(void)evbuffer_write(s->out, s->fd);
 		if (s->state != VMM_S_DEAD)
 			s->notify_detach = s->accepted;
 		if (s->reap != NULL)

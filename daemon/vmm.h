@@ -56,7 +56,9 @@ struct vmm_guest {
 struct vmm_ops {
 	/* A VMM attached. Return 0 to accept: the callee then owns
 	 * g->memfd and g->uffd. Return -errno with err filled to refuse: the
-	 * VMM receives err and the fds are closed. */
+	 * VMM receives err and the fds are closed. Requests made on s from
+	 * inside this callback (e.g. vmm_session_pause) are sent right after
+	 * the AttachReply, or dropped on refusal. */
 	int	(*attached)(void *arg, struct vmm_session *s,
 		    struct vmm_guest *g, char *err, size_t errlen);
 	/* Source VMM answered a pause request: vCPUs stopped, here is its

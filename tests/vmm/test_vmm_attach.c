@@ -114,18 +114,6 @@ flow_step(struct tstate *t)
 }
 
 static void
-pause_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct tstate *t = arg;
-	struct live *src;
-
-	pthread_mutex_lock(&t->mu);
-	if ((src = live_role(t, "flow", MIG_ROLE_SOURCE)) != NULL)
-		CHECK(vmm_session_pause(src->s) == 0, "pause");
-	pthread_mutex_unlock(&t->mu);
-}
-
-static void
 flow_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tstate *t = arg;
@@ -180,10 +168,13 @@ t_attached(void *arg, struct vmm_session *s, struct vmm_guest *g, char *err,
 	t->nattached++;
 	pthread_cond_broadcast(&t->cv);
 	pthread_mutex_unlock(&t->mu);
-	/* Requests are made from the loop, not from inside this callback. */
-	if (strcmp(g->id, "flow") == 0)
-		event_base_once(t->base, -1, EV_TIMEOUT,
-		    g->role == MIG_ROLE_SOURCE ? pause_cb : flow_cb, t, &now);
+	/* The source is paused from inside this callback (the request is
+	 * held until the AttachReply is out); the destination's step runs
+	 * later from the loop. */
+	if (strcmp(g->id, "flow") == 0 && g->role == MIG_ROLE_SOURCE)
+		CHECK(vmm_session_pause(s) == 0, "pause inside attached()");
+	else if (strcmp(g->id, "flow") == 0)
+		event_base_once(t->base, -1, EV_TIMEOUT, flow_cb, t, &now);
 	return 0;
 }
 
