@@ -47,7 +47,7 @@
 
 static int failures;
 
-static void
+static void __attribute__((format(printf, 1, 2)))
 say(const char *fmt, ...)
 {
 	va_list ap;
@@ -60,7 +60,7 @@ say(const char *fmt, ...)
 }
 
 /* expect(cond, "what was found", ...): prints ok/FAIL and counts. */
-static bool
+static bool __attribute__((format(printf, 2, 3)))
 expect(bool ok, const char *fmt, ...)
 {
 	va_list ap;

@@ -40,7 +40,7 @@ static uint64_t o_size;
 static int o_timeout = 10;
 static bool o_nocert;
 
-static void
+static _Noreturn void __attribute__((format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
 	va_list ap;
@@ -53,7 +53,7 @@ die(const char *fmt, ...)
 	exit(1);
 }
 
-static void
+static void __attribute__((format(printf, 1, 2)))
 ok(const char *fmt, ...)
 {
 	va_list ap;
