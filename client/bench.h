@@ -1,0 +1,141 @@
+/* bench.h - the parts of postcopy-bench: raw baselines (bench_tls.c,
+ * bench_uffd.c), test certificates (bench_certs.c), the migration runs
+ * (bench_run.c) and the report (postcopy-bench.c).
+ *
+ * Errors: 0 or -errno, with a message for a human in err.
+ */
+#ifndef PCD_BENCH_H
+#define PCD_BENCH_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "migration.h"
+
+/* --- certificates (bench_certs.c) ------------------------------------- */
+
+/* Writes a CA and a server and a client certificate signed by it into dir,
+ * laid out like QEMU's tls-creds-x509 directory (ca-cert.pem,
+ * server-cert.pem, server-key.pem, client-cert.pem, client-key.pem), with
+ * the SANs DNS:localhost and IP:127.0.0.1. */
+int bench_certs_generate(const char *dir, char *err, size_t errlen);
+
+/* --- raw TLS baselines (bench_tls.c) ---------------------------------- */
+
+struct bench_tls_opts {
+	const char	*tls_dir;	/* laid out as above */
+	const char	*ciphersuite;	/* TLS 1.3 suite name */
+	uint64_t	 bytes;		/* stream length */
+	size_t		 record;	/* payload bytes per frame on the stream */
+	size_t		 frame_hdr;	/* header bytes before each payload */
+	size_t		 rtt_request;	/* bytes of one RTT request */
+	size_t		 rtt_response;	/* bytes of one RTT response */
+	unsigned	 rtt_rounds;
+};
+
+struct bench_tls_result {
+	double		stream_gbps;	/* payload Gbit/s, handshake excluded */
+	double		stream_s;
+	double		rtt_p50_us;
+	double		rtt_p99_us;
+	char		cipher[64];	/* what the handshake negotiated */
+};
+
+int bench_tls_run(const struct bench_tls_opts *o, struct bench_tls_result *r,
+    char *err, size_t errlen);
+
+/* --- raw userfaultfd baseline (bench_uffd.c) -------------------------- */
+
+struct bench_uffd_result {
+	double		fault_p50_us;	/* access -> data, as the toucher sees it */
+	double		fault_p99_us;
+	double		handler_p50_us;	/* read(uffd) -> UFFDIO_CONTINUE returned */
+	uint64_t	faults;
+};
+
+/* MINOR faults on a memfd whose pages are in the page cache, each resolved
+ * by a handler thread with UFFDIO_CONTINUE; pages faults per round. */
+int bench_uffd_minor(uint64_t pages, unsigned rounds,
+    struct bench_uffd_result *r, char *err, size_t errlen);
+
+/* --- migration runs (bench_run.c) ------------------------------------- */
+
+enum bench_mode { BENCH_MINOR = 1, BENCH_COPY = 2 };
+
+struct bench_opts {
+	uint64_t	 size;
+	uint64_t	 page_size;
+	const char	*workload;	/* random|sequential|hotset */
+	const char	*guest;		/* threads|kvm */
+	unsigned	 threads;
+	double		 zero_fraction;
+	uint64_t	 seed;
+	uint64_t	 bandwidth_bps;	/* 0 = unlimited */
+	unsigned	 modes;		/* BENCH_MINOR | BENCH_COPY */
+	unsigned	 repeat;
+	unsigned	 timeout_s;	/* per migration run */
+	bool		 json;
+	bool		 progress;	/* progress bar on stderr */
+	bool		 keep;		/* keep the work dir (logs) */
+	bool		 verbose;
+	const char	*plot;
+	const char	*tls_dir;	/* certificates (generated if NULL) */
+	char		 work_dir[PATH_MAX];	/* temp dir of this run */
+	char		 cert_dir[PATH_MAX];
+	char		 bin_dir[PATH_MAX];	/* where our tools live */
+	char		 postcopyd[PATH_MAX];
+	char		 postcopyctl[PATH_MAX];
+	char		 guest_bin[PATH_MAX];
+};
+
+/* Progress over time, sampled from the destination's Status. */
+struct bench_sample {
+	double		t_s;		/* since Migrate */
+	uint64_t	bytes;		/* transferred so far */
+	uint64_t	pages_valid;
+};
+
+struct bench_run {
+	enum bench_mode	 mode;
+	unsigned	 index;		/* repeat number, from 0 */
+	double		 total_s;	/* Migrate -> both sides completed */
+	double		 switchover_ms;
+	double		 throughput_gbps;	/* wire bytes / total_s */
+	double		 effective_gbps;	/* guest bytes / total_s */
+	uint64_t	 bytes_transferred;
+	uint64_t	 pages_total, pages_zero, sent_bulk, sent_urgent;
+	uint64_t	 verified, mismatched;
+	uint64_t	 faults_remote, faults_local;
+	double		 p50_us, p99_us, p999_us, max_us;
+	/* by kind of fault, NAN when the daemon does not split them */
+	double		 remote_p50_us, local_p50_us;
+	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
+	uint64_t	 rss_src_kib, rss_dst_kib;	/* VmHWM */
+	double		 guest_s;	/* the workload's own run time */
+	struct bench_sample *samples;
+	size_t		 nsamples, samples_cap;
+};
+
+/* Runs one migration as o says, fills r; r->index (the repeat number,
+ * set by the caller) names the run's directory. */
+int bench_run_migration(const struct bench_opts *o, enum bench_mode mode,
+    struct bench_run *r, char *err, size_t errlen);
+void bench_run_clear(struct bench_run *r);
+const char *bench_mode_name(enum bench_mode m);
+
+/* --- tiny JSON reader (bench_json.c) ---------------------------------- */
+
+/* The value at a dotted path ("a.b.0.c"; numbers index arrays) or NULL. */
+const char *bench_json_find(const char *json, const char *path);
+int bench_json_num(const char *json, const char *path, double *out);
+int bench_json_u64(const char *json, const char *path, uint64_t *out);
+int bench_json_str(const char *json, const char *path, char *buf, size_t len);
+
+/* --- statistics -------------------------------------------------------- */
+
+/* Sorts v in place and returns its q-quantile (0..1); 0 when n == 0. */
+double bench_quantile(double *v, size_t n, double q);
+
+#endif

@@ -1,0 +1,978 @@
+/* postcopy-bench - measure postcopyd against its baselines in one run.
+ *
+ * Every repeat measures the raw baselines (TLS stream, TLS round trip,
+ * userfaultfd MINOR floor) and then the migrations (MINOR and/or COPY
+ * mode) on this machine, back to back, so the ratios hold on a noisy
+ * host. The report is a table for people or one JSON object (--json).
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "log.h"
+#include "util.h"
+
+#define BENCH_CIPHER		"TLS_AES_256_GCM_SHA384"
+#define BENCH_RTT_ROUNDS	2000
+#define BENCH_UFFD_PAGES	8192
+#define BENCH_UFFD_ROUNDS	4
+/* The daemons' frames (daemon/wire.h): a 24-byte header, then up to 64
+ * pages on the bulk channel; a page request is a header and a small
+ * protobuf body, its answer a header and one page. */
+#define BENCH_FRAME_HDR		24
+#define BENCH_FRAME_PAGES	64
+#define BENCH_REQUEST_BODY	16
+
+struct bench_base {
+	double		tls_gbps;
+	double		tls_s;
+	double		rtt_us;
+	double		rtt_p99_us;
+	double		uffd_us;
+	double		uffd_p99_us;
+	double		uffd_handler_us;
+	char		cipher[64];
+};
+
+struct bench {
+	struct bench_opts	 o;
+	bool			 baselines_only;
+	size_t			 record;
+	size_t			 rtt_request;
+	size_t			 rtt_response;
+	const char		*cipher;
+	struct bench_base	*base;
+	unsigned		 nbase;
+	struct bench_run	*runs;
+	unsigned		 nruns;
+	unsigned		 failed;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: postcopy-bench [options]\n"
+"\n"
+"Runs postcopy migrations between two local postcopyd daemons over TLS on\n"
+"loopback, and the raw baselines they are judged against, in one run.\n"
+"\n"
+"Guest and workload:\n"
+"  -s, --size SIZE          guest memory (default 1G; K, M, G suffixes)\n"
+"  -w, --workload W         random|sequential|hotset (default random)\n"
+"  -t, --threads N          workload threads (default 2)\n"
+"  -g, --guest G            threads|kvm (default threads)\n"
+"  -z, --zero-fraction F    share of all-zero pages, 0..1 (default 0.25)\n"
+"      --seed N             guest content seed (default 1)\n"
+"Migration:\n"
+"  -m, --mode M             minor|copy|both (default minor)\n"
+"  -b, --bandwidth RATE     bulk stream limit in bytes/s, e.g. 500M (default\n"
+"                           unlimited; demand pages are never limited)\n"
+"  -r, --repeat N           run everything N times, report medians and range\n"
+"      --timeout SEC        give up on one migration after SEC (default 600)\n"
+"      --tls-dir DIR        certificates (ca-cert.pem, server-cert.pem, ...)\n"
+"                           instead of generating them in a temp dir\n"
+"      --bindir DIR         where postcopyd, postcopyctl and postcopy-guest are\n"
+"                           (default: next to this program, then $PATH)\n"
+"Baselines:\n"
+"      --baselines-only     measure only the baselines\n"
+"      --cipher SUITE       TLS 1.3 suite (default %s, the daemon's)\n"
+"      --record-size N      payload bytes per frame on the raw stream (default\n"
+"                           %d: a bulk frame of 64 pages, as the daemon)\n"
+"Output:\n"
+"  -j, --json               one JSON object on stdout\n"
+"  -p, --plot FILE          fault-latency CDF and throughput over time,\n"
+"                           drawn by gnuplot (FILE.svg or FILE.png)\n"
+"      --keep               keep the work dir (daemon and guest logs)\n"
+"  -v, --verbose            say what is being started\n"
+"  -h, --help               this help\n",
+	    BENCH_CIPHER, BENCH_FRAME_PAGES * 4096);
+}
+
+/* --- statistics -------------------------------------------------------- */
+
+static int
+bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double
+bench_quantile(double *v, size_t n, double q)
+{
+	double pos, frac;
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), bench_cmp_double);
+	pos = q * (double)(n - 1);
+	i = (size_t)pos;
+	frac = pos - (double)i;
+	if (i + 1 >= n)
+		return v[n - 1];
+	return v[i] + (v[i + 1] - v[i]) * frac;
+}
+
+/* Median, min and max of a field across values; false if there are none. */
+struct bench_range {
+	double	med, min, max;
+	size_t	n;
+};
+
+static struct bench_range
+bench_range_of(const double *vals, size_t n)
+{
+	struct bench_range r = { NAN, NAN, NAN, 0 };
+	double *tmp;
+	size_t i, k = 0;
+
+	if (n == 0 || (tmp = calloc(n, sizeof(*tmp))) == NULL)
+		return r;
+	for (i = 0; i < n; i++)
+		if (!isnan(vals[i]))
+			tmp[k++] = vals[i];
+	if (k > 0) {
+		r.med = bench_quantile(tmp, k, 0.5);
+		r.min = tmp[0];
+		r.max = tmp[k - 1];
+		r.n = k;
+	}
+	free(tmp);
+	return r;
+}
+
+const char *
+bench_mode_name(enum bench_mode m)
+{
+	return m == BENCH_COPY ? "copy" : "minor";
+}
+
+/* --- the work dir ------------------------------------------------------ */
+
+static int
+bench_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void
+bench_rm_rf(const char *dir)
+{
+	nftw(dir, bench_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Looks for a tool in bin_dir, its siblings of a build tree, then $PATH. */
+static int
+bench_find_tool(const struct bench_opts *o, const char *name, char *out,
+    size_t outlen)
+{
+	static const char *const rel[] = { "", "../daemon/", "../client/",
+	    "../sbin/", "../bin/" };
+	const char *path = getenv("PATH");
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(rel); i++) {
+		if (snprintf(out, outlen, "%s/%s%s", o->bin_dir, rel[i],
+		    name) < (int)outlen && access(out, X_OK) == 0)
+			return 0;
+	}
+	while (path != NULL && *path != '\0') {
+		size_t len = strcspn(path, ":");
+
+		if (snprintf(out, outlen, "%.*s/%s", (int)len, path, name) <
+		    (int)outlen && len > 0 && access(out, X_OK) == 0)
+			return 0;
+		path += len;
+		if (*path == ':')
+			path++;
+	}
+	out[0] = '\0';
+	return -ENOENT;
+}
+
+static const char *
+bench_size_str(uint64_t v, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double d = (double)v;
+	unsigned u = 0;
+
+	while (d >= 1024 && u + 1 < ARRAY_SIZE(unit)) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, len, d == floor(d) ? "%.0f %s" : "%.2f %s", d, unit[u]);
+	return buf;
+}
+
+/* --- baselines --------------------------------------------------------- */
+
+static int
+bench_baselines(struct bench *b, struct bench_base *out)
+{
+	struct bench_tls_opts to = {
+		.tls_dir = b->o.cert_dir,
+		.ciphersuite = b->cipher,
+		.bytes = b->o.size,
+		.record = b->record,
+		.frame_hdr = BENCH_FRAME_HDR,
+		.rtt_request = b->rtt_request,
+		.rtt_response = b->rtt_response,
+		.rtt_rounds = BENCH_RTT_ROUNDS,
+	};
+	struct bench_tls_result tr;
+	struct bench_uffd_result ur;
+	uint64_t pages = b->o.size / b->o.page_size;
+	char err[512], sz[32];
+	int rc;
+
+	if (pages > BENCH_UFFD_PAGES)
+		pages = BENCH_UFFD_PAGES;
+	if (b->o.progress)
+		fprintf(stderr, "\r\033[Kbaselines: raw TLS stream of %s...",
+		    bench_size_str(b->o.size, sz, sizeof(sz)));
+	if ((rc = bench_tls_run(&to, &tr, err, sizeof(err))) != 0) {
+		log_warnx("%s", err);
+		return rc;
+	}
+	if (b->o.progress)
+		fprintf(stderr, "\r\033[Kbaselines: userfaultfd MINOR floor...");
+	if ((rc = bench_uffd_minor(pages, BENCH_UFFD_ROUNDS, &ur, err,
+	    sizeof(err))) != 0) {
+		log_warnx("%s", err);
+		return rc;
+	}
+	if (b->o.progress)
+		fprintf(stderr, "\r\033[K");
+	out->tls_gbps = tr.stream_gbps;
+	out->tls_s = tr.stream_s;
+	out->rtt_us = tr.rtt_p50_us;
+	out->rtt_p99_us = tr.rtt_p99_us;
+	out->uffd_us = ur.fault_p50_us;
+	out->uffd_p99_us = ur.fault_p99_us;
+	out->uffd_handler_us = ur.handler_p50_us;
+	snprintf(out->cipher, sizeof(out->cipher), "%s", tr.cipher);
+	return 0;
+}
+
+/* --- report ------------------------------------------------------------ */
+
+#define BENCH_FIELD(name)	offsetof(struct bench_run, name)
+
+static struct bench_range
+bench_run_range(const struct bench *b, enum bench_mode m, size_t off)
+{
+	double vals[256];
+	size_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < b->nruns && n < ARRAY_SIZE(vals); i++)
+		if (b->runs[i].mode == m)
+			vals[n++] = *(const double *)((const char *)&b->runs[i] +
+			    off);
+	return bench_range_of(vals, n);
+}
+
+#define BENCH_BASE_FIELD(name)	offsetof(struct bench_base, name)
+
+static struct bench_range
+bench_base_range(const struct bench *b, size_t off)
+{
+	double vals[256];
+	size_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < b->nbase && n < ARRAY_SIZE(vals); i++)
+		vals[n++] = *(const double *)((const char *)&b->base[i] + off);
+	return bench_range_of(vals, n);
+}
+
+static void
+bench_jnum(FILE *f, const char *name, double v, const char *sep)
+{
+	if (isnan(v) || isinf(v))
+		fprintf(f, "\"%s\":null%s", name, sep);
+	else if (v == floor(v) && fabs(v) < 1e15)
+		fprintf(f, "\"%s\":%.0f%s", name, v, sep);
+	else
+		fprintf(f, "\"%s\":%.6g%s", name, v, sep);
+}
+
+static double
+bench_ratio(double a, double b)
+{
+	if (isnan(a) || isnan(b) || b <= 0)
+		return NAN;
+	return a / b;
+}
+
+struct bench_ratios {
+	double	thr_vs_tls, remote_vs_rtt, local_vs_floor, minor_vs_copy;
+	enum bench_mode main_mode;
+};
+
+static struct bench_ratios
+bench_ratios(const struct bench *b)
+{
+	struct bench_ratios q = { NAN, NAN, NAN, NAN, BENCH_MINOR };
+	enum bench_mode m = (b->o.modes & BENCH_MINOR) ? BENCH_MINOR : BENCH_COPY;
+	struct bench_range thr, rem, loc, copy;
+
+	q.main_mode = m;
+	thr = bench_run_range(b, m, BENCH_FIELD(throughput_gbps));
+	rem = bench_run_range(b, m, BENCH_FIELD(remote_p50_us));
+	loc = bench_run_range(b, m, BENCH_FIELD(local_p50_us));
+	q.thr_vs_tls = bench_ratio(thr.med,
+	    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)).med);
+	q.remote_vs_rtt = bench_ratio(rem.med,
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_us)).med);
+	q.local_vs_floor = bench_ratio(loc.med,
+	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)).med);
+	if ((b->o.modes & BENCH_MINOR) && (b->o.modes & BENCH_COPY)) {
+		copy = bench_run_range(b, BENCH_COPY,
+		    BENCH_FIELD(throughput_gbps));
+		q.minor_vs_copy = bench_ratio(thr.med, copy.med);
+	}
+	return q;
+}
+
+static void
+bench_json_range(FILE *f, const char *name, struct bench_range r,
+    const char *sep)
+{
+	fprintf(f, "\"%s\":{", name);
+	bench_jnum(f, "median", r.med, ",");
+	bench_jnum(f, "min", r.min, ",");
+	bench_jnum(f, "max", r.max, "}");
+	fputs(sep, f);
+}
+
+static void
+bench_report_json(const struct bench *b, FILE *f)
+{
+	const struct bench_opts *o = &b->o;
+	struct bench_ratios q = bench_ratios(b);
+	static const struct { const char *name; size_t off; } sum[] = {
+		{ "total_s", BENCH_FIELD(total_s) },
+		{ "switchover_ms", BENCH_FIELD(switchover_ms) },
+		{ "throughput_gbps", BENCH_FIELD(throughput_gbps) },
+		{ "remote_p50_us", BENCH_FIELD(remote_p50_us) },
+		{ "local_p50_us", BENCH_FIELD(local_p50_us) },
+		{ "p50_us", BENCH_FIELD(p50_us) },
+		{ "p99_us", BENCH_FIELD(p99_us) },
+		{ "p999_us", BENCH_FIELD(p999_us) },
+	};
+	unsigned i, k, m;
+	const char *modes[2] = { NULL, NULL };
+
+	fprintf(f, "{\"size_bytes\":%llu,\"page_size\":%llu,\"mode\":\"%s\","
+	    "\"workload\":\"%s\",\"guest\":\"%s\",\"threads\":%u,",
+	    (unsigned long long)o->size, (unsigned long long)o->page_size,
+	    o->modes == (BENCH_MINOR | BENCH_COPY) ? "both" :
+	    o->modes == BENCH_COPY ? "copy" : "minor", o->workload, o->guest,
+	    o->threads);
+	bench_jnum(f, "zero_fraction", o->zero_fraction, ",");
+	bench_jnum(f, "bandwidth_bps", (double)o->bandwidth_bps, ",");
+	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
+	for (i = 0; i < b->nruns; i++) {
+		const struct bench_run *r = &b->runs[i];
+
+		fprintf(f, "%s{\"mode\":\"%s\",\"repeat\":%u,", i ? "," : "",
+		    bench_mode_name(r->mode), r->index);
+		bench_jnum(f, "total_s", r->total_s, ",");
+		bench_jnum(f, "switchover_ms", r->switchover_ms, ",");
+		bench_jnum(f, "throughput_gbps", r->throughput_gbps, ",");
+		bench_jnum(f, "effective_gbps", r->effective_gbps, ",");
+		bench_jnum(f, "guest_s", r->guest_s, ",");
+		fprintf(f, "\"bytes_transferred\":%llu,",
+		    (unsigned long long)r->bytes_transferred);
+		fprintf(f, "\"pages\":{\"total\":%llu,\"zero\":%llu,"
+		    "\"sent_bulk\":%llu,\"sent_urgent\":%llu,\"verified\":%llu,"
+		    "\"mismatched\":%llu},",
+		    (unsigned long long)r->pages_total,
+		    (unsigned long long)r->pages_zero,
+		    (unsigned long long)r->sent_bulk,
+		    (unsigned long long)r->sent_urgent,
+		    (unsigned long long)r->verified,
+		    (unsigned long long)r->mismatched);
+		fprintf(f, "\"faults\":{\"remote\":%llu,\"local\":%llu,",
+		    (unsigned long long)r->faults_remote,
+		    (unsigned long long)r->faults_local);
+		bench_jnum(f, "p50_us", r->p50_us, ",");
+		bench_jnum(f, "p99_us", r->p99_us, ",");
+		bench_jnum(f, "p999_us", r->p999_us, ",");
+		bench_jnum(f, "max_us", r->max_us, ",");
+		bench_jnum(f, "remote_p50_us", r->remote_p50_us, ",");
+		bench_jnum(f, "local_p50_us", r->local_p50_us, ",");
+		fputs("\"latency_hist_us\":[", f);
+		for (k = 0; k < MIG_LAT_BUCKETS; k++)
+			fprintf(f, "%s%llu", k ? "," : "",
+			    (unsigned long long)r->lat_hist[k]);
+		fprintf(f, "]},\"daemon_rss_kib\":{\"source\":%llu,"
+		    "\"destination\":%llu}}",
+		    (unsigned long long)r->rss_src_kib,
+		    (unsigned long long)r->rss_dst_kib);
+	}
+	fputs("],", f);
+
+	/* Medians and ranges per mode. */
+	if (o->modes & BENCH_MINOR)
+		modes[0] = "minor";
+	if (o->modes & BENCH_COPY)
+		modes[modes[0] ? 1 : 0] = "copy";
+	fputs("\"summary\":{", f);
+	for (m = 0; m < 2 && modes[m] != NULL && !b->baselines_only; m++) {
+		enum bench_mode bm = strcmp(modes[m], "copy") == 0 ?
+		    BENCH_COPY : BENCH_MINOR;
+
+		fprintf(f, "%s\"%s\":{", m ? "," : "", modes[m]);
+		for (k = 0; k < ARRAY_SIZE(sum); k++)
+			bench_json_range(f, sum[k].name,
+			    bench_run_range(b, bm, sum[k].off),
+			    k + 1 < ARRAY_SIZE(sum) ? "," : "");
+		fputs("}", f);
+	}
+	fputs("},\"baselines\":{", f);
+	bench_jnum(f, "tls_raw_gbps",
+	    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)).med, ",");
+	bench_jnum(f, "tls_rtt_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_us)).med, ",");
+	bench_jnum(f, "uffd_floor_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)).med, ",");
+	bench_jnum(f, "tls_rtt_p99_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_p99_us)).med, ",");
+	bench_jnum(f, "uffd_floor_p99_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(uffd_p99_us)).med, ",");
+	bench_jnum(f, "uffd_handler_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(uffd_handler_us)).med, ",");
+	fprintf(f, "\"cipher\":\"%s\",\"record_bytes\":%zu,"
+	    "\"rtt_request_bytes\":%zu,\"rtt_response_bytes\":%zu,",
+	    b->nbase ? b->base[0].cipher : "", b->record, b->rtt_request,
+	    b->rtt_response);
+	bench_json_range(f, "tls_raw_gbps_range",
+	    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)), ",");
+	bench_json_range(f, "tls_rtt_us_range",
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_us)), ",");
+	bench_json_range(f, "uffd_floor_us_range",
+	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)), "");
+	fputs("},\"ratios\":{", f);
+	bench_jnum(f, "throughput_vs_tls_raw", q.thr_vs_tls, ",");
+	bench_jnum(f, "remote_p50_vs_tls_rtt", q.remote_vs_rtt, ",");
+	bench_jnum(f, "local_p50_vs_uffd_floor", q.local_vs_floor, ",");
+	bench_jnum(f, "minor_vs_copy_throughput", q.minor_vs_copy, "");
+	fprintf(f, "},\"ok\":%s}\n", b->failed ? "false" : "true");
+}
+
+static void
+bench_report_text(const struct bench *b, FILE *f)
+{
+	char sz[32];
+	const struct bench_opts *o = &b->o;
+	struct bench_ratios q = bench_ratios(b);
+	struct bench_range tls, rtt, uffd;
+	unsigned i;
+
+	tls = bench_base_range(b, BENCH_BASE_FIELD(tls_gbps));
+	rtt = bench_base_range(b, BENCH_BASE_FIELD(rtt_us));
+	uffd = bench_base_range(b, BENCH_BASE_FIELD(uffd_us));
+	fprintf(f, "postcopy-bench: %s guest, %llu-byte pages, %s guest, "
+	    "%s workload, %u threads, %.0f%% zero pages, %u repeat%s\n",
+	    bench_size_str(o->size, sz, sizeof(sz)),
+	    (unsigned long long)o->page_size,
+	    o->guest, o->workload, o->threads, o->zero_fraction * 100,
+	    o->repeat, o->repeat == 1 ? "" : "s");
+	fprintf(f, "\nbaselines (median [min..max]):\n");
+	fprintf(f, "  tls_raw_gbps   %8.2f [%.2f..%.2f] Gbit/s  raw TLS 1.3 "
+	    "stream, %s, %zu-byte writes\n", tls.med, tls.min, tls.max,
+	    b->nbase ? b->base[0].cipher : "?", b->record);
+	fprintf(f, "  tls_rtt_us     %8.1f [%.1f..%.1f] us      %zu-byte "
+	    "request, %zu-byte response\n", rtt.med, rtt.min, rtt.max,
+	    b->rtt_request, b->rtt_response);
+	fprintf(f, "  uffd_floor_us  %8.2f [%.2f..%.2f] us      MINOR fault + "
+	    "UFFDIO_CONTINUE, page in page cache\n", uffd.med, uffd.min,
+	    uffd.max);
+	if (b->baselines_only)
+		return;
+
+	fprintf(f, "\n%-5s %3s %8s %9s %7s %8s %8s %7s %7s %7s %8s %9s %5s "
+	    "%8s %8s\n", "mode", "#", "total_s", "switch_ms", "Gbit/s",
+	    "remote", "local", "p50_us", "p99_us", "p999_us", "max_us",
+	    "verified", "bad", "rss_src", "rss_dst");
+	for (i = 0; i < b->nruns; i++) {
+		const struct bench_run *r = &b->runs[i];
+
+		fprintf(f, "%-5s %3u %8.2f %9.1f %7.2f %8llu %8llu %7.0f %7.0f "
+		    "%7.0f %8.0f %9llu %5llu %7lluK %7lluK\n",
+		    bench_mode_name(r->mode), r->index, r->total_s,
+		    r->switchover_ms, r->throughput_gbps,
+		    (unsigned long long)r->faults_remote,
+		    (unsigned long long)r->faults_local, r->p50_us, r->p99_us,
+		    r->p999_us, r->max_us, (unsigned long long)r->verified,
+		    (unsigned long long)r->mismatched,
+		    (unsigned long long)r->rss_src_kib,
+		    (unsigned long long)r->rss_dst_kib);
+	}
+	fprintf(f, "\nratios (medians; target in brackets):\n");
+	fprintf(f, "  throughput_vs_tls_raw     %6.2f  [>= 0.9]\n", q.thr_vs_tls);
+	fprintf(f, "  remote_p50_vs_tls_rtt     %6.2f  [<= 3]\n", q.remote_vs_rtt);
+	fprintf(f, "  local_p50_vs_uffd_floor   %6.2f  [<= 1.5]\n",
+	    q.local_vs_floor);
+	if (!isnan(q.minor_vs_copy))
+		fprintf(f, "  minor_vs_copy_throughput  %6.2f  [>= 1.2]\n",
+		    q.minor_vs_copy);
+}
+
+/* --- plot -------------------------------------------------------------- */
+
+static int
+bench_plot(const struct bench *b, const char *file)
+{
+	char dat[PATH_MAX + 16], gp[PATH_MAX + 16], sz[32];
+	const char *ext = strrchr(file, '.');
+	bool png = ext != NULL && strcasecmp(ext, ".png") == 0;
+	FILE *f;
+	unsigned i, k, nplot = 0;
+	pid_t pid;
+	int status;
+
+	snprintf(dat, sizeof(dat), "%s/plot.dat", b->o.work_dir);
+	snprintf(gp, sizeof(gp), "%s/plot.gp", b->o.work_dir);
+	if ((f = fopen(dat, "w")) == NULL) {
+		log_warn("cannot write %s", dat);
+		return -errno;
+	}
+	/* Per run two data blocks: the latency CDF (upper bucket bound in
+	 * us, cumulative share) and throughput over time (s, Gbit/s). */
+	for (i = 0; i < b->nruns; i++) {
+		const struct bench_run *r = &b->runs[i];
+		uint64_t total = 0, cum = 0;
+
+		for (k = 0; k < MIG_LAT_BUCKETS; k++)
+			total += r->lat_hist[k];
+		fprintf(f, "# run %u %s cdf\n", i, bench_mode_name(r->mode));
+		for (k = 0; k < MIG_LAT_BUCKETS && total > 0; k++) {
+			cum += r->lat_hist[k];
+			if (r->lat_hist[k] > 0 || cum == total)
+				fprintf(f, "%llu %.6f\n", 1ull << k,
+				    (double)cum / (double)total);
+			if (cum == total)
+				break;
+		}
+		if (total == 0)
+			fputs("1 0\n", f);
+		fprintf(f, "\n\n# run %u %s throughput\n", i,
+		    bench_mode_name(r->mode));
+		for (k = 1; k < r->nsamples; k++) {
+			const struct bench_sample *s0 = &r->samples[k - 1];
+			const struct bench_sample *s1 = &r->samples[k];
+			double dt = s1->t_s - s0->t_s;
+
+			if (dt > 0)
+				fprintf(f, "%.3f %.3f\n", s1->t_s,
+				    (double)(s1->bytes - s0->bytes) * 8 / dt / 1e9);
+		}
+		if (r->nsamples < 2)
+			fputs("0 0\n", f);
+		fputs("\n\n", f);
+	}
+	fclose(f);
+
+	if ((f = fopen(gp, "w")) == NULL) {
+		log_warn("cannot write %s", gp);
+		return -errno;
+	}
+	fprintf(f, "set terminal %s size 1100,480 font 'sans,10'\n",
+	    png ? "pngcairo" : "svg dynamic");
+	fprintf(f, "set output '%s'\n", file);
+	fprintf(f, "set multiplot layout 1,2 title 'postcopy-bench: %s guest, "
+	    "%s workload, %s guest'\n", bench_size_str(b->o.size, sz,
+	    sizeof(sz)), b->o.workload, b->o.guest);
+	fputs("set title 'fault latency (CDF)'\nset logscale x 2\n"
+	    "set xlabel 'latency (us, bucket upper bound)'\n"
+	    "set ylabel 'share of faults'\nset yrange [0:1.05]\n"
+	    "set key bottom right\nset grid\nplot ", f);
+	for (i = 0; i < b->nruns; i++)
+		fprintf(f, "%s'%s' index %u with steps lw 2 title '%s #%u'",
+		    nplot++ ? ", " : "", dat, 2 * i, bench_mode_name(b->runs[i].mode),
+		    b->runs[i].index);
+	if (b->nruns == 0)
+		fputs("NaN notitle", f);
+	fputs("\nunset logscale x\nset title 'throughput over time'\n"
+	    "set xlabel 'time since migrate (s)'\nset ylabel 'Gbit/s'\n"
+	    "set yrange [0:*]\nset key top right\nplot ", f);
+	for (i = 0, nplot = 0; i < b->nruns; i++)
+		fprintf(f, "%s'%s' index %u with lines lw 2 title '%s #%u'",
+		    nplot++ ? ", " : "", dat, 2 * i + 1,
+		    bench_mode_name(b->runs[i].mode), b->runs[i].index);
+	if (b->nbase > 0)
+		fprintf(f, "%s%.3f with lines dt 2 lc 'black' title 'raw TLS "
+		    "%.2f Gbit/s'", nplot ? ", " : "",
+		    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)).med,
+		    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)).med);
+	else if (nplot == 0)
+		fputs("NaN notitle", f);
+	fputs("\nunset multiplot\n", f);
+	fclose(f);
+
+	if ((pid = fork()) < 0) {
+		log_warn("fork");
+		return -errno;
+	}
+	if (pid == 0) {
+		execlp("gnuplot", "gnuplot", gp, (char *)NULL);
+		fprintf(stderr, "postcopy-bench: cannot run gnuplot: %s\n",
+		    strerror(errno));
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		log_warnx("gnuplot failed on %s (script kept: run with --keep)",
+		    gp);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* --- main -------------------------------------------------------------- */
+
+static int
+bench_parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v == 0 || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
+	    OPT_CIPHER, OPT_RECORD, OPT_KEEP };
+	static const struct option opts[] = {
+		{ "size",		required_argument, NULL, 's' },
+		{ "workload",		required_argument, NULL, 'w' },
+		{ "threads",		required_argument, NULL, 't' },
+		{ "guest",		required_argument, NULL, 'g' },
+		{ "zero-fraction",	required_argument, NULL, 'z' },
+		{ "seed",		required_argument, NULL, OPT_SEED },
+		{ "mode",		required_argument, NULL, 'm' },
+		{ "bandwidth",		required_argument, NULL, 'b' },
+		{ "repeat",		required_argument, NULL, 'r' },
+		{ "timeout",		required_argument, NULL, OPT_TIMEOUT },
+		{ "tls-dir",		required_argument, NULL, OPT_TLS },
+		{ "bindir",		required_argument, NULL, OPT_BINDIR },
+		{ "baselines-only",	no_argument,	   NULL, OPT_BASE },
+		{ "cipher",		required_argument, NULL, OPT_CIPHER },
+		{ "record-size",	required_argument, NULL, OPT_RECORD },
+		{ "json",		no_argument,	   NULL, 'j' },
+		{ "plot",		required_argument, NULL, 'p' },
+		{ "keep",		no_argument,	   NULL, OPT_KEEP },
+		{ "verbose",		no_argument,	   NULL, 'v' },
+		{ "help",		no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct bench b = { 0 };
+	struct bench_opts *o = &b.o;
+	char err[512], *end, self[PATH_MAX];
+	unsigned rep, m, tmp;
+	uint64_t v;
+	ssize_t n;
+	int c, rc = 0;
+
+	log_init("postcopy-bench", LOG_LVL_WARNING);
+	o->size = 1ull << 30;
+	o->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+	o->workload = "random";
+	o->guest = "threads";
+	o->threads = 2;
+	o->zero_fraction = 0.25;
+	o->seed = 1;
+	o->modes = BENCH_MINOR;
+	o->repeat = 1;
+	o->timeout_s = 600;
+	b.cipher = BENCH_CIPHER;
+	b.record = BENCH_FRAME_PAGES * o->page_size;
+
+	while ((c = getopt_long(argc, argv, "s:w:t:g:z:m:b:r:jp:vh", opts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (parse_size(optarg, &v) != 0 || v == 0 ||
+			    v % o->page_size != 0) {
+				fprintf(stderr, "postcopy-bench: --size %s: want a "
+				    "positive multiple of %llu bytes\n", optarg,
+				    (unsigned long long)o->page_size);
+				return 2;
+			}
+			o->size = v;
+			break;
+		case 'w':
+			if (strcmp(optarg, "random") != 0 &&
+			    strcmp(optarg, "sequential") != 0 &&
+			    strcmp(optarg, "hotset") != 0) {
+				fprintf(stderr, "postcopy-bench: --workload %s: want "
+				    "random, sequential or hotset\n", optarg);
+				return 2;
+			}
+			o->workload = optarg;
+			break;
+		case 't':
+			if (bench_parse_uint(optarg, 256, &o->threads) != 0) {
+				fprintf(stderr, "postcopy-bench: --threads %s: want "
+				    "1..256\n", optarg);
+				return 2;
+			}
+			break;
+		case 'g':
+			if (strcmp(optarg, "threads") != 0 &&
+			    strcmp(optarg, "kvm") != 0) {
+				fprintf(stderr, "postcopy-bench: --guest %s: want "
+				    "threads or kvm\n", optarg);
+				return 2;
+			}
+			o->guest = optarg;
+			break;
+		case 'z':
+			errno = 0;
+			o->zero_fraction = strtod(optarg, &end);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    !(o->zero_fraction >= 0 && o->zero_fraction <= 1)) {
+				fprintf(stderr, "postcopy-bench: --zero-fraction "
+				    "%s: want a number in 0..1\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_SEED:
+			errno = 0;
+			o->seed = strtoull(optarg, &end, 0);
+			if (errno != 0 || end == optarg || *end != '\0') {
+				fprintf(stderr, "postcopy-bench: --seed %s: want "
+				    "a number\n", optarg);
+				return 2;
+			}
+			break;
+		case 'm':
+			if (strcmp(optarg, "minor") == 0)
+				o->modes = BENCH_MINOR;
+			else if (strcmp(optarg, "copy") == 0)
+				o->modes = BENCH_COPY;
+			else if (strcmp(optarg, "both") == 0)
+				o->modes = BENCH_MINOR | BENCH_COPY;
+			else {
+				fprintf(stderr, "postcopy-bench: --mode %s: want "
+				    "minor, copy or both\n", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			if (parse_size(optarg, &v) != 0) {
+				fprintf(stderr, "postcopy-bench: --bandwidth %s: "
+				    "want bytes/s, e.g. 500M\n", optarg);
+				return 2;
+			}
+			o->bandwidth_bps = v;
+			break;
+		case 'r':
+			if (bench_parse_uint(optarg, 100, &o->repeat) != 0) {
+				fprintf(stderr, "postcopy-bench: --repeat %s: want "
+				    "1..100\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_TIMEOUT:
+			if (bench_parse_uint(optarg, 86400, &o->timeout_s) != 0) {
+				fprintf(stderr, "postcopy-bench: --timeout %s: want "
+				    "seconds\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_TLS:
+			o->tls_dir = optarg;
+			break;
+		case OPT_BINDIR:
+			if (str_copy(o->bin_dir, optarg, sizeof(o->bin_dir))) {
+				fprintf(stderr, "postcopy-bench: --bindir: too "
+				    "long\n");
+				return 2;
+			}
+			break;
+		case OPT_BASE:
+			b.baselines_only = true;
+			break;
+		case OPT_CIPHER:
+			b.cipher = optarg;
+			break;
+		case OPT_RECORD:
+			if (bench_parse_uint(optarg, 1u << 24, &tmp) != 0) {
+				fprintf(stderr, "postcopy-bench: --record-size %s: "
+				    "want 1..16M\n", optarg);
+				return 2;
+			}
+			b.record = tmp;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'p':
+			o->plot = optarg;
+			break;
+		case OPT_KEEP:
+			o->keep = true;
+			break;
+		case 'v':
+			o->verbose = true;
+			log_set_level(LOG_LVL_INFO);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "postcopy-bench: unexpected argument '%s'\n",
+		    argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	o->progress = !o->json && isatty(STDERR_FILENO);
+	b.rtt_request = BENCH_FRAME_HDR + BENCH_REQUEST_BODY;
+	b.rtt_response = o->page_size + BENCH_FRAME_HDR;
+
+	if (o->bin_dir[0] == '\0') {
+		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n > 0) {
+			self[n] = '\0';
+			*strrchr(self, '/') = '\0';
+			str_copy(o->bin_dir, self, sizeof(o->bin_dir));
+		} else
+			str_copy(o->bin_dir, ".", sizeof(o->bin_dir));
+	}
+	if (!b.baselines_only) {
+		if (bench_find_tool(o, "postcopyd", o->postcopyd,
+		    sizeof(o->postcopyd)) != 0 ||
+		    bench_find_tool(o, "postcopyctl", o->postcopyctl,
+		    sizeof(o->postcopyctl)) != 0 ||
+		    bench_find_tool(o, "postcopy-guest", o->guest_bin,
+		    sizeof(o->guest_bin)) != 0) {
+			fprintf(stderr, "postcopy-bench: cannot find postcopyd, "
+			    "postcopyctl and postcopy-guest next to %s or in "
+			    "$PATH (use --bindir)\n", o->bin_dir);
+			return 1;
+		}
+	}
+
+	snprintf(o->work_dir, sizeof(o->work_dir), "%s/postcopy-bench.XXXXXX",
+	    getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(o->work_dir) == NULL) {
+		fprintf(stderr, "postcopy-bench: cannot make a temp dir %s: %s\n",
+		    o->work_dir, strerror(errno));
+		return 1;
+	}
+	if (o->tls_dir != NULL) {
+		if (realpath(o->tls_dir, o->cert_dir) == NULL) {
+			fprintf(stderr, "postcopy-bench: --tls-dir %s: %s\n",
+			    o->tls_dir, strerror(errno));
+			rc = 1;
+			goto out;
+		}
+	} else {
+		if (snprintf(o->cert_dir, sizeof(o->cert_dir), "%s/tls",
+		    o->work_dir) >= (int)sizeof(o->cert_dir)) {
+			fprintf(stderr, "postcopy-bench: %s: path too long\n",
+			    o->work_dir);
+			rc = 1;
+			goto out;
+		}
+		if (mkdir(o->cert_dir, 0700) != 0 ||
+		    bench_certs_generate(o->cert_dir, err, sizeof(err)) != 0) {
+			fprintf(stderr, "postcopy-bench: certificates in %s: %s\n",
+			    o->cert_dir, err);
+			rc = 1;
+			goto out;
+		}
+	}
+
+	b.base = calloc(o->repeat, sizeof(*b.base));
+	b.runs = calloc((size_t)o->repeat * 2, sizeof(*b.runs));
+	if (b.base == NULL || b.runs == NULL) {
+		fprintf(stderr, "postcopy-bench: out of memory\n");
+		rc = 1;
+		goto out;
+	}
+	for (rep = 0; rep < o->repeat; rep++) {
+		if (bench_baselines(&b, &b.base[b.nbase]) != 0) {
+			b.failed++;
+			break;
+		}
+		b.nbase++;
+		for (m = BENCH_MINOR; m <= BENCH_COPY && !b.baselines_only;
+		    m <<= 1) {
+			struct bench_run *r = &b.runs[b.nruns];
+
+			if (!(o->modes & m))
+				continue;
+			r->index = rep;
+			if (bench_run_migration(o, (enum bench_mode)m, r, err,
+			    sizeof(err)) != 0) {
+				fprintf(stderr, "postcopy-bench: %s migration "
+				    "#%u: %s\n", bench_mode_name(m), rep, err);
+				bench_run_clear(r);
+				b.failed++;
+				continue;
+			}
+			if (r->mismatched > 0) {
+				fprintf(stderr, "postcopy-bench: %s migration #%u: "
+				    "%llu pages mismatched\n", bench_mode_name(m),
+				    rep, (unsigned long long)r->mismatched);
+				b.failed++;
+			}
+			b.nruns++;
+		}
+	}
+	if (b.nbase == 0) {
+		/* Not even the baselines: nothing to report. */
+		rc = 1;
+		goto out;
+	}
+	if (o->json)
+		bench_report_json(&b, stdout);
+	else
+		bench_report_text(&b, stdout);
+	fflush(stdout);
+	if (o->plot != NULL && bench_plot(&b, o->plot) != 0)
+		b.failed++;
+	rc = b.failed ? 1 : 0;
+out:
+	for (unsigned i = 0; i < b.nruns; i++)
+		bench_run_clear(&b.runs[i]);
+	free(b.runs);
+	free(b.base);
+	if (o->keep)
+		fprintf(stderr, "postcopy-bench: work dir kept: %s\n",
+		    o->work_dir);
+	else
+		bench_rm_rf(o->work_dir);
+	return rc;
+}
