@@ -6,6 +6,7 @@
  * host. The report is a table for people or one JSON object (--json).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <math.h>
@@ -216,6 +217,35 @@ bench_size_str(uint64_t v, char *buf, size_t len)
 	}
 	snprintf(buf, len, d == floor(d) ? "%.0f %s" : "%.2f %s", d, unit[u]);
 	return buf;
+}
+
+/* Certificates into o->cert_dir: the project's postcopy-gencerts when it is
+ * found (the same script users and tests run), else made here in C. */
+static int
+bench_make_certs(const struct bench_opts *o, char *err, size_t errlen)
+{
+	char tool[PATH_MAX];
+	pid_t pid;
+	int status;
+
+	if (bench_find_tool(o, "postcopy-gencerts", tool, sizeof(tool)) == 0) {
+		if ((pid = fork()) < 0)
+			return -errno;
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+
+			if (null >= 0)
+				dup2(null, STDOUT_FILENO);
+			execl(tool, tool, o->cert_dir, "localhost", (char *)NULL);
+			_exit(127);
+		}
+		if (waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0)
+			return 0;
+		log_warnx("%s %s failed; making the certificates in C", tool,
+		    o->cert_dir);
+	}
+	return bench_certs_generate(o->cert_dir, err, errlen);
 }
 
 /* --- baselines --------------------------------------------------------- */
@@ -905,8 +935,13 @@ main(int argc, char **argv)
 			rc = 1;
 			goto out;
 		}
-		if (mkdir(o->cert_dir, 0700) != 0 ||
-		    bench_certs_generate(o->cert_dir, err, sizeof(err)) != 0) {
+		if (mkdir(o->cert_dir, 0700) != 0) {
+			fprintf(stderr, "postcopy-bench: mkdir %s: %s\n",
+			    o->cert_dir, strerror(errno));
+			rc = 1;
+			goto out;
+		}
+		if (bench_make_certs(o, err, sizeof(err)) != 0) {
 			fprintf(stderr, "postcopy-bench: certificates in %s: %s\n",
 			    o->cert_dir, err);
 			rc = 1;
