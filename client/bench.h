@@ -86,7 +86,6 @@ struct bench_opts {
 	char		 cert_dir[PATH_MAX];
 	char		 bin_dir[PATH_MAX];	/* where our tools live */
 	char		 postcopyd[PATH_MAX];
-	char		 postcopyctl[PATH_MAX];
 	char		 guest_bin[PATH_MAX];
 };
 

@@ -81,7 +81,7 @@ usage(FILE *f)
 "      --timeout SEC        give up on one migration after SEC (default 600)\n"
 "      --tls-dir DIR        certificates (ca-cert.pem, server-cert.pem, ...)\n"
 "                           instead of generating them in a temp dir\n"
-"      --bindir DIR         where postcopyd, postcopyctl and postcopy-guest are\n"
+"      --bindir DIR         where postcopyd and postcopy-guest are\n"
 "                           (default: next to this program, then $PATH)\n"
 "Baselines:\n"
 "      --baselines-only     measure only the baselines\n"
@@ -899,16 +899,21 @@ main(int argc, char **argv)
 		} else
 			str_copy(o->bin_dir, ".", sizeof(o->bin_dir));
 	}
+#ifndef PCD_BENCH_MIGRATION
+	if (!b.baselines_only) {
+		fprintf(stderr, "postcopy-bench: this build has no control RPC "
+		    "client (daemon/rpc.h): only --baselines-only works\n");
+		return 1;
+	}
+#endif
 	if (!b.baselines_only) {
 		if (bench_find_tool(o, "postcopyd", o->postcopyd,
 		    sizeof(o->postcopyd)) != 0 ||
-		    bench_find_tool(o, "postcopyctl", o->postcopyctl,
-		    sizeof(o->postcopyctl)) != 0 ||
 		    bench_find_tool(o, "postcopy-guest", o->guest_bin,
 		    sizeof(o->guest_bin)) != 0) {
-			fprintf(stderr, "postcopy-bench: cannot find postcopyd, "
-			    "postcopyctl and postcopy-guest next to %s or in "
-			    "$PATH (use --bindir)\n", o->bin_dir);
+			fprintf(stderr, "postcopy-bench: cannot find postcopyd "
+			    "and postcopy-guest next to %s or in $PATH (use "
+			    "--bindir)\n", o->bin_dir);
 			return 1;
 		}
 	}
@@ -969,6 +974,7 @@ main(int argc, char **argv)
 			if (!(o->modes & m))
 				continue;
 			r->index = rep;
+#ifdef PCD_BENCH_MIGRATION
 			if (bench_run_migration(o, (enum bench_mode)m, r, err,
 			    sizeof(err)) != 0) {
 				fprintf(stderr, "postcopy-bench: %s migration "
@@ -983,6 +989,7 @@ main(int argc, char **argv)
 				    rep, (unsigned long long)r->mismatched);
 				b.failed++;
 			}
+#endif
 			b.nruns++;
 		}
 	}
@@ -1000,8 +1007,10 @@ main(int argc, char **argv)
 		b.failed++;
 	rc = b.failed ? 1 : 0;
 out:
+#ifdef PCD_BENCH_MIGRATION
 	for (unsigned i = 0; i < b.nruns; i++)
 		bench_run_clear(&b.runs[i]);
+#endif
 	free(b.runs);
 	free(b.base);
 	if (o->keep)
