@@ -1,0 +1,338 @@
+/* config.c - the postcopyd.conf parser (see config.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "rpc.h"
+#include "util.h"
+
+#define CONFIG_LINE_MAX	4096
+
+static void PCD_PRINTF(3, 4)
+config_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void
+config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	str_copy(c->control_socket, PCD_CONTROL_SOCKET, sizeof(c->control_socket));
+	str_copy(c->vmm_socket, PCD_VMM_SOCKET, sizeof(c->vmm_socket));
+	c->log_level = LOG_LVL_INFO;
+	str_copy(c->control_tls_dir, "/etc/postcopyd/control-tls",
+	    sizeof(c->control_tls_dir));
+	str_copy(c->tls_dir, "/etc/postcopyd/tls", sizeof(c->tls_dir));
+	c->max_migrations = 8;
+	c->max_connections = 64;
+	c->max_frame = RPC_MAX_FRAME_DEFAULT;
+	c->max_inflight = 16;
+}
+
+static int
+set_path(char *dst, size_t dstlen, const char *key, const char *v,
+    char *err, size_t errlen)
+{
+	if (v[0] != '/') {
+		config_err(err, errlen, "%s: '%s' is not an absolute path",
+		    key, v);
+		return -EINVAL;
+	}
+	if (str_copy(dst, v, dstlen) < 0) {
+		config_err(err, errlen, "%s: path longer than %zu bytes",
+		    key, dstlen - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+set_listen(char *dst, size_t dstlen, const char *key, const char *v,
+    char *err, size_t errlen)
+{
+	char host[128];
+	uint16_t port;
+
+	if (strcmp(v, "") == 0 || strcmp(v, "off") == 0 ||
+	    strcmp(v, "no") == 0) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (parse_hostport(v, host, sizeof(host), &port) < 0 || port == 0 ||
+	    host[0] == '\0') {
+		config_err(err, errlen, "%s: '%s' is not host:port (or off)",
+		    key, v);
+		return -EINVAL;
+	}
+	if (str_copy(dst, v, dstlen) < 0) {
+		config_err(err, errlen, "%s: address too long", key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+set_uint(unsigned *dst, const char *key, const char *v, unsigned lo,
+    unsigned hi, char *err, size_t errlen)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (!isdigit((unsigned char)v[0]) || *end != '\0' || errno != 0 ||
+	    n < lo || n > hi) {
+		config_err(err, errlen, "%s: '%s' is not a number in %u..%u",
+		    key, v, lo, hi);
+		return -EINVAL;
+	}
+	*dst = (unsigned)n;
+	return 0;
+}
+
+int
+config_set(struct config *c, const char *key, const char *v, char *err,
+    size_t errlen)
+{
+	uint64_t size;
+	int lvl;
+
+	if (strcmp(key, "control_socket") == 0)
+		return set_path(c->control_socket, sizeof(c->control_socket),
+		    key, v, err, errlen);
+	if (strcmp(key, "vmm_socket") == 0)
+		return set_path(c->vmm_socket, sizeof(c->vmm_socket), key, v,
+		    err, errlen);
+	if (strcmp(key, "control_tls_dir") == 0)
+		return set_path(c->control_tls_dir, sizeof(c->control_tls_dir),
+		    key, v, err, errlen);
+	if (strcmp(key, "tls_dir") == 0)
+		return set_path(c->tls_dir, sizeof(c->tls_dir), key, v, err,
+		    errlen);
+	if (strcmp(key, "metrics_listen") == 0)
+		return set_listen(c->metrics_listen, sizeof(c->metrics_listen),
+		    key, v, err, errlen);
+	if (strcmp(key, "control_tcp_listen") == 0)
+		return set_listen(c->control_tcp_listen,
+		    sizeof(c->control_tcp_listen), key, v, err, errlen);
+	if (strcmp(key, "log_level") == 0) {
+		if ((lvl = log_level_parse(v)) < 0) {
+			config_err(err, errlen, "log_level: unknown level '%s' "
+			    "(want error, warning, notice, info or debug)", v);
+			return -EINVAL;
+		}
+		c->log_level = lvl;
+		return 0;
+	}
+	if (strcmp(key, "max_migrations") == 0)
+		return set_uint(&c->max_migrations, key, v, 1, 1024, err,
+		    errlen);
+	if (strcmp(key, "max_connections") == 0)
+		return set_uint(&c->max_connections, key, v, 1, 4096, err,
+		    errlen);
+	if (strcmp(key, "max_inflight") == 0)
+		return set_uint(&c->max_inflight, key, v, 1, 1024, err,
+		    errlen);
+	if (strcmp(key, "max_frame") == 0) {
+		if (parse_size(v, &size) < 0 || size < 4096 ||
+		    size > RPC_MAX_FRAME_LIMIT) {
+			config_err(err, errlen, "max_frame: '%s' is not a size "
+			    "in 4K..16M", v);
+			return -EINVAL;
+		}
+		c->max_frame = (uint32_t)size;
+		return 0;
+	}
+	config_err(err, errlen, "unknown key '%s'", key);
+	return -ENOENT;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
+	    e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* Splits "key = value # comment" in place. 0 or -EINVAL with a reason. */
+static int
+config_split(char *line, char **key, char **value, char *err, size_t errlen)
+{
+	char *eq, *p, *v;
+
+	if ((eq = strchr(line, '=')) == NULL) {
+		config_err(err, errlen, "expected 'key = value'");
+		return -EINVAL;
+	}
+	*eq = '\0';
+	*key = trim(line);
+	if (**key == '\0') {
+		config_err(err, errlen, "missing key before '='");
+		return -EINVAL;
+	}
+	for (p = *key; *p != '\0'; p++) {
+		if (!islower((unsigned char)*p) && *p != '_' &&
+		    !isdigit((unsigned char)*p)) {
+			config_err(err, errlen, "bad key '%s' (keys are "
+			    "lower_case words)", *key);
+			return -EINVAL;
+		}
+	}
+	v = trim(eq + 1);
+	if (*v == '"') {
+		if ((p = strchr(v + 1, '"')) == NULL) {
+			config_err(err, errlen, "unterminated quoted value");
+			return -EINVAL;
+		}
+		*p = '\0';
+		if (*trim(p + 1) != '\0' && *trim(p + 1) != '#') {
+			config_err(err, errlen, "text after the quoted value");
+			return -EINVAL;
+		}
+		*value = v + 1;
+		return 0;
+	}
+	for (p = v; *p != '\0'; p++) {
+		if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	}
+	*value = trim(v);
+	return 0;
+}
+
+#define CONFIG_NKEYS	16
+
+int
+config_parse_file(const char *path, struct config *c, char *err,
+    size_t errlen)
+{
+	struct { char key[32]; unsigned line; } seen[CONFIG_NKEYS];
+	char line[CONFIG_LINE_MAX], why[512];
+	size_t nseen = 0;
+	unsigned lineno = 0;
+	FILE *f;
+	int r = 0;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		r = -errno;
+		config_err(err, errlen, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return r;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *s, *key, *value;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			config_err(err, errlen, "%s:%u: line longer than %d "
+			    "bytes", path, lineno, CONFIG_LINE_MAX - 2);
+			r = -EINVAL;
+			break;
+		}
+		s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		if (config_split(s, &key, &value, why, sizeof(why)) < 0 ||
+		    config_set(c, key, value, why, sizeof(why)) < 0) {
+			config_err(err, errlen, "%s:%u: %s", path, lineno, why);
+			r = -EINVAL;
+			break;
+		}
+		for (size_t i = 0; i < nseen; i++) {
+			if (strcmp(seen[i].key, key) == 0) {
+				config_err(err, errlen, "%s:%u: %s set twice "
+				    "(first on line %u)", path, lineno, key,
+				    seen[i].line);
+				r = -EINVAL;
+				goto out;
+			}
+		}
+		/* config_set accepted it, so it is one of the known keys. */
+		if (nseen < CONFIG_NKEYS) {
+			str_copy(seen[nseen].key, key, sizeof(seen[nseen].key));
+			seen[nseen++].line = lineno;
+		}
+	}
+	if (r == 0 && ferror(f)) {
+		config_err(err, errlen, "%s: read error", path);
+		r = -EIO;
+	}
+out:
+	fclose(f);
+	return r;
+}
+
+static int
+tls_dir_check(const char *dir, const char *what, char *err, size_t errlen)
+{
+	static const char *const files[] = {
+		"ca-cert.pem", "server-cert.pem", "server-key.pem"
+	};
+	char p[PATH_MAX + 32];
+
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		if (access(p, R_OK) < 0) {
+			config_err(err, errlen, "%s: cannot read %s: %s", what,
+			    p, strerror(errno));
+			return -ENOENT;
+		}
+	}
+	return 0;
+}
+
+int
+config_check(const struct config *c, char *err, size_t errlen)
+{
+	if (c->control_tcp_listen[0] != '\0')
+		return tls_dir_check(c->control_tls_dir,
+		    "control_tcp_listen needs mutual TLS", err, errlen);
+	return 0;
+}
+
+void
+config_dump(const struct config *c, FILE *f)
+{
+	static const char *const levels[] = {
+		[LOG_LVL_ERR] = "error", [LOG_LVL_WARNING] = "warning",
+		[LOG_LVL_NOTICE] = "notice", [LOG_LVL_INFO] = "info",
+		[LOG_LVL_DEBUG] = "debug",
+	};
+
+	fprintf(f, "control_socket = %s\n", c->control_socket);
+	fprintf(f, "vmm_socket = %s\n", c->vmm_socket);
+	fprintf(f, "log_level = %s\n", c->log_level >= LOG_LVL_ERR &&
+	    c->log_level <= LOG_LVL_DEBUG ? levels[c->log_level] : "info");
+	fprintf(f, "metrics_listen = %s\n",
+	    c->metrics_listen[0] != '\0' ? c->metrics_listen : "off");
+	fprintf(f, "control_tcp_listen = %s\n",
+	    c->control_tcp_listen[0] != '\0' ? c->control_tcp_listen : "off");
+	fprintf(f, "control_tls_dir = %s\n", c->control_tls_dir);
+	fprintf(f, "tls_dir = %s\n", c->tls_dir);
+	fprintf(f, "max_migrations = %u\n", c->max_migrations);
+	fprintf(f, "max_connections = %u\n", c->max_connections);
+	fprintf(f, "max_frame = %u\n", c->max_frame);
+	fprintf(f, "max_inflight = %u\n", c->max_inflight);
+}

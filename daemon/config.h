@@ -1,0 +1,45 @@
+/* config.h - postcopyd.conf: parsing builds a struct config; applying it is
+ * the caller's business (main.c), so `postcopyd -n` can check a file without
+ * touching anything and SIGHUP can parse before it changes a thing.
+ *
+ * Format: `key = value` lines; '#' starts a comment (at the start of a line
+ * or after blanks); values may be "double-quoted". Keys: see config_dump()
+ * and daemon/postcopyd.conf.example.
+ */
+#ifndef PCD_CONFIG_H
+#define PCD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct config {
+	char		control_socket[108];	/* sockaddr_un.sun_path */
+	char		vmm_socket[108];
+	int		log_level;
+	char		metrics_listen[128];	/* "" = no metrics endpoint */
+	char		control_tcp_listen[128];/* "" = Unix socket only */
+	char		control_tls_dir[PATH_MAX];
+	char		tls_dir[PATH_MAX];	/* default migration TLS profile */
+	unsigned	max_migrations;
+	unsigned	max_connections;
+	uint32_t	max_frame;
+	unsigned	max_inflight;
+};
+
+void config_defaults(struct config *c);
+/* Sets one key from text. 0 or -EINVAL/-ENOENT with a reason in err. */
+int config_set(struct config *c, const char *key, const char *value,
+    char *err, size_t errlen);
+/* Parses a file over *c (start from config_defaults). On error err holds
+ * "FILE:LINE: reason". -ENOENT if the file does not exist. */
+int config_parse_file(const char *path, struct config *c, char *err,
+    size_t errlen);
+/* Checks the relations between keys (e.g. a TCP listener needs a TLS dir
+ * with its three files). */
+int config_check(const struct config *c, char *err, size_t errlen);
+/* Writes the effective configuration as `key = value` lines. */
+void config_dump(const struct config *c, FILE *f);
+
+#endif

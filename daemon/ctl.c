@@ -1,0 +1,1136 @@
+/* ctl.c - the control server (see ctl.h, proto/README.md).
+ *
+ * Every call is answered on the loop thread without blocking: the
+ * migration table's functions only register work for the data-path
+ * threads, libvirt actions run on virt.c's worker, and Watch streams from
+ * the table's notify callback plus a timer.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common.pb-c.h"
+#include "config.h"
+#include "control.pb-c.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "jobstats.h"
+#include "log.h"
+#include "migration.h"
+#include "rpc.h"
+#include "util.h"
+#include "virt.h"
+
+#define CTL_OUT_MAX		(4u << 20)	/* stop reading above this */
+#define CTL_WATCH_OUT_MAX	(1u << 20)	/* skip watch events above */
+#define CTL_BACKOFF_SEC		1
+#define CTL_ERR			512
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+struct ctl_server;
+
+struct ctl_watch {
+	TAILQ_ENTRY(ctl_watch)	 entry;		/* in server's list */
+	struct ctl_conn		*conn;
+	uint32_t		 call_id;
+	char			 id[MIG_ID_MAX + 1];
+	struct event		*timer;
+};
+
+struct ctl_conn {
+	TAILQ_ENTRY(ctl_conn)	 entry;
+	struct ctl_server	*srv;
+	struct bufferevent	*bev;
+	char			 peer[160];	/* for the log */
+	unsigned		 inflight;	/* open watches */
+	bool			 closing;	/* close once output is sent */
+	bool			 throttled;	/* reading paused */
+	bool			 tls;
+};
+
+struct ctl_server {
+	struct daemon		*d;
+	struct evconnlistener	*unix_lis;
+	struct evconnlistener	*tcp_lis;
+	struct event		*backoff;
+	SSL_CTX			*ssl_ctx;
+	struct virt		*virt;
+	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool			 unlink_path;
+	char			 tcp_listen[128];
+	char			 tls_dir[PATH_MAX];	/* default profile */
+	unsigned		 max_connections;
+	unsigned		 max_inflight;
+	unsigned		 max_migrations;
+	uint32_t		 max_frame;
+	unsigned		 nconns;
+	TAILQ_HEAD(, ctl_conn)	 conns;
+	TAILQ_HEAD(, ctl_watch)	 watches;
+};
+
+static void ctl_conn_free(struct ctl_conn *c);
+
+/* ---- sending ---- */
+
+static int
+ctl_send(struct ctl_conn *c, uint8_t kind, uint16_t flags, uint32_t call_id,
+    uint16_t method, const ProtobufCMessage *msg)
+{
+	uint8_t *buf;
+	size_t n;
+	int r;
+
+	if ((r = rpc_frame_pack(kind, flags, call_id, method, msg, &buf,
+	    &n)) < 0) {
+		log_warnx("control: cannot pack an answer for %s: %s",
+		    c->peer, strerror(-r));
+		return r;
+	}
+	r = bufferevent_write(c->bev, buf, n);
+	free(buf);
+	return r < 0 ? -ENOMEM : 0;
+}
+
+static void
+ctl_send_error(struct ctl_conn *c, uint32_t call_id, uint16_t method,
+    uint32_t code, const char *fmt, ...) PCD_PRINTF(5, 6);
+
+static void
+ctl_send_error(struct ctl_conn *c, uint32_t call_id, uint16_t method,
+    uint32_t code, const char *fmt, ...)
+{
+	Pcd__Status st = PCD__STATUS__INIT;
+	char msg[CTL_ERR];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	st.code = code;
+	st.message = msg;
+	log_info("control: %s: call %u: %s: %s", c->peer, call_id,
+	    rpc_code_name(code), msg);
+	ctl_send(c, RPC_ERROR, RPC_F_END_STREAM, call_id, method,
+	    &st.base);
+}
+
+static void
+ctl_reply(struct ctl_conn *c, const struct rpc_hdr *h,
+    const ProtobufCMessage *msg)
+{
+	ctl_send(c, RPC_REPLY, RPC_F_END_STREAM, h->call_id, h->method, msg);
+}
+
+/* Fills status from a data-path result. */
+static void
+ctl_status(Pcd__Status *st, int r, const char *err)
+{
+	st->code = rpc_code_from_errno(r);
+	st->message = (char *)(r < 0 ? (err[0] != '\0' ? err :
+	    strerror(-r)) : "");
+}
+
+/* ---- MigrationInfo ---- */
+
+static int
+ctl_info(struct ctl_server *s, Pcd__MigrationInfo *mi,
+    const struct mig_stats *st)
+{
+	const char *dom, *state, *error;
+	int r;
+
+	pcd__migration_info__init(mi);
+	if ((r = jobstats_info_fill(mi, st)) < 0)
+		return r;
+	if (virt_get(s->virt, st->id, &dom, &state, &error)) {
+		mi->libvirt_domain = (char *)dom;
+		mi->libvirt_state = (char *)state;
+		mi->libvirt_error = (char *)error;
+	}
+	return 0;
+}
+
+/* ---- Watch ---- */
+
+static void ctl_watch_free(struct ctl_watch *w);
+
+/* Sends one event; returns true when the stream has ended. */
+static bool
+ctl_watch_send(struct ctl_watch *w, bool forced)
+{
+	struct ctl_conn *c = w->conn;
+	struct mig_stats st;
+	Pcd__WatchEvent ev = PCD__WATCH_EVENT__INIT;
+	Pcd__Status status = PCD__STATUS__INIT;
+	Pcd__MigrationInfo mi;
+	bool final;
+	int r;
+
+	ev.status = &status;
+	if ((r = mig_get_stats(c->srv->d->migs, w->id, &st)) < 0) {
+		status.code = RPC_NOT_FOUND;
+		status.message = "migration is gone";
+		ev.final = true;
+		ctl_send(c, RPC_EVENT, RPC_F_END_STREAM, w->call_id,
+		    RPC_M_WATCH, &ev.base);
+		return true;
+	}
+	final = jobstats_terminal(st.state);
+	if (!final && !forced && evbuffer_get_length(
+	    bufferevent_get_output(c->bev)) > CTL_WATCH_OUT_MAX)
+		return false;		/* the client is not reading */
+	if (ctl_info(c->srv, &mi, &st) < 0)
+		return false;
+	ev.info = &mi;
+	ev.final = final;
+	ctl_send(c, RPC_EVENT, final ? RPC_F_END_STREAM : 0, w->call_id,
+	    RPC_M_WATCH, &ev.base);
+	jobstats_info_clear(&mi);
+	return final;
+}
+
+static void
+ctl_watch_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_watch *w = arg;
+
+	if (ctl_watch_send(w, false))
+		ctl_watch_free(w);
+}
+
+static void
+ctl_watch_free(struct ctl_watch *w)
+{
+	if (w == NULL)
+		return;
+	TAILQ_REMOVE(&w->conn->srv->watches, w, entry);
+	w->conn->inflight--;
+	if (w->timer != NULL)
+		event_free(w->timer);
+	free(w);
+}
+
+/* The migration table's notify callback: fan out to watches and libvirt. */
+static void
+ctl_notify(void *arg, const char *id)
+{
+	struct ctl_server *s = arg;
+	struct ctl_watch *w, *tmp;
+	struct mig_stats st;
+
+	if (mig_get_stats(s->d->migs, id, &st) == 0)
+		virt_on_state(s->virt, id, st.state);
+	TAILQ_FOREACH_SAFE(w, &s->watches, entry, tmp) {
+		if (strcmp(w->id, id) == 0 && ctl_watch_send(w, false))
+			ctl_watch_free(w);
+	}
+}
+
+/* ---- handlers ---- */
+
+static void
+ctl_tls(struct mig_tls *t, const Pcd__TlsProfile *p, const char *def)
+{
+	memset(t, 0, sizeof(*t));
+	str_copy(t->dir, p != NULL && p->dir[0] != '\0' ? p->dir : def,
+	    sizeof(t->dir));
+	if (p != NULL)
+		str_copy(t->peer_name, p->peer_name, sizeof(t->peer_name));
+}
+
+static int
+ctl_check_common(struct ctl_server *s, const char *id, const Pcd__TlsProfile *tls,
+    const Pcd__LibvirtDomain *lv, char *err, size_t errlen)
+{
+	if (s->d->stopping) {
+		snprintf(err, errlen, "postcopyd is shutting down");
+		return -ESHUTDOWN;
+	}
+	if (!mig_id_valid(id)) {
+		snprintf(err, errlen, "migration id '%.64s' is not 1..%d "
+		    "characters of [A-Za-z0-9._-]", id, MIG_ID_MAX);
+		return -EINVAL;
+	}
+	if (tls != NULL && (strlen(tls->dir) >= PATH_MAX ||
+	    strlen(tls->peer_name) >= 256)) {
+		snprintf(err, errlen, "TLS directory or peer name too long");
+		return -EINVAL;
+	}
+	if (lv != NULL && (lv->uri[0] == '\0') != (lv->domain[0] == '\0')) {
+		snprintf(err, errlen, "libvirt control needs both a URI and "
+		    "a domain name");
+		return -EINVAL;
+	}
+	if (mig_count_active(s->d->migs) >= s->max_migrations) {
+		snprintf(err, errlen, "%u migrations are active already "
+		    "(max_migrations)", s->max_migrations);
+		return -EUSERS;
+	}
+	return 0;
+}
+
+static void
+ctl_track_libvirt(struct ctl_server *s, const char *id, enum mig_role role,
+    const Pcd__LibvirtDomain *lv)
+{
+	int r;
+
+	if (lv == NULL || lv->uri[0] == '\0')
+		return;
+	if ((r = virt_track(s->virt, id, role, lv->uri, lv->domain)) < 0)
+		log_warnx("migration %s: cannot track libvirt domain %s: %s",
+		    id, lv->domain, strerror(-r));
+}
+
+static void
+ctl_prepare(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__PrepareRequest *req)
+{
+	struct ctl_server *s = c->srv;
+	struct mig_prepare_args a = { 0 };
+	Pcd__PrepareReply rep = PCD__PREPARE_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	struct mig_stats ms;
+	char err[CTL_ERR] = "";
+	int r;
+
+	rep.status = &st;
+	r = ctl_check_common(s, req->id, req->tls, req->libvirt, err,
+	    sizeof(err));
+	if (r == 0) {
+		a.id = req->id;
+		a.listen = req->listen[0] != '\0' ? req->listen : "0.0.0.0:0";
+		ctl_tls(&a.tls, req->tls, s->tls_dir);
+		if (req->libvirt != NULL && req->libvirt->uri[0] != '\0') {
+			a.libvirt_uri = req->libvirt->uri;
+			a.libvirt_domain = req->libvirt->domain;
+		}
+		r = mig_prepare(s->d->migs, &a, err, sizeof(err));
+	}
+	if (r == 0 && mig_get_stats(s->d->migs, req->id, &ms) == 0)
+		rep.listen = ms.listen;
+	if (r == 0) {
+		log_notice("migration %s: prepared (destination, listening on "
+		    "%s) for %s", req->id, rep.listen, c->peer);
+		ctl_track_libvirt(s, req->id, MIG_ROLE_DEST, req->libvirt);
+	}
+	ctl_status(&st, r, err);
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
+ctl_migrate(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__MigrateRequest *req)
+{
+	struct ctl_server *s = c->srv;
+	struct mig_migrate_args a = { 0 };
+	Pcd__MigrateReply rep = PCD__MIGRATE_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	char err[CTL_ERR] = "";
+	int r;
+
+	rep.status = &st;
+	r = ctl_check_common(s, req->id, req->tls, req->libvirt, err,
+	    sizeof(err));
+	if (r == 0 && req->dest[0] == '\0') {
+		snprintf(err, sizeof(err), "no destination address given");
+		r = -EINVAL;
+	}
+	if (r == 0) {
+		a.id = req->id;
+		a.dest = req->dest;
+		a.bandwidth_bps = req->bandwidth_bps;
+		ctl_tls(&a.tls, req->tls, s->tls_dir);
+		if (req->libvirt != NULL && req->libvirt->uri[0] != '\0') {
+			a.libvirt_uri = req->libvirt->uri;
+			a.libvirt_domain = req->libvirt->domain;
+		}
+		r = mig_migrate(s->d->migs, &a, err, sizeof(err));
+	}
+	if (r == 0) {
+		log_notice("migration %s: migrating to %s for %s", req->id,
+		    req->dest, c->peer);
+		ctl_track_libvirt(s, req->id, MIG_ROLE_SOURCE, req->libvirt);
+	}
+	ctl_status(&st, r, err);
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
+ctl_status_call(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__StatusRequest *req)
+{
+	struct ctl_server *s = c->srv;
+	Pcd__StatusReply rep = PCD__STATUS_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	struct mig_stats *ms = NULL;
+	Pcd__MigrationInfo *mi = NULL, **ptrs = NULL;
+	size_t n = 0, filled = 0;
+	char err[CTL_ERR] = "";
+
+	rep.status = &st;
+	if (req->id[0] != '\0') {
+		if ((ms = malloc(sizeof(*ms))) == NULL)
+			goto nomem;
+		if (mig_get_stats(s->d->migs, req->id, ms) < 0) {
+			snprintf(err, sizeof(err), "no migration '%.64s'",
+			    req->id);
+			ctl_status(&st, -ENOENT, err);
+			goto out;
+		}
+		n = 1;
+	} else {
+		n = mig_list(s->d->migs, NULL, 0);
+		if (n > 0 && (ms = calloc(n, sizeof(*ms))) == NULL)
+			goto nomem;
+		if (n > 0)
+			n = mig_list(s->d->migs, ms, n);
+	}
+	if (n > 0 && ((mi = calloc(n, sizeof(*mi))) == NULL ||
+	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL))
+		goto nomem;
+	for (; filled < n; filled++) {
+		if (ctl_info(s, &mi[filled], &ms[filled]) < 0)
+			goto nomem;
+		ptrs[filled] = &mi[filled];
+	}
+	rep.migrations = ptrs;
+	rep.n_migrations = n;
+	goto out;
+nomem:
+	ctl_status(&st, -ENOMEM, "out of memory");
+out:
+	ctl_reply(c, h, &rep.base);
+	for (size_t i = 0; i < filled; i++)
+		jobstats_info_clear(&mi[i]);
+	free(ptrs);
+	free(mi);
+	free(ms);
+}
+
+static void
+ctl_cancel(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__CancelRequest *req)
+{
+	struct ctl_server *s = c->srv;
+	Pcd__CancelReply rep = PCD__CANCEL_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	struct mig_stats ms;
+	char err[CTL_ERR] = "";
+	int r;
+
+	rep.status = &st;
+	r = mig_cancel(s->d->migs, req->id, err, sizeof(err));
+	if (r < 0 && err[0] == '\0' && r == -ENOENT)
+		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
+	if (mig_get_stats(s->d->migs, req->id, &ms) == 0)
+		rep.state = (char *)mig_state_name(ms.state);
+	if (r == 0)
+		log_notice("migration %s: cancelled by %s", req->id, c->peer);
+	else
+		log_notice("migration %s: cancel refused for %s: %s", req->id,
+		    c->peer, err[0] != '\0' ? err : strerror(-r));
+	ctl_status(&st, r, err);
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
+ctl_watch(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__WatchRequest *req)
+{
+	struct ctl_server *s = c->srv;
+	struct ctl_watch *w;
+	struct mig_stats ms;
+	unsigned ms_int = req->interval_ms == 0 ? 500 : req->interval_ms;
+	struct timeval tv;
+
+	if (mig_get_stats(s->d->migs, req->id, &ms) < 0) {
+		Pcd__WatchEvent ev = PCD__WATCH_EVENT__INIT;
+		Pcd__Status st = PCD__STATUS__INIT;
+		char err[CTL_ERR];
+
+		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
+		st.code = RPC_NOT_FOUND;
+		st.message = err;
+		ev.status = &st;
+		ev.final = true;
+		ctl_send(c, RPC_EVENT, RPC_F_END_STREAM, h->call_id,
+		    RPC_M_WATCH, &ev.base);
+		return;
+	}
+	if (ms_int < 50)
+		ms_int = 50;
+	if (ms_int > 60000)
+		ms_int = 60000;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		goto nomem;
+	w->conn = c;
+	w->call_id = h->call_id;
+	str_copy(w->id, req->id, sizeof(w->id));
+	TAILQ_INSERT_TAIL(&s->watches, w, entry);
+	c->inflight++;
+	tv.tv_sec = ms_int / 1000;
+	tv.tv_usec = (ms_int % 1000) * 1000;
+	w->timer = event_new(s->d->base, -1, EV_PERSIST, ctl_watch_tick, w);
+	if (w->timer == NULL || event_add(w->timer, &tv) < 0) {
+		ctl_watch_free(w);
+		goto nomem;
+	}
+	if (ctl_watch_send(w, true))
+		ctl_watch_free(w);
+	return;
+nomem:
+	ctl_send_error(c, h->call_id, h->method, RPC_RESOURCE_EXHAUSTED,
+	    "cannot start a watch: out of memory");
+}
+
+static void
+ctl_set_bandwidth(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__SetBandwidthRequest *req)
+{
+	Pcd__SetBandwidthReply rep = PCD__SET_BANDWIDTH_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	char err[CTL_ERR] = "";
+	int r;
+
+	rep.status = &st;
+	r = mig_set_bandwidth(c->srv->d->migs, req->id, req->bandwidth_bps,
+	    err, sizeof(err));
+	if (r == -ENOENT && err[0] == '\0')
+		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
+	if (r == 0)
+		log_notice("migration %s: bulk bandwidth limit %llu B/s "
+		    "(%s)", req->id, (unsigned long long)req->bandwidth_bps,
+		    c->peer);
+	ctl_status(&st, r, err);
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
+ctl_version(struct ctl_conn *c, const struct rpc_hdr *h)
+{
+	Pcd__VersionReply rep = PCD__VERSION_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+
+	rep.status = &st;
+	rep.version = PCD_VERSION;
+	rep.protocol = CONTROL_PROTOCOL;
+	rep.active_migrations = (uint32_t)mig_count_active(c->srv->d->migs);
+	rep.max_migrations = c->srv->max_migrations;
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
+ctl_check_kernel(struct ctl_conn *c, const struct rpc_hdr *h)
+{
+	Pcd__CheckKernelReply rep = PCD__CHECK_KERNEL_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+
+	rep.status = &st;
+	st.code = RPC_UNIMPLEMENTED;
+	st.message = "this build has no kernel probe (daemon/probe.h)";
+	ctl_reply(c, h, &rep.base);
+}
+
+/* ---- dispatch ---- */
+
+static void
+ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
+    size_t n)
+{
+	const ProtobufCMethodDescriptor *m;
+	ProtobufCMessage *req;
+
+	if (h->kind != RPC_REQUEST || h->reserved != 0) {
+		ctl_send_error(c, h->call_id, h->method, RPC_INVALID_ARGUMENT,
+		    "frame kind %u / reserved %u: only requests (kind 1, "
+		    "reserved 0) are accepted", h->kind, h->reserved);
+		return;
+	}
+	if ((m = rpc_method_get(h->method)) == NULL) {
+		ctl_send_error(c, h->call_id, h->method, RPC_UNIMPLEMENTED,
+		    "unknown method index %u (service pcd.Control has %u)",
+		    h->method, rpc_service()->n_methods);
+		return;
+	}
+	if (c->inflight >= c->srv->max_inflight) {
+		ctl_send_error(c, h->call_id, h->method, RPC_RESOURCE_EXHAUSTED,
+		    "%u calls in flight on this connection (max_inflight)",
+		    c->inflight);
+		return;
+	}
+	if ((req = protobuf_c_message_unpack(m->input, NULL, n, p)) == NULL) {
+		ctl_send_error(c, h->call_id, h->method, RPC_INVALID_ARGUMENT,
+		    "%s: payload of %zu bytes is not a valid %s", m->name, n,
+		    m->input->name);
+		return;
+	}
+	log_info("control: call %u %s from %s", h->call_id, m->name, c->peer);
+	switch (h->method) {
+	case RPC_M_PREPARE:
+		ctl_prepare(c, h, (Pcd__PrepareRequest *)req);
+		break;
+	case RPC_M_MIGRATE:
+		ctl_migrate(c, h, (Pcd__MigrateRequest *)req);
+		break;
+	case RPC_M_STATUS:
+		ctl_status_call(c, h, (Pcd__StatusRequest *)req);
+		break;
+	case RPC_M_CANCEL:
+		ctl_cancel(c, h, (Pcd__CancelRequest *)req);
+		break;
+	case RPC_M_WATCH:
+		ctl_watch(c, h, (Pcd__WatchRequest *)req);
+		break;
+	case RPC_M_SET_BANDWIDTH:
+		ctl_set_bandwidth(c, h, (Pcd__SetBandwidthRequest *)req);
+		break;
+	case RPC_M_VERSION:
+		ctl_version(c, h);
+		break;
+	case RPC_M_CHECK_KERNEL:
+		ctl_check_kernel(c, h);
+		break;
+	default:
+		ctl_send_error(c, h->call_id, h->method, RPC_UNIMPLEMENTED,
+		    "method %s is not implemented", m->name);
+		break;
+	}
+	protobuf_c_message_free_unpacked(req, NULL);
+}
+
+/* ---- connections ---- */
+
+static void
+ctl_conn_close_later(struct ctl_conn *c)
+{
+	c->closing = true;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		ctl_conn_free(c);
+}
+
+static void
+ctl_conn_read(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint8_t hb[RPC_HDR_SIZE];
+	struct rpc_hdr h;
+	int r;
+
+	while (!c->closing && evbuffer_get_length(in) >= RPC_HDR_SIZE) {
+		size_t n;
+		uint8_t *p;
+
+		evbuffer_copyout(in, hb, sizeof(hb));
+		if ((r = rpc_hdr_decode(hb, c->srv->max_frame, &h)) < 0) {
+			ctl_send_error(c, 0, 0, RPC_INVALID_ARGUMENT,
+			    r == -EMSGSIZE ? "frame of %u bytes is over the "
+			    "limit (max_frame %u): closing" : "malformed frame "
+			    "header (length %u, version %u): closing", h.len,
+			    r == -EMSGSIZE ? c->srv->max_frame : h.version);
+			ctl_conn_close_later(c);
+			return;
+		}
+		n = rpc_payload_len(&h);
+		if (evbuffer_get_length(in) < RPC_HDR_SIZE + n)
+			break;
+		evbuffer_drain(in, RPC_HDR_SIZE);
+		p = n > 0 ? evbuffer_pullup(in, (ev_ssize_t)n) : NULL;
+		if (n > 0 && p == NULL) {
+			log_warnx("control: %s: out of memory", c->peer);
+			ctl_conn_close_later(c);
+			return;
+		}
+		ctl_dispatch(c, &h, p, n);
+		evbuffer_drain(in, n);
+	}
+	if (!c->closing && evbuffer_get_length(bufferevent_get_output(bev)) >
+	    CTL_OUT_MAX) {
+		c->throttled = true;
+		bufferevent_disable(bev, EV_READ);
+	}
+}
+
+static void
+ctl_conn_write(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn *c = arg;
+
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			ctl_conn_free(c);
+		return;
+	}
+	if (c->throttled) {
+		c->throttled = false;
+		bufferevent_enable(bev, EV_READ);
+	}
+}
+
+static void
+ctl_conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TLS handshake done: name the peer by its certificate. */
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		X509 *cert = ssl != NULL ? SSL_get_peer_certificate(ssl) : NULL;
+		char subj[96] = "?";
+		size_t l = strlen(c->peer);
+
+		if (cert != NULL) {
+			X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+			    NID_commonName, subj, sizeof(subj));
+			X509_free(cert);
+		}
+		snprintf(c->peer + l, sizeof(c->peer) - l, " CN=%s", subj);
+		log_info("control: TLS client %s connected", c->peer);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e;
+		char buf[256];
+
+		while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+			ERR_error_string_n(e, buf, sizeof(buf));
+			log_warnx("control: %s: TLS: %s", c->peer, buf);
+		}
+	}
+	log_debug("control: %s disconnected", c->peer);
+	ctl_conn_free(c);
+}
+
+static void
+ctl_conn_free(struct ctl_conn *c)
+{
+	struct ctl_watch *w, *tmp;
+
+	if (c == NULL)
+		return;
+	TAILQ_FOREACH_SAFE(w, &c->srv->watches, entry, tmp)
+		if (w->conn == c)
+			ctl_watch_free(w);
+	TAILQ_REMOVE(&c->srv->conns, c, entry);
+	c->srv->nconns--;
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	free(c);
+}
+
+static void
+ctl_conn_new(struct ctl_server *s, evutil_socket_t fd, struct sockaddr *sa,
+    bool tls)
+{
+	struct ctl_conn *c;
+	SSL *ssl = NULL;
+
+	if (s->nconns >= s->max_connections) {
+		log_warnx("control: %u connections open (max_connections): "
+		    "refusing another", s->nconns);
+		evutil_closesocket(fd);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = s;
+	c->tls = tls;
+	if (!tls) {
+		struct ucred cr;
+		socklen_t len = sizeof(cr);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
+			snprintf(c->peer, sizeof(c->peer), "uid %u pid %d",
+			    (unsigned)cr.uid, (int)cr.pid);
+		else
+			snprintf(c->peer, sizeof(c->peer), "uid ? pid ?");
+	} else {
+		char host[INET6_ADDRSTRLEN] = "?";
+		unsigned port = 0;
+
+		if (sa->sa_family == AF_INET) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+
+			inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+			port = ntohs(sin->sin_port);
+		} else if (sa->sa_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+			port = ntohs(s6->sin6_port);
+		}
+		snprintf(c->peer, sizeof(c->peer), "tcp %s:%u", host, port);
+		if ((ssl = SSL_new(s->ssl_ctx)) == NULL) {
+			evutil_closesocket(fd);
+			free(c);
+			return;
+		}
+		c->bev = bufferevent_openssl_socket_new(s->d->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (!tls)
+		c->bev = bufferevent_socket_new(s->d->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		log_warnx("control: cannot set up a connection for %s",
+		    c->peer);
+		if (ssl != NULL)
+			SSL_free(ssl);
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&s->conns, c, entry);
+	s->nconns++;
+	bufferevent_setcb(c->bev, ctl_conn_read, ctl_conn_write,
+	    ctl_conn_event, c);
+	/* Never buffer more than one frame of input per connection. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)s->max_frame + 4);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CTL_OUT_MAX / 2, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	log_debug("control: %s connected", c->peer);
+}
+
+static void
+ctl_accept_unix(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	ctl_conn_new(arg, fd, sa, false);
+}
+
+static void
+ctl_accept_tcp(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	ctl_conn_new(arg, fd, sa, true);
+}
+
+static void
+ctl_backoff_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_server *s = arg;
+
+	if (s->unix_lis != NULL)
+		evconnlistener_enable(s->unix_lis);
+	if (s->tcp_lis != NULL)
+		evconnlistener_enable(s->tcp_lis);
+}
+
+static void
+ctl_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct ctl_server *s = arg;
+	struct timeval tv = { CTL_BACKOFF_SEC, 0 };
+	int e = EVUTIL_SOCKET_ERROR();
+
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		log_warnx("control: accept: %s: pausing for %d s",
+		    strerror(e), CTL_BACKOFF_SEC);
+		if (s->unix_lis != NULL)
+			evconnlistener_disable(s->unix_lis);
+		if (s->tcp_lis != NULL)
+			evconnlistener_disable(s->tcp_lis);
+		evtimer_add(s->backoff, &tv);
+		return;
+	}
+	log_warnx("control: accept: %s", strerror(e));
+}
+
+/* ---- listeners ---- */
+
+static int
+ctl_unix_socket(const char *path, int *out)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char dir[sizeof(sun.sun_path)];
+	struct stat sb;
+	mode_t old;
+	int fd, r;
+
+	if (str_copy(sun.sun_path, path, sizeof(sun.sun_path)) < 0) {
+		log_warnx("control socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	str_copy(dir, path, sizeof(dir));
+	if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		log_warn("cannot create %s", dir);
+		return r;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) < 0) {
+		r = -errno;
+		log_warn("control socket");
+		return r;
+	}
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			log_warnx("%s exists and is not a socket: not "
+			    "replacing it", path);
+			close(fd);
+			return -EEXIST;
+		}
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+		    errno == EAGAIN) {
+			log_warnx("%s: another daemon is listening there", path);
+			close(fd);
+			return -EADDRINUSE;
+		}
+		close(fd);
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0)) < 0)
+			return -errno;
+		if (unlink(path) < 0 && errno != ENOENT) {
+			r = -errno;
+			log_warn("cannot remove the stale socket %s", path);
+			close(fd);
+			return r;
+		}
+	}
+	old = umask(S_IXUSR | S_IXGRP | S_IRWXO);	/* 0660 from bind */
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0) {
+		r = -errno;
+		log_warn("cannot bind the control socket %s", path);
+		close(fd);
+		return r;
+	}
+	if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+		r = -errno;
+		log_warn("control socket %s", path);
+		unlink(path);
+		close(fd);
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+static SSL_CTX *
+ctl_ssl_ctx(const char *dir)
+{
+	char ca[PATH_MAX + 32], cert[PATH_MAX + 32], key[PATH_MAX + 32];
+	char buf[256];
+	SSL_CTX *ctx;
+
+	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/server-cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/server-key.pem", dir);
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+		goto fail;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1)
+		goto fail;
+	return ctx;
+fail:
+	ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+	log_warnx("control TLS (%s): %s", dir, buf);
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int
+ctl_tcp_open(struct ctl_server *s, const struct config *cfg)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+	SSL_CTX *ctx;
+	struct evconnlistener *l;
+
+	if (evutil_parse_sockaddr_port(cfg->control_tcp_listen,
+	    (struct sockaddr *)&ss, &sslen) < 0) {
+		log_warnx("control_tcp_listen: cannot parse '%s'",
+		    cfg->control_tcp_listen);
+		return -EINVAL;
+	}
+	if ((ctx = ctl_ssl_ctx(cfg->control_tls_dir)) == NULL)
+		return -EINVAL;
+	l = evconnlistener_new_bind(s->d->base, ctl_accept_tcp, s,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+	    64, (struct sockaddr *)&ss, sslen);
+	if (l == NULL) {
+		int r = -errno;
+
+		log_warn("control: cannot listen on %s",
+		    cfg->control_tcp_listen);
+		SSL_CTX_free(ctx);
+		return r != 0 ? r : -EADDRINUSE;
+	}
+	evconnlistener_set_error_cb(l, ctl_accept_error);
+	if (s->tcp_lis != NULL)
+		evconnlistener_free(s->tcp_lis);
+	if (s->ssl_ctx != NULL)
+		SSL_CTX_free(s->ssl_ctx);	/* live SSLs hold a reference */
+	s->tcp_lis = l;
+	s->ssl_ctx = ctx;
+	str_copy(s->tcp_listen, cfg->control_tcp_listen, sizeof(s->tcp_listen));
+	log_notice("control: listening on %s (TCP, mutual TLS 1.3, %s)",
+	    cfg->control_tcp_listen, cfg->control_tls_dir);
+	return 0;
+}
+
+static void
+ctl_limits(struct ctl_server *s, const struct config *cfg)
+{
+	s->max_connections = cfg->max_connections;
+	s->max_inflight = cfg->max_inflight;
+	s->max_migrations = cfg->max_migrations;
+	s->max_frame = cfg->max_frame;
+	str_copy(s->tls_dir, cfg->tls_dir, sizeof(s->tls_dir));
+}
+
+int
+ctl_server_open(struct daemon *d, const struct config *cfg, int listen_fd,
+    struct ctl_server **out)
+{
+	struct ctl_server *s;
+	int fd = listen_fd, r;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	s->d = d;
+	TAILQ_INIT(&s->conns);
+	TAILQ_INIT(&s->watches);
+	ctl_limits(s, cfg);
+	if ((r = virt_new(d->base, &s->virt)) < 0) {
+		log_warnx("control: cannot start the libvirt worker: %s",
+		    strerror(-r));
+		goto fail;
+	}
+	if ((s->backoff = evtimer_new(d->base, ctl_backoff_done, s)) == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (fd < 0) {
+		if ((r = ctl_unix_socket(d->control_socket, &fd)) < 0)
+			goto fail;
+		str_copy(s->path, d->control_socket, sizeof(s->path));
+		s->unlink_path = true;
+	} else {
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
+	}
+	s->unix_lis = evconnlistener_new(d->base, ctl_accept_unix, s,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (s->unix_lis == NULL) {
+		close(fd);
+		r = -ENOMEM;
+		goto fail;
+	}
+	evconnlistener_set_error_cb(s->unix_lis, ctl_accept_error);
+	if (cfg->control_tcp_listen[0] != '\0' &&
+	    (r = ctl_tcp_open(s, cfg)) < 0)
+		goto fail;
+	mig_table_set_notify(d->migs, ctl_notify, s);
+	log_notice("control: listening on %s%s", listen_fd >= 0 ?
+	    "inherited socket " : "", listen_fd >= 0 ? "" : d->control_socket);
+	*out = s;
+	return 0;
+fail:
+	ctl_server_close(s);
+	return r;
+}
+
+int
+ctl_server_reconfigure(struct ctl_server *s, const struct config *cfg)
+{
+	int r = 0;
+
+	ctl_limits(s, cfg);
+	if (cfg->control_tcp_listen[0] == '\0') {
+		if (s->tcp_lis != NULL) {
+			log_notice("control: TCP listener %s closed",
+			    s->tcp_listen);
+			evconnlistener_free(s->tcp_lis);
+			s->tcp_lis = NULL;
+			s->tcp_listen[0] = '\0';
+		}
+	} else if (strcmp(cfg->control_tcp_listen, s->tcp_listen) != 0) {
+		if (s->tcp_lis != NULL) {
+			/* Free the old port first: the new one may equal it
+			 * on another address. */
+			evconnlistener_free(s->tcp_lis);
+			s->tcp_lis = NULL;
+		}
+		r = ctl_tcp_open(s, cfg);
+	} else {
+		/* Same address: reload the certificates. */
+		SSL_CTX *ctx = ctl_ssl_ctx(cfg->control_tls_dir);
+
+		if (ctx == NULL) {
+			r = -EINVAL;
+		} else {
+			SSL_CTX_free(s->ssl_ctx);
+			s->ssl_ctx = ctx;
+		}
+	}
+	return r;
+}
+
+void
+ctl_server_close(struct ctl_server *s)
+{
+	struct ctl_conn *c;
+
+	if (s == NULL)
+		return;
+	if (s->d->migs != NULL)
+		mig_table_set_notify(s->d->migs, NULL, NULL);
+	while ((c = TAILQ_FIRST(&s->conns)) != NULL)
+		ctl_conn_free(c);
+	if (s->unix_lis != NULL)
+		evconnlistener_free(s->unix_lis);
+	if (s->tcp_lis != NULL)
+		evconnlistener_free(s->tcp_lis);
+	if (s->unlink_path)
+		unlink(s->path);
+	if (s->backoff != NULL)
+		event_free(s->backoff);
+	SSL_CTX_free(s->ssl_ctx);
+	virt_free(s->virt);
+	free(s);
+}
+
+struct virt *
+ctl_server_virt(struct ctl_server *s)
+{
+	return s->virt;
+}

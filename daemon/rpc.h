@@ -1,0 +1,110 @@
+/* rpc.h - the control RPC framing (proto/README.md), shared by the server
+ * (ctl.c) and the client (postcopyctl): frame header encode/decode, packing
+ * a message into a frame, method lookup in service pcd.Control, and a small
+ * blocking client over a Unix socket or mutual TLS.
+ */
+#ifndef PCD_RPC_H
+#define PCD_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#define RPC_VERSION		1
+#define RPC_HDR_SIZE		16	/* length field + 12-byte envelope */
+#define RPC_ENVELOPE_SIZE	12
+#define RPC_MAX_FRAME_DEFAULT	(1u << 20)
+#define RPC_MAX_FRAME_LIMIT	(16u << 20)
+#define CONTROL_PROTOCOL	1	/* reported by Version */
+
+enum rpc_kind { RPC_REQUEST = 1, RPC_REPLY = 2, RPC_EVENT = 3, RPC_ERROR = 4 };
+#define RPC_F_END_STREAM	0x0001
+
+enum rpc_code {
+	RPC_OK = 0, RPC_CANCELLED = 1, RPC_UNKNOWN = 2,
+	RPC_INVALID_ARGUMENT = 3, RPC_DEADLINE_EXCEEDED = 4,
+	RPC_NOT_FOUND = 5, RPC_ALREADY_EXISTS = 6, RPC_PERMISSION_DENIED = 7,
+	RPC_RESOURCE_EXHAUSTED = 8, RPC_FAILED_PRECONDITION = 9,
+	RPC_ABORTED = 10, RPC_OUT_OF_RANGE = 11, RPC_UNIMPLEMENTED = 12,
+	RPC_INTERNAL = 13, RPC_UNAVAILABLE = 14,
+};
+
+/* Method indices in service pcd.Control (the .proto order). */
+enum rpc_method {
+	RPC_M_PREPARE = 0, RPC_M_MIGRATE, RPC_M_STATUS, RPC_M_CANCEL,
+	RPC_M_WATCH, RPC_M_SET_BANDWIDTH, RPC_M_VERSION, RPC_M_CHECK_KERNEL,
+};
+
+struct rpc_hdr {
+	uint32_t	len;		/* bytes after the length field */
+	uint8_t		version;
+	uint8_t		kind;
+	uint16_t	flags;
+	uint32_t	call_id;
+	uint16_t	method;
+	uint16_t	reserved;
+};
+
+static inline size_t
+rpc_payload_len(const struct rpc_hdr *h)
+{
+	return h->len - RPC_ENVELOPE_SIZE;
+}
+
+/* Decodes the first RPC_HDR_SIZE bytes of buf. 0, -EMSGSIZE when the length
+ * exceeds max_frame, -EPROTO when the length is below the envelope or the
+ * version is not ours. Kind/reserved are left to the caller to judge. */
+int rpc_hdr_decode(const uint8_t *buf, uint32_t max_frame, struct rpc_hdr *h);
+void rpc_hdr_encode(uint8_t *buf, const struct rpc_hdr *h);
+
+/* Packs header + msg (NULL: empty payload) into a malloc'd frame. */
+int rpc_frame_pack(uint8_t kind, uint16_t flags, uint32_t call_id,
+    uint16_t method, const ProtobufCMessage *msg, uint8_t **out,
+    size_t *outlen);
+
+/* Methods of service pcd.Control. */
+const ProtobufCServiceDescriptor *rpc_service(void);
+const ProtobufCMethodDescriptor *rpc_method_get(unsigned index);
+int rpc_method_index(const char *name);		/* -1 if unknown */
+bool rpc_method_streams(unsigned index);
+
+const char *rpc_code_name(uint32_t code);
+/* Maps a -errno from the data path to a status code. */
+uint32_t rpc_code_from_errno(int err);
+
+/* Blocking client. */
+struct rpc_client;
+
+/* Connects to a Unix socket path, or, when tls_dir is not NULL, to
+ * "host:port" with mutual TLS 1.3 (ca-cert.pem, client-cert.pem,
+ * client-key.pem in tls_dir). */
+int rpc_client_connect(const char *target, const char *tls_dir,
+    struct rpc_client **out, char *err, size_t errlen);
+void rpc_client_close(struct rpc_client *c);
+/* Sends a request; returns the call id it used in *call_id. */
+int rpc_client_send(struct rpc_client *c, unsigned method,
+    const ProtobufCMessage *req, uint32_t *call_id, char *err, size_t errlen);
+
+/* One received answer. For REPLY/EVENT msg is the method's output message,
+ * for ERROR a Pcd__Status. */
+struct rpc_answer {
+	struct rpc_hdr		 hdr;
+	ProtobufCMessage	*msg;
+	uint32_t		 code;		/* status.code of msg */
+	const char		*message;	/* status.message of msg */
+};
+
+/* Waits up to timeout_ms (-1 = forever) for the next frame. 0, -ETIMEDOUT,
+ * -ECONNRESET (peer closed), -EPROTO/-EMSGSIZE (malformed answer). */
+int rpc_client_recv(struct rpc_client *c, int timeout_ms,
+    struct rpc_answer *a, char *err, size_t errlen);
+void rpc_answer_clear(struct rpc_answer *a);
+
+/* send + recv of a unary call. */
+int rpc_client_call(struct rpc_client *c, unsigned method,
+    const ProtobufCMessage *req, int timeout_ms, struct rpc_answer *a,
+    char *err, size_t errlen);
+
+#endif
