@@ -36,6 +36,7 @@
 #include "jobstats.h"
 #include "log.h"
 #include "migration.h"
+#include "probe.h"
 #include "rpc.h"
 #include "util.h"
 #include "virt.h"
@@ -545,15 +546,46 @@ ctl_version(struct ctl_conn *c, const struct rpc_hdr *h)
 	ctl_reply(c, h, &rep.base);
 }
 
+/* The probe is a handful of non-blocking syscalls on a memfd and a
+ * userfaultfd of our own: cheap enough for the loop. */
 static void
 ctl_check_kernel(struct ctl_conn *c, const struct rpc_hdr *h)
 {
 	Pcd__CheckKernelReply rep = PCD__CHECK_KERNEL_REPLY__INIT;
 	Pcd__Status st = PCD__STATUS__INIT;
+	Pcd__KernelFeature feat[PROBE_NFEATURES], *fp[PROBE_NFEATURES];
+	struct probe_report r;
+	char summary[1024];
+	int rc;
 
+	memset(&r, 0, sizeof(r));
 	rep.status = &st;
-	st.code = RPC_UNIMPLEMENTED;
-	st.message = "this build has no kernel probe (daemon/probe.h)";
+	rc = probe_kernel(&r);
+	rep.ok = rc == 0;
+	rep.release = r.release;
+	if (rc == 0)
+		snprintf(summary, sizeof(summary), "kernel %s supports "
+		    "postcopy with userfaultfd minor faults on shmem",
+		    r.release);
+	else if (rc == -ENOTSUP)
+		probe_report_missing(&r, summary, sizeof(summary));
+	else
+		snprintf(summary, sizeof(summary), "the kernel probe could "
+		    "not run: %s", strerror(-rc));
+	rep.summary = summary;
+	if (rc < 0 && rc != -ENOTSUP) {
+		st.code = RPC_INTERNAL;
+		st.message = summary;
+	}
+	for (int i = 0; i < PROBE_NFEATURES; i++) {
+		pcd__kernel_feature__init(&feat[i]);
+		feat[i].name = (char *)probe_feature_name(i);
+		feat[i].present = r.checked[i] && r.present[i];
+		feat[i].detail = r.checked[i] ? r.detail[i] : "not checked";
+		fp[i] = &feat[i];
+	}
+	rep.features = fp;
+	rep.n_features = PROBE_NFEATURES;
 	ctl_reply(c, h, &rep.base);
 }
 

@@ -1,0 +1,1039 @@
+/* postcopyctl - command-line client of postcopyd's control RPC.
+ *
+ * Every RPC of service pcd.Control is a subcommand. Exit codes: 0 ok, 1 the
+ * daemon answered with an error (or a watched migration did not complete),
+ * 2 usage, 3 cannot connect / connection lost.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+
+#include "common.pb-c.h"
+#include "control.pb-c.h"
+#include "daemon.h"
+#include "pbjson.h"
+#include "rpc.h"
+#include "util.h"
+
+#define EX_OK		0
+#define EX_RPC		1
+#define EX_USAGE	2
+#define EX_CONN		3
+
+struct opts {
+	const char	*socket;
+	const char	*connect;	/* host:port, with tls_dir */
+	const char	*tls_dir;
+	bool		 json;
+	int		 timeout_ms;
+};
+
+struct cmd {
+	const char	*name;
+	int		(*fn)(struct opts *, int, char **);
+	const char	*args;
+	const char	*help;
+};
+
+static const struct cmd *cmd_find(const char *name);
+
+static const char *
+progname(void)
+{
+	return "postcopyctl";
+}
+
+static void
+usage_main(FILE *f);
+
+/* ---- formatting ---- */
+
+static const char *
+fmt_bytes(char *buf, size_t len, double v)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	size_t i = 0;
+
+	while (v >= 1024 && i + 1 < ARRAY_SIZE(u)) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i == 0 ? "%.0f %s" : "%.2f %s", v, u[i]);
+	return buf;
+}
+
+static const char *
+fmt_rate(char *buf, size_t len, double bps)
+{
+	if (bps >= 1e9)
+		snprintf(buf, len, "%.2f GB/s", bps / 1e9);
+	else if (bps >= 1e6)
+		snprintf(buf, len, "%.1f MB/s", bps / 1e6);
+	else
+		snprintf(buf, len, "%.0f kB/s", bps / 1e3);
+	return buf;
+}
+
+static const char *
+fmt_ms(char *buf, size_t len, uint64_t ms)
+{
+	if (ms >= 60000)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", ms / 60000,
+		    ms / 1000 % 60);
+	else
+		snprintf(buf, len, "%.1fs", (double)ms / 1000);
+	return buf;
+}
+
+static double
+pct_valid(const Pcd__MigrationInfo *mi)
+{
+	if (mi->pages_total == 0)
+		return 0;
+	return 100.0 * (double)mi->pages_valid / (double)mi->pages_total;
+}
+
+/* ---- connection and calls ---- */
+
+static int
+ctl_connect(struct opts *o, struct rpc_client **c)
+{
+	char err[512];
+	int r;
+
+	if (o->connect != NULL)
+		r = rpc_client_connect(o->connect, o->tls_dir, c, err,
+		    sizeof(err));
+	else
+		r = rpc_client_connect(o->socket, NULL, c, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", progname(), err);
+		return EX_CONN;
+	}
+	return EX_OK;
+}
+
+static void
+print_json(const ProtobufCMessage *m)
+{
+	pbjson_write(stdout, m);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+/* One unary call: connect, call, report an error status. On EX_OK or
+ * EX_RPC, *a holds the reply (clear it). */
+static int
+ctl_call(struct opts *o, unsigned method, const ProtobufCMessage *req,
+    struct rpc_answer *a)
+{
+	struct rpc_client *c;
+	char err[512];
+	int rc, r;
+
+	memset(a, 0, sizeof(*a));
+	if ((rc = ctl_connect(o, &c)) != EX_OK)
+		return rc;
+	r = rpc_client_call(c, method, req, o->timeout_ms, a, err, sizeof(err));
+	rpc_client_close(c);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s: %s\n", progname(),
+		    rpc_method_get(method)->name, err);
+		return r == -EPROTO || r == -EMSGSIZE ? EX_RPC : EX_CONN;
+	}
+	if (o->json)
+		print_json(a->msg);
+	if (a->code != RPC_OK) {
+		fprintf(stderr, "%s: %s: %s: %s\n", progname(),
+		    rpc_method_get(method)->name, rpc_code_name(a->code),
+		    a->message);
+		return EX_RPC;
+	}
+	return EX_OK;
+}
+
+/* ---- option parsing of subcommands ---- */
+
+static int
+sub_usage(const char *name, FILE *f)
+{
+	const struct cmd *c = cmd_find(name);
+
+	fprintf(f, "usage: %s [global options] %s %s\n\n%s\n", progname(),
+	    c->name, c->args, c->help);
+	return f == stdout ? EX_OK : EX_USAGE;
+}
+
+/* Parses subcommand options; returns -1 to continue, or an exit code. */
+struct subopt {
+	const char	*listen;
+	const char	*tls_dir;
+	const char	*peer;
+	const char	*lv_uri;
+	const char	*lv_dom;
+	const char	*bandwidth;
+	bool		 libvirt;
+	bool		 watch;
+	unsigned	 interval_ms;
+};
+
+/* Whether a command's synopsis lists flag as a whole word. */
+static bool
+args_have(const char *args, const char *flag)
+{
+	size_t n = strlen(flag);
+
+	for (const char *p = args; (p = strstr(p, flag)) != NULL; p += n)
+		if (p[n] == ' ' || p[n] == ']' || p[n] == '\0')
+			return true;
+	return false;
+}
+
+static int
+sub_parse(const char *name, int argc, char **argv, struct subopt *so,
+    int *optind_out)
+{
+	static const struct option lo[] = {
+		{ "listen",	required_argument, NULL, 'L' },
+		{ "tls-dir",	required_argument, NULL, 't' },
+		{ "peer-name",	required_argument, NULL, 'p' },
+		{ "libvirt-uri", required_argument, NULL, 'u' },
+		{ "domain",	required_argument, NULL, 'd' },
+		{ "bandwidth",	required_argument, NULL, 'b' },
+		{ "libvirt",	no_argument,	   NULL, 'l' },
+		{ "watch",	no_argument,	   NULL, 'w' },
+		{ "interval",	required_argument, NULL, 'i' },
+		{ "help",	no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct cmd *c = cmd_find(name);
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+		const char *flag = NULL;
+
+		switch (ch) {
+		case 'L': so->listen = optarg; flag = "--listen"; break;
+		case 't': so->tls_dir = optarg; flag = "--tls-dir"; break;
+		case 'p': so->peer = optarg; flag = "--peer-name"; break;
+		case 'u': so->lv_uri = optarg; flag = "--libvirt-uri"; break;
+		case 'd': so->lv_dom = optarg; flag = "--domain"; break;
+		case 'b': so->bandwidth = optarg; flag = "--bandwidth"; break;
+		case 'l': so->libvirt = true; flag = "--libvirt"; break;
+		case 'w': so->watch = true; flag = "--watch"; break;
+		case 'i': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end != '\0' || v == 0 || v > 60000) {
+				fprintf(stderr, "%s: %s: --interval wants "
+				    "1..60000 ms\n", progname(), name);
+				return EX_USAGE;
+			}
+			so->interval_ms = (unsigned)v;
+			flag = "--interval";
+			break;
+		}
+		case 'h':
+			return sub_usage(name, stdout);
+		default:
+			return sub_usage(name, stderr);
+		}
+		/* Each option belongs to some subcommands only. */
+		if (!args_have(c->args, flag)) {
+			fprintf(stderr, "%s: %s does not take %s\n",
+			    progname(), name, flag);
+			return sub_usage(name, stderr);
+		}
+	}
+	if ((so->lv_uri == NULL) != (so->lv_dom == NULL)) {
+		fprintf(stderr, "%s: %s: --libvirt-uri and --domain go "
+		    "together\n", progname(), name);
+		return EX_USAGE;
+	}
+	*optind_out = optind;
+	return -1;
+}
+
+static int
+want_args(const char *name, int have, int lo, int hi)
+{
+	if (have < lo || have > hi) {
+		fprintf(stderr, "%s: %s: wrong number of arguments\n",
+		    progname(), name);
+		return sub_usage(name, stderr);
+	}
+	return -1;
+}
+
+/* ---- subcommands ---- */
+
+static int
+cmd_prepare(struct opts *o, int argc, char **argv)
+{
+	Pcd__PrepareRequest req = PCD__PREPARE_REQUEST__INIT;
+	Pcd__TlsProfile tls = PCD__TLS_PROFILE__INIT;
+	Pcd__LibvirtDomain lv = PCD__LIBVIRT_DOMAIN__INIT;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	int rc, i;
+
+	if ((rc = sub_parse("prepare", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("prepare", argc - i, 1, 1)) >= 0)
+		return rc;
+	req.id = argv[i];
+	req.listen = (char *)(so.listen != NULL ? so.listen : "0.0.0.0:0");
+	tls.dir = (char *)(so.tls_dir != NULL ? so.tls_dir : "");
+	tls.peer_name = (char *)(so.peer != NULL ? so.peer : "");
+	req.tls = &tls;
+	if (so.lv_uri != NULL) {
+		lv.uri = (char *)so.lv_uri;
+		lv.domain = (char *)so.lv_dom;
+		req.libvirt = &lv;
+	}
+	rc = ctl_call(o, RPC_M_PREPARE, &req.base, &a);
+	if (rc == EX_OK && !o->json)
+		printf("migration %s: prepared, listening on %s\n", req.id,
+		    ((Pcd__PrepareReply *)a.msg)->listen);
+	rpc_answer_clear(&a);
+	return rc;
+}
+
+static int cmd_watch_id(struct opts *o, const char *id, unsigned interval);
+
+static int
+cmd_migrate(struct opts *o, int argc, char **argv)
+{
+	Pcd__MigrateRequest req = PCD__MIGRATE_REQUEST__INIT;
+	Pcd__TlsProfile tls = PCD__TLS_PROFILE__INIT;
+	Pcd__LibvirtDomain lv = PCD__LIBVIRT_DOMAIN__INIT;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	char buf[32];
+	int rc, i;
+
+	if ((rc = sub_parse("migrate", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("migrate", argc - i, 2, 2)) >= 0)
+		return rc;
+	req.id = argv[i];
+	req.dest = argv[i + 1];
+	if (so.bandwidth != NULL &&
+	    parse_size(so.bandwidth, &req.bandwidth_bps) < 0) {
+		fprintf(stderr, "%s: migrate: --bandwidth '%s' is not a size "
+		    "(bytes/s: 100M, 1G, 0 = unlimited)\n", progname(),
+		    so.bandwidth);
+		return EX_USAGE;
+	}
+	tls.dir = (char *)(so.tls_dir != NULL ? so.tls_dir : "");
+	tls.peer_name = (char *)(so.peer != NULL ? so.peer : "");
+	req.tls = &tls;
+	if (so.lv_uri != NULL) {
+		lv.uri = (char *)so.lv_uri;
+		lv.domain = (char *)so.lv_dom;
+		req.libvirt = &lv;
+	}
+	rc = ctl_call(o, RPC_M_MIGRATE, &req.base, &a);
+	rpc_answer_clear(&a);
+	if (rc != EX_OK)
+		return rc;
+	if (!o->json)
+		printf("migration %s: started to %s (bulk bandwidth %s)\n",
+		    req.id, req.dest, req.bandwidth_bps == 0 ? "unlimited" :
+		    fmt_rate(buf, sizeof(buf), (double)req.bandwidth_bps));
+	if (so.watch)
+		return cmd_watch_id(o, req.id, 0);
+	return EX_OK;
+}
+
+/* Rebuilds libvirt typed parameters from the reply, so the names are read
+ * back with libvirt's own getters, like a libvirt client would. */
+static int
+job_params(const Pcd__MigrationInfo *mi, virTypedParameterPtr *out, int *n)
+{
+	virTypedParameterPtr p = NULL;
+	int max = 0, r = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < mi->n_job && r == 0; i++) {
+		const Pcd__TypedParam *t = mi->job[i];
+
+		switch (t->value_case) {
+		case PCD__TYPED_PARAM__VALUE_I:
+			r = t->type == VIR_TYPED_PARAM_INT ?
+			    virTypedParamsAddInt(&p, n, &max, t->field,
+			    (int)t->i) : virTypedParamsAddLLong(&p, n, &max,
+			    t->field, t->i);
+			break;
+		case PCD__TYPED_PARAM__VALUE_U:
+			r = virTypedParamsAddULLong(&p, n, &max, t->field,
+			    t->u);
+			break;
+		case PCD__TYPED_PARAM__VALUE_D:
+			r = virTypedParamsAddDouble(&p, n, &max, t->field,
+			    t->d);
+			break;
+		case PCD__TYPED_PARAM__VALUE_B:
+			r = virTypedParamsAddBoolean(&p, n, &max, t->field,
+			    t->b);
+			break;
+		case PCD__TYPED_PARAM__VALUE_S:
+			r = virTypedParamsAddString(&p, n, &max, t->field,
+			    t->s);
+			break;
+		default:
+			break;
+		}
+	}
+	if (r < 0) {
+		virTypedParamsFree(p, *n);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+static const char *
+job_type_name(int t)
+{
+	switch (t) {
+	case VIR_DOMAIN_JOB_BOUNDED:	return "Bounded";
+	case VIR_DOMAIN_JOB_UNBOUNDED:	return "Unbounded";
+	case VIR_DOMAIN_JOB_COMPLETED:	return "Completed";
+	case VIR_DOMAIN_JOB_FAILED:	return "Failed";
+	case VIR_DOMAIN_JOB_CANCELLED:	return "Cancelled";
+	default:			return "None";
+	}
+}
+
+static void
+print_domjobinfo(const Pcd__MigrationInfo *mi)
+{
+	static const struct { const char *field, *label, *unit; } rows[] = {
+		{ VIR_DOMAIN_JOB_TIME_ELAPSED, "Time elapsed", "ms" },
+		{ VIR_DOMAIN_JOB_DATA_PROCESSED, "Data processed", "B" },
+		{ VIR_DOMAIN_JOB_DATA_REMAINING, "Data remaining", "B" },
+		{ VIR_DOMAIN_JOB_DATA_TOTAL, "Data total", "B" },
+		{ VIR_DOMAIN_JOB_MEMORY_PROCESSED, "Memory processed", "B" },
+		{ VIR_DOMAIN_JOB_MEMORY_REMAINING, "Memory remaining", "B" },
+		{ VIR_DOMAIN_JOB_MEMORY_TOTAL, "Memory total", "B" },
+		{ VIR_DOMAIN_JOB_MEMORY_BPS, "Memory bandwidth", "B/s" },
+		{ VIR_DOMAIN_JOB_MEMORY_CONSTANT, "Constant pages", "" },
+		{ VIR_DOMAIN_JOB_MEMORY_NORMAL, "Normal pages", "" },
+		{ VIR_DOMAIN_JOB_MEMORY_NORMAL_BYTES, "Normal data", "B" },
+		{ VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, "Page size", "B" },
+		{ VIR_DOMAIN_JOB_DOWNTIME, "Total downtime", "ms" },
+		{ VIR_DOMAIN_JOB_SETUP_TIME, "Setup time", "ms" },
+		{ VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS, "Postcopy requests", "" },
+	};
+	virTypedParameterPtr p = NULL;
+	unsigned long long v;
+	const char *s;
+	char buf[32];
+	int n = 0, op = 0, ok;
+
+	if (job_params(mi, &p, &n) < 0)
+		return;
+	printf("%-22s%s\n", "Migration:", mi->id);
+	printf("%-22s%s\n", "Job type:", job_type_name(mi->job_type));
+	if (virTypedParamsGetInt(p, n, VIR_DOMAIN_JOB_OPERATION, &op) == 1)
+		printf("%-22s%s\n", "Operation:",
+		    op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN ?
+		    "Incoming migration" : "Outgoing migration");
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		if (virTypedParamsGetULLong(p, n, rows[i].field, &v) != 1)
+			continue;
+		snprintf(buf, sizeof(buf), "%s:", rows[i].label);
+		if (strcmp(rows[i].unit, "B") == 0 ||
+		    strcmp(rows[i].unit, "B/s") == 0) {
+			char hb[32];
+
+			printf("%-22s%-15s%s\n", buf, fmt_bytes(hb, sizeof(hb),
+			    (double)v), strcmp(rows[i].unit, "B/s") == 0 ?
+			    "/s" : "");
+		} else {
+			printf("%-22s%-15llu%s\n", buf, v, rows[i].unit);
+		}
+	}
+	if (virTypedParamsGetBoolean(p, n, VIR_DOMAIN_JOB_SUCCESS, &ok) == 1)
+		printf("%-22s%s\n", "Success:", ok ? "yes" : "no");
+	if (virTypedParamsGetString(p, n, VIR_DOMAIN_JOB_ERRMSG, &s) == 1)
+		printf("%-22s%s\n", "Error message:", s);
+	printf("%-22s%-15" PRIu64 "\n", "Remote faults:", mi->faults_remote);
+	printf("%-22s%-15" PRIu64 "\n", "Local faults:", mi->faults_local);
+	printf("%-22s%" PRIu64 " / %" PRIu64 " / %" PRIu64 " us\n",
+	    "Fault p50/p99/p999:", mi->lat_p50_us, mi->lat_p99_us,
+	    mi->lat_p999_us);
+	virTypedParamsFree(p, n);
+}
+
+/* status --libvirt --json: one flat object per migration, libvirt names. */
+static void
+print_domjobinfo_json(const Pcd__MigrationInfo *mi)
+{
+	printf("{\"id\":");
+	pbjson_string(stdout, mi->id);
+	printf(",\"job_type\":%d", mi->job_type);
+	for (size_t i = 0; i < mi->n_job; i++) {
+		const Pcd__TypedParam *t = mi->job[i];
+
+		putchar(',');
+		pbjson_string(stdout, t->field);
+		putchar(':');
+		switch (t->value_case) {
+		case PCD__TYPED_PARAM__VALUE_I:
+			printf("%" PRId64, t->i);
+			break;
+		case PCD__TYPED_PARAM__VALUE_U:
+			printf("%" PRIu64, t->u);
+			break;
+		case PCD__TYPED_PARAM__VALUE_D:
+			printf("%.17g", isfinite(t->d) ? t->d : 0.0);
+			break;
+		case PCD__TYPED_PARAM__VALUE_B:
+			printf("%s", t->b ? "true" : "false");
+			break;
+		case PCD__TYPED_PARAM__VALUE_S:
+			pbjson_string(stdout, t->s);
+			break;
+		default:
+			printf("null");
+		}
+	}
+	printf("}\n");
+}
+
+static void
+print_detail(const Pcd__MigrationInfo *mi)
+{
+	char b1[32], b2[32];
+
+	printf("%-20s%s\n", "id:", mi->id);
+	printf("%-20s%s\n", "role:", mi->role);
+	printf("%-20s%s%s%s\n", "state:", mi->state,
+	    mi->errmsg[0] != '\0' ? " - " : "", mi->errmsg);
+	if (mi->listen[0] != '\0')
+		printf("%-20s%s\n", "listen:", mi->listen);
+	printf("%-20s%s\n", "vmm attached:", mi->vmm_attached ? "yes" : "no");
+	printf("%-20s%" PRIu64 " of %" PRIu64 " (%.1f%%), %" PRIu64
+	    " zero\n", "pages valid:", mi->pages_valid, mi->pages_total,
+	    pct_valid(mi), mi->pages_zero);
+	printf("%-20s%" PRIu64 " bulk, %" PRIu64 " urgent\n", "pages sent:",
+	    mi->pages_sent_bulk, mi->pages_sent_urgent);
+	printf("%-20s%s\n", "transferred:", fmt_bytes(b1, sizeof(b1),
+	    (double)mi->bytes_transferred));
+	printf("%-20s%s\n", "bulk limit:", mi->bandwidth_bps == 0 ?
+	    "unlimited" : fmt_rate(b2, sizeof(b2), (double)mi->bandwidth_bps));
+	printf("%-20s%" PRIu64 " remote, %" PRIu64 " local\n", "faults:",
+	    mi->faults_remote, mi->faults_local);
+	printf("%-20sp50 %" PRIu64 " us, p99 %" PRIu64 " us, p999 %" PRIu64
+	    " us, max %" PRIu64 " us\n", "fault latency:", mi->lat_p50_us,
+	    mi->lat_p99_us, mi->lat_p999_us, mi->lat_max_us);
+	printf("%-20s%s elapsed, setup %" PRIu64 " ms, downtime %" PRIu64
+	    " ms\n", "time:", fmt_ms(b1, sizeof(b1), mi->elapsed_ms),
+	    mi->setup_ms, mi->downtime_ms);
+	if (mi->libvirt_domain[0] != '\0')
+		printf("%-20s%s (%s)%s%s\n", "libvirt domain:",
+		    mi->libvirt_domain, mi->libvirt_state[0] != '\0' ?
+		    mi->libvirt_state : "unknown",
+		    mi->libvirt_error[0] != '\0' ? ": " : "",
+		    mi->libvirt_error);
+}
+
+static int
+cmd_status(struct opts *o, int argc, char **argv)
+{
+	Pcd__StatusRequest req = PCD__STATUS_REQUEST__INIT;
+	const Pcd__StatusReply *rep;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	bool json = o->json;
+	int rc, i;
+
+	if ((rc = sub_parse("status", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("status", argc - i, 0, 1)) >= 0)
+		return rc;
+	req.id = argc - i == 1 ? argv[i] : "";
+	if (so.libvirt)
+		o->json = false;	/* printed below, flattened */
+	rc = ctl_call(o, RPC_M_STATUS, &req.base, &a);
+	o->json = json;
+	if (rc != EX_OK) {
+		rpc_answer_clear(&a);
+		return rc;
+	}
+	rep = (const Pcd__StatusReply *)a.msg;
+	if (so.libvirt) {
+		for (size_t k = 0; k < rep->n_migrations; k++) {
+			if (json) {
+				print_domjobinfo_json(rep->migrations[k]);
+			} else {
+				if (k > 0)
+					putchar('\n');
+				print_domjobinfo(rep->migrations[k]);
+			}
+		}
+	} else if (!json && req.id[0] != '\0' && rep->n_migrations == 1) {
+		print_detail(rep->migrations[0]);
+	} else if (!json) {
+		printf("%-20s %-6s %-10s %7s %10s %11s %13s %9s %8s\n", "ID",
+		    "ROLE", "STATE", "VALID", "PAGES", "SENT", "FAULTS R/L",
+		    "P99", "ELAPSED");
+		for (size_t k = 0; k < rep->n_migrations; k++) {
+			const Pcd__MigrationInfo *mi = rep->migrations[k];
+			char b1[32], b2[32], b3[32];
+
+			snprintf(b3, sizeof(b3), "%" PRIu64 "/%" PRIu64,
+			    mi->faults_remote, mi->faults_local);
+			printf("%-20s %-6s %-10s %6.1f%% %10" PRIu64
+			    " %11s %13s %6" PRIu64 "us %8s\n", mi->id, mi->role,
+			    mi->state, pct_valid(mi), mi->pages_total,
+			    fmt_bytes(b1, sizeof(b1),
+			    (double)mi->bytes_transferred), b3, mi->lat_p99_us,
+			    fmt_ms(b2, sizeof(b2), mi->elapsed_ms));
+		}
+		if (rep->n_migrations == 0)
+			printf("(no migrations)\n");
+	}
+	rpc_answer_clear(&a);
+	return EX_OK;
+}
+
+static int
+cmd_cancel(struct opts *o, int argc, char **argv)
+{
+	Pcd__CancelRequest req = PCD__CANCEL_REQUEST__INIT;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	int rc, i;
+
+	if ((rc = sub_parse("cancel", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("cancel", argc - i, 1, 1)) >= 0)
+		return rc;
+	req.id = argv[i];
+	rc = ctl_call(o, RPC_M_CANCEL, &req.base, &a);
+	if (rc == EX_OK && !o->json)
+		printf("migration %s: cancelled (state %s)\n", req.id,
+		    ((Pcd__CancelReply *)a.msg)->state);
+	rpc_answer_clear(&a);
+	return rc;
+}
+
+static int
+cmd_set_bandwidth(struct opts *o, int argc, char **argv)
+{
+	Pcd__SetBandwidthRequest req = PCD__SET_BANDWIDTH_REQUEST__INIT;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	char buf[32];
+	int rc, i;
+
+	if ((rc = sub_parse("set-bandwidth", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("set-bandwidth", argc - i, 2, 2)) >= 0)
+		return rc;
+	req.id = argv[i];
+	if (parse_size(argv[i + 1], &req.bandwidth_bps) < 0) {
+		fprintf(stderr, "%s: set-bandwidth: '%s' is not a size "
+		    "(bytes/s: 100M, 1G, 0 = unlimited)\n", progname(),
+		    argv[i + 1]);
+		return EX_USAGE;
+	}
+	rc = ctl_call(o, RPC_M_SET_BANDWIDTH, &req.base, &a);
+	if (rc == EX_OK && !o->json)
+		printf("migration %s: bulk bandwidth limit %s\n", req.id,
+		    req.bandwidth_bps == 0 ? "removed" : fmt_rate(buf,
+		    sizeof(buf), (double)req.bandwidth_bps));
+	rpc_answer_clear(&a);
+	return rc;
+}
+
+static int
+cmd_version(struct opts *o, int argc, char **argv)
+{
+	Pcd__VersionRequest req = PCD__VERSION_REQUEST__INIT;
+	const Pcd__VersionReply *rep;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	int rc, i;
+
+	if ((rc = sub_parse("version", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("version", argc - i, 0, 0)) >= 0)
+		return rc;
+	rc = ctl_call(o, RPC_M_VERSION, &req.base, &a);
+	if (rc == EX_OK && !o->json) {
+		rep = (const Pcd__VersionReply *)a.msg;
+		printf("postcopyctl %s (control protocol %d)\n", PCD_VERSION,
+		    CONTROL_PROTOCOL);
+		printf("postcopyd %s (control protocol %u), %u of %u "
+		    "migrations active\n", rep->version, rep->protocol,
+		    rep->active_migrations, rep->max_migrations);
+	}
+	rpc_answer_clear(&a);
+	return rc;
+}
+
+static int
+cmd_check_kernel(struct opts *o, int argc, char **argv)
+{
+	Pcd__CheckKernelRequest req = PCD__CHECK_KERNEL_REQUEST__INIT;
+	const Pcd__CheckKernelReply *rep;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	int rc, i;
+
+	if ((rc = sub_parse("check-kernel", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("check-kernel", argc - i, 0, 0)) >= 0)
+		return rc;
+	rc = ctl_call(o, RPC_M_CHECK_KERNEL, &req.base, &a);
+	if (rc != EX_OK) {
+		rpc_answer_clear(&a);
+		return rc;
+	}
+	rep = (const Pcd__CheckKernelReply *)a.msg;
+	if (!o->json) {
+		printf("kernel %s\n", rep->release);
+		for (size_t k = 0; k < rep->n_features; k++)
+			printf("  %-28s %-8s %s\n", rep->features[k]->name,
+			    rep->features[k]->present ? "present" : "MISSING",
+			    rep->features[k]->detail);
+		printf("%s\n", rep->summary);
+	}
+	rc = rep->ok ? EX_OK : EX_RPC;
+	rpc_answer_clear(&a);
+	return rc;
+}
+
+/* ---- watch ---- */
+
+struct watch_rate {
+	uint64_t	ms;
+	uint64_t	bytes;
+	uint64_t	faults;
+	uint64_t	valid;
+	double		bps, fps, pps;	/* smoothed */
+	bool		have;
+};
+
+static void
+watch_rates(struct watch_rate *w, const Pcd__MigrationInfo *mi)
+{
+	if (w->have && mi->elapsed_ms > w->ms) {
+		double dt = (double)(mi->elapsed_ms - w->ms) / 1000;
+		double bps = (double)(mi->bytes_transferred - w->bytes) / dt;
+		double fps = (double)(mi->faults_remote + mi->faults_local -
+		    w->faults) / dt;
+		double pps = (double)(mi->pages_valid - w->valid) / dt;
+
+		w->bps = w->bps == 0 ? bps : 0.5 * w->bps + 0.5 * bps;
+		w->fps = w->fps == 0 ? fps : 0.5 * w->fps + 0.5 * fps;
+		w->pps = w->pps == 0 ? pps : 0.5 * w->pps + 0.5 * pps;
+	}
+	if (!w->have || mi->elapsed_ms > w->ms) {
+		w->ms = mi->elapsed_ms;
+		w->bytes = mi->bytes_transferred;
+		w->faults = mi->faults_remote + mi->faults_local;
+		w->valid = mi->pages_valid;
+		w->have = true;
+	}
+}
+
+static void
+watch_line(const Pcd__MigrationInfo *mi, const struct watch_rate *w,
+    bool tty)
+{
+	char rate[32], left[32] = "-";
+	double pct = pct_valid(mi);
+	int width = 30, fill = (int)(pct / 100 * width + 0.5);
+
+	if (w->pps > 0 && mi->pages_total > mi->pages_valid)
+		fmt_ms(left, sizeof(left), (uint64_t)((double)(mi->pages_total -
+		    mi->pages_valid) / w->pps * 1000));
+	fmt_rate(rate, sizeof(rate), w->bps);
+	if (tty) {
+		printf("\r\033[K[");
+		for (int k = 0; k < width; k++)
+			putchar(k < fill ? '#' : '.');
+		printf("] %5.1f%%  %-11s %6.0f faults/s  p99 %" PRIu64
+		    " us  left %s  %s", pct, rate, w->fps, mi->lat_p99_us,
+		    left, mi->state);
+	} else {
+		printf("%s %s %.1f%% %s %.0f faults/s p99 %" PRIu64
+		    " us left %s\n", mi->id, mi->state, pct, rate, w->fps,
+		    mi->lat_p99_us, left);
+	}
+	fflush(stdout);
+}
+
+static void
+watch_summary(const Pcd__MigrationInfo *mi)
+{
+	char b1[32], b2[32], b3[32], b4[32];
+	double secs = (double)mi->elapsed_ms / 1000;
+
+	printf("migration %s (%s) %s in %s: %s of guest memory, %s "
+	    "transferred (avg %s)\n", mi->id, mi->role, mi->state,
+	    fmt_ms(b1, sizeof(b1), mi->elapsed_ms), fmt_bytes(b2, sizeof(b2),
+	    (double)(mi->pages_total * mi->page_size)),
+	    fmt_bytes(b3, sizeof(b3), (double)mi->bytes_transferred),
+	    fmt_rate(b4, sizeof(b4), secs > 0 ?
+	    (double)mi->bytes_transferred / secs : 0));
+	printf("  pages: %" PRIu64 " valid of %" PRIu64 ", %" PRIu64 " zero, %"
+	    PRIu64 " bulk, %" PRIu64 " urgent\n", mi->pages_valid,
+	    mi->pages_total, mi->pages_zero, mi->pages_sent_bulk,
+	    mi->pages_sent_urgent);
+	printf("  faults: %" PRIu64 " remote, %" PRIu64 " local; latency p50 %"
+	    PRIu64 " us, p99 %" PRIu64 " us, p999 %" PRIu64 " us, max %" PRIu64
+	    " us\n", mi->faults_remote, mi->faults_local, mi->lat_p50_us,
+	    mi->lat_p99_us, mi->lat_p999_us, mi->lat_max_us);
+	printf("  setup %" PRIu64 " ms, downtime %" PRIu64 " ms\n",
+	    mi->setup_ms, mi->downtime_ms);
+	if (mi->errmsg[0] != '\0')
+		printf("  error: %s\n", mi->errmsg);
+}
+
+static int
+cmd_watch_id(struct opts *o, const char *id, unsigned interval)
+{
+	Pcd__WatchRequest req = PCD__WATCH_REQUEST__INIT;
+	struct watch_rate w = { 0 };
+	struct rpc_client *c;
+	struct rpc_answer a;
+	bool tty = isatty(STDOUT_FILENO) && !o->json, drawn = false;
+	char err[512];
+	uint32_t call;
+	int rc, r;
+
+	if ((rc = ctl_connect(o, &c)) != EX_OK)
+		return rc;
+	req.id = (char *)id;
+	req.interval_ms = interval;
+	if (rpc_client_send(c, RPC_M_WATCH, &req.base, &call, err,
+	    sizeof(err)) < 0) {
+		fprintf(stderr, "%s: watch: %s\n", progname(), err);
+		rpc_client_close(c);
+		return EX_CONN;
+	}
+	for (;;) {
+		const Pcd__WatchEvent *ev;
+
+		if ((r = rpc_client_recv(c, -1, &a, err, sizeof(err))) < 0) {
+			if (drawn)
+				putchar('\n');
+			fprintf(stderr, "%s: watch: %s\n", progname(), err);
+			rc = r == -EPROTO || r == -EMSGSIZE ? EX_RPC : EX_CONN;
+			break;
+		}
+		if (a.hdr.call_id != call && a.hdr.call_id != 0) {
+			rpc_answer_clear(&a);
+			continue;
+		}
+		if (o->json)
+			print_json(a.msg);
+		if (a.code != RPC_OK || a.hdr.kind == RPC_ERROR) {
+			if (drawn)
+				putchar('\n');
+			fprintf(stderr, "%s: Watch: %s: %s\n", progname(),
+			    rpc_code_name(a.code), a.message);
+			rpc_answer_clear(&a);
+			rc = EX_RPC;
+			break;
+		}
+		ev = (const Pcd__WatchEvent *)a.msg;
+		if (ev->info != NULL) {
+			watch_rates(&w, ev->info);
+			if (!o->json) {
+				watch_line(ev->info, &w, tty);
+				drawn = tty;
+			}
+		}
+		if (ev->final || (a.hdr.flags & RPC_F_END_STREAM)) {
+			if (drawn)
+				putchar('\n');
+			if (ev->info != NULL && !o->json)
+				watch_summary(ev->info);
+			rc = ev->info != NULL && strcmp(ev->info->state,
+			    "completed") == 0 ? EX_OK : EX_RPC;
+			rpc_answer_clear(&a);
+			break;
+		}
+		rpc_answer_clear(&a);
+	}
+	rpc_client_close(c);
+	return rc;
+}
+
+static int
+cmd_watch(struct opts *o, int argc, char **argv)
+{
+	struct subopt so = { 0 };
+	int rc, i;
+
+	if ((rc = sub_parse("watch", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("watch", argc - i, 1, 1)) >= 0)
+		return rc;
+	return cmd_watch_id(o, argv[i], so.interval_ms);
+}
+
+/* ---- main ---- */
+
+static const struct cmd cmds[] = {
+	{ "prepare", cmd_prepare,
+	  "ID [--listen HOST:PORT] [--tls-dir DIR] [--peer-name NAME] "
+	  "[--libvirt-uri URI --domain NAME]",
+	  "Destination: accept incoming migration ID on HOST:PORT (default\n"
+	  "0.0.0.0:0, any free port; the bound address is printed). --tls-dir\n"
+	  "names a tls-creds-x509 directory (default: the daemon's tls_dir).\n"
+	  "With --libvirt-uri/--domain the domain is resumed when the guest\n"
+	  "may run on this host." },
+	{ "migrate", cmd_migrate,
+	  "ID HOST:PORT [--bandwidth BYTES/S] [--tls-dir DIR] "
+	  "[--peer-name NAME] [--libvirt-uri URI --domain NAME] [--watch]",
+	  "Source: migrate ID to the destination listening on HOST:PORT.\n"
+	  "--bandwidth caps the bulk stream (100M, 1G; 0 = unlimited); demand\n"
+	  "pages are never limited. With --libvirt-uri/--domain the domain is\n"
+	  "suspended at switchover. --watch follows it like `watch`." },
+	{ "status", cmd_status, "[ID] [--libvirt]",
+	  "Show one migration (ID) or all of them. --libvirt prints the job\n"
+	  "statistics like `virsh domjobinfo` (with --json: one object per\n"
+	  "migration keyed by the VIR_DOMAIN_JOB_* names)." },
+	{ "cancel", cmd_cancel, "ID",
+	  "Cancel migration ID. Before switchover the guest keeps running on\n"
+	  "the source; after switchover it already runs on the destination\n"
+	  "and the daemon refuses (exit 1) and says why." },
+	{ "watch", cmd_watch, "ID [--interval MS]",
+	  "Follow migration ID until it ends: a progress bar on a terminal\n"
+	  "(pages valid, GB/s, faults/s, fault latency p99, time left), one\n"
+	  "line (or JSON object) per event otherwise, then a summary. Exit 0\n"
+	  "if it completed, 1 if it failed or was cancelled." },
+	{ "set-bandwidth", cmd_set_bandwidth, "ID BYTES/S",
+	  "Change the bulk stream limit of a running migration (0 removes it)." },
+	{ "version", cmd_version, "",
+	  "Print the versions of postcopyctl and postcopyd." },
+	{ "check-kernel", cmd_check_kernel, "",
+	  "Ask the daemon whether its kernel supports postcopy with\n"
+	  "userfaultfd minor faults on shmem. Exit 1 if it does not." },
+};
+
+static const struct cmd *
+cmd_find(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+		if (strcmp(cmds[i].name, name) == 0)
+			return &cmds[i];
+	return NULL;
+}
+
+static void
+usage_main(FILE *f)
+{
+	fprintf(f,
+"usage: %s [global options] COMMAND [ARGS]\n"
+"\n"
+"Control client of postcopyd.\n"
+"\n"
+"Global options:\n"
+"  -s, --socket PATH     control socket (default %s, or $POSTCOPYD_SOCKET)\n"
+"  -c, --connect H:P     connect over TCP with mutual TLS instead\n"
+"  -t, --tls-dir DIR     client certificates for --connect (ca-cert.pem,\n"
+"                        client-cert.pem, client-key.pem)\n"
+"  -j, --json            machine output: one JSON object per reply/event\n"
+"  -T, --timeout MS      wait at most MS for a reply (default 10000)\n"
+"  -h, --help            this help; COMMAND --help for a command's\n"
+"\n"
+"Commands:\n", progname(), PCD_CONTROL_SOCKET);
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+		fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].args);
+	fprintf(f, "\nExit status: 0 ok, 1 error from the daemon, 2 usage, "
+	    "3 cannot connect.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "socket",	required_argument, NULL, 's' },
+		{ "connect",	required_argument, NULL, 'c' },
+		{ "tls-dir",	required_argument, NULL, 't' },
+		{ "json",	no_argument,	   NULL, 'j' },
+		{ "timeout",	required_argument, NULL, 'T' },
+		{ "help",	no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct opts o = { .timeout_ms = 10000 };
+	const struct cmd *c;
+	char *end;
+	int ch;
+
+	signal(SIGPIPE, SIG_IGN);
+	o.socket = getenv("POSTCOPYD_SOCKET");
+	if (o.socket == NULL || o.socket[0] == '\0')
+		o.socket = PCD_CONTROL_SOCKET;
+	while ((ch = getopt_long(argc, argv, "+s:c:t:jT:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			o.socket = optarg;
+			break;
+		case 'c':
+			o.connect = optarg;
+			break;
+		case 't':
+			o.tls_dir = optarg;
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 'T':
+			o.timeout_ms = (int)strtol(optarg, &end, 10);
+			if (*end != '\0' || o.timeout_ms <= 0) {
+				fprintf(stderr, "%s: --timeout wants a "
+				    "positive number of ms\n", progname());
+				return EX_USAGE;
+			}
+			break;
+		case 'h':
+			usage_main(stdout);
+			return EX_OK;
+		default:
+			usage_main(stderr);
+			return EX_USAGE;
+		}
+	}
+	if ((o.connect == NULL) != (o.tls_dir == NULL)) {
+		fprintf(stderr, "%s: --connect needs --tls-dir (mutual TLS) "
+		    "and the other way round\n", progname());
+		return EX_USAGE;
+	}
+	if (optind >= argc) {
+		usage_main(stderr);
+		return EX_USAGE;
+	}
+	if (strcmp(argv[optind], "help") == 0) {
+		if (optind + 1 < argc && cmd_find(argv[optind + 1]) != NULL)
+			return sub_usage(argv[optind + 1], stdout);
+		usage_main(stdout);
+		return EX_OK;
+	}
+	if ((c = cmd_find(argv[optind])) == NULL) {
+		fprintf(stderr, "%s: unknown command '%s'\n", progname(),
+		    argv[optind]);
+		usage_main(stderr);
+		return EX_USAGE;
+	}
+	return c->fn(&o, argc - optind, argv + optind);
+}
