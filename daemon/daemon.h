@@ -15,6 +15,8 @@ struct mig_table;
 struct vmm_server;
 struct ctl_server;
 struct sdnotify;
+struct config;
+struct metrics;
 
 #define PCD_RUNDIR		"/run/postcopyd"
 #define PCD_CONTROL_SOCKET	PCD_RUNDIR "/control.sock"
@@ -34,6 +36,11 @@ struct daemon {
 	struct event		*stop_ev;	/* while stopping: drain timer */
 	uint64_t		 stop_deadline_ns;
 	size_t			 stop_waiting;	/* last count in STATUS= */
+	struct config		*cfg;		/* configuration in effect */
+	struct metrics		*metrics;	/* Prometheus endpoint or NULL */
+	const char		*cli[8][2];	/* command-line overrides of the
+						 * config file: key, value */
+	unsigned		 ncli;
 };
 
 #endif

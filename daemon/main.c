@@ -14,8 +14,11 @@
 
 #include <event2/event.h>
 
+#include "config.h"
+#include "ctl.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "migration.h"
 #include "probe.h"
 #include "sdnotify.h"
@@ -37,7 +40,8 @@ usage(FILE *f)
 "  -s, --control-socket PATH  orchestrator RPC socket (default %s)\n"
 "  -V, --vmm-socket PATH      VMM attach socket (default %s)\n"
 "  -l, --log-level LEVEL      error|warning|notice|info|debug (default info)\n"
-"  -n, --check-config         check the configuration and exit\n"
+"  -n, --check-config         check the configuration and exit (-nn: and\n"
+"                             print the configuration in effect)\n"
 "      --check-kernel         probe the kernel's userfaultfd features and exit\n"
 "  -v, --version              print the version and exit\n"
 "  -h, --help                 this help\n",
@@ -162,6 +166,66 @@ stop_begin(struct daemon *d, int sig)
 	on_stop_tick(-1, 0, d);
 }
 
+/* Defaults, then the config file, then the command line. A missing file at
+ * the default path means defaults; a missing file named with --config is
+ * an error. 0 or -errno with "FILE:LINE: reason" in err. */
+static int
+load_config(struct daemon *d, struct config *cfg, bool explicit_file,
+    char *err, size_t errlen)
+{
+	char why[512];
+	int r;
+
+	config_defaults(cfg);
+	r = config_parse_file(d->config_file, cfg, err, errlen);
+	if (r == -ENOENT && !explicit_file)
+		r = 0;
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < d->ncli; i++) {
+		if (config_set(cfg, d->cli[i][0], d->cli[i][1], why,
+		    sizeof(why)) < 0) {
+			snprintf(err, errlen, "command line: %s", why);
+			return -EINVAL;
+		}
+	}
+	if ((r = config_check(cfg, why, sizeof(why))) < 0)
+		snprintf(err, errlen, "%.400s: %s", d->config_file, why);
+	return r;
+}
+
+/* SIGHUP: parse again; on success apply what can change live. */
+static void
+reload(struct daemon *d)
+{
+	struct config nc;
+	char err[1024];
+
+	if (load_config(d, &nc, true, err, sizeof(err)) < 0) {
+		log_warnx("configuration not reloaded: %s", err);
+		return;
+	}
+	if (strcmp(nc.control_socket, d->cfg->control_socket) != 0 ||
+	    strcmp(nc.vmm_socket, d->cfg->vmm_socket) != 0)
+		log_warnx("control_socket/vmm_socket changes take effect at "
+		    "the next start");
+	log_set_level(nc.log_level);
+	if (d->ctl != NULL && ctl_server_reconfigure(d->ctl, &nc) < 0)
+		log_warnx("control listener settings not changed");
+	if (strcmp(nc.metrics_listen, d->cfg->metrics_listen) != 0) {
+		metrics_close(d->metrics);
+		d->metrics = NULL;
+		if (nc.metrics_listen[0] != '\0' &&
+		    metrics_open(d, nc.metrics_listen, &d->metrics) < 0)
+			log_warnx("metrics endpoint off");
+	}
+	str_copy(nc.control_socket, d->cfg->control_socket,
+	    sizeof(nc.control_socket));
+	str_copy(nc.vmm_socket, d->cfg->vmm_socket, sizeof(nc.vmm_socket));
+	*d->cfg = nc;
+	log_notice("configuration reloaded from %s", d->config_file);
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -180,6 +244,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGHUP:
 		sdnotify_reloading(d->sdn);
 		log_notice("SIGHUP: reloading configuration");
+		reload(d);
 		sdnotify_ready(d->sdn);
 		break;
 	}
@@ -202,8 +267,10 @@ main(int argc, char **argv)
 	struct daemon d = { 0 };
 	struct event *sigev[3] = { NULL };
 	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
-	char err[512];
-	int c, r, level = LOG_LVL_INFO, ctl_fd = -1;
+	struct config cfg;
+	char err[1024];
+	int c, r, ctl_fd = -1, check = 0;
+	bool explicit_file = false;
 
 	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
 	str_copy(d.vmm_socket, PCD_VMM_SOCKET, sizeof(d.vmm_socket));
@@ -215,22 +282,21 @@ main(int argc, char **argv)
 		case 'c':
 			if (str_copy(d.config_file, optarg, sizeof(d.config_file)))
 				fatalx("--config: path too long");
+			explicit_file = true;
 			break;
 		case 's':
-			if (str_copy(d.control_socket, optarg, sizeof(d.control_socket)))
-				fatalx("--control-socket: path too long");
-			break;
 		case 'V':
-			if (str_copy(d.vmm_socket, optarg, sizeof(d.vmm_socket)))
-				fatalx("--vmm-socket: path too long");
-			break;
 		case 'l':
-			if ((level = log_level_parse(optarg)) < 0)
-				fatalx("--log-level: unknown level '%s'", optarg);
-			log_set_level(level);
+			/* Checked with the config file, which they override. */
+			if (d.ncli == ARRAY_SIZE(d.cli))
+				fatalx("too many options");
+			d.cli[d.ncli][0] = c == 's' ? "control_socket" :
+			    c == 'V' ? "vmm_socket" : "log_level";
+			d.cli[d.ncli++][1] = optarg;
 			break;
 		case 'n':
-			fatalx("--check-config is not available in this build yet");
+			check++;
+			break;
 		case 'K':
 			return check_kernel();
 		case 'v':
@@ -249,6 +315,24 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+
+	if (load_config(&d, &cfg, explicit_file, err, sizeof(err)) < 0) {
+		if (check)
+			fprintf(stderr, "%s\n", err);
+		else
+			log_warnx("%s", err);
+		return 1;
+	}
+	if (check) {
+		if (check > 1)
+			config_dump(&cfg, stdout);
+		printf("configuration OK\n");
+		return 0;
+	}
+	d.cfg = &cfg;
+	log_set_level(cfg.log_level);
+	str_copy(d.control_socket, cfg.control_socket, sizeof(d.control_socket));
+	str_copy(d.vmm_socket, cfg.vmm_socket, sizeof(d.vmm_socket));
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((d.base = event_base_new()) == NULL)
@@ -270,6 +354,13 @@ main(int argc, char **argv)
 	if ((r = mig_table_new(d.base, d.vmm_socket, &d.migs)) < 0)
 		fatalx("cannot open the VMM socket %s: %s", d.vmm_socket,
 		    strerror(-r));
+	/* The control server owns ctl_fd from here on. */
+	if (ctl_server_open(&d, &cfg, ctl_fd, &d.ctl) < 0)
+		fatalx("cannot open the control socket %s", d.control_socket);
+	ctl_fd = -1;
+	if (cfg.metrics_listen[0] != '\0' &&
+	    metrics_open(&d, cfg.metrics_listen, &d.metrics) < 0)
+		fatalx("cannot serve metrics on %s", cfg.metrics_listen);
 
 	sdnotify_set_counter(d.sdn, active_migrations, &d);
 
@@ -280,6 +371,8 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (sigev[i] != NULL)
 			event_free(sigev[i]);
+	metrics_close(d.metrics);
+	ctl_server_close(d.ctl);
 	if (d.stop_ev != NULL)
 		event_free(d.stop_ev);
 	mig_table_free(d.migs);
