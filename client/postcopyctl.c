@@ -217,8 +217,8 @@ sub_parse(const char *name, int argc, char **argv, struct subopt *so,
 	const struct cmd *c = cmd_find(name);
 	int ch;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+	optind = 0;	/* glibc: full re-initialisation, argv[0] skipped */
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		const char *flag = NULL;
 
 		switch (ch) {
@@ -454,23 +454,23 @@ print_domjobinfo(const Pcd__MigrationInfo *mi)
 		if (virTypedParamsGetULLong(p, n, rows[i].field, &v) != 1)
 			continue;
 		snprintf(buf, sizeof(buf), "%s:", rows[i].label);
-		if (strcmp(rows[i].unit, "B") == 0 ||
-		    strcmp(rows[i].unit, "B/s") == 0) {
+		if (rows[i].unit[0] == 'B') {
 			char hb[32];
 
-			printf("%-22s%-15s%s\n", buf, fmt_bytes(hb, sizeof(hb),
-			    (double)v), strcmp(rows[i].unit, "B/s") == 0 ?
-			    "/s" : "");
-		} else {
+			printf("%-22s%s%s\n", buf, fmt_bytes(hb, sizeof(hb),
+			    (double)v), rows[i].unit[1] == '/' ? "/s" : "");
+		} else if (rows[i].unit[0] != '\0') {
 			printf("%-22s%-15llu%s\n", buf, v, rows[i].unit);
+		} else {
+			printf("%-22s%llu\n", buf, v);
 		}
 	}
 	if (virTypedParamsGetBoolean(p, n, VIR_DOMAIN_JOB_SUCCESS, &ok) == 1)
 		printf("%-22s%s\n", "Success:", ok ? "yes" : "no");
 	if (virTypedParamsGetString(p, n, VIR_DOMAIN_JOB_ERRMSG, &s) == 1)
 		printf("%-22s%s\n", "Error message:", s);
-	printf("%-22s%-15" PRIu64 "\n", "Remote faults:", mi->faults_remote);
-	printf("%-22s%-15" PRIu64 "\n", "Local faults:", mi->faults_local);
+	printf("%-22s%" PRIu64 "\n", "Remote faults:", mi->faults_remote);
+	printf("%-22s%" PRIu64 "\n", "Local faults:", mi->faults_local);
 	printf("%-22s%" PRIu64 " / %" PRIu64 " / %" PRIu64 " us\n",
 	    "Fault p50/p99/p999:", mi->lat_p50_us, mi->lat_p99_us,
 	    mi->lat_p999_us);
@@ -587,7 +587,7 @@ cmd_status(struct opts *o, int argc, char **argv)
 	} else if (!json && req.id[0] != '\0' && rep->n_migrations == 1) {
 		print_detail(rep->migrations[0]);
 	} else if (!json) {
-		printf("%-20s %-6s %-10s %7s %10s %11s %13s %9s %8s\n", "ID",
+		printf("%-20s %-11s %-10s %7s %10s %11s %13s %9s %8s\n", "ID",
 		    "ROLE", "STATE", "VALID", "PAGES", "SENT", "FAULTS R/L",
 		    "P99", "ELAPSED");
 		for (size_t k = 0; k < rep->n_migrations; k++) {
@@ -596,7 +596,7 @@ cmd_status(struct opts *o, int argc, char **argv)
 
 			snprintf(b3, sizeof(b3), "%" PRIu64 "/%" PRIu64,
 			    mi->faults_remote, mi->faults_local);
-			printf("%-20s %-6s %-10s %6.1f%% %10" PRIu64
+			printf("%-20s %-11s %-10s %6.1f%% %10" PRIu64
 			    " %11s %13s %6" PRIu64 "us %8s\n", mi->id, mi->role,
 			    mi->state, pct_valid(mi), mi->pages_total,
 			    fmt_bytes(b1, sizeof(b1),
@@ -981,6 +981,7 @@ main(int argc, char **argv)
 	int ch;
 
 	signal(SIGPIPE, SIG_IGN);
+	virInitialize();	/* before libvirt's typed-parameter API */
 	o.socket = getenv("POSTCOPYD_SOCKET");
 	if (o.socket == NULL || o.socket[0] == '\0')
 		o.socket = PCD_CONTROL_SOCKET;

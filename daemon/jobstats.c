@@ -40,6 +40,11 @@ jobstats_params(const struct mig_stats *st, virTypedParameterPtr *params,
 	uint64_t requests = st->role == MIG_ROLE_DEST ? st->faults_remote :
 	    st->pages_sent_urgent;
 
+	/* libvirt's API keeps its last error in thread-local storage that
+	 * virInitialize sets up (once; later calls are cheap). */
+	if (virInitialize() < 0)
+		return -ENOMEM;
+
 	ok |= virTypedParamsAddInt(&p, &n, &max, VIR_DOMAIN_JOB_OPERATION,
 	    st->role == MIG_ROLE_DEST ? VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN :
 	    VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT);
