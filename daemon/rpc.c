@@ -196,6 +196,7 @@ rpc_code_from_errno(int err)
 	case ECONNRESET:
 	case EHOSTUNREACH:
 	case ENETUNREACH:
+	case ESHUTDOWN:
 	case ETIMEDOUT:		return RPC_UNAVAILABLE;
 	default:		return RPC_INTERNAL;
 	}
