@@ -485,7 +485,10 @@ dest_fault(struct dest *d, uint64_t addr)
 		return r;
 	}
 	atomic_fetch_add_explicit(&d->m->c.faults_remote, 1, memory_order_relaxed);
-	atomic_compare_exchange_strong(&d->fault_t0[i], &zero, t0);
+	/* The first fault on a page demands it, even when it was asked for
+	 * as read-ahead or the bulk stream carries it: those copies may sit
+	 * behind megabytes of bulk data. Later faults on it just wait. */
+	bool first = atomic_compare_exchange_strong(&d->fault_t0[i], &zero, t0);
 	/* The page may have become valid (and been mapped) meanwhile: the
 	 * mapper may have missed our timestamp; map again (EEXIST wakes). */
 	if (bm_test(d->valid, i)) {
@@ -496,8 +499,10 @@ dest_fault(struct dest *d, uint64_t addr)
 		dest_lat_done(d, i, 1);
 		return r;
 	}
-	if (!bm_set(d->requested, i))
+	if (first) {
+		bm_set(d->requested, i);
 		return dest_request(d, i);
+	}
 	return 0;
 }
 
