@@ -534,8 +534,15 @@ print_detail(const Pcd__MigrationInfo *mi)
 	    (double)mi->bytes_transferred));
 	printf("%-20s%s\n", "bulk limit:", mi->bandwidth_bps == 0 ?
 	    "unlimited" : fmt_rate(b2, sizeof(b2), (double)mi->bandwidth_bps));
-	printf("%-20s%" PRIu64 " remote, %" PRIu64 " local\n", "faults:",
-	    mi->faults_remote, mi->faults_local);
+	printf("%-20s%" PRIu64 " remote, %" PRIu64 " local, %" PRIu64
+	    " page requests\n", "faults:", mi->faults_remote,
+	    mi->faults_local, mi->page_requests);
+	if (mi->pages_verified != 0 || mi->pages_mismatched != 0)
+		printf("%-20s%" PRIu64 " pages match the source, %" PRIu64
+		    " mismatched\n", "verified:", mi->pages_verified,
+		    mi->pages_mismatched);
+	if (mi->refused[0] != '\0')
+		printf("%-20s%s\n", "last refused peer:", mi->refused);
 	printf("%-20sp50 %" PRIu64 " us, p99 %" PRIu64 " us, p999 %" PRIu64
 	    " us, max %" PRIu64 " us\n", "fault latency:", mi->lat_p50_us,
 	    mi->lat_p99_us, mi->lat_p999_us, mi->lat_max_us);

@@ -177,6 +177,10 @@ jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st)
 	mi->setup_ms = st->setup_ms;
 	mi->downtime_ms = st->downtime_ms;
 	mi->vmm_attached = st->vmm_attached;
+	mi->refused = (char *)st->refused;
+	mi->page_requests = st->page_requests;
+	mi->pages_verified = st->pages_verified;
+	mi->pages_mismatched = st->pages_mismatched;
 
 	if ((mi->lat_hist = malloc(sizeof(uint64_t) * MIG_LAT_BUCKETS)) == NULL)
 		return -ENOMEM;
