@@ -1,0 +1,419 @@
+/* ctl_rawframe - hostile and malformed frames on a live daemon's control
+ * socket: oversize and undersize lengths, bad versions, unknown methods,
+ * payloads that do not unpack, wrong kinds, pipelining, random junk, too
+ * many calls in flight, a half-sent frame. After each, the daemon must
+ * still answer a Version call.
+ *
+ *   ctl_rawframe SOCKET MIGRATION_ID MAX_CONNECTIONS
+ *
+ * MIGRATION_ID names a migration that is not over (watches on it stay
+ * open); MAX_CONNECTIONS is the daemon's max_connections.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common.pb-c.h"
+#include "control.pb-c.h"
+#include "rpc.h"
+#include "util.h"
+
+static const char *sock_path;
+static int failures;
+
+static void __attribute__((format(printf, 1, 2)))
+fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "FAIL: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	failures++;
+}
+
+static int
+conn(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	str_copy(sun.sun_path, sock_path, sizeof(sun.sun_path));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "cannot connect to %s: %s\n", sock_path,
+		    strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static void
+send_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return;		/* the daemon may have closed: fine */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void
+send_frame(int fd, uint8_t version, uint8_t kind, uint32_t call,
+    uint16_t method, uint16_t reserved, const void *payload, size_t n)
+{
+	struct rpc_hdr h = { .len = (uint32_t)(RPC_ENVELOPE_SIZE + n),
+	    .version = version, .kind = kind, .call_id = call,
+	    .method = method, .reserved = reserved };
+	uint8_t hb[RPC_HDR_SIZE];
+
+	rpc_hdr_encode(hb, &h);
+	send_all(fd, hb, sizeof(hb));
+	if (n > 0)
+		send_all(fd, payload, n);
+}
+
+static int
+read_full(int fd, void *buf, size_t n, int timeout_ms)
+{
+	char *p = buf;
+
+	while (n > 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return -ETIMEDOUT;
+		r = recv(fd, p, n, 0);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0)
+			return -errno;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Reads one answer: 0 and *h, *code; -ECONNRESET at EOF. */
+static int
+recv_answer(int fd, struct rpc_hdr *h, uint32_t *code)
+{
+	uint8_t hb[RPC_HDR_SIZE], *p = NULL;
+	const ProtobufCMethodDescriptor *m;
+	ProtobufCMessage *msg;
+	size_t n;
+	int r;
+
+	if ((r = read_full(fd, hb, sizeof(hb), 5000)) < 0)
+		return r;
+	if (rpc_hdr_decode(hb, RPC_MAX_FRAME_LIMIT, h) < 0)
+		return -EPROTO;
+	n = rpc_payload_len(h);
+	if (n > 0 && ((p = malloc(n)) == NULL ||
+	    read_full(fd, p, n, 5000) < 0)) {
+		free(p);
+		return -EPROTO;
+	}
+	*code = 0;
+	if (h->kind == RPC_ERROR) {
+		Pcd__Status *st = pcd__status__unpack(NULL, n, p);
+
+		if (st == NULL) {
+			free(p);
+			return -EPROTO;
+		}
+		*code = st->code;
+		pcd__status__free_unpacked(st, NULL);
+	} else if ((m = rpc_method_get(h->method)) != NULL &&
+	    (msg = protobuf_c_message_unpack(m->output, NULL, n, p)) != NULL) {
+		const ProtobufCFieldDescriptor *f =
+		    protobuf_c_message_descriptor_get_field(m->output, 1);
+		Pcd__Status *st = *(Pcd__Status **)((char *)msg + f->offset);
+
+		*code = st != NULL ? st->code : 0;
+		protobuf_c_message_free_unpacked(msg, NULL);
+	} else {
+		free(p);
+		return -EPROTO;
+	}
+	free(p);
+	return 0;
+}
+
+/* Expects EOF (after optional answers) within the timeout. */
+static bool
+expect_closed(int fd)
+{
+	struct rpc_hdr h;
+	uint32_t code;
+	int r;
+
+	while ((r = recv_answer(fd, &h, &code)) == 0)
+		;
+	return r == -ECONNRESET;
+}
+
+static bool
+version_ok(int fd)
+{
+	Pcd__VersionRequest req = PCD__VERSION_REQUEST__INIT;
+	uint8_t *buf;
+	size_t n;
+	struct rpc_hdr h;
+	uint32_t code;
+
+	if (rpc_frame_pack(RPC_REQUEST, 0, 4242, RPC_M_VERSION, &req.base,
+	    &buf, &n) < 0)
+		return false;
+	send_all(fd, buf, n);
+	free(buf);
+	return recv_answer(fd, &h, &code) == 0 && h.kind == RPC_REPLY &&
+	    h.call_id == 4242 && code == 0;
+}
+
+static void
+check_alive(const char *after)
+{
+	int fd = conn();
+
+	if (!version_ok(fd))
+		fail("daemon does not answer Version after %s", after);
+	close(fd);
+}
+
+/* A frame that closes the connection: ERROR with call id 0, then EOF. */
+static void
+closing_case(const char *what, const uint8_t hdr[RPC_HDR_SIZE])
+{
+	struct rpc_hdr h;
+	uint32_t code;
+	int fd = conn();
+
+	send_all(fd, hdr, RPC_HDR_SIZE);
+	if (recv_answer(fd, &h, &code) < 0 || h.kind != RPC_ERROR ||
+	    h.call_id != 0 || code != RPC_INVALID_ARGUMENT)
+		fail("%s: no INVALID_ARGUMENT error frame", what);
+	else if (!expect_closed(fd))
+		fail("%s: connection not closed", what);
+	else
+		printf("ok: %s -> INVALID_ARGUMENT, closed\n", what);
+	close(fd);
+	check_alive(what);
+}
+
+/* An error that leaves the connection usable. */
+static void
+staying_case(const char *what, uint8_t version, uint8_t kind,
+    uint16_t method, uint16_t reserved, const void *p, size_t n,
+    uint32_t want)
+{
+	struct rpc_hdr h;
+	uint32_t code;
+	int fd = conn();
+
+	send_frame(fd, version, kind, 77, method, reserved, p, n);
+	if (recv_answer(fd, &h, &code) < 0 || h.kind != RPC_ERROR ||
+	    h.call_id != 77 || code != want || !(h.flags & RPC_F_END_STREAM))
+		fail("%s: expected error %s on call 77", what,
+		    rpc_code_name(want));
+	else if (!version_ok(fd))
+		fail("%s: connection unusable afterwards", what);
+	else
+		printf("ok: %s -> %s, connection still serves\n", what,
+		    rpc_code_name(want));
+	close(fd);
+}
+
+int
+main(int argc, char **argv)
+{
+	uint8_t hb[RPC_HDR_SIZE];
+	struct rpc_hdr h = { .version = RPC_VERSION, .kind = RPC_REQUEST,
+	    .method = RPC_M_VERSION };
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	    0xff, 0xff, 0xff, 0xff, 0x01 };
+	const char *watch_id;
+	struct rpc_hdr ah;
+	uint32_t code;
+	int fd;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: ctl_rawframe SOCKET MIGRATION_ID "
+		    "MAX_CONNECTIONS\n");
+		return 2;
+	}
+	sock_path = argv[1];
+	watch_id = argv[2];
+	check_alive("nothing");
+
+	h.len = 0x7fffffff;
+	rpc_hdr_encode(hb, &h);
+	closing_case("length 2 GiB", hb);
+	h.len = RPC_MAX_FRAME_DEFAULT + 1;
+	rpc_hdr_encode(hb, &h);
+	closing_case("length max_frame + 1", hb);
+	h.len = 3;
+	rpc_hdr_encode(hb, &h);
+	closing_case("length 3 (below the envelope)", hb);
+	h.len = RPC_ENVELOPE_SIZE;
+	h.version = 9;
+	rpc_hdr_encode(hb, &h);
+	closing_case("version 9", hb);
+
+	staying_case("unknown method 999", RPC_VERSION, RPC_REQUEST, 999, 0,
+	    NULL, 0, RPC_UNIMPLEMENTED);
+	staying_case("Status payload that does not unpack", RPC_VERSION,
+	    RPC_REQUEST, RPC_M_STATUS, 0, junk, sizeof(junk),
+	    RPC_INVALID_ARGUMENT);
+	staying_case("Prepare payload that does not unpack", RPC_VERSION,
+	    RPC_REQUEST, RPC_M_PREPARE, 0, junk, sizeof(junk),
+	    RPC_INVALID_ARGUMENT);
+	staying_case("kind REPLY from a client", RPC_VERSION, RPC_REPLY,
+	    RPC_M_VERSION, 0, NULL, 0, RPC_INVALID_ARGUMENT);
+	staying_case("reserved field set", RPC_VERSION, RPC_REQUEST,
+	    RPC_M_VERSION, 1, NULL, 0, RPC_INVALID_ARGUMENT);
+
+	/* A frame cut in the middle, then the peer goes away. */
+	fd = conn();
+	h.version = RPC_VERSION;
+	h.len = RPC_ENVELOPE_SIZE + 100;
+	rpc_hdr_encode(hb, &h);
+	send_all(fd, hb, sizeof(hb));
+	send_all(fd, junk, 5);
+	close(fd);
+	check_alive("a half-sent frame");
+	printf("ok: half-sent frame, peer gone\n");
+
+	/* 200 requests in one write: 200 answers, in order of call id. */
+	{
+		Pcd__VersionRequest vr = PCD__VERSION_REQUEST__INIT;
+		uint8_t *all = NULL, *one;
+		size_t total = 0, n;
+		int got = 0;
+
+		for (uint32_t i = 1; i <= 200; i++) {
+			rpc_frame_pack(RPC_REQUEST, 0, i, RPC_M_VERSION,
+			    &vr.base, &one, &n);
+			all = realloc(all, total + n);
+			memcpy(all + total, one, n);
+			total += n;
+			free(one);
+		}
+		fd = conn();
+		send_all(fd, all, total);
+		free(all);
+		while (got < 200 && recv_answer(fd, &ah, &code) == 0 &&
+		    ah.call_id == (uint32_t)got + 1 && code == 0)
+			got++;
+		if (got != 200)
+			fail("pipelined: %d of 200 answers", got);
+		else
+			printf("ok: 200 pipelined calls answered in order\n");
+		close(fd);
+	}
+
+	/* Random frames: well-formed headers, random methods and payloads.
+	 * Every one gets an answer (REPLY, EVENT or ERROR); none kills. */
+	{
+		unsigned seed = 12345;
+		int answered = 0, sent = 0;
+
+		fd = conn();
+		for (int i = 0; i < 300; i++) {
+			uint8_t p[64];
+			size_t n = (size_t)(rand_r(&seed) % sizeof(p));
+			uint16_t method = (uint16_t)(rand_r(&seed) % 10);
+
+			if (method == RPC_M_WATCH || method == RPC_M_PREPARE ||
+			    method == RPC_M_MIGRATE || method == RPC_M_CANCEL)
+				method = RPC_M_STATUS;	/* no side effects */
+			for (size_t k = 0; k < n; k++)
+				p[k] = (uint8_t)rand_r(&seed);
+			send_frame(fd, RPC_VERSION, RPC_REQUEST, (uint32_t)i + 1,
+			    method, 0, p, n);
+			sent++;
+			if (recv_answer(fd, &ah, &code) == 0 &&
+			    ah.call_id == (uint32_t)i + 1)
+				answered++;
+		}
+		if (answered != sent)
+			fail("random frames: %d of %d answered", answered, sent);
+		else
+			printf("ok: %d random frames answered\n", sent);
+		close(fd);
+	}
+
+	/* Calls in flight: watches stay open; one past max_inflight (16
+	 * by default) is refused, the connection keeps serving. */
+	{
+		Pcd__WatchRequest wr = PCD__WATCH_REQUEST__INIT;
+		uint8_t *buf;
+		size_t n;
+		int refused = 0, i;
+
+		wr.id = (char *)watch_id;
+		wr.interval_ms = 60000;
+		fd = conn();
+		for (i = 1; i <= 17; i++) {
+			rpc_frame_pack(RPC_REQUEST, 0, (uint32_t)i,
+			    RPC_M_WATCH, &wr.base, &buf, &n);
+			send_all(fd, buf, n);
+			free(buf);
+		}
+		/* 16 first events and one refusal, in some order. */
+		for (i = 0; i < 17; i++) {
+			if (recv_answer(fd, &ah, &code) < 0)
+				break;
+			if (ah.kind == RPC_ERROR &&
+			    code == RPC_RESOURCE_EXHAUSTED && ah.call_id == 17)
+				refused++;
+		}
+		if (refused != 1)
+			fail("17th watch not refused with RESOURCE_EXHAUSTED");
+		else
+			printf("ok: 17 watches -> the 17th RESOURCE_EXHAUSTED\n");
+		close(fd);
+	}
+
+	/* Connections beyond max_connections are closed at once; the ones
+	 * within the limit keep serving. */
+	{
+		int maxc = atoi(argv[3]), fds[64], n = 0, extra;
+
+		usleep(200000);		/* let the daemon see earlier closes */
+		for (; n < maxc && n < 64; n++)
+			fds[n] = conn();
+		for (int i = 0; i < n; i++)
+			if (!version_ok(fds[i]))
+				fail("connection %d of %d not served", i + 1, n);
+		extra = conn();
+		if (!expect_closed(extra))
+			fail("connection %d beyond max_connections not closed",
+			    maxc + 1);
+		else
+			printf("ok: connection %d beyond max_connections "
+			    "closed, %d served\n", maxc + 1, n);
+		close(extra);
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		usleep(200000);
+	}
+
+	check_alive("everything");
+	if (failures == 0)
+		printf("ok: daemon still serving\n");
+	return failures == 0 ? 0 : 1;
+}
