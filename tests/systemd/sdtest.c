@@ -4,9 +4,14 @@
  * systemd-socket-activate), and checks what arrives there, what the daemon
  * writes to stderr and how it exits.
  *
- *   sdtest notify POSTCOPYD          READY=1, STATUS=, WATCHDOG=1, SIGHUP
- *                                    (RELOADING=1 then READY=1), SIGTERM
- *                                    (STOPPING=1, exit 0), <N> log prefixes
+ *   sdtest notify POSTCOPYD [POSTCOPYCTL GENCERTS]
+ *                                    READY=1 once the control socket
+ *                                    listens, STATUS= counting migrations,
+ *                                    WATCHDOG=1, SIGHUP reloads (RELOADING=1
+ *                                    then READY=1, good and bad config),
+ *                                    SIGTERM (STOPPING=1, a migration that
+ *                                    has not switched over is cancelled,
+ *                                    exit 0), <N> log prefixes
  *   sdtest plain POSTCOPYD           no NOTIFY_SOCKET/JOURNAL_STREAM: plain
  *                                    log lines, no notify traffic, exit 0
  *   sdtest activate SOCKET_ACTIVATE POSTCOPYD [POSTCOPYCTL]
@@ -41,6 +46,8 @@ struct harness {
 	char	 notify_path[96];
 	char	 control_path[96];
 	char	 vmm_path[96];
+	char	 conf_path[96];
+	char	 tls_dir[96];
 	int	 notify_fd;
 	pid_t	 pid;
 	int	 err_fd;		/* read end of the daemon's stderr */
@@ -73,6 +80,15 @@ cleanup(void)
 		unlink(h.notify_path);
 		unlink(h.control_path);
 		unlink(h.vmm_path);
+		unlink(h.conf_path);
+		if (h.tls_dir[0] != '\0') {
+			char cmd[160];
+
+			snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h.tls_dir);
+			if (system(cmd) != 0)
+				fprintf(stderr, "sdtest: cannot remove %s\n",
+				    h.tls_dir);
+		}
 		rmdir(h.dir);
 	}
 }
@@ -119,6 +135,15 @@ fail(const char *fmt, ...)
 }
 
 static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
+		fail("cannot write %s: %s", path, strerror(errno));
+}
+
+static void
 setup(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -132,6 +157,8 @@ setup(void)
 	snprintf(h.control_path, sizeof(h.control_path), "%s/control.sock",
 	    h.dir);
 	snprintf(h.vmm_path, sizeof(h.vmm_path), "%s/vmm.sock", h.dir);
+	snprintf(h.conf_path, sizeof(h.conf_path), "%s/postcopyd.conf", h.dir);
+	write_file(h.conf_path, "# sdtest\n");
 
 	h.notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (h.notify_fd < 0)
@@ -333,15 +360,83 @@ check_log_lines(bool journal)
 }
 
 static int
-cmd_notify(char *daemon)
+connect_unix(const char *path)
 {
-	char env_notify[160];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/* Runs a tool to completion; its stdout+stderr go to out. Exit code. */
+static int
+run_tool(char *const argv[], char *out, size_t outlen)
+{
+	int status, pfd[2];
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		fail("pipe: %s", strerror(errno));
+	if ((pid = fork()) < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(pfd[1], STDOUT_FILENO);
+		dup2(pfd[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (n < outlen - 1 &&
+	    (r = read(pfd[0], out + n, outlen - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	close(pfd[0]);
+	if (waitpid(pid, &status, 0) < 0)
+		fail("waitpid: %s", strerror(errno));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* Waits until STATUS= says "N active migration(s)". */
+static void
+expect_count(size_t want, int timeout_ms)
+{
+	char buf[4096], text[64];
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+
+	snprintf(text, sizeof(text), "STATUS=%zu active migration%s", want,
+	    want == 1 ? "" : "s");
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (now >= end || recv_msg(buf, sizeof(buf), (int)(end - now)) < 0)
+			fail("no \"%s\" within %d ms", text, timeout_ms);
+		if (strstr(buf, text) != NULL)
+			return;
+	}
+}
+
+static int
+cmd_notify(char *daemon, char *ctl, char *gencerts)
+{
+	char env_notify[120];
 	const char *env[] = { env_notify, "WATCHDOG_USEC=300000",
 	    "WATCHDOG_PID=self", "JOURNAL_STREAM=8:12345", NULL };
-	char *argv[] = { daemon, "-s", h.control_path, "-V", h.vmm_path,
-	    "-l", "debug", NULL };
-	char buf[4096];
-	int pings = 0;
+	char *argv[] = { daemon, "-c", h.conf_path, "-s", h.control_path,
+	    "-V", h.vmm_path, NULL };
+	char buf[4096], out[4096];
+	int pings = 0, fd;
 	uint64_t t0;
 
 	setup();
@@ -352,10 +447,15 @@ cmd_notify(char *daemon)
 	expect("READY=1", 15000, buf, sizeof(buf));
 	if (!has_line(buf, "STATUS="))
 		fail("READY=1 without STATUS=: \"%s\"", buf);
-	if (strstr(buf, "0 active migrations") == NULL)
-		fail("STATUS= should count 0 active migrations: \"%s\"",
-		    buf);
-	printf("ok: READY=1 with %s\n", strstr(buf, "STATUS="));
+	if (strstr(buf, "STATUS=0 active migrations") == NULL)
+		fail("STATUS= should count 0 active migrations: \"%s\"", buf);
+	/* READY=1 promises a listening control socket. */
+	if ((fd = connect_unix(h.control_path)) < 0)
+		fail("READY=1 but connect %s: %s", h.control_path,
+		    strerror(-fd));
+	close(fd);
+	printf("ok: READY=1 with %s; control socket listening\n",
+	    strstr(buf, "STATUS="));
 
 	/* 300 ms watchdog: pings every 150 ms; want several in 1 s. */
 	t0 = now_ms();
@@ -371,17 +471,56 @@ cmd_notify(char *daemon)
 	printf("ok: %d WATCHDOG=1 pings in 1 s (WATCHDOG_USEC=300000)\n",
 	    pings);
 
+	if (ctl != NULL) {
+		char tls[120];
+		char *gargv[] = { gencerts, tls, NULL };
+		char *pargv[] = { ctl, "-s", h.control_path, "prepare", "sd1",
+		    "--listen", "127.0.0.1:0", "--tls-dir", tls, NULL };
+
+		snprintf(h.tls_dir, sizeof(h.tls_dir), "%s/tls", h.dir);
+		snprintf(tls, sizeof(tls), "%s", h.tls_dir);
+		if (run_tool(gargv, out, sizeof(out)) != 0)
+			fail("%s %s: %s", gencerts, tls, out);
+		if (run_tool(pargv, out, sizeof(out)) != 0)
+			fail("postcopyctl prepare sd1: %s", out);
+		expect_count(1, 5000);
+		printf("ok: postcopyctl prepare -> STATUS=1 active migration\n");
+	}
+
+	/* SIGHUP with a good file: reloaded; with a bad one: kept. */
+	write_file(h.conf_path, "log_level = debug\n");
 	kill(h.pid, SIGHUP);
 	expect("RELOADING=1", 5000, buf, sizeof(buf));
 	if (!has_line(buf, "MONOTONIC_USEC="))
 		fail("RELOADING=1 without MONOTONIC_USEC=: \"%s\"", buf);
 	expect("READY=1", 5000, NULL, 0);
-	printf("ok: SIGHUP -> RELOADING=1 then READY=1\n");
+	drain_stderr(100);
+	if (strstr(h.errbuf, "configuration reloaded") == NULL)
+		fail("SIGHUP did not reload the configuration");
+	write_file(h.conf_path, "no_such_key = 1\n");
+	kill(h.pid, SIGHUP);
+	expect("RELOADING=1", 5000, NULL, 0);
+	expect("READY=1", 5000, NULL, 0);
+	drain_stderr(100);
+	if (strstr(h.errbuf, "configuration not reloaded") == NULL)
+		fail("SIGHUP with a bad file: no \"not reloaded\" warning");
+	if ((fd = connect_unix(h.control_path)) < 0)
+		fail("after a bad reload: connect %s: %s", h.control_path,
+		    strerror(-fd));
+	close(fd);
+	printf("ok: SIGHUP -> RELOADING=1 then READY=1 (good file reloaded, "
+	    "bad file refused, still serving)\n");
 
+	t0 = now_ms();
 	kill(h.pid, SIGTERM);
 	expect("STOPPING=1", 5000, NULL, 0);
 	expect_exit0(10000);
-	printf("ok: SIGTERM -> STOPPING=1, exit 0\n");
+	if (ctl != NULL && strstr(h.errbuf, "cancelled 1 migration") == NULL)
+		fail("SIGTERM did not cancel the migration that had not "
+		    "switched over");
+	printf("ok: SIGTERM -> STOPPING=1, exit 0 after %llu ms%s\n",
+	    (unsigned long long)(now_ms() - t0), ctl != NULL ?
+	    " (waiting migration cancelled)" : "");
 
 	check_log_lines(true);
 	printf("ok: every log line has a <N> prefix under JOURNAL_STREAM\n");
@@ -392,8 +531,8 @@ cmd_notify(char *daemon)
 static int
 cmd_plain(char *daemon)
 {
-	char *argv[] = { daemon, "-s", h.control_path, "-V", h.vmm_path,
-	    NULL };
+	char *argv[] = { daemon, "-c", h.conf_path, "-s", h.control_path,
+	    "-V", h.vmm_path, NULL };
 	char buf[4096];
 
 	setup();
@@ -414,47 +553,12 @@ cmd_plain(char *daemon)
 }
 
 static int
-connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -errno;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
-static int
-run_tool(char *const argv[])
-{
-	int status;
-	pid_t pid = fork();
-
-	if (pid < 0)
-		fail("fork: %s", strerror(errno));
-	if (pid == 0) {
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0)
-		fail("waitpid: %s", strerror(errno));
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static int
 cmd_activate(char *activate, char *daemon, char *ctl)
 {
 	char env_notify[120], e_notify[160], listen[120];
 	char *argv[] = { activate, listen, "--fdname=control", "-E",
-	    e_notify, "-E", "JOURNAL_STREAM=8:12345", "--", daemon, "-s",
-	    h.control_path, "-V", h.vmm_path, NULL };
+	    e_notify, "-E", "JOURNAL_STREAM=8:12345", "--", daemon, "-c",
+	    h.conf_path, "-s", h.control_path, "-V", h.vmm_path, NULL };
 	struct stat before, after;
 	char buf[4096];
 	int fd = -1;
@@ -491,12 +595,14 @@ cmd_activate(char *activate, char *daemon, char *ctl)
 
 	if (ctl != NULL) {
 		char *cargv[] = { ctl, "-s", h.control_path, "version", NULL };
-		int rc = run_tool(cargv);
+		char out[4096];
+		int rc = run_tool(cargv, out, sizeof(out));
 
-		if (rc != 0)
-			fail("%s -s %s version: exit %d", ctl,
-			    h.control_path, rc);
-		printf("ok: postcopyctl version over the activated socket\n");
+		if (rc != 0 || strstr(out, "\npostcopyd ") == NULL)
+			fail("%s -s %s version: exit %d: %s", ctl,
+			    h.control_path, rc, out);
+		printf("ok: postcopyctl version over the activated socket: "
+		    "%s", out);
 	}
 	close(fd);
 
@@ -513,8 +619,8 @@ cmd_nouffd(char *daemon)
 {
 	char env_notify[160];
 	const char *env[] = { env_notify, NULL };
-	char *argv[] = { daemon, "-s", h.control_path, "-V", h.vmm_path,
-	    NULL };
+	char *argv[] = { daemon, "-c", h.conf_path, "-s", h.control_path,
+	    "-V", h.vmm_path, NULL };
 	char buf[4096];
 	int status;
 
@@ -572,7 +678,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (argc == 3 && strcmp(argv[1], "notify") == 0)
-		rc = cmd_notify(argv[2]);
+		rc = cmd_notify(argv[2], NULL, NULL);
+	else if (argc == 5 && strcmp(argv[1], "notify") == 0)
+		rc = cmd_notify(argv[2], argv[3], argv[4]);
 	else if (argc == 3 && strcmp(argv[1], "plain") == 0)
 		rc = cmd_plain(argv[2]);
 	else if ((argc == 4 || argc == 5) && strcmp(argv[1], "activate") == 0)
@@ -580,7 +688,9 @@ main(int argc, char **argv)
 	else if (argc == 3 && strcmp(argv[1], "nouffd") == 0)
 		rc = cmd_nouffd(argv[2]);
 	else
-		fprintf(stderr, "usage: sdtest notify|plain|nouffd POSTCOPYD\n"
+		fprintf(stderr, "usage: sdtest notify POSTCOPYD [POSTCOPYCTL "
+		    "GENCERTS]\n"
+		    "       sdtest plain|nouffd POSTCOPYD\n"
 		    "       sdtest activate SOCKET_ACTIVATE POSTCOPYD "
 		    "[POSTCOPYCTL]\n");
 	return rc;
