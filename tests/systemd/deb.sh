@@ -42,6 +42,8 @@ done
 if [ -f "$src/daemon/postcopyd.conf.example" ]; then
 	grep -qx /usr/share/doc/postcopyd/examples/postcopyd.conf.example "$tmp/files" ||
 		fail "example configuration not in the package"
+	grep -qx /etc/postcopyd/postcopyd.conf "$tmp/files" ||
+		fail "/etc/postcopyd/postcopyd.conf not in the package"
 fi
 for tool in postcopyctl postcopy-bench postcopy-guest; do
 	if [ -x "$build/client/$tool" ]; then
@@ -90,6 +92,10 @@ for s in postinst prerm postrm; do
 	[ -x "$tmp/ctl/$s" ] || fail "maintainer script $s missing or not executable"
 	sh -n "$tmp/ctl/$s" || fail "$s does not parse"
 done
+if grep -qx /etc/postcopyd/postcopyd.conf "$tmp/files"; then
+	grep -qx /etc/postcopyd/postcopyd.conf "$tmp/ctl/conffiles" ||
+		fail "/etc/postcopyd/postcopyd.conf is not a conffile"
+fi
 grep -q 'systemd-sysusers .*postcopyd.conf' "$tmp/ctl/postinst" || fail "postinst does not run systemd-sysusers"
 grep -q 'systemd-tmpfiles .*--create postcopyd.conf' "$tmp/ctl/postinst" || fail "postinst does not run systemd-tmpfiles"
 echo "ok: postinst runs systemd-sysusers and systemd-tmpfiles; prerm/postrm parse"
