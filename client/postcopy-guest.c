@@ -973,7 +973,8 @@ run_dest(const struct opts *o)
 		printf("{\"role\":\"dest\",\"id\":\"%s\",\"local\":%s,"
 		    "\"mode\":\"%s\",\"pages_total\":%" PRIu64 ","
 		    "\"pages_checked\":%" PRIu64 ",\"pages_touched\":%" PRIu64
-		    ",\"pages_verified\":%" PRIu64 ",\"zero_pages\":%" PRIu64
+		    ",\"pages_verified\":%" PRIu64 ",\"verified\":%" PRIu64
+		    ",\"zero_pages\":%" PRIu64
 		    ",\"mismatched\":%" PRIu64 ",\"workload_mismatched\":%"
 		    PRIu64 ",\"verify_mismatched\":%" PRIu64 ","
 		    "\"workload\":\"%s\",\"pattern\":\"%s\",\"threads\":%u,"
@@ -981,7 +982,8 @@ run_dest(const struct opts *o)
 		    "\"verify_s\":%.3f,\"total_s\":%.3f,\"state_bytes\":%zu",
 		    o->local ? "local" : o->id, o->local ? "true" : "false",
 		    o->copy ? "copy" : "minor", gu.npages, wr.checked,
-		    wr.touched, gu.npages, zero, mismatched, wr.mismatched,
+		    wr.touched, gu.npages, gu.npages - mismatched, zero,
+		    mismatched, wr.mismatched,
 		    vbad, wlname, patname, o->threads, t_wl - t_resume,
 		    t_complete - t_wl, t_verify - t_complete, t_verify - t0,
 		    slen);
@@ -1034,19 +1036,23 @@ usage(FILE *f)
 "\n"
 "  -r, --role ROLE          source or dest\n"
 "  -i, --id ID              migration id\n"
-"  -S, --vmm-socket PATH    postcopyd's VMM socket (default %s)\n"
+"  -S, --vmm-socket PATH    postcopyd's VMM socket (default %s;\n"
+"                           also --socket)\n"
 "  -s, --size SIZE          guest memory (default 1G; 64M, 1.5G, ...)\n"
 "      --seed N             content seed (source; default 1)\n"
 "      --zero-fraction F    share of all-zero pages (source; default 0.25)\n"
 "      --state-size N       extra device-state bytes (default 0)\n"
-"  -w, --workload W         dest: threads (default), kvm or none\n"
+"  -w, --workload W         dest: threads (default), kvm or none (also\n"
+"                           --guest threads|kvm; --workload random|\n"
+"                           sequential|hotset sets the pattern)\n"
 "  -t, --threads N          workload and verify threads (default 4)\n"
 "  -p, --pattern P          threads: random (default), sequential, hotset\n"
 "      --hot-fraction F     hotset: share of pages in the hot set (0.1)\n"
 "  -d, --duration S         stop the workload after S seconds (default:\n"
 "                           when every page was touched once)\n"
 "      --timeout S          wait this long for each daemon event (600)\n"
-"      --copy               dest: anonymous memory, COPY mode (baseline)\n"
+"      --copy               dest: anonymous memory, COPY mode (baseline;\n"
+"                           also --mode copy; --mode minor is the default)\n"
 "      --local              no daemon: resolve this process's own faults\n"
 "      --prefill F          --local: share of pages already present (0.5)\n"
 "      --local-corrupt N    --local: deliver page N with one byte wrong\n"
@@ -1116,16 +1122,19 @@ int
 main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
-	    O_LOCAL, O_PREFILL, O_CORRUPT };
+	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
 		{ "vmm-socket",		required_argument, NULL, 'S' },
+		{ "socket",		required_argument, NULL, 'S' },
 		{ "size",		required_argument, NULL, 's' },
 		{ "seed",		required_argument, NULL, O_SEED },
 		{ "zero-fraction",	required_argument, NULL, O_ZERO },
 		{ "state-size",		required_argument, NULL, O_STATE },
 		{ "workload",		required_argument, NULL, 'w' },
+		{ "guest",		required_argument, NULL, 'g' },
+		{ "mode",		required_argument, NULL, O_MODE },
 		{ "threads",		required_argument, NULL, 't' },
 		{ "pattern",		required_argument, NULL, 'p' },
 		{ "hot-fraction",	required_argument, NULL, O_HOT },
@@ -1186,14 +1195,35 @@ main(int argc, char **argv)
 				    PCVMM_STATE_MAX - STATE_HDR);
 			break;
 		case 'w':
+		case 'g':
+			/* --guest threads|kvm and --workload PATTERN are the
+			 * spellings postcopy-bench uses: the value sets are
+			 * disjoint, so both are accepted. */
 			if (strcmp(optarg, "threads") == 0)
 				o.workload = WL_THREADS;
 			else if (strcmp(optarg, "kvm") == 0)
 				o.workload = WL_KVM;
-			else if (strcmp(optarg, "none") == 0)
+			else if (strcmp(optarg, "none") == 0 && c == 'w')
 				o.workload = WL_NONE;
+			else if (strcmp(optarg, "random") == 0 && c == 'w')
+				o.pattern = PAT_RANDOM;
+			else if (strcmp(optarg, "sequential") == 0 && c == 'w')
+				o.pattern = PAT_SEQUENTIAL;
+			else if (strcmp(optarg, "hotset") == 0 && c == 'w')
+				o.pattern = PAT_HOTSET;
 			else
-				die(2, "--workload: want threads, kvm or none");
+				die(2, "--%s: want threads, kvm%s", c == 'w' ?
+				    "workload" : "guest", c == 'w' ? ", none (or "
+				    "a pattern: random, sequential, hotset)" :
+				    "");
+			break;
+		case O_MODE:
+			if (strcmp(optarg, "minor") == 0)
+				o.copy = false;
+			else if (strcmp(optarg, "copy") == 0)
+				o.copy = true;
+			else
+				die(2, "--mode: want minor or copy");
 			break;
 		case 't':
 			o.threads = (unsigned)parse_double("--threads", optarg,
