@@ -113,6 +113,8 @@ struct bench_run {
 	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
 	uint64_t	 rss_src_kib, rss_dst_kib;	/* VmHWM */
 	double		 guest_s;	/* the workload's own run time */
+	double		 touch_p50_us;	/* guest's first touch of a page */
+	double		 touch_p99_us;
 	struct bench_sample *samples;
 	size_t		 nsamples, samples_cap;
 };

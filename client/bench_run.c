@@ -347,7 +347,7 @@ bench_start_guest(struct bench_ctx *c, struct bench_side *s, bool dest)
 {
 	const struct bench_opts *o = c->o;
 	char size[32], seed[32], zero[32], threads[16], log[PATH_MAX + 16];
-	char out[PATH_MAX + 16];
+	char out[PATH_MAX + 16], timeout[16];
 	char *argv[40];
 	int n = 0, rc;
 
@@ -355,30 +355,40 @@ bench_start_guest(struct bench_ctx *c, struct bench_side *s, bool dest)
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)o->seed);
 	snprintf(zero, sizeof(zero), "%g", o->zero_fraction);
 	snprintf(threads, sizeof(threads), "%u", o->threads);
+	snprintf(timeout, sizeof(timeout), "%u", o->timeout_s);
 	snprintf(log, sizeof(log), "%s/guest.log", s->dir);
 	argv[n++] = (char *)o->guest_bin;
 	argv[n++] = (char *)"--role";
 	argv[n++] = (char *)(dest ? "dest" : "source");
-	argv[n++] = (char *)"--socket";
+	argv[n++] = (char *)"--vmm-socket";
 	argv[n++] = s->vmm;
 	argv[n++] = (char *)"--id";
 	argv[n++] = (char *)BENCH_ID;
 	argv[n++] = (char *)"--size";
 	argv[n++] = size;
-	argv[n++] = (char *)"--seed";
-	argv[n++] = seed;
-	argv[n++] = (char *)"--zero-fraction";
-	argv[n++] = zero;
-	if (dest) {
-		argv[n++] = (char *)"--guest";
-		argv[n++] = (char *)o->guest;
+	argv[n++] = (char *)"--timeout";
+	argv[n++] = timeout;
+	argv[n++] = (char *)"--json";
+	if (!o->verbose)
+		argv[n++] = (char *)"--quiet";
+	if (!dest) {
+		/* The content; it reaches the destination guest in the
+		 * device state. */
+		argv[n++] = (char *)"--seed";
+		argv[n++] = seed;
+		argv[n++] = (char *)"--zero-fraction";
+		argv[n++] = zero;
+	} else {
 		argv[n++] = (char *)"--workload";
-		argv[n++] = (char *)o->workload;
+		argv[n++] = (char *)o->guest;	/* threads | kvm */
 		argv[n++] = (char *)"--threads";
 		argv[n++] = threads;
-		argv[n++] = (char *)"--mode";
-		argv[n++] = (char *)bench_mode_name(c->mode);
-		argv[n++] = (char *)"--json";
+		if (strcmp(o->guest, "threads") == 0) {
+			argv[n++] = (char *)"--pattern";
+			argv[n++] = (char *)o->workload;
+		}
+		if (c->mode == BENCH_COPY)
+			argv[n++] = (char *)"--copy";
 	}
 	argv[n] = NULL;
 	log_info("starting %s postcopy-guest: %s", s->name, log);
@@ -502,17 +512,28 @@ bench_read_summary(struct bench_ctx *c, struct bench_run *r)
 	snprintf(path, sizeof(path), "%s/summary.json", c->dst.dir);
 	js = bench_slurp(path);
 	const char *obj = js ? strchr(js, '{') : NULL;
-	if (obj == NULL || bench_json_u64(obj, "verified", &r->verified) != 0 ||
+	uint64_t checked;
+
+	/* postcopy-guest's summary: pages_verified is how many pages it
+	 * compared (all of them), mismatched how many of those were wrong. */
+	if (obj == NULL ||
+	    bench_json_u64(obj, "pages_verified", &checked) != 0 ||
 	    bench_json_u64(obj, "mismatched", &r->mismatched) != 0) {
 		snprintf(log, sizeof(log), "%s/guest.log", c->dst.dir);
 		bench_tail(log, tail, sizeof(tail));
 		snprintf(c->err, c->errlen, "destination postcopy-guest left no "
-		    "summary with verified/mismatched in %s: %s", path, tail);
+		    "summary with pages_verified/mismatched in %s: %s", path,
+		    tail);
 		rc = -EPROTO;
-	}
-	if (obj != NULL && (bench_json_num(obj, "elapsed_s", &d) == 0 ||
-	    bench_json_num(obj, "workload_s", &d) == 0))
+	} else
+		r->verified = checked > r->mismatched ? checked - r->mismatched :
+		    0;
+	if (obj != NULL && bench_json_num(obj, "wall_s", &d) == 0)
 		r->guest_s = d;
+	if (obj != NULL && bench_json_num(obj, "first_touch_us.p50", &d) == 0)
+		r->touch_p50_us = d;
+	if (obj != NULL && bench_json_num(obj, "first_touch_us.p99", &d) == 0)
+		r->touch_p99_us = d;
 	free(js);
 	return rc;
 }
@@ -699,6 +720,9 @@ bench_run_migration(const struct bench_opts *o, enum bench_mode mode,
 	memset(r, 0, sizeof(*r));
 	r->mode = mode;
 	r->index = index;
+	r->touch_p50_us = r->touch_p99_us = NAN;
+	r->p50_us = r->p99_us = r->p999_us = r->max_us = NAN;
+	r->local_p50_us = r->remote_p50_us = NAN;
 	err[0] = '\0';
 	if (snprintf(c.dir, sizeof(c.dir), "%s/run%u-%s", o->work_dir, index,
 	    bench_mode_name(mode)) >= (int)sizeof(c.dir) ||

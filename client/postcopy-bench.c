@@ -427,6 +427,9 @@ bench_report_json(const struct bench *b, FILE *f)
 		bench_jnum(f, "throughput_gbps", r->throughput_gbps, ",");
 		bench_jnum(f, "effective_gbps", r->effective_gbps, ",");
 		bench_jnum(f, "guest_s", r->guest_s, ",");
+		fputs("\"guest_first_touch_us\":{", f);
+		bench_jnum(f, "p50", r->touch_p50_us, ",");
+		bench_jnum(f, "p99", r->touch_p99_us, "},");
 		fprintf(f, "\"bytes_transferred\":%llu,",
 		    (unsigned long long)r->bytes_transferred);
 		fprintf(f, "\"pages\":{\"total\":%llu,\"zero\":%llu,"
