@@ -111,7 +111,10 @@ struct bench_run {
 	/* by kind of fault, NAN when the daemon does not split them */
 	double		 remote_p50_us, local_p50_us;
 	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
-	uint64_t	 rss_src_kib, rss_dst_kib;	/* VmHWM */
+	/* Daemons' peak RssAnon + RssFile (guest memory they map excluded),
+	 * sampled while the migration runs; and their VmHWM (included). */
+	uint64_t	 rss_src_kib, rss_dst_kib;
+	uint64_t	 hwm_src_kib, hwm_dst_kib;
 	double		 guest_s;	/* the workload's own run time */
 	double		 touch_p50_us;	/* guest's first touch of a page */
 	double		 touch_p99_us;

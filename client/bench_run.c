@@ -140,6 +140,19 @@ bench_proc_kib(pid_t pid, const char *field)
 	return v;
 }
 
+/* The daemon's own memory: resident anonymous and file pages, without
+ * the guest memory it maps (RssShmem: the memfd's pages, which belong to
+ * the VMM and are counted there). Keeps the largest value seen. */
+static void
+bench_rss_sample(pid_t pid, uint64_t *max_kib)
+{
+	uint64_t v = bench_proc_kib(pid, "RssAnon") +
+	    bench_proc_kib(pid, "RssFile");
+
+	if (v > *max_kib)
+		*max_kib = v;
+}
+
 static char *
 bench_slurp(const char *path)
 {
@@ -246,8 +259,9 @@ bench_call(struct bench_ctx *c, struct bench_side *s, unsigned method,
 		snprintf(c->err, c->errlen, "%s: %s refused: %s (%s)", s->name,
 		    rpc_method_get(method)->name, a->message ? a->message : "",
 		    rpc_code_name(a->code));
+		rc = a->code == RPC_NOT_FOUND ? -ENOENT : -EPROTO;
 		rpc_answer_clear(a);
-		return -EPROTO;
+		return rc;
 	}
 	return 0;
 }
@@ -574,19 +588,23 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	    (rc = bench_start_guest(c, &c->src, false)) != 0)
 		return rc;
 
-	/* Both VMMs attached before Migrate. */
-	deadline = now_ns() + BENCH_START_TIMEOUT_MS * 1000000ull;
+	/* Both VMMs attached before Migrate, so that the time measured is
+	 * the migration's, not the source guest's filling its memory. The
+	 * source daemon knows the migration once its VMM attached. */
+	deadline = now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
 	for (;;) {
-		bool ready;
+		bool ready = false;
 
-		if ((rc = bench_status(c, &c->src, &as, &si)) != 0)
+		rc = bench_status(c, &c->src, &as, &si);
+		if (rc != 0 && rc != -ENOENT)
 			return rc;
-		if ((rc = bench_status(c, &c->dst, &ad, &di)) != 0) {
+		if (rc == 0) {
+			ready = si->vmm_attached;
 			rpc_answer_clear(&as);
-			return rc;
 		}
-		ready = si->vmm_attached && di->vmm_attached;
-		rpc_answer_clear(&as);
+		if ((rc = bench_status(c, &c->dst, &ad, &di)) != 0)
+			return rc;
+		ready = ready && di->vmm_attached;
 		rpc_answer_clear(&ad);
 		if (ready)
 			break;
@@ -603,7 +621,7 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		}
 		if (now_ns() > deadline) {
 			snprintf(c->err, c->errlen, "the guests did not attach "
-			    "within %d ms", BENCH_START_TIMEOUT_MS);
+			    "within %u s (--timeout)", o->timeout_s);
 			return -ETIMEDOUT;
 		}
 		usleep(BENCH_POLL_MS * 1000);
@@ -631,6 +649,8 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		}
 		t = (double)(now_ns() - t0) / 1e9;
 		bench_sample_add(r, t, di->bytes_transferred, di->pages_valid);
+		bench_rss_sample(c->src.daemon, &r->rss_src_kib);
+		bench_rss_sample(c->dst.daemon, &r->rss_dst_kib);
 		if (o->progress)
 			bench_progress(c, di, t);
 		if (strcmp(si->state, "failed") == 0 ||
@@ -669,8 +689,10 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	if (o->progress)
 		fputs("\r\033[K", stderr);
 	/* Memory high-water marks while the daemons still run. */
-	r->rss_src_kib = bench_proc_kib(c->src.daemon, "VmHWM");
-	r->rss_dst_kib = bench_proc_kib(c->dst.daemon, "VmHWM");
+	bench_rss_sample(c->src.daemon, &r->rss_src_kib);
+	bench_rss_sample(c->dst.daemon, &r->rss_dst_kib);
+	r->hwm_src_kib = bench_proc_kib(c->src.daemon, "VmHWM");
+	r->hwm_dst_kib = bench_proc_kib(c->dst.daemon, "VmHWM");
 	if (rc != 0)
 		return rc;
 	r->throughput_gbps = r->total_s > 0 ? (double)r->bytes_transferred *

@@ -455,9 +455,15 @@ bench_report_json(const struct bench *b, FILE *f)
 			fprintf(f, "%s%llu", k ? "," : "",
 			    (unsigned long long)r->lat_hist[k]);
 		fprintf(f, "]},\"daemon_rss_kib\":{\"source\":%llu,"
-		    "\"destination\":%llu}}",
+		    "\"destination\":%llu},\"daemon_vmhwm_kib\":{"
+		    "\"source\":%llu,\"destination\":%llu},",
 		    (unsigned long long)r->rss_src_kib,
-		    (unsigned long long)r->rss_dst_kib);
+		    (unsigned long long)r->rss_dst_kib,
+		    (unsigned long long)r->hwm_src_kib,
+		    (unsigned long long)r->hwm_dst_kib);
+		/* The target: 16 MiB + 3 bits per guest page. */
+		bench_jnum(f, "rss_budget_kib", 16384 +
+		    ceil((double)r->pages_total * 3 / 8 / 1024), "}");
 	}
 	fputs("],", f);
 
