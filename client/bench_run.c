@@ -499,6 +499,12 @@ bench_fill_stats(struct bench_run *r, const Pcd__MigrationInfo *src,
 	r->p99_us = bench_hist_quantile(r->lat_hist, 0.99);
 	r->p999_us = bench_hist_quantile(r->lat_hist, 0.999);
 	r->max_us = (double)dst->lat_max_us;
+	/* Interpolation inside the top bucket may overshoot the maximum. */
+	if (r->max_us > 0) {
+		r->p50_us = fmin(r->p50_us, r->max_us);
+		r->p99_us = fmin(r->p99_us, r->max_us);
+		r->p999_us = fmin(r->p999_us, r->max_us);
+	}
 	/* The daemon keeps one histogram for both kinds of fault. A local
 	 * fault (one UFFDIO_CONTINUE) is faster than any remote one (a
 	 * network round trip), so the local faults are the histogram's

@@ -908,13 +908,6 @@ main(int argc, char **argv)
 		} else
 			str_copy(o->bin_dir, ".", sizeof(o->bin_dir));
 	}
-#ifndef PCD_BENCH_MIGRATION
-	if (!b.baselines_only) {
-		fprintf(stderr, "postcopy-bench: this build has no control RPC "
-		    "client (daemon/rpc.h): only --baselines-only works\n");
-		return 1;
-	}
-#endif
 	if (!b.baselines_only) {
 		if (bench_find_tool(o, "postcopyd", o->postcopyd,
 		    sizeof(o->postcopyd)) != 0 ||
@@ -983,7 +976,6 @@ main(int argc, char **argv)
 			if (!(o->modes & m))
 				continue;
 			r->index = rep;
-#ifdef PCD_BENCH_MIGRATION
 			if (bench_run_migration(o, (enum bench_mode)m, r, err,
 			    sizeof(err)) != 0) {
 				fprintf(stderr, "postcopy-bench: %s migration "
@@ -998,7 +990,6 @@ main(int argc, char **argv)
 				    rep, (unsigned long long)r->mismatched);
 				b.failed++;
 			}
-#endif
 			b.nruns++;
 		}
 	}
@@ -1016,10 +1007,8 @@ main(int argc, char **argv)
 		b.failed++;
 	rc = b.failed ? 1 : 0;
 out:
-#ifdef PCD_BENCH_MIGRATION
 	for (unsigned i = 0; i < b.nruns; i++)
 		bench_run_clear(&b.runs[i]);
-#endif
 	free(b.runs);
 	free(b.base);
 	if (o->keep)
