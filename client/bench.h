@@ -105,7 +105,9 @@ struct bench_run {
 	double		 effective_gbps;	/* guest bytes / total_s */
 	uint64_t	 bytes_transferred;
 	uint64_t	 pages_total, pages_zero, sent_bulk, sent_urgent;
-	uint64_t	 verified, mismatched;
+	uint64_t	 verified, mismatched;	/* guest's check (and daemon's) */
+	uint64_t	 digest_verified, digest_mismatched;	/* daemon's xxh3 */
+	uint64_t	 page_requests;
 	uint64_t	 faults_remote, faults_local;
 	double		 p50_us, p99_us, p999_us, max_us;
 	/* by kind of fault, NAN when the daemon does not split them */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -390,6 +391,23 @@ bench_json_range(FILE *f, const char *name, struct bench_range r,
 	fputs(sep, f);
 }
 
+/* The machine, so a reader can judge the numbers: CPUs, kernel and the
+ * load average when the report was written. */
+static void
+bench_json_host(FILE *f)
+{
+	struct utsname u;
+	double load[3] = { NAN, NAN, NAN };
+
+	if (uname(&u) != 0)
+		snprintf(u.release, sizeof(u.release), "?");
+	getloadavg(load, 3);
+	fprintf(f, "\"host\":{\"cpus\":%ld,\"kernel\":\"%s\",",
+	    sysconf(_SC_NPROCESSORS_ONLN), u.release);
+	bench_jnum(f, "loadavg_1m", load[0], ",");
+	bench_jnum(f, "loadavg_5m", load[1], "},");
+}
+
 static void
 bench_report_json(const struct bench *b, FILE *f)
 {
@@ -414,6 +432,7 @@ bench_report_json(const struct bench *b, FILE *f)
 	    o->modes == (BENCH_MINOR | BENCH_COPY) ? "both" :
 	    o->modes == BENCH_COPY ? "copy" : "minor", o->workload, o->guest,
 	    o->threads);
+	bench_json_host(f);
 	bench_jnum(f, "zero_fraction", o->zero_fraction, ",");
 	bench_jnum(f, "bandwidth_bps", (double)o->bandwidth_bps, ",");
 	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
@@ -434,13 +453,17 @@ bench_report_json(const struct bench *b, FILE *f)
 		    (unsigned long long)r->bytes_transferred);
 		fprintf(f, "\"pages\":{\"total\":%llu,\"zero\":%llu,"
 		    "\"sent_bulk\":%llu,\"sent_urgent\":%llu,\"verified\":%llu,"
-		    "\"mismatched\":%llu},",
+		    "\"mismatched\":%llu,\"digest_verified\":%llu,"
+		    "\"digest_mismatched\":%llu,\"requests\":%llu},",
 		    (unsigned long long)r->pages_total,
 		    (unsigned long long)r->pages_zero,
 		    (unsigned long long)r->sent_bulk,
 		    (unsigned long long)r->sent_urgent,
 		    (unsigned long long)r->verified,
-		    (unsigned long long)r->mismatched);
+		    (unsigned long long)r->mismatched,
+		    (unsigned long long)r->digest_verified,
+		    (unsigned long long)r->digest_mismatched,
+		    (unsigned long long)r->page_requests);
 		fprintf(f, "\"faults\":{\"remote\":%llu,\"local\":%llu,",
 		    (unsigned long long)r->faults_remote,
 		    (unsigned long long)r->faults_local);
@@ -522,6 +545,7 @@ bench_report_text(const struct bench *b, FILE *f)
 	const struct bench_opts *o = &b->o;
 	struct bench_ratios q = bench_ratios(b);
 	struct bench_range tls, rtt, uffd;
+	double load[1];
 	unsigned i;
 
 	tls = bench_base_range(b, BENCH_BASE_FIELD(tls_gbps));
@@ -533,6 +557,9 @@ bench_report_text(const struct bench *b, FILE *f)
 	    (unsigned long long)o->page_size,
 	    o->guest, o->workload, o->threads, o->zero_fraction * 100,
 	    o->repeat, o->repeat == 1 ? "" : "s");
+	if (getloadavg(load, 1) == 1)
+		fprintf(f, "host: %ld CPUs, load average %.2f\n",
+		    sysconf(_SC_NPROCESSORS_ONLN), load[0]);
 	fprintf(f, "\nbaselines (median [min..max]):\n");
 	fprintf(f, "  tls_raw_gbps   %8.2f [%.2f..%.2f] Gbit/s  raw TLS 1.3 "
 	    "stream, %s, %zu-byte writes\n", tls.med, tls.min, tls.max,
