@@ -605,6 +605,22 @@ test_bad_attaches(struct tstate *t)
 		vmm_free(&sealed);
 	}
 
+	/* A hugetlbfs memfd (when the kernel offers one). */
+	{
+		int hfd = memfd_create("test-huge", MFD_CLOEXEC | MFD_HUGETLB);
+		if (hfd >= 0 && ftruncate(hfd, 2u << 20) == 0) {
+			a = args_for(&v, "m1", PCVMM_ROLE_SOURCE);
+			a.memfd = hfd;
+			a.size = 16 * PS;
+			expect_refused(t, "hugetlbfs memfd", &a, -EINVAL,
+			    "guest memory must use 4096-byte base pages");
+		} else
+			printf("skip: no hugetlbfs memfd here (%s)\n",
+			    strerror(errno));
+		if (hfd >= 0)
+			close(hfd);
+	}
+
 	/* The migration layer refuses. */
 	a = args_for(&v, "refuse-me", PCVMM_ROLE_SOURCE);
 	expect_refused(t, "refused by the migration layer", &a, -ENOENT,
