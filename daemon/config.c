@@ -71,7 +71,8 @@ set_listen(char *dst, size_t dstlen, const char *key, const char *v,
 		dst[0] = '\0';
 		return 0;
 	}
-	if (parse_hostport(v, host, sizeof(host), &port) < 0 || port == 0 ||
+	/* Port 0 picks a free port (tests); the log names the one bound. */
+	if (parse_hostport(v, host, sizeof(host), &port) < 0 ||
 	    host[0] == '\0') {
 		config_err(err, errlen, "%s: '%s' is not host:port (or off)",
 		    key, v);

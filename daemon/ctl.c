@@ -446,7 +446,19 @@ ctl_cancel(struct ctl_conn *c, const struct rpc_hdr *h,
 	int r;
 
 	rep.status = &st;
-	r = mig_cancel(s->d->migs, req->id, err, sizeof(err));
+	/* After switchover the guest runs on the destination and part of its
+	 * memory is still only on the source: nothing can be rolled back. */
+	if (mig_get_stats(s->d->migs, req->id, &ms) == 0 &&
+	    (ms.state == MIG_STATE_POSTCOPY || ms.state == MIG_STATE_PAUSED)) {
+		snprintf(err, sizeof(err), "migration '%s' has switched over "
+		    "(state %s): the guest runs on the destination and pages "
+		    "not yet moved exist only on the source, so it cannot be "
+		    "cancelled; let it complete", req->id,
+		    mig_state_name(ms.state));
+		r = -EBUSY;
+	} else {
+		r = mig_cancel(s->d->migs, req->id, err, sizeof(err));
+	}
 	if (r < 0 && err[0] == '\0' && r == -ENOENT)
 		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
 	if (mig_get_stats(s->d->migs, req->id, &ms) == 0)
@@ -752,10 +764,14 @@ ctl_conn_event(struct bufferevent *bev, short what, void *arg)
 		unsigned long e;
 		char buf[256];
 
-		while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		/* The first error says why; libevent may add a bare errno. */
+		if ((e = bufferevent_get_openssl_error(bev)) != 0 &&
+		    ERR_GET_LIB(e) != 0) {
 			ERR_error_string_n(e, buf, sizeof(buf));
 			log_warnx("control: %s: TLS: %s", c->peer, buf);
 		}
+		while (bufferevent_get_openssl_error(bev) != 0)
+			;
 	}
 	log_debug("control: %s disconnected", c->peer);
 	ctl_conn_free(c);
@@ -983,6 +999,8 @@ ctl_ssl_ctx(const char *dir)
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
 		goto fail;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	/* A client that closes without close_notify has just left. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
 	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
@@ -1007,10 +1025,30 @@ ctl_tcp_open(struct ctl_server *s, const struct config *cfg)
 	SSL_CTX *ctx;
 	struct evconnlistener *l;
 
-	if (evutil_parse_sockaddr_port(cfg->control_tcp_listen,
-	    (struct sockaddr *)&ss, &sslen) < 0) {
+	char host[128];
+	uint16_t port;
+
+	/* Numeric addresses only: no DNS lookup on the loop (SIGHUP). */
+	memset(&ss, 0, sizeof(ss));
+	if (parse_hostport(cfg->control_tcp_listen, host, sizeof(host),
+	    &port) < 0) {
 		log_warnx("control_tcp_listen: cannot parse '%s'",
 		    cfg->control_tcp_listen);
+		return -EINVAL;
+	}
+	if (inet_pton(AF_INET, host,
+	    &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		sslen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, host,
+	    &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		sslen = sizeof(struct sockaddr_in6);
+	} else {
+		log_warnx("control_tcp_listen: '%s' is not a numeric IPv4 or "
+		    "IPv6 address", host);
 		return -EINVAL;
 	}
 	if ((ctx = ctl_ssl_ctx(cfg->control_tls_dir)) == NULL)
@@ -1034,8 +1072,19 @@ ctl_tcp_open(struct ctl_server *s, const struct config *cfg)
 	s->tcp_lis = l;
 	s->ssl_ctx = ctx;
 	str_copy(s->tcp_listen, cfg->control_tcp_listen, sizeof(s->tcp_listen));
-	log_notice("control: listening on %s (TCP, mutual TLS 1.3, %s)",
-	    cfg->control_tcp_listen, cfg->control_tls_dir);
+	{
+		struct sockaddr_storage b;
+		socklen_t bl = sizeof(b);
+		unsigned bport = 0;
+
+		if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&b,
+		    &bl) == 0)
+			bport = b.ss_family == AF_INET6 ?
+			    ntohs(((struct sockaddr_in6 *)&b)->sin6_port) :
+			    ntohs(((struct sockaddr_in *)&b)->sin_port);
+		log_notice("control: listening on %s port %u (TCP, mutual "
+		    "TLS 1.3, %s)", host, bport, cfg->control_tls_dir);
+	}
 	return 0;
 }
 

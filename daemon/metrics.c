@@ -228,7 +228,7 @@ metrics_open(struct daemon *d, const char *listen, struct metrics **out)
 		else if (ss.ss_family == AF_INET6)
 			m->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
-	log_notice("metrics: serving http://%s/metrics", listen);
+	log_notice("metrics: serving http://%s:%d/metrics", host, m->port);
 	*out = m;
 	return 0;
 fail:

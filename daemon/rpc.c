@@ -373,8 +373,10 @@ rpc_client_close(struct rpc_client *c)
 {
 	if (c == NULL)
 		return;
-	if (c->ssl != NULL)
+	if (c->ssl != NULL) {
+		SSL_shutdown(c->ssl);	/* close_notify; no wait for the peer's */
 		SSL_free(c->ssl);
+	}
 	if (c->ctx != NULL)
 		SSL_CTX_free(c->ctx);
 	if (c->fd >= 0)

@@ -18,7 +18,9 @@ ok() { echo "ok: $*"; }
 # start_daemon NAME [postcopyd args...]: control socket $T/NAME.sock
 start_daemon() {
 	name=$1; shift
-	"$POSTCOPYD" -c "$T/none.conf" -s "$T/$name.sock" -V "$T/$name.vmm" \
+	conf="$T/$name.conf"
+	[ -f "$conf" ] || { conf="$T/none.conf"; [ -f "$conf" ] || : >"$conf"; }
+	"$POSTCOPYD" -c "$conf" -s "$T/$name.sock" -V "$T/$name.vmm" \
 	    "$@" >"$T/$name.log" 2>&1 &
 	pid=$!
 	PIDS="$PIDS $pid"
@@ -38,4 +40,18 @@ expect_rc() {
 	want=$1; shift
 	set +e; "$@" >"$T/out" 2>"$T/err"; got=$?; set -e
 	[ "$got" = "$want" ] || { cat "$T/out" "$T/err" >&2; fail "'$*' exited $got, expected $want"; }
+}
+
+# log_port NAME WHAT: the port a daemon logged for "metrics: serving" or
+# "control: listening on ... port N".
+log_port() {
+	for _ in $(seq 100); do
+		case $2 in
+		metrics) p=$(sed -n 's|.*metrics: serving http://.*:\([0-9]*\)/metrics.*|\1|p' "$T/$1.log" | tail -1) ;;
+		tcp) p=$(sed -n 's|.*control: listening on .* port \([0-9]*\) (TCP.*|\1|p' "$T/$1.log" | tail -1) ;;
+		esac
+		[ -n "$p" ] && [ "$p" != 0 ] && { echo "$p"; return 0; }
+		sleep 0.05
+	done
+	fail "no $2 port in $T/$1.log"
 }
