@@ -61,6 +61,8 @@ struct ctl_watch {
 	uint32_t		 call_id;
 	char			 id[MIG_ID_MAX + 1];
 	struct event		*timer;
+	uint64_t		 interval_ns;
+	uint64_t		 last_ns;	/* last event sent */
 };
 
 struct ctl_conn {
@@ -211,6 +213,7 @@ ctl_watch_send(struct ctl_watch *w, bool forced)
 	ev.final = final;
 	ctl_send(c, RPC_EVENT, final ? RPC_F_END_STREAM : 0, w->call_id,
 	    RPC_M_WATCH, &ev.base);
+	w->last_ns = now_ns();
 	jobstats_info_clear(&mi);
 	return final;
 }
@@ -220,6 +223,9 @@ ctl_watch_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct ctl_watch *w = arg;
 
+	/* A change was just reported: this tick has nothing new. */
+	if (now_ns() - w->last_ns < w->interval_ns / 2)
+		return;
 	if (ctl_watch_send(w, false))
 		ctl_watch_free(w);
 }
@@ -504,6 +510,7 @@ ctl_watch(struct ctl_conn *c, const struct rpc_hdr *h,
 		goto nomem;
 	w->conn = c;
 	w->call_id = h->call_id;
+	w->interval_ns = (uint64_t)ms_int * 1000000;
 	str_copy(w->id, req->id, sizeof(w->id));
 	TAILQ_INSERT_TAIL(&s->watches, w, entry);
 	c->inflight++;
