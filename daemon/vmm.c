@@ -708,12 +708,17 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct vmm_session *s = arg;
 	size_t cap = s->state == VMM_S_HELLO ? VMM_ATTACH_FRAME_MAX :
 	    VMM_FRAME_MAX;
-	size_t off = 0, budget = VMM_READ_CHUNK;
+	/* Before attach nothing larger than one Attach frame is needed:
+	 * idle connections cost a page, not a read chunk. */
+	size_t off = 0, budget = s->state == VMM_S_HELLO ?
+	    VMM_ATTACH_FRAME_MAX + 4 - s->inlen : VMM_READ_CHUNK;
 	char who[128];
 	int r;
 
 	if (s->state != VMM_S_HELLO && s->state != VMM_S_ATTACHED)
 		return;
+	if (budget == 0 || budget > VMM_READ_CHUNK)	/* cannot happen */
+		budget = VMM_READ_CHUNK;
 	r = vmm_session_recv(s, budget);
 	if (r == -EAGAIN)
 		return;
