@@ -55,6 +55,10 @@ struct harness {
 	size_t	 errlen;
 	char	 msgs[16384];		/* every notify message, for reports */
 	size_t	 msglen;
+	/* Received but not yet looked at: the socket is drained while tools
+	 * run, as systemd would (a full queue blocks the sender). */
+	char	 q[512][512];
+	size_t	 qhead, qtail;
 };
 
 static struct harness h = { .notify_fd = -1, .pid = -1, .err_fd = -1 };
@@ -213,7 +217,33 @@ spawn(char *const argv[], const char *const env[], bool as_nobody)
 	h.err_fd = pfd[0];
 }
 
-/* Waits for the next notify datagram; 0 and the text in buf, or -1 on
+/* Moves every datagram waiting on the notify socket to the queue. */
+static void
+collect(void)
+{
+	char buf[512];
+	ssize_t n;
+
+	while ((n = recv(h.notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) >= 0) {
+		buf[n] = '\0';
+		if (h.qtail - h.qhead >= sizeof(h.q) / sizeof(h.q[0]))
+			fail("more than %zu notify messages not looked at",
+			    sizeof(h.q) / sizeof(h.q[0]));
+		memcpy(h.q[h.qtail++ % (sizeof(h.q) / sizeof(h.q[0]))], buf,
+		    (size_t)n + 1);
+		if (h.msglen + (size_t)n + 2 < sizeof(h.msgs)) {
+			memcpy(h.msgs + h.msglen, buf, (size_t)n);
+			h.msglen += (size_t)n;
+			h.msgs[h.msglen++] = '\n';
+			h.msgs[h.msglen++] = '\n';
+			h.msgs[h.msglen] = '\0';
+		}
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		fail("recv on the notify socket: %s", strerror(errno));
+}
+
+/* Waits for the next notify message; 0 and the text in buf, or -1 on
  * timeout. */
 static int
 recv_msg(char *buf, size_t len, int timeout_ms)
@@ -223,11 +253,13 @@ recv_msg(char *buf, size_t len, int timeout_ms)
 		{ .fd = h.err_fd, .events = POLLIN },
 	};
 	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-	ssize_t n;
 
 	for (;;) {
 		uint64_t now = now_ms();
 
+		collect();
+		if (h.qhead != h.qtail)
+			break;
 		if (now >= end)
 			return -1;
 		p[1].fd = h.err_fd;
@@ -235,20 +267,9 @@ recv_msg(char *buf, size_t len, int timeout_ms)
 			fail("poll: %s", strerror(errno));
 		if (p[1].revents != 0)
 			drain_stderr(0);
-		if (p[0].revents & POLLIN)
-			break;
 	}
-	n = recv(h.notify_fd, buf, len - 1, 0);
-	if (n < 0)
-		fail("recv on the notify socket: %s", strerror(errno));
-	buf[n] = '\0';
-	if (h.msglen + (size_t)n + 2 < sizeof(h.msgs)) {
-		memcpy(h.msgs + h.msglen, buf, (size_t)n);
-		h.msglen += (size_t)n;
-		h.msgs[h.msglen++] = '\n';
-		h.msgs[h.msglen++] = '\n';
-		h.msgs[h.msglen] = '\0';
-	}
+	snprintf(buf, len, "%s",
+	    h.q[h.qhead++ % (sizeof(h.q) / sizeof(h.q[0]))]);
 	return 0;
 }
 
@@ -308,6 +329,7 @@ wait_exit(int timeout_ms)
 		if (now_ms() >= end)
 			fail("pid %d did not exit within %d ms",
 			    (int)h.pid, timeout_ms);
+		collect();
 		drain_stderr(20);
 	}
 	if (r < 0)
@@ -398,9 +420,31 @@ run_tool(char *const argv[], char *out, size_t outlen)
 		_exit(127);
 	}
 	close(pfd[1]);
-	while (n < outlen - 1 &&
-	    (r = read(pfd[0], out + n, outlen - 1 - n)) > 0)
+	/* Keep reading the daemon's notify messages and stderr meanwhile. */
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = pfd[0], .events = POLLIN },
+			{ .fd = h.notify_fd, .events = POLLIN },
+			{ .fd = h.err_fd, .events = POLLIN },
+		};
+
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("poll: %s", strerror(errno));
+		}
+		if (p[1].revents != 0)
+			collect();
+		if (p[2].revents != 0)
+			drain_stderr(0);
+		if (p[0].revents == 0)
+			continue;
+		if (n >= outlen - 1)
+			break;
+		if ((r = read(pfd[0], out + n, outlen - 1 - n)) <= 0)
+			break;
 		n += (size_t)r;
+	}
 	out[n] = '\0';
 	close(pfd[0]);
 	if (waitpid(pid, &status, 0) < 0)
@@ -580,7 +624,13 @@ cmd_activate(char *activate, char *daemon, char *ctl)
 		drain_stderr(50);
 	if (stat(h.control_path, &before) < 0)
 		fail("%s never appeared", h.control_path);
-	if ((fd = connect_unix(h.control_path)) < 0)
+	/* The file exists from bind(); listen() follows. */
+	for (int i = 0; i < 100; i++) {
+		if ((fd = connect_unix(h.control_path)) != -ECONNREFUSED)
+			break;
+		drain_stderr(50);
+	}
+	if (fd < 0)
 		fail("connect %s: %s", h.control_path, strerror(-fd));
 
 	expect("READY=1", 15000, buf, sizeof(buf));
