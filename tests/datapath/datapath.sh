@@ -5,6 +5,7 @@
 #
 #   datapath.sh BUILD_DIR migrate SIZE WORKLOAD [postcopy-guest dest args]
 #   datapath.sh BUILD_DIR badpeer
+#   datapath.sh BUILD_DIR bandwidth
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
@@ -54,13 +55,16 @@ dump_logs() {
 
 "$GENCERTS" "$T/certs" >/dev/null
 
+DAEMONS=()
 # start_daemon NAME: postcopyd with private sockets, in the background.
 start_daemon() {
 	local n=$1
+	DAEMONS+=("$n")
 	: > "$T/$n.conf"
 	"$PCD" -c "$T/$n.conf" -s "$T/$n.ctl" -V "$T/$n.vmm" -l info \
 	    > "$T/$n.log" 2>&1 &
 	PIDS+=($!)
+	eval "PID_$n=$!"
 	for _ in $(seq 100); do
 		[ -S "$T/$n.ctl" ] && [ -S "$T/$n.vmm" ] && return 0
 		kill -0 "${PIDS[-1]}" 2>/dev/null || fail "postcopyd $n exited at start"
@@ -107,7 +111,7 @@ migrate_once() {
 	    2> "$T/$name.dguest.log" &
 	gpid=$!
 	PIDS+=($gpid)
-	ctl src migrate "$name" "$addr" --tls-dir "$T/certs" >/dev/null ||
+	ctl src migrate "$name" "$addr" --tls-dir "$T/certs" ${BANDWIDTH:+--bandwidth $BANDWIDTH} >/dev/null ||
 		fail "migrate $name was refused"
 	"$GUEST" --role source --id "$name" -S "$T/src.vmm" -s "$size" -j -q \
 	    --timeout 300 > "$T/$name.sguest.json" 2> "$T/$name.sguest.log" &
@@ -140,12 +144,42 @@ migrate_once() {
 	      "\(.pages_zero) zero, \(.pages_sent_bulk) bulk, \(.pages_sent_urgent) urgent, faults \(.faults_remote) remote / \(.faults_local) local, \(.bytes_transferred) bytes in \(.elapsed_ms) ms"')"
 }
 
+# stop_daemons: SIGTERM, wait for a clean exit, and no sanitizer reports.
+stop_daemons() {
+	local n p rc
+	for n in "${DAEMONS[@]}"; do
+		p=$(eval echo "\$PID_$n")
+		kill -TERM "$p" 2>/dev/null || fail "postcopyd $n died during the test"
+		rc=0
+		wait "$p" || rc=$?
+		[ $rc -eq 0 ] || fail "postcopyd $n exited with status $rc on SIGTERM"
+		! grep -E "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$T/$n.log" ||
+			fail "postcopyd $n: sanitizer report in its log"
+	done
+}
+
 case "$MODE" in
 migrate)
 	size=$1 workload=$2; shift 2
 	start_daemon dst
 	start_daemon src
 	migrate_once "m-$workload" "$size" "$workload" "$@"
+	stop_daemons
+	;;
+bandwidth)
+	# The bulk stream honours the limit: a guest that touches nothing gets
+	# every page from the bulk channel, so the time is bounded below.
+	start_daemon dst
+	start_daemon src
+	BANDWIDTH=16M
+	migrate_once m-bw 64M none
+	ms=$(field src m-bw elapsed_ms); bulk=$(field src m-bw pages_sent_bulk)
+	zero=$(field src m-bw pages_zero)
+	want=$(( (bulk - zero) * 4096 * 1000 / (16 << 20) * 8 / 10 ))
+	echo "m-bw: $((bulk - zero)) data pages over bulk at 16 MiB/s in $ms ms (at least $want ms expected)"
+	[ "$ms" -ge "$want" ] || fail "bulk stream ignored the 16 MiB/s limit: $ms ms < $want ms"
+	[ "$(field src m-bw bandwidth_bps)" = $((16 << 20)) ] || fail "limit not reported in status"
+	stop_daemons
 	;;
 badpeer)
 	start_daemon dst
@@ -205,7 +239,7 @@ badpeer)
 	done
 	note "the same destination daemon still serves a good migration"
 	migrate_once good 64M threads
-	kill -0 "${PIDS[0]}" || fail "the destination daemon died"
+	stop_daemons
 	;;
 *)
 	echo "usage: datapath.sh BUILD_DIR migrate SIZE WORKLOAD | badpeer" >&2

@@ -40,6 +40,21 @@ static uint64_t o_size;
 static int o_timeout = 10;
 static bool o_nocert;
 
+/* Everything open, freed before any exit (the tool runs under ASan too). */
+static SSL *g_ssl[2];
+static SSL_CTX *g_ctx[2];
+static int g_n;
+
+static void
+peer_cleanup(void)
+{
+	for (int i = 0; i < g_n; i++) {
+		SSL_free(g_ssl[i]);
+		SSL_CTX_free(g_ctx[i]);
+	}
+	g_n = 0;
+}
+
 static _Noreturn void __attribute__((format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
@@ -50,6 +65,7 @@ die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
+	peer_cleanup();
 	exit(1);
 }
 
@@ -63,6 +79,7 @@ ok(const char *fmt, ...)
 	vfprintf(stdout, fmt, ap);
 	fputc('\n', stdout);
 	va_end(ap);
+	peer_cleanup();
 	exit(0);
 }
 
@@ -118,6 +135,8 @@ tls_connect(int fd, bool expect_fail)
 		die("cannot load --cert/--key");
 	ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, fd);
+	g_ctx[g_n] = ctx;
+	g_ssl[g_n++] = ssl;
 	if (SSL_connect(ssl) != 1) {
 		ssl_why(why, sizeof(why));
 		if (expect_fail)
@@ -338,5 +357,6 @@ main(int argc, char **argv)
 		ssl_write(bulk, buf, len);
 		expect_close(bulk, o_case);
 	}
+	peer_cleanup();
 	return 1;
 }
