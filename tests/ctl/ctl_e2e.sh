@@ -29,8 +29,8 @@ wpid=$!
 dgpid=$!
 PIDS="$PIDS $dgpid"
 
-# 2. source: migrate, 16 MB/s on the bulk stream, suspend "test" at switchover
-ctl src migrate e2e "$addr" --tls-dir "$T/tls" --bandwidth 16M \
+# 2. source: migrate, 8 MB/s on the bulk stream, suspend "test" at switchover
+ctl src migrate e2e "$addr" --tls-dir "$T/tls" --bandwidth 8M \
     --libvirt-uri test:///default --domain test >/dev/null || fail "migrate"
 "$POSTCOPYGUEST" --role source --id e2e -S "$T/src.vmm" -s $SIZE -j -q \
     --timeout 120 >"$T/sguest.json" 2>"$T/sguest.log" &
@@ -49,12 +49,21 @@ for _ in $(seq 300); do
 	sleep 0.05
 done
 if [ "$st" = postcopy ]; then
+	# (on a loaded machine it may complete meanwhile: then it is refused
+	# for that reason, and the switchover check is not made this time)
 	expect_rc 1 ctl dst cancel e2e
-	grep -q "FAILED_PRECONDITION: .*switched over" "$T/err" || fail "cancel after switchover: $(cat "$T/err")"
-	expect_rc 1 ctl src cancel e2e
-	ctl src set-bandwidth e2e 32M >/dev/null || fail "set-bandwidth while running"
-	ctl src --json status e2e | jq -e '.migrations[0].bandwidth_bps == 33554432' >/dev/null || fail "limit not changed"
-	ok "in postcopy: Cancel refused on both sides, bulk limit changed to 32M"
+	if grep -q "already completed" "$T/err"; then
+		echo "note: completed before Cancel could be tried in postcopy"
+	else
+		grep -q "FAILED_PRECONDITION: .*switched over" "$T/err" || fail "cancel after switchover: $(cat "$T/err")"
+		expect_rc 1 ctl src cancel e2e
+		ok "in postcopy: Cancel refused on both sides"
+	fi
+	if ctl src set-bandwidth e2e 64M >/dev/null; then
+		s=$(ctl src --json status e2e | jq -r '.migrations[0] | "\(.state) \(.bandwidth_bps)"')
+		[ "$s" = "completed 67108864" ] || [ "$s" = "postcopy 67108864" ] || fail "limit not changed: $s"
+		ok "bulk limit changed to 64M while running"
+	fi
 else
 	echo "note: migration was $st before the postcopy checks could run"
 fi
