@@ -250,6 +250,25 @@ main(int argc, char **argv)
 	uint32_t code;
 	int fd;
 
+	/* --emfile SOCKET N: hold N connections for a while (more than the
+	 * daemon has file descriptors), then check it serves again. */
+	if (argc == 4 && strcmp(argv[1], "--emfile") == 0) {
+		int n = atoi(argv[3]), *fds = calloc((size_t)n, sizeof(int));
+
+		sock_path = argv[2];
+		for (int i = 0; i < n; i++)
+			fds[i] = conn();
+		usleep(1500000);
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		free(fds);
+		usleep(1500000);
+		check_alive("running out of file descriptors");
+		if (failures == 0)
+			printf("ok: %d connections held past the fd limit, "
+			    "daemon serves again\n", n);
+		return failures == 0 ? 0 : 1;
+	}
 	if (argc != 4) {
 		fprintf(stderr, "usage: ctl_rawframe SOCKET MIGRATION_ID "
 		    "MAX_CONNECTIONS\n");
