@@ -113,9 +113,11 @@ struct bench_run {
 	/* by kind of fault, NAN when the daemon does not split them */
 	double		 remote_p50_us, local_p50_us;
 	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
-	/* Daemons' peak RssAnon + RssFile (guest memory they map excluded),
-	 * sampled while the migration runs; and their VmHWM (included). */
+	/* Daemons' peak RssAnon + RssFile (guest memory they map excluded;
+	 * RssFile is mostly shared libraries), sampled while the migration
+	 * runs; their peak RssAnon alone; and VmHWM (guest pages included). */
 	uint64_t	 rss_src_kib, rss_dst_kib;
+	uint64_t	 anon_src_kib, anon_dst_kib;
 	uint64_t	 hwm_src_kib, hwm_dst_kib;
 	double		 guest_s;	/* the workload's own run time */
 	double		 touch_p50_us;	/* guest's first touch of a page */
@@ -137,7 +139,6 @@ const char *bench_mode_name(enum bench_mode m);
 const char *bench_json_find(const char *json, const char *path);
 int bench_json_num(const char *json, const char *path, double *out);
 int bench_json_u64(const char *json, const char *path, uint64_t *out);
-int bench_json_str(const char *json, const char *path, char *buf, size_t len);
 
 /* --- statistics -------------------------------------------------------- */
 

@@ -174,24 +174,3 @@ bench_json_u64(const char *json, const char *path, uint64_t *out)
 	}
 	return rc;
 }
-
-int
-bench_json_str(const char *json, const char *path, char *buf, size_t len)
-{
-	const char *p = bench_json_find(json, path);
-	size_t n = 0;
-
-	if (p == NULL)
-		return -ENOENT;
-	if (*p != '"')
-		return -EINVAL;
-	for (p++; *p != '"' && *p != '\0'; p++) {
-		if (*p == '\\' && p[1] != '\0')
-			p++;
-		if (n + 1 < len)
-			buf[n++] = *p;
-	}
-	if (len > 0)
-		buf[n] = '\0';
-	return 0;
-}

@@ -144,13 +144,15 @@ bench_proc_kib(pid_t pid, const char *field)
  * the guest memory it maps (RssShmem: the memfd's pages, which belong to
  * the VMM and are counted there). Keeps the largest value seen. */
 static void
-bench_rss_sample(pid_t pid, uint64_t *max_kib)
+bench_rss_sample(pid_t pid, uint64_t *max_kib, uint64_t *max_anon_kib)
 {
-	uint64_t v = bench_proc_kib(pid, "RssAnon") +
-	    bench_proc_kib(pid, "RssFile");
+	uint64_t anon = bench_proc_kib(pid, "RssAnon");
+	uint64_t v = anon + bench_proc_kib(pid, "RssFile");
 
 	if (v > *max_kib)
 		*max_kib = v;
+	if (anon > *max_anon_kib)
+		*max_anon_kib = anon;
 }
 
 static char *
@@ -668,8 +670,10 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		}
 		t = (double)(now_ns() - t0) / 1e9;
 		bench_sample_add(r, t, di->bytes_transferred, di->pages_valid);
-		bench_rss_sample(c->src.daemon, &r->rss_src_kib);
-		bench_rss_sample(c->dst.daemon, &r->rss_dst_kib);
+		bench_rss_sample(c->src.daemon, &r->rss_src_kib,
+		    &r->anon_src_kib);
+		bench_rss_sample(c->dst.daemon, &r->rss_dst_kib,
+		    &r->anon_dst_kib);
 		if (o->progress)
 			bench_progress(c, di, t);
 		if (strcmp(si->state, "failed") == 0 ||
@@ -711,8 +715,8 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	if (o->progress)
 		fputs("\r\033[K", stderr);
 	/* Memory high-water marks while the daemons still run. */
-	bench_rss_sample(c->src.daemon, &r->rss_src_kib);
-	bench_rss_sample(c->dst.daemon, &r->rss_dst_kib);
+	bench_rss_sample(c->src.daemon, &r->rss_src_kib, &r->anon_src_kib);
+	bench_rss_sample(c->dst.daemon, &r->rss_dst_kib, &r->anon_dst_kib);
 	r->hwm_src_kib = bench_proc_kib(c->src.daemon, "VmHWM");
 	r->hwm_dst_kib = bench_proc_kib(c->dst.daemon, "VmHWM");
 	if (rc != 0)

@@ -478,10 +478,14 @@ bench_report_json(const struct bench *b, FILE *f)
 			fprintf(f, "%s%llu", k ? "," : "",
 			    (unsigned long long)r->lat_hist[k]);
 		fprintf(f, "]},\"daemon_rss_kib\":{\"source\":%llu,"
-		    "\"destination\":%llu},\"daemon_vmhwm_kib\":{"
+		    "\"destination\":%llu},\"daemon_anon_kib\":{"
+		    "\"source\":%llu,\"destination\":%llu},"
+		    "\"daemon_vmhwm_kib\":{"
 		    "\"source\":%llu,\"destination\":%llu},",
 		    (unsigned long long)r->rss_src_kib,
 		    (unsigned long long)r->rss_dst_kib,
+		    (unsigned long long)r->anon_src_kib,
+		    (unsigned long long)r->anon_dst_kib,
 		    (unsigned long long)r->hwm_src_kib,
 		    (unsigned long long)r->hwm_dst_kib);
 		/* The target: 16 MiB + 3 bits per guest page. */
@@ -899,6 +903,12 @@ main(int argc, char **argv)
 			o->json = true;
 			break;
 		case 'p':
+			if (strpbrk(optarg, "'\"\n") != NULL) {
+				fprintf(stderr, "postcopy-bench: --plot %s: no "
+				    "quotes or newlines in the file name\n",
+				    optarg);
+				return 2;
+			}
 			o->plot = optarg;
 			break;
 		case OPT_KEEP:
