@@ -8,7 +8,9 @@
  *   STOPPING=1   on shutdown
  *
  * Without NOTIFY_SOCKET (not started by systemd) every call is a no-op.
- * All functions run on the event-loop thread.
+ * All functions run on the event-loop thread. sd_notify sends one datagram
+ * and blocks only while the receiver's queue is full (PID 1 drains it; a
+ * test harness must too).
  */
 #ifndef PCD_SDNOTIFY_H
 #define PCD_SDNOTIFY_H
