@@ -628,8 +628,7 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	s->role = m->role;
 	s->state = m->state;
 	str_copy(s->listen, m->listen, sizeof(s->listen));
-	str_copy(s->errmsg, m->errmsg[0] ? m->errmsg : m->refused,
-	    sizeof(s->errmsg));
+	str_copy(s->errmsg, m->errmsg, sizeof(s->errmsg));
 	str_copy(s->refused, m->refused, sizeof(s->refused));
 	s->page_size = m->attached ? m->g.page_size : 0;
 	s->pages_total = m->attached && m->g.page_size ?
