@@ -51,6 +51,7 @@ struct source {
 	uint32_t		 ps;
 	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
 	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
+	atomic_bool		 holes_ready;	/* hole is filled in (after pause) */
 	_Atomic uint64_t	 sent_count;
 	_Atomic uint64_t	 cursor_hint;
 
@@ -71,7 +72,8 @@ src_zero(struct source *s, uint64_t i)
 	uint32_t ps = s->ps;
 
 	/* A hole reads as zeros; looking would allocate a page for it. */
-	if ((s->hole[i >> 6] >> (i & 63)) & 1)
+	if (atomic_load_explicit(&s->holes_ready, memory_order_acquire) &&
+	    ((s->hole[i >> 6] >> (i & 63)) & 1))
 		return true;
 	q = (const uint64_t *)(const void *)(s->map + i * ps);
 
@@ -108,7 +110,8 @@ src_find_holes(struct source *s)
 		}
 		pos = d;
 	}
-	log_debug("migration %s: %" PRIu64 " of %" PRIu64 " pages are holes",
+	log_info("migration %s: %" PRIu64 " of %" PRIu64 " pages are holes "
+	    "in the memfd (sent as zero runs without reading them)",
 	    s->m->id, holes, s->npages);
 }
 
@@ -348,6 +351,10 @@ src_bulk_main(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	if (src_stopped(s))
 		return NULL;
+	/* The guest is paused now: holes stay holes. (Before the pause the
+	 * guest could still write to one.) */
+	src_find_holes(s);
+	atomic_store_explicit(&s->holes_ready, true, memory_order_release);
 
 	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
 		uint64_t hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
@@ -561,7 +568,6 @@ source_start(struct mig *m, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory for the page bitmap");
 		goto fail;
 	}
-	src_find_holes(s);
 	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED,
 	    m->g.memfd, (off_t)m->g.offset);
 	if (s->map == MAP_FAILED) {
