@@ -94,3 +94,21 @@ perm=$(stat -c %a "$T/a.sock")
 [ "$perm" = 660 ] || fail "control socket mode $perm"
 kill -0 "$PID_a" || fail "daemon died"
 ok "peer credentials logged, socket mode 0660"
+
+# The socket's directory is created when absent; a second daemon on the
+# same path is refused; a stale socket left by a killed daemon is replaced.
+"$POSTCOPYD" -c "$T/none.conf" -s "$T/rundir/b.sock" -V "$T/b.vmm" >"$T/b.log" 2>&1 &
+bpid=$!
+PIDS="$PIDS $bpid"
+for _ in $(seq 100); do "$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+"$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null || fail "daemon in a new directory"
+set +e; "$POSTCOPYD" -c "$T/none.conf" -s "$T/rundir/b.sock" -V "$T/b2.vmm" >"$T/b2.log" 2>&1; rc=$?; set -e
+[ $rc != 0 ] && grep -q "another daemon is listening there" "$T/b2.log" || fail "second daemon on the same socket: rc $rc $(cat "$T/b2.log")"
+"$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null || fail "first daemon lost its socket"
+kill -9 $bpid; wait $bpid 2>/dev/null || true
+[ -S "$T/rundir/b.sock" ] || fail "no stale socket to test with"
+"$POSTCOPYD" -c "$T/none.conf" -s "$T/rundir/b.sock" -V "$T/b3.vmm" >"$T/b3.log" 2>&1 &
+PIDS="$PIDS $!"
+for _ in $(seq 100); do "$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+"$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null || fail "stale socket not replaced"
+ok "socket directory created, second daemon refused, stale socket replaced"
