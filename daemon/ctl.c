@@ -641,7 +641,15 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 		    m->input->name);
 		return;
 	}
-	log_info("control: call %u %s from %s", h->call_id, m->name, c->peer);
+	/* Every call names its caller; read-only ones (which orchestrators
+	 * poll) at debug level so they do not flood the journal. */
+	if (h->method == RPC_M_STATUS || h->method == RPC_M_VERSION ||
+	    h->method == RPC_M_WATCH || h->method == RPC_M_CHECK_KERNEL)
+		log_debug("control: call %u %s from %s", h->call_id, m->name,
+		    c->peer);
+	else
+		log_info("control: call %u %s from %s", h->call_id, m->name,
+		    c->peer);
 	switch (h->method) {
 	case RPC_M_PREPARE:
 		ctl_prepare(c, h, (Pcd__PrepareRequest *)req);
