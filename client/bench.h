@@ -40,6 +40,8 @@ struct bench_tls_result {
 	double		stream_s;
 	double		rtt_p50_us;
 	double		rtt_p99_us;
+	double		rtt_loaded_p50_us;	/* while a stream runs */
+	double		rtt_loaded_p99_us;
 	char		cipher[64];	/* what the handshake negotiated */
 };
 

@@ -78,6 +78,7 @@ bench_spawn(char *const argv[], const char *out, const char *log, pid_t *pid_out
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGPIPE, SIG_DFL);
 		if (fo < 0 || fl < 0 || null < 0 ||
 		    dup2(null, STDIN_FILENO) < 0 ||
 		    dup2(fo, STDOUT_FILENO) < 0 || dup2(fl, STDERR_FILENO) < 0)

@@ -8,13 +8,16 @@
  *    else the header and the payload apart), read into a ring buffer larger
  *    than the caches (the ceiling of the bulk channel);
  *  - request/response round trips: o->rtt_request bytes out, o->rtt_response
- *    bytes back (the floor of a remote fault on the urgent channel).
+ *    bytes back (the floor of a remote fault on the urgent channel), on a
+ *    quiet connection and again while a third connection carries a stream
+ *    (as the bulk channel does while demand pages travel).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +176,58 @@ bench_tls_drop(SSL *ssl)
 		close(fd);
 }
 
+static int
+bench_tls_serve_rtt(struct bench_tls_srv *s, SSL *ssl, char *req, char *resp)
+{
+	const struct bench_tls_opts *o = s->o;
+	unsigned i;
+
+	for (i = 0; i < o->rtt_rounds + BENCH_TLS_WARMUP; i++) {
+		if (bench_tls_read(ssl, req, o->rtt_request) != 0 ||
+		    bench_tls_write(ssl, resp, o->rtt_response) != 0) {
+			bench_tls_err(s->err, sizeof(s->err), "round trip");
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* A background stream while round trips are timed: the writer sends
+ * frames until told to stop, the reader reads until the end. */
+struct bench_tls_bg {
+	SSL		*ssl;
+	const char	*buf;
+	size_t		 len;
+	atomic_bool	 stop;
+	uint64_t	 bytes;
+};
+
+static void *
+bench_tls_drain(void *arg)
+{
+	struct bench_tls_bg *bg = arg;
+	char *buf = malloc(65536);
+	size_t got;
+
+	while (buf != NULL && SSL_read_ex(bg->ssl, buf, 65536, &got))
+		bg->bytes += got;
+	ERR_clear_error();
+	free(buf);
+	return NULL;
+}
+
+static void *
+bench_tls_flood(void *arg)
+{
+	struct bench_tls_bg *bg = arg;
+
+	while (!atomic_load(&bg->stop) &&
+	    bench_tls_write(bg->ssl, bg->buf, bg->len) == 0)
+		bg->bytes += bg->len;
+	ERR_clear_error();
+	return NULL;
+}
+
 static void *
 bench_tls_server(void *arg)
 {
@@ -180,9 +235,11 @@ bench_tls_server(void *arg)
 	const struct bench_tls_opts *o = s->o;
 	uint64_t left = o->bytes, off = 0;
 	char *ring = NULL, *req = NULL, *resp = NULL, ack = 1;
+	struct bench_tls_bg bg = { 0 };
 	SSL *ssl = NULL;
+	pthread_t th;
+	bool started = false;
 	size_t got;
-	unsigned i;
 
 	s->rc = -EIO;
 	ring = malloc(BENCH_TLS_RING);
@@ -219,19 +276,30 @@ bench_tls_server(void *arg)
 	}
 	bench_tls_drop(ssl);
 
-	/* Round trips. */
-	if ((ssl = bench_tls_accept(s)) == NULL)
+	/* Round trips on a quiet connection... */
+	if ((ssl = bench_tls_accept(s)) == NULL ||
+	    bench_tls_serve_rtt(s, ssl, req, resp) != 0)
 		goto out;
-	for (i = 0; i < o->rtt_rounds + BENCH_TLS_WARMUP; i++) {
-		if (bench_tls_read(ssl, req, o->rtt_request) != 0 ||
-		    bench_tls_write(ssl, resp, o->rtt_response) != 0) {
-			bench_tls_err(s->err, sizeof(s->err), "round trip");
-			goto out;
-		}
+	bench_tls_drop(ssl);
+	ssl = NULL;
+
+	/* ... and while another connection carries a stream. */
+	if ((bg.ssl = bench_tls_accept(s)) == NULL)
+		goto out;
+	if (pthread_create(&th, NULL, bench_tls_drain, &bg) != 0) {
+		snprintf(s->err, sizeof(s->err), "pthread_create failed");
+		goto out;
 	}
+	started = true;
+	if ((ssl = bench_tls_accept(s)) == NULL ||
+	    bench_tls_serve_rtt(s, ssl, req, resp) != 0)
+		goto out;
 	s->rc = 0;
 out:
 	bench_tls_drop(ssl);
+	if (started)
+		pthread_join(th, NULL);
+	bench_tls_drop(bg.ssl);
 	free(ring);
 	free(req);
 	free(resp);
@@ -266,6 +334,26 @@ bench_tls_connect(SSL_CTX *ctx, const struct sockaddr_in *sin, char *err,
 	return ssl;
 }
 
+static int
+bench_tls_rounds(const struct bench_tls_opts *o, SSL *ssl, char *req,
+    char *resp, double *rtt, char *err, size_t errlen)
+{
+	uint64_t t0;
+	unsigned i;
+
+	for (i = 0; i < o->rtt_rounds + BENCH_TLS_WARMUP; i++) {
+		t0 = now_ns();
+		if (bench_tls_write(ssl, req, o->rtt_request) != 0 ||
+		    bench_tls_read(ssl, resp, o->rtt_response) != 0) {
+			bench_tls_err(err, errlen, "TLS baseline: round trip");
+			return -EIO;
+		}
+		if (i >= BENCH_TLS_WARMUP)
+			rtt[i - BENCH_TLS_WARMUP] = (double)(now_ns() - t0) / 1e3;
+	}
+	return 0;
+}
+
 int
 bench_tls_run(const struct bench_tls_opts *o, struct bench_tls_result *r,
     char *err, size_t errlen)
@@ -278,9 +366,9 @@ bench_tls_run(const struct bench_tls_opts *o, struct bench_tls_result *r,
 	char *ring = NULL, *req = NULL, *resp = NULL, ack, hdr[256];
 	double *rtt = NULL;
 	uint64_t left, off = 0, t0, t1;
-	pthread_t th;
-	bool started = false;
-	unsigned i;
+	struct bench_tls_bg bg = { 0 };
+	pthread_t th, bth;
+	bool started = false, bstarted = false;
 	int rc = -EIO;
 
 	memset(r, 0, sizeof(*r));
@@ -366,25 +454,39 @@ bench_tls_run(const struct bench_tls_opts *o, struct bench_tls_result *r,
 	r->stream_gbps = (double)o->bytes * 8.0 / (double)(t1 - t0);
 	bench_tls_drop(ssl);
 
-	/* Round trips. */
-	if ((ssl = bench_tls_connect(cctx, &sin, err, errlen)) == NULL)
+	/* Round trips on a quiet connection. */
+	if ((ssl = bench_tls_connect(cctx, &sin, err, errlen)) == NULL ||
+	    bench_tls_rounds(o, ssl, req, resp, rtt, err, errlen) != 0)
 		goto out;
-	for (i = 0; i < o->rtt_rounds + BENCH_TLS_WARMUP; i++) {
-		t0 = now_ns();
-		if (bench_tls_write(ssl, req, o->rtt_request) != 0 ||
-		    bench_tls_read(ssl, resp, o->rtt_response) != 0) {
-			bench_tls_err(err, errlen, "TLS baseline: round trip");
-			goto out;
-		}
-		t1 = now_ns();
-		if (i >= BENCH_TLS_WARMUP)
-			rtt[i - BENCH_TLS_WARMUP] = (double)(t1 - t0) / 1e3;
-	}
 	r->rtt_p99_us = bench_quantile(rtt, o->rtt_rounds, 0.99);
 	r->rtt_p50_us = bench_quantile(rtt, o->rtt_rounds, 0.50);
+	bench_tls_drop(ssl);
+	ssl = NULL;
+
+	/* The same while a stream runs on another connection, as demand
+	 * pages travel while the bulk channel is busy. */
+	if ((bg.ssl = bench_tls_connect(cctx, &sin, err, errlen)) == NULL)
+		goto out;
+	bg.buf = ring;
+	bg.len = o->record;
+	if (pthread_create(&bth, NULL, bench_tls_flood, &bg) != 0) {
+		snprintf(err, errlen, "TLS baseline: pthread_create failed");
+		goto out;
+	}
+	bstarted = true;
+	if ((ssl = bench_tls_connect(cctx, &sin, err, errlen)) == NULL ||
+	    bench_tls_rounds(o, ssl, req, resp, rtt, err, errlen) != 0)
+		goto out;
+	r->rtt_loaded_p99_us = bench_quantile(rtt, o->rtt_rounds, 0.99);
+	r->rtt_loaded_p50_us = bench_quantile(rtt, o->rtt_rounds, 0.50);
 	rc = 0;
 out:
 	bench_tls_drop(ssl);
+	if (bstarted) {
+		atomic_store(&bg.stop, true);
+		pthread_join(bth, NULL);
+	}
+	bench_tls_drop(bg.ssl);
 	if (started) {
 		/* Unblocks an accept() that will never see its client. */
 		if (rc != 0)

@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ struct bench_base {
 	double		tls_s;
 	double		rtt_us;
 	double		rtt_p99_us;
+	double		rtt_loaded_us;
+	double		rtt_loaded_p99_us;
 	double		uffd_us;
 	double		uffd_p99_us;
 	double		uffd_handler_us;
@@ -292,6 +295,8 @@ bench_baselines(struct bench *b, struct bench_base *out)
 	out->tls_s = tr.stream_s;
 	out->rtt_us = tr.rtt_p50_us;
 	out->rtt_p99_us = tr.rtt_p99_us;
+	out->rtt_loaded_us = tr.rtt_loaded_p50_us;
+	out->rtt_loaded_p99_us = tr.rtt_loaded_p99_us;
 	out->uffd_us = ur.fault_p50_us;
 	out->uffd_p99_us = ur.fault_p99_us;
 	out->uffd_handler_us = ur.handler_p50_us;
@@ -352,13 +357,14 @@ bench_ratio(double a, double b)
 
 struct bench_ratios {
 	double	thr_vs_tls, remote_vs_rtt, local_vs_floor, minor_vs_copy;
+	double	remote_vs_rtt_loaded;
 	enum bench_mode main_mode;
 };
 
 static struct bench_ratios
 bench_ratios(const struct bench *b)
 {
-	struct bench_ratios q = { NAN, NAN, NAN, NAN, BENCH_MINOR };
+	struct bench_ratios q = { NAN, NAN, NAN, NAN, NAN, BENCH_MINOR };
 	enum bench_mode m = (b->o.modes & BENCH_MINOR) ? BENCH_MINOR : BENCH_COPY;
 	struct bench_range thr, rem, loc, copy;
 
@@ -370,6 +376,8 @@ bench_ratios(const struct bench *b)
 	    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)).med);
 	q.remote_vs_rtt = bench_ratio(rem.med,
 	    bench_base_range(b, BENCH_BASE_FIELD(rtt_us)).med);
+	q.remote_vs_rtt_loaded = bench_ratio(rem.med,
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_loaded_us)).med);
 	q.local_vs_floor = bench_ratio(loc.med,
 	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)).med);
 	if ((b->o.modes & BENCH_MINOR) && (b->o.modes & BENCH_COPY)) {
@@ -520,6 +528,10 @@ bench_report_json(const struct bench *b, FILE *f)
 	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)).med, ",");
 	bench_jnum(f, "tls_rtt_p99_us",
 	    bench_base_range(b, BENCH_BASE_FIELD(rtt_p99_us)).med, ",");
+	bench_jnum(f, "tls_rtt_loaded_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_loaded_us)).med, ",");
+	bench_jnum(f, "tls_rtt_loaded_p99_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(rtt_loaded_p99_us)).med, ",");
 	bench_jnum(f, "uffd_floor_p99_us",
 	    bench_base_range(b, BENCH_BASE_FIELD(uffd_p99_us)).med, ",");
 	bench_jnum(f, "uffd_handler_us",
@@ -538,7 +550,9 @@ bench_report_json(const struct bench *b, FILE *f)
 	bench_jnum(f, "throughput_vs_tls_raw", q.thr_vs_tls, ",");
 	bench_jnum(f, "remote_p50_vs_tls_rtt", q.remote_vs_rtt, ",");
 	bench_jnum(f, "local_p50_vs_uffd_floor", q.local_vs_floor, ",");
-	bench_jnum(f, "minor_vs_copy_throughput", q.minor_vs_copy, "");
+	bench_jnum(f, "minor_vs_copy_throughput", q.minor_vs_copy, ",");
+	bench_jnum(f, "remote_p50_vs_tls_rtt_loaded", q.remote_vs_rtt_loaded,
+	    "");
 	fprintf(f, "},\"ok\":%s}\n", b->failed ? "false" : "true");
 }
 
@@ -548,12 +562,13 @@ bench_report_text(const struct bench *b, FILE *f)
 	char sz[32];
 	const struct bench_opts *o = &b->o;
 	struct bench_ratios q = bench_ratios(b);
-	struct bench_range tls, rtt, uffd;
+	struct bench_range tls, rtt, rtl, uffd;
 	double load[1];
 	unsigned i;
 
 	tls = bench_base_range(b, BENCH_BASE_FIELD(tls_gbps));
 	rtt = bench_base_range(b, BENCH_BASE_FIELD(rtt_us));
+	rtl = bench_base_range(b, BENCH_BASE_FIELD(rtt_loaded_us));
 	uffd = bench_base_range(b, BENCH_BASE_FIELD(uffd_us));
 	fprintf(f, "postcopy-bench: %s guest, %llu-byte pages, %s guest, "
 	    "%s workload, %u threads, %.0f%% zero pages, %u repeat%s\n",
@@ -571,6 +586,8 @@ bench_report_text(const struct bench *b, FILE *f)
 	fprintf(f, "  tls_rtt_us     %8.1f [%.1f..%.1f] us      %zu-byte "
 	    "request, %zu-byte response\n", rtt.med, rtt.min, rtt.max,
 	    b->rtt_request, b->rtt_response);
+	fprintf(f, "  (loaded)       %8.1f [%.1f..%.1f] us      the same while "
+	    "a raw TLS stream runs\n", rtl.med, rtl.min, rtl.max);
 	fprintf(f, "  uffd_floor_us  %8.2f [%.2f..%.2f] us      MINOR fault + "
 	    "UFFDIO_CONTINUE, page in page cache\n", uffd.med, uffd.min,
 	    uffd.max);
@@ -769,6 +786,8 @@ main(int argc, char **argv)
 	int c, rc = 0;
 
 	log_init("postcopy-bench", LOG_LVL_WARNING);
+	/* A peer that goes away is an error from write(), not a signal. */
+	signal(SIGPIPE, SIG_IGN);
 	o->size = 1ull << 30;
 	o->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	o->workload = "random";
