@@ -6,6 +6,7 @@
 #   datapath.sh BUILD_DIR migrate SIZE WORKLOAD [postcopy-guest dest args]
 #   datapath.sh BUILD_DIR badpeer
 #   datapath.sh BUILD_DIR bandwidth
+#   datapath.sh BUILD_DIR cancel
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
@@ -164,6 +165,41 @@ migrate)
 	start_daemon dst
 	start_daemon src
 	migrate_once "m-$workload" "$size" "$workload" "$@"
+	stop_daemons
+	;;
+cancel)
+	# Cancel before switchover, on both sides: the data-path threads are
+	# stopped and joined at once, the VMM is told, the daemon serves on.
+	start_daemon dst
+	start_daemon src
+	prepare dst c1 >/dev/null
+	"$GUEST" --role dest --id c1 -S "$T/dst.vmm" -s 64M -w none -q \
+	    --timeout 60 > /dev/null 2> "$T/c1.dguest.log" &
+	g1=$!; PIDS+=($g1)
+	for _ in $(seq 100); do
+		[ "$(field dst c1 vmm_attached)" = true ] && break
+		sleep 0.05
+	done
+	[ "$(field dst c1 state)" = connecting ] || fail "c1: state $(field dst c1 state), want connecting"
+	ctl dst cancel c1 >/dev/null || fail "cancel c1 refused"
+	[ "$(field dst c1 state)" = cancelled ] || fail "c1 not cancelled"
+	rc=0; wait $g1 || rc=$?
+	[ $rc -ne 0 ] || fail "c1: the destination guest did not learn of the cancel"
+	echo "c1 (destination): cancelled; guest: $(tail -n 1 "$T/c1.dguest.log")"
+	# A source whose destination never answers: cancel while it connects.
+	ctl src migrate c2 127.0.0.1:1 --tls-dir "$T/certs" >/dev/null || fail "migrate c2 refused"
+	"$GUEST" --role source --id c2 -S "$T/src.vmm" -s 64M -q --timeout 60 \
+	    > /dev/null 2> "$T/c2.sguest.log" &
+	g2=$!; PIDS+=($g2)
+	wait_state src c2 connecting
+	t0=$(date +%s%N)
+	ctl src cancel c2 >/dev/null || fail "cancel c2 refused"
+	t1=$(date +%s%N)
+	[ "$(field src c2 state)" = cancelled ] || fail "c2 not cancelled: $(field src c2 state)"
+	[ $(( (t1 - t0) / 1000000 )) -lt 2000 ] || fail "cancel c2 took $(( (t1 - t0) / 1000000 )) ms"
+	wait $g2 || true
+	echo "c2 (source, connecting): cancelled in $(( (t1 - t0) / 1000000 )) ms"
+	migrate_once after-cancel 64M threads
 	stop_daemons
 	;;
 bandwidth)
