@@ -113,6 +113,19 @@ bench_reap(pid_t pid, int wait_ms)
 	return status;
 }
 
+/* "exit 3" or "signal 9" for a wait status. */
+static const char *
+bench_wait_str(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, len, "status 0x%x", status);
+	return buf;
+}
+
 /* A child that exited on its own: true and its status. */
 static bool
 bench_exited(pid_t pid, int *status)
@@ -216,7 +229,7 @@ static int
 bench_connect(struct bench_ctx *c, struct bench_side *s)
 {
 	uint64_t until = now_ns() + BENCH_START_TIMEOUT_MS * 1000000ull;
-	char log[PATH_MAX + 16], tail[512];
+	char log[PATH_MAX + 16], tail[512], ws[32];
 	int rc, status;
 
 	snprintf(log, sizeof(log), "%s/postcopyd.log", s->dir);
@@ -228,9 +241,9 @@ bench_connect(struct bench_ctx *c, struct bench_side *s)
 		if (bench_exited(s->daemon, &status)) {
 			s->daemon = 0;
 			bench_tail(log, tail, sizeof(tail));
-			snprintf(c->err, c->errlen, "%s postcopyd exited (status "
-			    "%d) before its control socket came up: %s", s->name,
-			    status, tail);
+			snprintf(c->err, c->errlen, "%s postcopyd exited (%s) "
+			    "before its control socket came up: %s", s->name,
+			    bench_wait_str(status, ws, sizeof(ws)), tail);
 			return -ECHILD;
 		}
 		if (now_ns() > until) {
@@ -577,7 +590,8 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	Pcd__TlsProfile tls = PCD__TLS_PROFILE__INIT;
 	struct rpc_answer a = { 0 }, as = { 0 }, ad = { 0 };
 	const Pcd__MigrationInfo *si, *di;
-	char listen[128], tail[512], log[PATH_MAX + 16];
+	struct bench_side *gone;
+	char listen[128], tail[512], log[PATH_MAX + 16], ws[32];
 	uint64_t t0, deadline;
 	double t;
 	int rc, status;
@@ -630,15 +644,15 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		rpc_answer_clear(&ad);
 		if (ready)
 			break;
-		if (bench_exited(c->src.guest, &status) ||
-		    bench_exited(c->dst.guest, &status)) {
-			struct bench_side *s = waitpid(c->src.guest, NULL,
-			    WNOHANG) == 0 ? &c->dst : &c->src;
-
-			snprintf(log, sizeof(log), "%s/guest.log", s->dir);
+		gone = bench_exited(c->src.guest, &status) ? &c->src :
+		    bench_exited(c->dst.guest, &status) ? &c->dst : NULL;
+		if (gone != NULL) {
+			gone->guest = 0;	/* reaped */
+			snprintf(log, sizeof(log), "%s/guest.log", gone->dir);
 			bench_tail(log, tail, sizeof(tail));
-			snprintf(c->err, c->errlen, "a postcopy-guest exited "
-			    "(status %d) before attaching: %s", status, tail);
+			snprintf(c->err, c->errlen, "the %s postcopy-guest "
+			    "exited (%s) before attaching: %s", gone->name,
+			    bench_wait_str(status, ws, sizeof(ws)), tail);
 			return -ECHILD;
 		}
 		if (now_ns() > deadline) {
@@ -744,7 +758,7 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		snprintf(log, sizeof(log), "%s/guest.log", c->dst.dir);
 		bench_tail(log, tail, sizeof(tail));
 		snprintf(c->err, c->errlen, "destination postcopy-guest failed "
-		    "(status 0x%x): %s", status, tail);
+		    "(%s): %s", bench_wait_str(status, ws, sizeof(ws)), tail);
 		return -EIO;
 	}
 	if (r->verified + r->mismatched != r->pages_total && r->pages_total) {

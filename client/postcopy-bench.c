@@ -59,6 +59,7 @@ struct bench {
 	struct bench_run	*runs;
 	unsigned		 nruns;
 	unsigned		 failed;
+	bool			 run_failed;	/* a migration: keep its logs */
 };
 
 static void
@@ -72,9 +73,11 @@ usage(FILE *f)
 "\n"
 "Guest and workload:\n"
 "  -s, --size SIZE          guest memory (default 1G; K, M, G suffixes)\n"
-"  -w, --workload W         random|sequential|hotset (default random)\n"
+"  -w, --workload W         random|sequential|hotset (default random); the\n"
+"                           threads guest's access pattern\n"
 "  -t, --threads N          workload threads (default 2)\n"
-"  -g, --guest G            threads|kvm (default threads)\n"
+"  -g, --guest G            threads|kvm (default threads); kvm: a vCPU reads\n"
+"                           every page and checksums it\n"
 "  -z, --zero-fraction F    share of all-zero pages, 0..1 (default 0.25)\n"
 "      --seed N             guest content seed (default 1)\n"
 "Migration:\n"
@@ -96,7 +99,8 @@ usage(FILE *f)
 "  -j, --json               one JSON object on stdout\n"
 "  -p, --plot FILE          fault-latency CDF and throughput over time,\n"
 "                           drawn by gnuplot (FILE.svg or FILE.png)\n"
-"      --keep               keep the work dir (daemon and guest logs)\n"
+"      --keep               keep the work dir (daemon and guest logs; kept\n"
+"                           anyway when a run fails)\n"
 "  -v, --verbose            say what is being started\n"
 "  -h, --help               this help\n",
 	    BENCH_CIPHER, BENCH_FRAME_PAGES * 4096);
@@ -1038,6 +1042,7 @@ main(int argc, char **argv)
 				    "#%u: %s\n", bench_mode_name(m), rep, err);
 				bench_run_clear(r);
 				b.failed++;
+				b.run_failed = true;
 				continue;
 			}
 			if (r->mismatched > 0) {
@@ -1045,6 +1050,7 @@ main(int argc, char **argv)
 				    "%llu pages mismatched\n", bench_mode_name(m),
 				    rep, (unsigned long long)r->mismatched);
 				b.failed++;
+				b.run_failed = true;
 			}
 			b.nruns++;
 		}
@@ -1067,7 +1073,7 @@ out:
 		bench_run_clear(&b.runs[i]);
 	free(b.runs);
 	free(b.base);
-	if (o->keep)
+	if (o->keep || b.run_failed)	/* the daemons' and guests' logs */
 		fprintf(stderr, "postcopy-bench: work dir kept: %s\n",
 		    o->work_dir);
 	else
