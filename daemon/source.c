@@ -427,12 +427,17 @@ src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
 			i++;
 			continue;
 		}
-		if (i == rq->index)
-			src_claim(s, i);
 		zero = src_zero(s, i);
-		while (i + n < end && src_zero(s, i + n) == zero &&
-		    src_claim(s, i + n))
-			n++;
+		if (i == rq->index) {
+			/* The demanded page travels alone (one TLS record) so
+			 * the destination maps it without waiting for the
+			 * read-ahead behind it. */
+			src_claim(s, i);
+		} else {
+			while (i + n < end && src_zero(s, i + n) == zero &&
+			    src_claim(s, i + n))
+				n++;
+		}
 		r = src_send_run(s, s->urgent, i, n, zero);
 		atomic_fetch_add_explicit(&s->m->c.pages_urgent, n,
 		    memory_order_relaxed);
