@@ -778,6 +778,7 @@ dest_main(void *arg)
 	struct wire_limits lim = { d->npages, d->ps };
 	uint8_t *bounce = NULL;
 	uint64_t digests = 0;
+	char why[200];
 	int r;
 
 	if ((r = dest_accept_channels(d)) < 0) {
@@ -824,12 +825,10 @@ dest_main(void *arg)
 			if ((r = chan_recv_msg(d->bulk, &h, &msg)) < 0)
 				break;
 			dg = (const Pcd__Wire__Digest *)msg;
-			if (dg->first != digests ||
-			    dg->n_hash > d->npages - digests) {
+			if (wire_digest_check(dg, digests, d->npages, why,
+			    sizeof(why)) < 0) {
 				r = chan_set_error(d->bulk, -EPROTO, "bulk channel: "
-				    "DIGEST for pages %" PRIu64 "+%zu, expected "
-				    "page %" PRIu64 " of %" PRIu64, dg->first,
-				    dg->n_hash, digests, d->npages);
+				    "%s", why);
 				break;
 			}
 			memcpy(d->src_hash + digests, dg->hash,

@@ -226,10 +226,13 @@ src_open_channel(struct source *s, Pcd__Wire__Channel kind, struct chan **out,
 	}
 	if ((r = chan_recv_msg(c, &h, (ProtobufCMessage **)&w)) < 0)
 		goto chan_fail;
-	if (w->status != NULL && w->status->code != 0) {
-		snprintf(err, errlen, "destination %s refused the %s channel: %s",
-		    m->addr, name, w->status->message ? w->status->message : "");
-		r = -ECONNREFUSED;
+	if ((r = wire_welcome_check(w, s->npages, why, sizeof(why))) < 0) {
+		if (r == -ECONNREFUSED)
+			snprintf(err, errlen, "destination %s refused the %s "
+			    "channel: %s", m->addr, name, why);
+		else
+			snprintf(err, errlen, "destination %s, %s channel: %s",
+			    m->addr, name, why);
 		goto fail;
 	}
 	protobuf_c_message_free_unpacked(&w->base, NULL);
@@ -406,13 +409,12 @@ static int
 src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
 {
 	uint64_t i = rq->index, end;
+	char why[200];
 	int r = 0;
 
-	if (rq->count == 0 || rq->count > WIRE_MAX_REQUEST ||
-	    rq->index >= s->npages || rq->count > s->npages - rq->index)
-		return chan_set_error(s->urgent, -EPROTO, "urgent channel: "
-		    "PageRequest for pages %" PRIu64 "+%" PRIu32 " outside the "
-		    "guest (%" PRIu64 " pages)", rq->index, rq->count, s->npages);
+	if (wire_page_request_check(rq, s->npages, why, sizeof(why)) < 0)
+		return chan_set_error(s->urgent, -EPROTO, "urgent channel: %s",
+		    why);
 	end = i + rq->count;
 	atomic_fetch_add_explicit(&s->m->c.requests, 1, memory_order_relaxed);
 	/* Spatial locality: the bulk stream continues after this range. */

@@ -260,3 +260,59 @@ wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
 	}
 	return 0;
 }
+
+int
+wire_welcome_check(const Pcd__Wire__Welcome *w, uint64_t npages, char *err,
+    size_t errlen)
+{
+	if (w->status != NULL && w->status->code != 0) {
+		snprintf(err, errlen, "%.300s", w->status->message ?
+		    w->status->message : "(no message)");
+		return -ECONNREFUSED;
+	}
+	if (w->version != WIRE_VERSION) {
+		snprintf(err, errlen, "peer speaks wire protocol version %" PRIu32
+		    ", this daemon speaks version %d", w->version, WIRE_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	for (size_t i = 0; i < w->n_have; i++) {
+		const Pcd__Wire__PageRange *pr = w->have[i];
+
+		if (pr == NULL || pr->count == 0 || pr->first >= npages ||
+		    pr->count > npages - pr->first) {
+			snprintf(err, errlen, "WELCOME: held pages %" PRIu64 "+%"
+			    PRIu64 " outside the guest (%" PRIu64 " pages)",
+			    pr ? pr->first : 0, pr ? pr->count : 0, npages);
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+int
+wire_page_request_check(const Pcd__Wire__PageRequest *rq, uint64_t npages,
+    char *err, size_t errlen)
+{
+	if (rq->count == 0 || rq->count > WIRE_MAX_REQUEST ||
+	    rq->index >= npages || rq->count > npages - rq->index) {
+		snprintf(err, errlen, "PageRequest for pages %" PRIu64 "+%"
+		    PRIu32 " outside the guest (%" PRIu64 " pages) or over %d "
+		    "pages", rq->index, rq->count, npages, WIRE_MAX_REQUEST);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int
+wire_digest_check(const Pcd__Wire__Digest *dg, uint64_t next, uint64_t npages,
+    char *err, size_t errlen)
+{
+	if (dg->first != next || next > npages ||
+	    dg->n_hash > npages - next) {
+		snprintf(err, errlen, "DIGEST for pages %" PRIu64 "+%zu, "
+		    "expected page %" PRIu64 " of %" PRIu64, dg->first,
+		    dg->n_hash, next, npages);
+		return -EPROTO;
+	}
+	return 0;
+}

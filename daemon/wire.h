@@ -85,4 +85,17 @@ int wire_body_decode(unsigned type, const uint8_t *buf, size_t len,
 int wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
     uint64_t guest_size, uint32_t page_size, char *err, size_t errlen);
 
+/* Semantic checks on the other decoded messages, against the receiver's
+ * guest of npages pages. Each returns 0, or -EPROTO (Welcome: also
+ * -EPROTONOSUPPORT for another version, -ECONNREFUSED when the destination
+ * refused, its message in err) with err naming the bad field. */
+int wire_welcome_check(const Pcd__Wire__Welcome *w, uint64_t npages,
+    char *err, size_t errlen);
+int wire_page_request_check(const Pcd__Wire__PageRequest *rq, uint64_t npages,
+    char *err, size_t errlen);
+/* next: the first page whose hash has not arrived yet (digests come in
+ * order). */
+int wire_digest_check(const Pcd__Wire__Digest *dg, uint64_t next,
+    uint64_t npages, char *err, size_t errlen);
+
 #endif
