@@ -446,6 +446,46 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 	return 0;
 }
 
+int
+vmm_frame_len(const uint8_t *p, size_t avail, size_t cap, uint32_t *len)
+{
+	uint32_t n;
+
+	if (avail < 4)
+		return 0;
+	n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+	*len = n;
+	if (n == 0 || n > cap)
+		return -EMSGSIZE;
+	return avail - 4 >= n ? 1 : 0;
+}
+
+uint32_t
+vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
+    Pcd__VmmMessage **out, char *err, size_t errlen)
+{
+	Pcd__VmmMessage *m;
+	uint32_t code;
+
+	*out = NULL;
+	if ((m = pcd__vmm_message__unpack(NULL, len, buf)) == NULL) {
+		snprintf(err, errlen, "malformed frame: not a pcd.VmmMessage");
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (m->body_case != PCD__VMM_MESSAGE__BODY_ATTACH) {
+		snprintf(err, errlen, "the first message must be Attach");
+		code = VMM_ST_FAILED_PRECONDITION;
+	} else
+		code = vmm_check_layout(m->attach, nfds, err, errlen);
+	if (code != 0) {
+		pcd__vmm_message__free_unpacked(m, NULL);
+		return code;
+	}
+	*out = m;
+	return 0;
+}
+
 /* ---- messages from the VMM -------------------------------------------- */
 
 static uint32_t
@@ -475,14 +515,10 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	struct evbuffer *held;
 	char err[512] = "";
 	char who[128];
-	uint32_t code;
 	bool dest, copy;
 	int r;
 
-	if ((code = vmm_check_layout(a, s->npfds, err, sizeof(err))) != 0) {
-		vmm_refuse(s, code, err);
-		return;
-	}
+	/* vmm_attach_parse checked the layout. */
 	dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
 	copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
 	if (copy) {
@@ -574,24 +610,25 @@ vmm_handle_frame(struct vmm_session *s, const uint8_t *buf, size_t len)
 	char who[128];
 	bool ok = true;
 
-	m = pcd__vmm_message__unpack(NULL, len, buf);
-	if (m == NULL) {
-		if (s->state == VMM_S_HELLO)
-			vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, "malformed "
-			    "frame: not a pcd.VmmMessage");
-		else
-			log_warnx("%s: malformed frame (%zu bytes): closing",
-			    vmm_peer(s, who, sizeof(who)), len);
-		return false;
-	}
 	if (s->state == VMM_S_HELLO) {
-		if (m->body_case != PCD__VMM_MESSAGE__BODY_ATTACH)
-			vmm_refuse(s, VMM_ST_FAILED_PRECONDITION, "the first "
-			    "message must be Attach");
-		else
-			vmm_handle_attach(s, m->attach);
+		char err[512];
+		uint32_t code;
+
+		code = vmm_attach_parse(buf, len, s->npfds, &m, err,
+		    sizeof(err));
+		if (code != 0) {
+			vmm_refuse(s, code, err);
+			return false;
+		}
+		vmm_handle_attach(s, m->attach);
 		ok = s->state == VMM_S_ATTACHED;
 		goto out;
+	}
+	m = pcd__vmm_message__unpack(NULL, len, buf);
+	if (m == NULL) {
+		log_warnx("%s: malformed frame (%zu bytes): closing",
+		    vmm_peer(s, who, sizeof(who)), len);
+		return false;
 	}
 	if (s->npfds > 0) {
 		log_warnx("%s: descriptors sent with a frame other than "
@@ -740,11 +777,14 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 		vmm_session_kill(s, true);
 		return;
 	}
-	while (s->inlen - off >= 4) {
+	for (;;) {
 		const uint8_t *p = s->in + off;
-		uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
-		    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-		if (len == 0 || len > cap) {
+		uint32_t len = 0;
+
+		r = vmm_frame_len(p, s->inlen - off, cap, &len);
+		if (r == 0)
+			break;
+		if (r < 0) {
 			char msg[128];
 			snprintf(msg, sizeof(msg), "frame length %u is out of "
 			    "range (1..%zu%s)", len, cap,
@@ -758,8 +798,6 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 			}
 			return;
 		}
-		if (s->inlen - off - 4 < len)
-			break;
 		if (!vmm_handle_frame(s, p + 4, len)) {
 			if (s->state == VMM_S_ATTACHED || s->state == VMM_S_HELLO)
 				vmm_session_kill(s, true);

@@ -99,4 +99,21 @@ void vmm_session_close(struct vmm_session *s);
  * attached, -EINVAL for the wrong role or an oversized state, -EALREADY
  * for a second pause. Sends never block: output is queued. */
 
+/* The pure decoding steps of the read path (also what tests/fuzz calls).
+ *
+ * vmm_frame_len: the frame starting at p (avail bytes buffered). 1 and *len
+ * (the body length) when the whole frame is there, 0 when more bytes are
+ * needed, -EMSGSIZE when the length prefix is outside 1..cap. */
+int vmm_frame_len(const uint8_t *p, size_t avail, size_t cap, uint32_t *len);
+
+/* vmm_attach_parse: the first frame's body (after the length prefix),
+ * received with nfds descriptors. Unpacks it and checks that it is an
+ * Attach with a valid layout (version, id, role, mode, page size, size,
+ * base, offset, descriptor count). 0 and *out (free it with
+ * pcd__vmm_message__free_unpacked), or a gRPC status code with err naming
+ * the problem and *out NULL. Descriptors are not inspected here. */
+struct Pcd__VmmMessage;
+uint32_t vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
+    struct Pcd__VmmMessage **out, char *err, size_t errlen);
+
 #endif
