@@ -1,0 +1,294 @@
+/* seedgen.c - writes the seed corpus of the fuzz targets with the daemon's
+ * own encoders (wire_hdr_encode, the protobuf-c packers). Run it from the
+ * fuzz build to regenerate: `build-fuzz/tests/fuzz/seedgen tests/fuzz/corpus`.
+ * The seeds are committed; the output is deterministic.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "vmm.h"
+#include "vmm.pb-c.h"
+#include "wire.h"
+
+#define SEED_MAX	8192
+
+struct seed {
+	uint8_t		b[SEED_MAX];
+	size_t		len;
+};
+
+static void
+put(struct seed *s, const void *p, size_t n)
+{
+	if (s->len + n > sizeof(s->b)) {
+		fprintf(stderr, "seedgen: seed too large\n");
+		exit(1);
+	}
+	memcpy(s->b + s->len, p, n);
+	s->len += n;
+}
+
+static void
+put_le(struct seed *s, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)(v >> (8 * i));
+		put(s, &c, 1);
+	}
+}
+
+static void
+put_msg(struct seed *s, const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+
+	if (s->len + n > sizeof(s->b)) {
+		fprintf(stderr, "seedgen: seed too large\n");
+		exit(1);
+	}
+	protobuf_c_message_pack(m, s->b + s->len);
+	s->len += n;
+}
+
+static void
+put_frame(struct seed *s, unsigned type, uint64_t index, uint32_t count,
+    uint32_t page_size, const ProtobufCMessage *m)
+{
+	struct wire_hdr h = { .type = (uint8_t)type, .index = index,
+	    .count = count };
+	uint8_t hdr[WIRE_HDR_LEN];
+
+	if (m != NULL)
+		h.length = (uint32_t)protobuf_c_message_get_packed_size(m);
+	else if (type == WIRE_PAGES)
+		h.length = count * page_size;
+	wire_hdr_encode(hdr, &h);
+	put(s, hdr, sizeof(hdr));
+	if (m != NULL)
+		put_msg(s, m);
+	else
+		for (uint32_t i = 0; i < h.length; i++)
+			put_le(s, (uint8_t)(index + i), 1);
+}
+
+static const char *outdir;
+
+static void
+write_seed(const char *target, const char *name, const struct seed *s)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", outdir, target);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		perror(path);
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/%s/%s", outdir, target, name);
+	if ((f = fopen(path, "wb")) == NULL ||
+	    fwrite(s->b, 1, s->len, f) != s->len || fclose(f) != 0) {
+		perror(path);
+		exit(1);
+	}
+}
+
+/* The messages the seeds are made of: a 16-page guest of 64-byte pages
+ * for the frame stream (seed prefix: shift 2, 16 pages), 4096-byte pages
+ * for single messages. */
+#define G_PAGES		16
+#define G_SHIFT		2		/* 16 << 2 = 64-byte pages */
+#define G_PS		64
+
+static void
+wire_seeds(void)
+{
+	static const uint64_t hashes[4] = {
+		0x0123456789abcdefull, 0xfedcba9876543210ull, 0, ~0ull
+	};
+	Pcd__Wire__Hello hello = PCD__WIRE__HELLO__INIT;
+	Pcd__Wire__Welcome welcome = PCD__WIRE__WELCOME__INIT;
+	Pcd__Wire__PageRange r0 = PCD__WIRE__PAGE_RANGE__INIT,
+	    r1 = PCD__WIRE__PAGE_RANGE__INIT;
+	Pcd__Wire__PageRange *have[2] = { &r0, &r1 };
+	Pcd__Wire__PageRequest rq = PCD__WIRE__PAGE_REQUEST__INIT;
+	Pcd__Wire__Switchover sw = PCD__WIRE__SWITCHOVER__INIT;
+	Pcd__Wire__Digest dg = PCD__WIRE__DIGEST__INIT;
+	Pcd__Wire__Complete done = PCD__WIRE__COMPLETE__INIT;
+	Pcd__Wire__Error e = PCD__WIRE__ERROR__INIT;
+	Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
+	Pcd__Status ok = PCD__STATUS__INIT, bad = PCD__STATUS__INIT;
+	const ProtobufCMessage *msgs[WIRE_TYPE_MAX] = { 0 };
+	static const char *const names[WIRE_TYPE_MAX] = {
+		[WIRE_HELLO] = "hello", [WIRE_WELCOME] = "welcome",
+		[WIRE_PAGE_REQUEST] = "page_request",
+		[WIRE_SWITCHOVER] = "switchover", [WIRE_DIGEST] = "digest",
+		[WIRE_COMPLETE] = "complete", [WIRE_ERROR] = "error",
+		[WIRE_PING] = "ping",
+	};
+	struct seed s;
+
+	hello.version = WIRE_VERSION;
+	hello.migration_id = (char *)"fuzz-mig";
+	hello.channel = PCD__WIRE__CHANNEL__CHANNEL_BULK;
+	hello.guest_size = (uint64_t)G_PAGES * G_PS;
+	hello.page_size = G_PS;
+	welcome.status = &ok;
+	welcome.version = WIRE_VERSION;
+	r0.first = 0;
+	r0.count = 2;
+	r1.first = 5;
+	r1.count = 11;
+	welcome.n_have = 2;
+	welcome.have = have;
+	rq.index = 3;
+	rq.count = 4;
+	sw.device_state.data = (uint8_t *)"device-state";
+	sw.device_state.len = 12;
+	sw.paused_at_ms = 1764110000000ull;
+	dg.first = 0;
+	dg.n_hash = 4;
+	dg.hash = (uint64_t *)hashes;
+	done.ok = 1;
+	done.pages_verified = G_PAGES;
+	done.message = (char *)"all pages verified";
+	bad.code = 9;
+	bad.message = (char *)"wire protocol version 2 is not supported";
+	e.status = &bad;
+	ping.seq = 7;
+	msgs[WIRE_HELLO] = &hello.base;
+	msgs[WIRE_WELCOME] = &welcome.base;
+	msgs[WIRE_PAGE_REQUEST] = &rq.base;
+	msgs[WIRE_SWITCHOVER] = &sw.base;
+	msgs[WIRE_DIGEST] = &dg.base;
+	msgs[WIRE_COMPLETE] = &done.base;
+	msgs[WIRE_ERROR] = &e.base;
+	msgs[WIRE_PING] = &ping.base;
+
+	/* wire_msg: type, npages (4096-byte pages), body. */
+	hello.guest_size = (uint64_t)G_PAGES * 4096;
+	hello.page_size = 4096;
+	for (unsigned t = 1; t < WIRE_TYPE_MAX; t++) {
+		if (msgs[t] == NULL)
+			continue;
+		s.len = 0;
+		put_le(&s, t, 1);
+		put_le(&s, G_PAGES, 8);
+		put_msg(&s, msgs[t]);
+		write_seed("wire_msg", names[t], &s);
+	}
+	hello.guest_size = (uint64_t)G_PAGES * G_PS;
+	hello.page_size = G_PS;
+
+	/* wire_frames: the bulk channel as the destination sees it. */
+	s.len = 0;
+	put_le(&s, G_SHIFT, 1);
+	put_le(&s, G_PAGES, 8);
+	put_frame(&s, WIRE_HELLO, 0, 0, G_PS, &hello.base);
+	put_frame(&s, WIRE_PAGES, 0, 2, G_PS, NULL);
+	put_frame(&s, WIRE_ZERO, 2, 6, G_PS, NULL);
+	put_frame(&s, WIRE_PAGES, 8, 8, G_PS, NULL);
+	put_frame(&s, WIRE_PING, 0, 0, G_PS, &ping.base);
+	put_frame(&s, WIRE_DIGEST, 0, 0, G_PS, &dg.base);
+	dg.first = 4;
+	put_frame(&s, WIRE_DIGEST, 0, 0, G_PS, &dg.base);
+	dg.first = 0;
+	write_seed("wire_frames", "bulk", &s);
+
+	/* The urgent channel: requests one way, answers and switchover. */
+	s.len = 0;
+	put_le(&s, G_SHIFT, 1);
+	put_le(&s, G_PAGES, 8);
+	hello.channel = PCD__WIRE__CHANNEL__CHANNEL_URGENT;
+	put_frame(&s, WIRE_HELLO, 0, 0, G_PS, &hello.base);
+	put_frame(&s, WIRE_PAGE_REQUEST, 0, 0, G_PS, &rq.base);
+	put_frame(&s, WIRE_PAGES, 3, 1, G_PS, NULL);
+	put_frame(&s, WIRE_SWITCHOVER, 0, 0, G_PS, &sw.base);
+	put_frame(&s, WIRE_COMPLETE, 0, 0, G_PS, &done.base);
+	put_frame(&s, WIRE_ERROR, 0, 0, G_PS, &e.base);
+	write_seed("wire_frames", "urgent", &s);
+
+	/* The source's side of a handshake: Welcome (resume: held ranges). */
+	s.len = 0;
+	put_le(&s, G_SHIFT, 1);
+	put_le(&s, G_PAGES, 8);
+	put_frame(&s, WIRE_WELCOME, 0, 0, G_PS, &welcome.base);
+	put_frame(&s, WIRE_PAGE_REQUEST, 0, 0, G_PS, &rq.base);
+	write_seed("wire_frames", "welcome", &s);
+}
+
+static void
+vmm_put_frame(struct seed *s, const Pcd__VmmMessage *m)
+{
+	put_le(s, pcd__vmm_message__get_packed_size(m), 4);
+	put_msg(s, &m->base);
+}
+
+static void
+vmm_seeds(void)
+{
+	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
+	Pcd__VmmAttach a = PCD__VMM_ATTACH__INIT;
+	Pcd__VmmPaused pd = PCD__VMM_PAUSED__INIT;
+	Pcd__VmmDetach dt = PCD__VMM_DETACH__INIT;
+	struct seed s;
+
+	a.version = VMM_PROTOCOL_VERSION;
+	a.id = (char *)"vm-42.test_1";
+	a.base_addr = 0x7f0000000000ull;
+	a.size = 256ull << 20;
+	a.offset = 0;
+	a.page_size = 4096;
+	m.body_case = PCD__VMM_MESSAGE__BODY_ATTACH;
+	m.attach = &a;
+
+	/* Source: memfd only, then Paused and Detach. */
+	a.role = PCD__VMM_ROLE__VMM_ROLE_SOURCE;
+	a.mode = PCD__VMM_MODE__VMM_MODE_MINOR;
+	s.len = 0;
+	put_le(&s, 1, 1);
+	vmm_put_frame(&s, &m);
+	pd.device_state.data = (uint8_t *)"cpu+devices";
+	pd.device_state.len = 11;
+	m.body_case = PCD__VMM_MESSAGE__BODY_PAUSED;
+	m.paused = &pd;
+	vmm_put_frame(&s, &m);
+	dt.reason = (char *)"migrated";
+	m.body_case = PCD__VMM_MESSAGE__BODY_DETACH;
+	m.detach = &dt;
+	vmm_put_frame(&s, &m);
+	write_seed("vmm_attach", "source", &s);
+
+	/* Destination, MINOR: memfd + uffd, memfd offset 1 MiB. */
+	m.body_case = PCD__VMM_MESSAGE__BODY_ATTACH;
+	m.attach = &a;
+	a.role = PCD__VMM_ROLE__VMM_ROLE_DEST;
+	a.offset = 1 << 20;
+	s.len = 0;
+	put_le(&s, 2, 1);
+	vmm_put_frame(&s, &m);
+	write_seed("vmm_attach", "dest_minor", &s);
+
+	/* Destination, COPY: the uffd only. */
+	a.mode = PCD__VMM_MODE__VMM_MODE_COPY;
+	a.offset = 0;
+	s.len = 0;
+	put_le(&s, 1, 1);
+	vmm_put_frame(&s, &m);
+	write_seed("vmm_attach", "dest_copy", &s);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: seedgen CORPUS_DIR\n");
+		return 2;
+	}
+	outdir = argv[1];
+	wire_seeds();
+	vmm_seeds();
+	return 0;
+}
