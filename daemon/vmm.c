@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "pbcheck.h"
 #include "util.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
@@ -469,7 +470,8 @@ vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
 	uint32_t code;
 
 	*out = NULL;
-	if ((m = pcd__vmm_message__unpack(NULL, len, buf)) == NULL) {
+	if ((m = (Pcd__VmmMessage *)pbcheck_unpack(
+	    &pcd__vmm_message__descriptor, len, buf)) == NULL) {
 		snprintf(err, errlen, "malformed frame: not a pcd.VmmMessage");
 		return VMM_ST_INVALID_ARGUMENT;
 	}
@@ -624,7 +626,8 @@ vmm_handle_frame(struct vmm_session *s, const uint8_t *buf, size_t len)
 		ok = s->state == VMM_S_ATTACHED;
 		goto out;
 	}
-	m = pcd__vmm_message__unpack(NULL, len, buf);
+	m = (Pcd__VmmMessage *)pbcheck_unpack(
+	    &pcd__vmm_message__descriptor, len, buf);
 	if (m == NULL) {
 		log_warnx("%s: malformed frame (%zu bytes): closing",
 		    vmm_peer(s, who, sizeof(who)), len);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "migration.h"
+#include "pbcheck.h"
 
 /* Largest body each message type may claim; a peer claiming more is refused
  * before anything is allocated. */
@@ -205,7 +206,7 @@ wire_body_decode(unsigned type, const uint8_t *buf, size_t len,
 		    wire_type_name(type), len);
 		return -EPROTO;
 	}
-	m = protobuf_c_message_unpack(d, NULL, len, buf);
+	m = pbcheck_unpack(d, len, buf);
 	if (m == NULL) {
 		snprintf(err, errlen, "%s frame: malformed protobuf body "
 		    "(%zu bytes)", wire_type_name(type), len);
@@ -266,8 +267,9 @@ wire_welcome_check(const Pcd__Wire__Welcome *w, uint64_t npages, char *err,
     size_t errlen)
 {
 	if (w->status != NULL && w->status->code != 0) {
-		snprintf(err, errlen, "%.300s", w->status->message ?
-		    w->status->message : "(no message)");
+		snprintf(err, errlen, "%.300s (status %" PRIu32 ")",
+		    w->status->message && w->status->message[0] ?
+		    w->status->message : "no reason given", w->status->code);
 		return -ECONNREFUSED;
 	}
 	if (w->version != WIRE_VERSION) {
