@@ -270,14 +270,10 @@ ctl_tls(struct mig_tls *t, const Pcd__TlsProfile *p, const char *def)
 		str_copy(t->peer_name, p->peer_name, sizeof(t->peer_name));
 }
 
-static int
-ctl_check_common(struct ctl_server *s, const char *id, const Pcd__TlsProfile *tls,
+int
+ctl_args_check(const char *id, const Pcd__TlsProfile *tls,
     const Pcd__LibvirtDomain *lv, char *err, size_t errlen)
 {
-	if (s->d->stopping) {
-		snprintf(err, errlen, "postcopyd is shutting down");
-		return -ESHUTDOWN;
-	}
 	if (!mig_id_valid(id)) {
 		snprintf(err, errlen, "migration id '%.64s' is not 1..%d "
 		    "characters of [A-Za-z0-9._-]", id, MIG_ID_MAX);
@@ -293,6 +289,21 @@ ctl_check_common(struct ctl_server *s, const char *id, const Pcd__TlsProfile *tl
 		    "a domain name");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+static int
+ctl_check_common(struct ctl_server *s, const char *id, const Pcd__TlsProfile *tls,
+    const Pcd__LibvirtDomain *lv, char *err, size_t errlen)
+{
+	int r;
+
+	if (s->d->stopping) {
+		snprintf(err, errlen, "postcopyd is shutting down");
+		return -ESHUTDOWN;
+	}
+	if ((r = ctl_args_check(id, tls, lv, err, errlen)) < 0)
+		return r;
 	if (mig_count_active(s->d->migs) >= s->max_migrations) {
 		snprintf(err, errlen, "%u migrations are active already "
 		    "(max_migrations)", s->max_migrations);
@@ -616,31 +627,21 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 {
 	const ProtobufCMethodDescriptor *m;
 	ProtobufCMessage *req;
+	char err[CTL_ERR];
+	uint32_t code;
 
-	if (h->kind != RPC_REQUEST || h->reserved != 0) {
-		ctl_send_error(c, h->call_id, h->method, RPC_INVALID_ARGUMENT,
-		    "frame kind %u / reserved %u: only requests (kind 1, "
-		    "reserved 0) are accepted", h->kind, h->reserved);
-		return;
-	}
-	if ((m = rpc_method_get(h->method)) == NULL) {
-		ctl_send_error(c, h->call_id, h->method, RPC_UNIMPLEMENTED,
-		    "unknown method index %u (service pcd.Control has %u)",
-		    h->method, rpc_service()->n_methods);
+	if ((code = rpc_request_decode(h, p, n, &req, err, sizeof(err))) != 0) {
+		ctl_send_error(c, h->call_id, h->method, code, "%s", err);
 		return;
 	}
 	if (c->inflight >= c->srv->max_inflight) {
+		protobuf_c_message_free_unpacked(req, NULL);
 		ctl_send_error(c, h->call_id, h->method, RPC_RESOURCE_EXHAUSTED,
 		    "%u calls in flight on this connection (max_inflight)",
 		    c->inflight);
 		return;
 	}
-	if ((req = protobuf_c_message_unpack(m->input, NULL, n, p)) == NULL) {
-		ctl_send_error(c, h->call_id, h->method, RPC_INVALID_ARGUMENT,
-		    "%s: payload of %zu bytes is not a valid %s", m->name, n,
-		    m->input->name);
-		return;
-	}
+	m = rpc_method_get(h->method);
 	/* Every call names its caller; read-only ones (which orchestrators
 	 * poll) at debug level so they do not flood the journal. */
 	if (h->method == RPC_M_STATUS || h->method == RPC_M_VERSION ||

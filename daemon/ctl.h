@@ -5,6 +5,8 @@
 #ifndef PCD_CTL_H
 #define PCD_CTL_H
 
+#include <stddef.h>
+
 struct daemon;
 struct config;
 struct ctl_server;
@@ -25,5 +27,14 @@ int ctl_server_reconfigure(struct ctl_server *s, const struct config *cfg);
 void ctl_server_close(struct ctl_server *s);
 /* The libvirt domain controller (for tests and metrics). */
 struct virt *ctl_server_virt(struct ctl_server *s);
+
+/* The checks of Prepare/Migrate arguments that need no daemon state (also
+ * what tests/fuzz calls): a valid migration id, TLS dir and peer name that
+ * fit, libvirt URI and domain both given or both empty. tls and lv may be
+ * NULL. 0 or -EINVAL with err naming the problem. */
+struct Pcd__TlsProfile;
+struct Pcd__LibvirtDomain;
+int ctl_args_check(const char *id, const struct Pcd__TlsProfile *tls,
+    const struct Pcd__LibvirtDomain *lv, char *err, size_t errlen);
 
 #endif

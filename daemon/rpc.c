@@ -18,6 +18,7 @@
 #include "common.pb-c.h"
 #include "control.pb-c.h"
 #include "rpc.h"
+#include "pbcheck.h"
 #include "util.h"
 
 static void __attribute__((format(printf, 3, 4)))
@@ -506,13 +507,67 @@ answer_status(const ProtobufCMessage *m)
 	return *(Pcd__Status *const *)((const char *)m + f->offset);
 }
 
+uint32_t
+rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
+    ProtobufCMessage **req, char *err, size_t errlen)
+{
+	const ProtobufCMethodDescriptor *m;
+
+	*req = NULL;
+	if (h->kind != RPC_REQUEST || h->reserved != 0) {
+		rpc_err(err, errlen, "frame kind %u / reserved %u: only requests "
+		    "(kind 1, reserved 0) are accepted", h->kind, h->reserved);
+		return RPC_INVALID_ARGUMENT;
+	}
+	if ((m = rpc_method_get(h->method)) == NULL) {
+		rpc_err(err, errlen, "unknown method index %u (service "
+		    "pcd.Control has %u)", h->method, rpc_service()->n_methods);
+		return RPC_UNIMPLEMENTED;
+	}
+	if ((*req = pbcheck_unpack(m->input, n, p)) == NULL) {
+		rpc_err(err, errlen, "%s: payload of %zu bytes is not a valid "
+		    "%s", m->name, n, m->input->name);
+		return RPC_INVALID_ARGUMENT;
+	}
+	return RPC_OK;
+}
+
 int
-rpc_client_recv(struct rpc_client *c, int timeout_ms, struct rpc_answer *a,
-    char *err, size_t errlen)
+rpc_answer_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
+    struct rpc_answer *a, char *err, size_t errlen)
 {
 	const ProtobufCMessageDescriptor *desc;
 	const ProtobufCMethodDescriptor *m;
 	const Pcd__Status *st;
+
+	memset(a, 0, sizeof(*a));
+	a->hdr = *h;
+	if (h->kind == RPC_ERROR) {
+		desc = &pcd__status__descriptor;
+	} else if ((h->kind == RPC_REPLY || h->kind == RPC_EVENT) &&
+	    (m = rpc_method_get(h->method)) != NULL) {
+		desc = m->output;
+	} else {
+		rpc_err(err, errlen, "unexpected frame kind %u method %u",
+		    h->kind, h->method);
+		return -EPROTO;
+	}
+	if ((a->msg = pbcheck_unpack(desc, n, p)) == NULL) {
+		rpc_err(err, errlen, "cannot unpack %s from the daemon",
+		    desc->name);
+		return -EPROTO;
+	}
+	st = answer_status(a->msg);
+	a->code = st != NULL ? st->code : RPC_OK;
+	a->message = st != NULL && st->message != NULL ? st->message : "";
+	return 0;
+}
+
+int
+rpc_client_recv(struct rpc_client *c, int timeout_ms, struct rpc_answer *a,
+    char *err, size_t errlen)
+{
+	struct rpc_hdr h;
 	uint8_t hdr[RPC_HDR_SIZE], *payload = NULL;
 	uint64_t deadline = timeout_ms < 0 ? 0 :
 	    now_ns() + (uint64_t)timeout_ms * 1000000;
@@ -528,12 +583,13 @@ rpc_client_recv(struct rpc_client *c, int timeout_ms, struct rpc_answer *a,
 			rpc_err(err, errlen, "connection to the daemon lost");
 		return r;
 	}
-	if ((r = rpc_hdr_decode(hdr, RPC_MAX_FRAME_LIMIT, &a->hdr)) < 0) {
+	if ((r = rpc_hdr_decode(hdr, RPC_MAX_FRAME_LIMIT, &h)) < 0) {
+		a->hdr = h;
 		rpc_err(err, errlen, "malformed frame from the daemon (length "
-		    "%u, version %u)", a->hdr.len, a->hdr.version);
+		    "%u, version %u)", h.len, h.version);
 		return r;
 	}
-	n = rpc_payload_len(&a->hdr);
+	n = rpc_payload_len(&h);
 	if (n > 0) {
 		if ((payload = malloc(n)) == NULL)
 			return -ENOMEM;
@@ -543,28 +599,9 @@ rpc_client_recv(struct rpc_client *c, int timeout_ms, struct rpc_answer *a,
 			return r;
 		}
 	}
-	if (a->hdr.kind == RPC_ERROR) {
-		desc = &pcd__status__descriptor;
-	} else if ((a->hdr.kind == RPC_REPLY || a->hdr.kind == RPC_EVENT) &&
-	    (m = rpc_method_get(a->hdr.method)) != NULL) {
-		desc = m->output;
-	} else {
-		free(payload);
-		rpc_err(err, errlen, "unexpected frame kind %u method %u",
-		    a->hdr.kind, a->hdr.method);
-		return -EPROTO;
-	}
-	a->msg = protobuf_c_message_unpack(desc, NULL, n, payload);
+	r = rpc_answer_decode(&h, payload, n, a, err, errlen);
 	free(payload);
-	if (a->msg == NULL) {
-		rpc_err(err, errlen, "cannot unpack %s from the daemon",
-		    desc->name);
-		return -EPROTO;
-	}
-	st = answer_status(a->msg);
-	a->code = st != NULL ? st->code : RPC_OK;
-	a->message = st != NULL && st->message != NULL ? st->message : "";
-	return 0;
+	return r;
 }
 
 void

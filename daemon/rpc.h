@@ -74,6 +74,23 @@ const char *rpc_code_name(uint32_t code);
 /* Maps a -errno from the data path to a status code. */
 uint32_t rpc_code_from_errno(int err);
 
+/* The pure decoding steps of both ends (also what tests/fuzz calls); h is
+ * a header rpc_hdr_decode accepted, p/n its payload.
+ *
+ * rpc_request_decode (server): a request (kind 1, reserved 0) for a known
+ * method whose payload is that method's input message. 0 and *req (free
+ * with protobuf_c_message_free_unpacked), or an rpc_code with err naming
+ * the problem and *req NULL. */
+uint32_t rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p,
+    size_t n, ProtobufCMessage **req, char *err, size_t errlen);
+
+struct rpc_answer;
+/* rpc_answer_decode (client): a REPLY/EVENT carrying the method's output
+ * message, or an ERROR carrying a pcd.Status. 0 and *a filled (a->hdr = *h;
+ * release with rpc_answer_clear), or -EPROTO with err naming the problem. */
+int rpc_answer_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
+    struct rpc_answer *a, char *err, size_t errlen);
+
 /* Blocking client. */
 struct rpc_client;
 
