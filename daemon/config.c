@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,10 +43,31 @@ config_defaults(struct config *c)
 	c->max_inflight = 16;
 }
 
+/* Text values are written back by config_dump (postcopyd -nn), in double
+ * quotes when needed; the format has no escapes, so a double quote or a
+ * control character cannot be part of one. */
+static int
+check_text(const char *key, const char *v, char *err, size_t errlen)
+{
+	for (const char *p = v; *p != '\0'; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '"' || (ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			config_err(err, errlen, "%s: a double quote or control "
+			    "character (0x%02x) is not allowed in a value", key,
+			    ch);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int
 set_path(char *dst, size_t dstlen, const char *key, const char *v,
     char *err, size_t errlen)
 {
+	if (check_text(key, v, err, errlen) < 0)
+		return -EINVAL;
 	if (v[0] != '/') {
 		config_err(err, errlen, "%s: '%s' is not an absolute path",
 		    key, v);
@@ -66,6 +88,8 @@ set_listen(char *dst, size_t dstlen, const char *key, const char *v,
 	char host[128];
 	uint16_t port;
 
+	if (check_text(key, v, err, errlen) < 0)
+		return -EINVAL;
 	if (strcmp(v, "") == 0 || strcmp(v, "off") == 0 ||
 	    strcmp(v, "no") == 0) {
 		dst[0] = '\0';
@@ -313,6 +337,18 @@ config_check(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* One text value, quoted when it would not survive unquoted: a '#' (a
+ * comment unless quoted) or blanks at either end (trimmed). */
+static void
+dump_text(FILE *f, const char *key, const char *v)
+{
+	size_t n = strlen(v);
+	bool quote = strchr(v, '#') != NULL || n == 0 ||
+	    v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t';
+
+	fprintf(f, quote ? "%s = \"%s\"\n" : "%s = %s\n", key, v);
+}
+
 void
 config_dump(const struct config *c, FILE *f)
 {
@@ -322,16 +358,16 @@ config_dump(const struct config *c, FILE *f)
 		[LOG_LVL_DEBUG] = "debug",
 	};
 
-	fprintf(f, "control_socket = %s\n", c->control_socket);
-	fprintf(f, "vmm_socket = %s\n", c->vmm_socket);
+	dump_text(f, "control_socket", c->control_socket);
+	dump_text(f, "vmm_socket", c->vmm_socket);
 	fprintf(f, "log_level = %s\n", c->log_level >= LOG_LVL_ERR &&
 	    c->log_level <= LOG_LVL_DEBUG ? levels[c->log_level] : "info");
-	fprintf(f, "metrics_listen = %s\n",
+	dump_text(f, "metrics_listen",
 	    c->metrics_listen[0] != '\0' ? c->metrics_listen : "off");
-	fprintf(f, "control_tcp_listen = %s\n",
+	dump_text(f, "control_tcp_listen",
 	    c->control_tcp_listen[0] != '\0' ? c->control_tcp_listen : "off");
-	fprintf(f, "control_tls_dir = %s\n", c->control_tls_dir);
-	fprintf(f, "tls_dir = %s\n", c->tls_dir);
+	dump_text(f, "control_tls_dir", c->control_tls_dir);
+	dump_text(f, "tls_dir", c->tls_dir);
 	fprintf(f, "max_migrations = %u\n", c->max_migrations);
 	fprintf(f, "max_connections = %u\n", c->max_connections);
 	fprintf(f, "max_frame = %u\n", c->max_frame);
