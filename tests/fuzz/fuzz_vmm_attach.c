@@ -6,10 +6,12 @@
  * Input: 1 byte descriptor count (mod 4), then the stream.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "fuzz.h"
 #include "migration.h"
+#include "pbcheck.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
 
@@ -38,6 +40,27 @@ check_accepted(const Pcd__VmmAttach *a, int nfds)
 	FUZZ_CHECK(a->offset + a->size > a->offset);
 	FUZZ_CHECK(!copy || a->offset == 0);
 	FUZZ_CHECK(nfds == (copy ? 1 : dest ? 2 : 1));
+}
+
+/* What the daemon accepted, re-encoded, is accepted again. */
+static void
+round_trip(const Pcd__VmmMessage *m, int nfds)
+{
+	size_t n = pcd__vmm_message__get_packed_size(m);
+	Pcd__VmmMessage *m2 = NULL;
+	uint8_t *buf;
+	char err[512];
+
+	buf = malloc(n ? n : 1);
+	FUZZ_CHECK(buf != NULL);
+	FUZZ_CHECK(pcd__vmm_message__pack(m, buf) == n);
+	FUZZ_CHECK(vmm_attach_parse(buf, n, nfds, &m2, err, sizeof(err)) == 0);
+	FUZZ_CHECK(m2->attach->size == m->attach->size &&
+	    m2->attach->base_addr == m->attach->base_addr &&
+	    m2->attach->offset == m->attach->offset &&
+	    strcmp(m2->attach->id, m->attach->id) == 0);
+	pcd__vmm_message__free_unpacked(m2, NULL);
+	free(buf);
 }
 
 int
@@ -84,13 +107,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(m != NULL && m->body_case ==
 			    PCD__VMM_MESSAGE__BODY_ATTACH && m->attach != NULL);
 			check_accepted(m->attach, nfds);
+			round_trip(m, nfds);
 			pcd__vmm_message__free_unpacked(m, NULL);
 			first = 0;
 			cap = VMM_FRAME_MAX;
 		} else {
 			Pcd__VmmMessage *m;
 
-			m = pcd__vmm_message__unpack(NULL, len, p + 4);
+			m = (Pcd__VmmMessage *)pbcheck_unpack(
+			    &pcd__vmm_message__descriptor, len, p + 4);
 			if (m == NULL)
 				break;
 			if (m->body_case == PCD__VMM_MESSAGE__BODY_PAUSED)

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "control.pb-c.h"
+#include "rpc.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
 #include "wire.h"
@@ -280,6 +282,170 @@ vmm_seeds(void)
 	write_seed("vmm_attach", "dest_copy", &s);
 }
 
+
+static void
+rpc_put(struct seed *s, uint8_t kind, uint16_t flags, uint32_t call_id,
+    uint16_t method, const ProtobufCMessage *m)
+{
+	uint8_t *buf;
+	size_t n;
+
+	if (rpc_frame_pack(kind, flags, call_id, method, m, &buf, &n) < 0) {
+		fprintf(stderr, "seedgen: rpc_frame_pack failed\n");
+		exit(1);
+	}
+	put(s, buf, n);
+	free(buf);
+}
+
+static void
+rpc_seeds(void)
+{
+	Pcd__TlsProfile tls = PCD__TLS_PROFILE__INIT;
+	Pcd__LibvirtDomain lv = PCD__LIBVIRT_DOMAIN__INIT;
+	Pcd__PrepareRequest prep = PCD__PREPARE_REQUEST__INIT;
+	Pcd__MigrateRequest mig = PCD__MIGRATE_REQUEST__INIT;
+	Pcd__StatusRequest streq = PCD__STATUS_REQUEST__INIT;
+	Pcd__CancelRequest can = PCD__CANCEL_REQUEST__INIT;
+	Pcd__WatchRequest wr = PCD__WATCH_REQUEST__INIT;
+	Pcd__SetBandwidthRequest bw = PCD__SET_BANDWIDTH_REQUEST__INIT;
+	Pcd__Status ok = PCD__STATUS__INIT, bad = PCD__STATUS__INIT;
+	Pcd__PrepareReply prep_r = PCD__PREPARE_REPLY__INIT;
+	Pcd__StatusReply st_r = PCD__STATUS_REPLY__INIT;
+	Pcd__MigrationInfo mi = PCD__MIGRATION_INFO__INIT;
+	Pcd__MigrationInfo *mis[1] = { &mi };
+	Pcd__TypedParam tp[3] = { PCD__TYPED_PARAM__INIT,
+	    PCD__TYPED_PARAM__INIT, PCD__TYPED_PARAM__INIT };
+	Pcd__TypedParam *tps[3] = { &tp[0], &tp[1], &tp[2] };
+	uint64_t hist[4] = { 0, 3, 10, 1 };
+	Pcd__WatchEvent ev = PCD__WATCH_EVENT__INIT;
+	Pcd__VersionReply ver = PCD__VERSION_REPLY__INIT;
+	Pcd__KernelFeature kf = PCD__KERNEL_FEATURE__INIT;
+	Pcd__KernelFeature *kfs[1] = { &kf };
+	Pcd__CheckKernelReply ck = PCD__CHECK_KERNEL_REPLY__INIT;
+	struct seed s;
+
+	tls.dir = (char *)"/etc/postcopyd/tls";
+	tls.peer_name = (char *)"dest.example";
+	lv.uri = (char *)"test:///default";
+	lv.domain = (char *)"vm1";
+	prep.id = (char *)"vm-1";
+	prep.listen = (char *)"127.0.0.1:0";
+	prep.tls = &tls;
+	prep.libvirt = &lv;
+	mig.id = (char *)"vm-1";
+	mig.dest = (char *)"[::1]:4444";
+	mig.tls = &tls;
+	mig.bandwidth_bps = 500000000;
+	streq.id = (char *)"";
+	can.id = (char *)"vm-1";
+	wr.id = (char *)"vm-1";
+	wr.interval_ms = 100;
+	bw.id = (char *)"vm-1";
+	bw.bandwidth_bps = 1 << 20;
+
+	/* rpc_request: one connection's calls, one per method. */
+	s.len = 0;
+	rpc_put(&s, RPC_REQUEST, 0, 1, RPC_M_PREPARE, &prep.base);
+	rpc_put(&s, RPC_REQUEST, 0, 2, RPC_M_MIGRATE, &mig.base);
+	rpc_put(&s, RPC_REQUEST, 0, 3, RPC_M_STATUS, &streq.base);
+	rpc_put(&s, RPC_REQUEST, 0, 4, RPC_M_CANCEL, &can.base);
+	rpc_put(&s, RPC_REQUEST, 0, 5, RPC_M_WATCH, &wr.base);
+	rpc_put(&s, RPC_REQUEST, 0, 6, RPC_M_SET_BANDWIDTH, &bw.base);
+	rpc_put(&s, RPC_REQUEST, 0, 7, RPC_M_VERSION, NULL);
+	rpc_put(&s, RPC_REQUEST, 0, 8, RPC_M_CHECK_KERNEL, NULL);
+	write_seed("rpc_request", "calls", &s);
+	s.len = 0;
+	rpc_put(&s, RPC_REQUEST, 0, 1, RPC_M_MIGRATE, &mig.base);
+	write_seed("rpc_request", "migrate", &s);
+
+	/* rpc_answer: what postcopyctl reads back. */
+	ok.message = (char *)"";
+	bad.code = RPC_NOT_FOUND;
+	bad.message = (char *)"no migration 'vm-\"2\"'\n\t\x01";
+	prep_r.status = &ok;
+	prep_r.listen = (char *)"127.0.0.1:40123";
+	mi.id = (char *)"vm-1";
+	mi.role = (char *)"dest";
+	mi.state = (char *)"postcopy";
+	mi.page_size = 4096;
+	mi.pages_total = 262144;
+	mi.n_lat_hist = 4;
+	mi.lat_hist = hist;
+	tp[0].field = (char *)"time_elapsed";
+	tp[0].type = 4;
+	tp[0].value_case = PCD__TYPED_PARAM__VALUE_U;
+	tp[0].u = 1234;
+	tp[1].field = (char *)"compression_ratio";
+	tp[1].type = 5;
+	tp[1].value_case = PCD__TYPED_PARAM__VALUE_D;
+	tp[1].d = 0.75;
+	tp[2].field = (char *)"state";
+	tp[2].type = 7;
+	tp[2].value_case = PCD__TYPED_PARAM__VALUE_S;
+	tp[2].s = (char *)"running";
+	mi.n_job = 3;
+	mi.job = tps;
+	st_r.status = &ok;
+	st_r.n_migrations = 1;
+	st_r.migrations = mis;
+	ev.status = &ok;
+	ev.info = &mi;
+	ev.final = 1;
+	ver.status = &ok;
+	ver.version = (char *)"0.1.0";
+	ver.protocol = 1;
+	kf.name = (char *)"UFFD_FEATURE_MINOR_SHMEM";
+	kf.present = 1;
+	kf.detail = (char *)"";
+	ck.status = &ok;
+	ck.ok = 1;
+	ck.release = (char *)"6.1.0";
+	ck.summary = (char *)"ok";
+	ck.n_features = 1;
+	ck.features = kfs;
+	s.len = 0;
+	rpc_put(&s, RPC_REPLY, 0, 1, RPC_M_PREPARE, &prep_r.base);
+	rpc_put(&s, RPC_REPLY, 0, 3, RPC_M_STATUS, &st_r.base);
+	rpc_put(&s, RPC_EVENT, RPC_F_END_STREAM, 5, RPC_M_WATCH, &ev.base);
+	rpc_put(&s, RPC_REPLY, 0, 7, RPC_M_VERSION, &ver.base);
+	rpc_put(&s, RPC_REPLY, 0, 8, RPC_M_CHECK_KERNEL, &ck.base);
+	rpc_put(&s, RPC_ERROR, 0, 4, RPC_M_CANCEL, &bad.base);
+	write_seed("rpc_answer", "answers", &s);
+}
+
+static void
+config_seeds(void)
+{
+	static const char full[] =
+	    "# postcopyd.conf\n"
+	    "control_socket = /run/postcopyd/control.sock\n"
+	    "vmm_socket = \"/run/postcopyd/vmm.sock\"   # quoted\n"
+	    "log_level = debug\n"
+	    "\n"
+	    "metrics_listen = 127.0.0.1:9464\n"
+	    "control_tcp_listen = off\n"
+	    "control_tls_dir = /etc/postcopyd/control-tls\n"
+	    "tls_dir = /etc/postcopyd/tls\n"
+	    "max_migrations = 8\n"
+	    "max_connections = 64\n"
+	    "max_frame = 1M\n"
+	    "max_inflight = 16\r\n";
+	static const char odd[] =
+	    "\t  # indented comment\n"
+	    "tls_dir=/a#b\n"
+	    "metrics_listen = [::1]:80 # v6\n"
+	    "log_level = warning\n";
+	struct seed s;
+
+	s.len = 0;
+	put(&s, full, sizeof(full) - 1);
+	write_seed("config", "full", &s);
+	s.len = 0;
+	put(&s, odd, sizeof(odd) - 1);
+	write_seed("config", "odd", &s);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -290,5 +456,7 @@ main(int argc, char **argv)
 	outdir = argv[1];
 	wire_seeds();
 	vmm_seeds();
+	rpc_seeds();
+	config_seeds();
 	return 0;
 }
