@@ -266,9 +266,16 @@ dest_place_copy(struct dest *d, uint64_t first, uint64_t n, const uint8_t *buf,
 
 /* A PAGES frame's payload: claimed runs go to guest memory, the rest is
  * dropped. */
+static void
+dest_count(struct dest *d, uint64_t n, bool urgent)
+{
+	atomic_fetch_add_explicit(urgent ? &d->m->c.pages_urgent :
+	    &d->m->c.pages_bulk, n, memory_order_relaxed);
+}
+
 static int
 dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
-    uint8_t *bounce)
+    uint8_t *bounce, bool urgent)
 {
 	uint64_t k = 0;
 	int r;
@@ -308,13 +315,15 @@ dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
 				    "pages %" PRIu64 "+%" PRIu64 " failed: %s", i,
 				    n, strerror(-r));
 		}
+		dest_count(d, n, urgent);
 		k += n;
 	}
 	return 0;
 }
 
 static int
-dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h)
+dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h,
+    bool urgent)
 {
 	uint64_t k = 0;
 	int r;
@@ -351,18 +360,19 @@ dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h)
 		}
 		atomic_fetch_add_explicit(&d->m->c.pages_zero, n,
 		    memory_order_relaxed);
+		dest_count(d, n, urgent);
 		k += n;
 	}
 	return 0;
 }
 
+/* Bytes count every frame; pages count the copies written (a page that
+ * arrives twice counts once, on the channel that delivered it first). */
 static void
-dest_count_frame(struct dest *d, const struct wire_hdr *h, bool urgent)
+dest_count_frame(struct dest *d, const struct wire_hdr *h)
 {
 	atomic_fetch_add_explicit(&d->m->c.bytes, WIRE_HDR_LEN + h->length,
 	    memory_order_relaxed);
-	atomic_fetch_add_explicit(urgent ? &d->m->c.pages_urgent :
-	    &d->m->c.pages_bulk, h->count, memory_order_relaxed);
 }
 
 static void *
@@ -385,12 +395,12 @@ dest_urgent_main(void *arg)
 			break;
 		switch (h.type) {
 		case WIRE_PAGES:
-			r = dest_recv_pages(d, d->urgent, &h, bounce);
-			dest_count_frame(d, &h, true);
+			r = dest_recv_pages(d, d->urgent, &h, bounce, true);
+			dest_count_frame(d, &h);
 			break;
 		case WIRE_ZERO:
-			r = dest_recv_zero(d, d->urgent, &h);
-			dest_count_frame(d, &h, true);
+			r = dest_recv_zero(d, d->urgent, &h, true);
+			dest_count_frame(d, &h);
 			break;
 		case WIRE_SWITCHOVER: {
 			const Pcd__Wire__Switchover *sw;
@@ -812,12 +822,12 @@ dest_main(void *arg)
 			break;
 		switch (h.type) {
 		case WIRE_PAGES:
-			r = dest_recv_pages(d, d->bulk, &h, bounce);
-			dest_count_frame(d, &h, false);
+			r = dest_recv_pages(d, d->bulk, &h, bounce, false);
+			dest_count_frame(d, &h);
 			break;
 		case WIRE_ZERO:
-			r = dest_recv_zero(d, d->bulk, &h);
-			dest_count_frame(d, &h, false);
+			r = dest_recv_zero(d, d->bulk, &h, false);
+			dest_count_frame(d, &h);
 			break;
 		case WIRE_DIGEST: {
 			const Pcd__Wire__Digest *dg;

@@ -140,6 +140,9 @@ migrate_once() {
 	dver=$(field dst "$name" pages_verified); dmis=$(field dst "$name" pages_mismatched)
 	[ "$dver" = "$total" ] && [ "${dmis:-0}" = 0 ] ||
 		fail "$name: destination daemon verified ${dver:-?} of $total pages, ${dmis:-?} mismatched"
+	local got
+	got=$(status_json dst "$name" | jq -r '(.migrations[0] // .) | .pages_sent_bulk + .pages_sent_urgent')
+	[ "$got" = "$total" ] || fail "$name: destination wrote $got pages (bulk + urgent), want $total"
 	echo "$name: OK: guest and daemon verified $total/$total pages;" \
 	    "$(status_json dst "$name" | jq -r '(.migrations[0] // .) |
 	      "\(.pages_zero) zero, \(.pages_sent_bulk) bulk, \(.pages_sent_urgent) urgent, faults \(.faults_remote) remote / \(.faults_local) local, \(.bytes_transferred) bytes in \(.elapsed_ms) ms"')"
