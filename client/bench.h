@@ -8,6 +8,7 @@
 #define PCD_BENCH_H
 
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +83,8 @@ struct bench_opts {
 	bool		 progress;	/* progress bar on stderr */
 	bool		 keep;		/* keep the work dir (logs) */
 	bool		 verbose;
+	/* Set by SIGINT/SIGTERM: every wait gives up, the run is cleaned. */
+	const volatile sig_atomic_t *stop;
 	const char	*plot;
 	const char	*tls_dir;	/* certificates (generated if NULL) */
 	char		 work_dir[PATH_MAX];	/* temp dir of this run */

@@ -246,6 +246,10 @@ bench_connect(struct bench_ctx *c, struct bench_side *s)
 			    bench_wait_str(status, ws, sizeof(ws)), tail);
 			return -ECHILD;
 		}
+		if (*c->o->stop) {
+			snprintf(c->err, c->errlen, "interrupted");
+			return -EINTR;
+		}
 		if (now_ns() > until) {
 			snprintf(c->err, c->errlen, "%s postcopyd: no control "
 			    "socket at %s after %d ms", s->name, s->control,
@@ -655,6 +659,10 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 			    bench_wait_str(status, ws, sizeof(ws)), tail);
 			return -ECHILD;
 		}
+		if (*o->stop) {
+			snprintf(c->err, c->errlen, "interrupted");
+			return -EINTR;
+		}
 		if (now_ns() > deadline) {
 			snprintf(c->err, c->errlen, "the guests did not attach "
 			    "within %u s (--timeout)", o->timeout_s);
@@ -719,6 +727,11 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		rpc_answer_clear(&ad);
 		if (done)
 			break;
+		if (*o->stop) {
+			snprintf(c->err, c->errlen, "interrupted");
+			rc = -EINTR;
+			break;
+		}
 		if (now_ns() > deadline) {
 			snprintf(c->err, c->errlen, "migration not done after %u s "
 			    "(--timeout)", o->timeout_s);
@@ -744,6 +757,10 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	/* The destination guest verifies every page and exits. */
 	deadline = now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
 	while (!bench_exited(c->dst.guest, &status)) {
+		if (*o->stop) {
+			snprintf(c->err, c->errlen, "interrupted");
+			return -EINTR;
+		}
 		if (now_ns() > deadline) {
 			snprintf(c->err, c->errlen, "destination postcopy-guest "
 			    "still runs %u s after the migration", o->timeout_s);

@@ -739,6 +739,17 @@ bench_plot(const struct bench *b, const char *file)
 
 /* --- main -------------------------------------------------------------- */
 
+/* SIGINT/SIGTERM: the waits in bench_run.c give up, the children are
+ * ended and the work dir removed as after any failed run. */
+static volatile sig_atomic_t bench_stop;
+
+static void
+bench_on_signal(int sig)
+{
+	(void)sig;
+	bench_stop = 1;
+}
+
 static int
 bench_parse_uint(const char *s, unsigned max, unsigned *out)
 {
@@ -783,6 +794,7 @@ main(int argc, char **argv)
 	};
 	struct bench b = { 0 };
 	struct bench_opts *o = &b.o;
+	struct sigaction sa = { 0 };
 	char err[512], *end, self[PATH_MAX];
 	unsigned rep, m, tmp;
 	uint64_t v;
@@ -792,6 +804,11 @@ main(int argc, char **argv)
 	log_init("postcopy-bench", LOG_LVL_WARNING);
 	/* A peer that goes away is an error from write(), not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+	sa.sa_handler = bench_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	o->stop = &bench_stop;
 	o->size = 1ull << 30;
 	o->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	o->workload = "random";
@@ -1023,14 +1040,14 @@ main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	for (rep = 0; rep < o->repeat; rep++) {
+	for (rep = 0; rep < o->repeat && !bench_stop; rep++) {
 		if (bench_baselines(&b, &b.base[b.nbase]) != 0) {
 			b.failed++;
 			break;
 		}
 		b.nbase++;
-		for (m = BENCH_MINOR; m <= BENCH_COPY && !b.baselines_only;
-		    m <<= 1) {
+		for (m = BENCH_MINOR; m <= BENCH_COPY && !b.baselines_only &&
+		    !bench_stop; m <<= 1) {
 			struct bench_run *r = &b.runs[b.nruns];
 
 			if (!(o->modes & m))
@@ -1054,6 +1071,10 @@ main(int argc, char **argv)
 			}
 			b.nruns++;
 		}
+	}
+	if (bench_stop) {
+		fprintf(stderr, "postcopy-bench: interrupted\n");
+		b.failed++;
 	}
 	if (b.nbase == 0) {
 		/* Not even the baselines: nothing to report. */
