@@ -61,6 +61,7 @@
 #define DEST_HANDSHAKE_MS	10000
 #define DEST_READAHEAD		8	/* pages requested per remote fault */
 #define DEST_UFFD_BATCH		64	/* events per read */
+#define DEST_PENDING_MAX	1024	/* timed waiting faults */
 
 struct dest {
 	struct mig		*m;
@@ -82,7 +83,16 @@ struct dest {
 	_Atomic uint64_t	*claimed;
 	_Atomic uint64_t	*requested;
 	_Atomic uint64_t	*mapped;
-	_Atomic uint64_t	*fault_t0;	/* ns of a waiting fault, 0 none */
+	/* Faults waiting for their page: a bit per page, and when each began
+	 * (for the latency histogram) in a small table: a blocked fault stops
+	 * its guest thread, so there are at most as many as guest threads. */
+	_Atomic uint64_t	*faulted;
+	pthread_mutex_t		 plock;
+	struct dest_pending {
+		uint64_t	 index;
+		uint64_t	 t0;
+	}			 pend[DEST_PENDING_MAX];
+	size_t			 npend;
 	uint64_t		*hash;		/* of each page as received */
 	uint64_t		*src_hash;	/* from the source's digests */
 	uint64_t		 zero_hash;
@@ -119,17 +129,46 @@ dest_chan_fail(struct dest *d, struct chan *c)
 
 /* ---- mapping pages into the guest -------------------------------------- */
 
+/* Records the first fault on page i; false if one is already waiting. */
+static bool
+dest_pending_add(struct dest *d, uint64_t i, uint64_t t0)
+{
+	bool first = false;
+
+	pthread_mutex_lock(&d->plock);
+	if (!bm_test(d->faulted, i)) {
+		if (d->npend < DEST_PENDING_MAX)
+			d->pend[d->npend++] = (struct dest_pending){ i, t0 };
+		bm_set(d->faulted, i);
+		first = true;
+	}
+	pthread_mutex_unlock(&d->plock);
+	return first;
+}
+
+/* Pages [first, first+n) are mapped: their waiting faults are over. */
 static void
 dest_lat_done(struct dest *d, uint64_t first, uint64_t n)
 {
 	uint64_t now = 0;
 
 	for (uint64_t i = first; i < first + n; i++) {
-		uint64_t t0;
+		uint64_t t0 = 0;
 
-		if (atomic_load_explicit(&d->fault_t0[i], memory_order_relaxed) == 0)
+		if (!bm_test(d->faulted, i))
 			continue;
-		if ((t0 = atomic_exchange(&d->fault_t0[i], 0)) == 0)
+		pthread_mutex_lock(&d->plock);
+		if (bm_clear(d->faulted, i)) {
+			for (size_t k = 0; k < d->npend; k++) {
+				if (d->pend[k].index == i) {
+					t0 = d->pend[k].t0;
+					d->pend[k] = d->pend[--d->npend];
+					break;
+				}
+			}
+		}
+		pthread_mutex_unlock(&d->plock);
+		if (t0 == 0)
 			continue;
 		if (now == 0)
 			now = now_ns();
@@ -474,7 +513,7 @@ dest_request(struct dest *d, uint64_t i)
 static int
 dest_fault(struct dest *d, uint64_t addr)
 {
-	uint64_t i, t0 = now_ns(), zero = 0;
+	uint64_t i, t0 = now_ns();
 	int r;
 
 	if (addr < d->base || addr >= d->base + d->npages * d->ps) {
@@ -486,19 +525,18 @@ dest_fault(struct dest *d, uint64_t addr)
 	if (bm_test(d->valid, i)) {
 		atomic_fetch_add_explicit(&d->m->c.faults_local, 1,
 		    memory_order_relaxed);
-		atomic_store(&d->fault_t0[i], t0);
 		if (d->copy)	/* placed with UFFDIO_COPY: just wake */
 			r = dest_wake(d, d->base + i * d->ps, d->ps);
 		else
 			r = dest_map(d, i, 1);
-		dest_lat_done(d, i, 1);
+		mig_lat_record(d->m, (now_ns() - t0) / 1000);
 		return r;
 	}
 	atomic_fetch_add_explicit(&d->m->c.faults_remote, 1, memory_order_relaxed);
 	/* The first fault on a page demands it, even when it was asked for
 	 * as read-ahead or the bulk stream carries it: those copies may sit
 	 * behind megabytes of bulk data. Later faults on it just wait. */
-	bool first = atomic_compare_exchange_strong(&d->fault_t0[i], &zero, t0);
+	bool first = dest_pending_add(d, i, t0);
 	/* The page may have become valid (and been mapped) meanwhile: the
 	 * mapper may have missed our timestamp; map again (EEXIST wakes). */
 	if (bm_test(d->valid, i)) {
@@ -895,6 +933,7 @@ dest_get(struct mig *m)
 	d->m = m;
 	d->lfd = d->memfd = d->uffd = -1;
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->plock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	m->dst = d;
 	return d;
@@ -982,12 +1021,12 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	d->claimed = calloc(words, sizeof(uint64_t));
 	d->requested = calloc(words, sizeof(uint64_t));
 	d->mapped = calloc(words, sizeof(uint64_t));
-	d->fault_t0 = calloc(d->npages, sizeof(uint64_t));
+	d->faulted = calloc(words, sizeof(uint64_t));
 	d->hash = calloc(d->npages, sizeof(uint64_t));
 	d->src_hash = calloc(d->npages, sizeof(uint64_t));
 	zero = calloc(1, d->ps);
 	if (!d->valid || !d->claimed || !d->requested || !d->mapped ||
-	    !d->fault_t0 || !d->hash || !d->src_hash || !zero) {
+	    !d->faulted || !d->hash || !d->src_hash || !zero) {
 		free(zero);
 		snprintf(err, errlen, "out of memory for the page state of %"
 		    PRIu64 " pages", d->npages);
@@ -1085,10 +1124,11 @@ dest_stop(struct mig *m)
 	free(d->claimed);
 	free(d->requested);
 	free(d->mapped);
-	free(d->fault_t0);
+	free(d->faulted);
 	free(d->hash);
 	free(d->src_hash);
 	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->plock);
 	pthread_cond_destroy(&d->cond);
 	free(d);
 	m->dst = NULL;

@@ -112,8 +112,9 @@ void dest_stop(struct mig *m);		/* stops, joins, frees; NULL-safe */
 static inline bool
 bm_test(_Atomic uint64_t *bm, uint64_t i)
 {
-	return (atomic_load_explicit(&bm[i >> 6], memory_order_acquire) >>
-	    (i & 63)) & 1;
+	/* Sequentially consistent: a writer that sets one bitmap then reads
+	 * another pairs with a thread doing the opposite (valid vs faulted). */
+	return (atomic_load(&bm[i >> 6]) >> (i & 63)) & 1;
 }
 
 /* Sets the bit; returns its previous value. */
@@ -122,8 +123,16 @@ bm_set(_Atomic uint64_t *bm, uint64_t i)
 {
 	uint64_t bit = 1ull << (i & 63);
 
-	return (atomic_fetch_or_explicit(&bm[i >> 6], bit,
-	    memory_order_acq_rel) & bit) != 0;
+	return (atomic_fetch_or(&bm[i >> 6], bit) & bit) != 0;
+}
+
+/* Clears the bit; returns its previous value. */
+static inline bool
+bm_clear(_Atomic uint64_t *bm, uint64_t i)
+{
+	uint64_t bit = 1ull << (i & 63);
+
+	return (atomic_fetch_and(&bm[i >> 6], ~bit) & bit) != 0;
 }
 
 #endif
