@@ -94,7 +94,15 @@ struct dest {
 	}			 pend[DEST_PENDING_MAX];
 	size_t			 npend;
 	uint64_t		*hash;		/* of each page as received */
-	uint64_t		*src_hash;	/* from the source's digests */
+	/* Digests are compared as they arrive (the source sends them after
+	 * its last page, so nearly every page is here by then); those of
+	 * pages still in flight wait in a short list. Main thread only. */
+	uint64_t		 verified, mismatched, first_bad;
+	struct dest_digest {
+		uint64_t	 index;
+		uint64_t	 hash;
+	}			*deferred;
+	size_t			 ndeferred, deferred_cap;
 	uint64_t		 zero_hash;
 
 	pthread_mutex_t		 lock;		/* below */
@@ -750,6 +758,37 @@ dest_accept_channels(struct dest *d)
 
 /* ---- completion -------------------------------------------------------- */
 
+static void
+dest_compare(struct dest *d, uint64_t i, uint64_t src_hash)
+{
+	if (d->hash[i] == src_hash)
+		d->verified++;
+	else if (d->mismatched++ == 0)
+		d->first_bad = i;
+}
+
+/* The source's digest of page i: compare now if the page is here. */
+static int
+dest_digest(struct dest *d, uint64_t i, uint64_t src_hash)
+{
+	if (bm_test(d->valid, i)) {
+		dest_compare(d, i, src_hash);
+		return 0;
+	}
+	if (d->ndeferred == d->deferred_cap) {
+		size_t cap = d->deferred_cap ? d->deferred_cap * 2 : 256;
+		struct dest_digest *n = realloc(d->deferred, cap * sizeof(*n));
+
+		if (n == NULL)
+			return chan_set_error(d->bulk, -ENOMEM, "out of memory "
+			    "for digests");
+		d->deferred = n;
+		d->deferred_cap = cap;
+	}
+	d->deferred[d->ndeferred++] = (struct dest_digest){ i, src_hash };
+	return 0;
+}
+
 static int
 dest_finish(struct dest *d)
 {
@@ -777,12 +816,11 @@ dest_finish(struct dest *d)
 			    strerror(-r));
 		i += n > 0 ? n : 1;
 	}
-	for (uint64_t i = 0; i < d->npages; i++) {
-		if (d->hash[i] == d->src_hash[i])
-			verified++;
-		else if (bad++ == 0)
-			first_bad = i;
-	}
+	for (size_t k = 0; k < d->ndeferred; k++)
+		dest_compare(d, d->deferred[k].index, d->deferred[k].hash);
+	verified = d->verified;
+	bad = d->mismatched;
+	first_bad = d->first_bad;
 	atomic_store(&m->c.pages_verified, verified);
 	atomic_store(&m->c.pages_mismatched, bad);
 	if (bad)
@@ -879,8 +917,8 @@ dest_main(void *arg)
 				    "%s", why);
 				break;
 			}
-			memcpy(d->src_hash + digests, dg->hash,
-			    dg->n_hash * sizeof(uint64_t));
+			for (size_t k = 0; k < dg->n_hash && r == 0; k++)
+				r = dest_digest(d, digests + k, dg->hash[k]);
 			digests += dg->n_hash;
 			break;
 		}
@@ -1023,10 +1061,9 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	d->mapped = calloc(words, sizeof(uint64_t));
 	d->faulted = calloc(words, sizeof(uint64_t));
 	d->hash = calloc(d->npages, sizeof(uint64_t));
-	d->src_hash = calloc(d->npages, sizeof(uint64_t));
 	zero = calloc(1, d->ps);
 	if (!d->valid || !d->claimed || !d->requested || !d->mapped ||
-	    !d->faulted || !d->hash || !d->src_hash || !zero) {
+	    !d->faulted || !d->hash || !zero) {
 		free(zero);
 		snprintf(err, errlen, "out of memory for the page state of %"
 		    PRIu64 " pages", d->npages);
@@ -1126,7 +1163,7 @@ dest_stop(struct mig *m)
 	free(d->mapped);
 	free(d->faulted);
 	free(d->hash);
-	free(d->src_hash);
+	free(d->deferred);
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->plock);
 	pthread_cond_destroy(&d->cond);

@@ -14,7 +14,8 @@
 # badpeer: one destination daemon, hostile peers (pcd-wirepeer): plaintext,
 #   a certificate from another CA, no certificate, a wrong protocol version,
 #   a wrong guest size, a page index beyond the guest, a frame length that
-#   does not match its header, an unknown frame type. Each is refused with a
+#   does not match its header, an unknown frame type, digests that do not
+#   match the pages (verification must catch it). Each is refused with a
 #   message naming the problem, no byte reaches guest memory, and the same
 #   daemon then completes a good migration.
 set -euo pipefail
@@ -273,7 +274,13 @@ badpeer)
 	start_bad_dest bad3
 	expect_refused bad3 bad-type "unknown frame type 200" "${good[@]}"
 	wait_state dst bad3 failed
-	for id in bad1 bad2 bad3; do
+	# A source whose digests disagree with what it sent: the destination
+	# verifies every page and refuses to call the migration complete.
+	start_bad_dest bad4
+	expect_refused bad4 bad-digest "1 pages differ from the source" "${good[@]}"
+	wait_state dst bad4 failed
+	[ "$(field dst bad4 pages_mismatched)" = 1 ] || fail "bad4: mismatch not counted"
+	for id in bad1 bad2 bad3 bad4; do
 		echo "$id: $(field dst $id state): $(field dst $id errmsg)"
 	done
 	note "the same destination daemon still serves a good migration"

@@ -16,9 +16,12 @@
  *   bad-length    both channels, then a PAGES frame whose length does not
  *                 match its page count
  *   bad-type      both channels, then a frame of unknown type
+ *   bad-digest    both channels, every page as zero runs, then digests
+ *                 with page 5's wrong: expect Complete{ok=false} naming it
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -31,6 +34,8 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include <xxhash.h>
 
 #include "util.h"
 #include "wire.h"
@@ -337,6 +342,59 @@ main(int argc, char **argv)
 	    o_size, msg, sizeof(msg));
 	if (code != 0)
 		die("bulk channel refused: %s", msg);
+	if (strcmp(o_case, "bad-digest") == 0) {
+		uint64_t npages = o_size / 4096, zh, first;
+		uint8_t zero[4096] = { 0 }, hdr[WIRE_HDR_LEN], *body;
+		struct wire_hdr h = { .type = WIRE_ZERO, .index = 0 };
+		struct wire_limits lim = { npages, 4096 };
+		uint64_t *hash = calloc(WIRE_DIGEST_CHUNK, sizeof(uint64_t));
+		Pcd__Wire__Complete *cm;
+		char why[256];
+
+		zh = XXH3_64bits(zero, sizeof(zero));
+		for (first = 0; first < npages; first += h.count) {
+			h.index = first;
+			h.count = (uint32_t)(npages - first < WIRE_MAX_ZERO_RUN ?
+			    npages - first : WIRE_MAX_ZERO_RUN);
+			wire_hdr_encode(hdr, &h);
+			ssl_write(bulk, hdr, sizeof(hdr));
+		}
+		for (first = 0; first < npages; first += WIRE_DIGEST_CHUNK) {
+			Pcd__Wire__Digest d = PCD__WIRE__DIGEST__INIT;
+
+			d.first = first;
+			d.n_hash = npages - first < WIRE_DIGEST_CHUNK ?
+			    npages - first : WIRE_DIGEST_CHUNK;
+			for (size_t k = 0; k < d.n_hash; k++)
+				hash[k] = first + k == 5 ? zh ^ 1 : zh;
+			d.hash = hash;
+			send_msg(bulk, WIRE_DIGEST, &d.base);
+		}
+		free(hash);
+		if (!ssl_read_full(urgent, hdr, sizeof(hdr), why, sizeof(why)))
+			die("no Complete from the destination: %s", why);
+		if (wire_hdr_decode(hdr, &lim, &h, why, sizeof(why)) < 0 ||
+		    h.type != WIRE_COMPLETE)
+			die("expected COMPLETE, got %s", why);
+		body = malloc(h.length + 1);
+		if (!ssl_read_full(urgent, body, h.length, why, sizeof(why)))
+			die("reading Complete: %s", why);
+		cm = (Pcd__Wire__Complete *)protobuf_c_message_unpack(
+		    &pcd__wire__complete__descriptor, NULL, h.length, body);
+		free(body);
+		if (cm == NULL)
+			die("malformed Complete");
+		if (cm->ok || cm->pages_mismatched != 1 ||
+		    cm->pages_verified != npages - 1)
+			die("Complete{ok=%d verified=%" PRIu64 " mismatched=%" PRIu64
+			    "}: the wrong digest went unnoticed", cm->ok,
+			    cm->pages_verified, cm->pages_mismatched);
+		snprintf(msg, sizeof(msg), "Complete{ok=false, %" PRIu64
+		    " verified, %" PRIu64 " mismatched}: %s", cm->pages_verified,
+		    cm->pages_mismatched, cm->message);
+		protobuf_c_message_free_unpacked(&cm->base, NULL);
+		ok("%s", msg);
+	}
 	{
 		uint8_t buf[WIRE_HDR_LEN + 2 * 4096] = { 0 };
 		struct wire_hdr h = { .type = WIRE_PAGES, .count = 1,
