@@ -653,7 +653,7 @@ bench_plot(const struct bench *b, const char *file)
 
 		for (k = 0; k < MIG_LAT_BUCKETS; k++)
 			total += r->lat_hist[k];
-		fprintf(f, "# run %u %s cdf\n", i, bench_mode_name(r->mode));
+		fprintf(f, "# run %u %s cdf\n1 0\n", i, bench_mode_name(r->mode));
 		for (k = 0; k < MIG_LAT_BUCKETS && total > 0; k++) {
 			cum += r->lat_hist[k];
 			if (r->lat_hist[k] > 0 || cum == total)
@@ -662,8 +662,6 @@ bench_plot(const struct bench *b, const char *file)
 			if (cum == total)
 				break;
 		}
-		if (total == 0)
-			fputs("1 0\n", f);
 		fprintf(f, "\n\n# run %u %s throughput\n", i,
 		    bench_mode_name(r->mode));
 		for (k = 1; k < r->nsamples; k++) {
@@ -692,16 +690,31 @@ bench_plot(const struct bench *b, const char *file)
 	    "%s workload, %s guest'\n", bench_size_str(b->o.size, sz,
 	    sizeof(sz)), b->o.workload, b->o.guest);
 	fputs("set title 'fault latency (CDF)'\nset logscale x 2\n"
+	    "set xrange [1:*]\n"
 	    "set xlabel 'latency (us, bucket upper bound)'\n"
 	    "set ylabel 'share of faults'\nset yrange [0:1.05]\n"
-	    "set key bottom right\nset grid\nplot ", f);
+	    "set key bottom right\nset grid\n", f);
+	/* The floors the faults are judged against, as vertical lines. */
+	if (b->nbase > 0) {
+		double rtt = bench_base_range(b, BENCH_BASE_FIELD(rtt_us)).med;
+		double uffd = bench_base_range(b, BENCH_BASE_FIELD(uffd_us)).med;
+
+		fprintf(f, "set arrow from %.3f,0 to %.3f,1 nohead dt 2 "
+		    "lc 'black'\nset label 'TLS RTT' at %.3f,1.02 center\n",
+		    rtt, rtt, rtt);
+		fprintf(f, "set arrow from %.3f,0 to %.3f,1 nohead dt 3 "
+		    "lc 'gray40'\nset label 'uffd floor' at %.3f,1.02 center\n",
+		    uffd, uffd, uffd);
+	}
+	fputs("plot ", f);
 	for (i = 0; i < b->nruns; i++)
 		fprintf(f, "%s'%s' index %u with steps lw 2 title '%s #%u'",
 		    nplot++ ? ", " : "", dat, 2 * i, bench_mode_name(b->runs[i].mode),
 		    b->runs[i].index);
 	if (b->nruns == 0)
 		fputs("NaN notitle", f);
-	fputs("\nunset logscale x\nset title 'throughput over time'\n"
+	fputs("\nunset arrow\nunset label\nunset logscale x\n"
+	    "set xrange [0:*]\nset title 'throughput over time'\n"
 	    "set xlabel 'time since migrate (s)'\nset ylabel 'Gbit/s'\n"
 	    "set yrange [0:*]\nset key top right\nplot ", f);
 	for (i = 0, nplot = 0; i < b->nruns; i++)
