@@ -6,6 +6,8 @@
  * pages (little-endian, masked to 48 bits), then frames. The first frame is
  * decoded with handshake limits (no page frames), the rest with the guest's.
  * The Hello check expects migration "fuzz-mig" of npages * page_size bytes.
+ * A guest of up to 1 MiB is backed by memory that page frames are copied
+ * into, as the destination does, so ASan sees any write out of bounds.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -15,6 +17,7 @@
 #include "wire.h"
 
 #define FUZZ_MIG_ID	"fuzz-mig"
+#define FUZZ_GUEST_MAX	(1u << 20)	/* bytes of guest memory simulated */
 
 static void
 check_hdr(const uint8_t *in, const struct wire_limits *lim,
@@ -127,6 +130,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct wire_limits full, hs;
 	const uint8_t *p = data, *end = data + size;
 	uint64_t next_digest = 0;
+	uint8_t *guest = NULL;
 	bool first = true;
 
 	if (size < 9)
@@ -136,6 +140,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	hs.page_size = full.page_size;
 	hs.npages = 0;
 	p += 9;
+	/* A small guest gets real memory. */
+	if (full.npages > 0 && full.npages <= (FUZZ_GUEST_MAX >> 4) &&
+	    full.npages * full.page_size <= FUZZ_GUEST_MAX)
+		guest = malloc(full.npages * full.page_size);
 
 	while ((size_t)(end - p) >= WIRE_HDR_LEN) {
 		const struct wire_limits *lim = first ? &hs : &full;
@@ -157,6 +165,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((size_t)(end - p) < h.length)
 			break;		/* the stream ends inside the frame */
 		if (h.type == WIRE_PAGES || h.type == WIRE_ZERO) {
+			/* As the destination does: the bytes go to the guest
+			 * at index * page_size (ASan checks the bounds). */
+			if (guest != NULL) {
+				uint64_t off = h.index * full.page_size;
+
+				if (h.type == WIRE_PAGES)
+					memcpy(guest + off, p, h.length);
+				else
+					memset(guest + off, 0,
+					    (size_t)h.count * full.page_size);
+			}
 			p += h.length;
 			continue;
 		}
@@ -173,5 +192,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_msg(h.type, m, &full, &next_digest);
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
+	free(guest);
 	return 0;
 }
