@@ -52,6 +52,7 @@ struct source {
 	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
 	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
 	atomic_bool		 holes_ready;	/* hole is filled in (after pause) */
+	uint64_t		 zero_hash;	/* XXH3-64 of an all-zero page */
 	_Atomic uint64_t	 sent_count;
 	_Atomic uint64_t	 cursor_hint;
 
@@ -330,8 +331,13 @@ src_send_digests(struct source *s)
 		size_t n = s->npages - first < WIRE_DIGEST_CHUNK ?
 		    s->npages - first : WIRE_DIGEST_CHUNK;
 
-		for (size_t k = 0; k < n; k++)
-			hash[k] = XXH3_64bits(s->map + (first + k) * s->ps, s->ps);
+		for (size_t k = 0; k < n; k++) {
+			uint64_t i = first + k;
+
+			/* Reading a hole would allocate a page for it. */
+			hash[k] = ((s->hole[i >> 6] >> (i & 63)) & 1) ?
+			    s->zero_hash : XXH3_64bits(s->map + i * s->ps, s->ps);
+		}
 		d.first = first;
 		d.n_hash = n;
 		d.hash = hash;
@@ -356,8 +362,11 @@ src_bulk_main(void *arg)
 		return NULL;
 	/* The guest is paused now: holes stay holes. (Before the pause the
 	 * guest could still write to one.) */
+	uint64_t t0 = now_ns(), t1, t2, t3;
+
 	src_find_holes(s);
 	atomic_store_explicit(&s->holes_ready, true, memory_order_release);
+	t1 = now_ns();
 
 	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
 		uint64_t hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
@@ -394,13 +403,17 @@ src_bulk_main(void *arg)
 		pos += n;
 		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, sent_bytes);
 	}
+	t2 = now_ns();
 	if (r == 0)
 		r = src_send_digests(s);
+	t3 = now_ns();
 	if (r < 0)
 		src_chan_fail(s, s->bulk);
 	else
-		log_info("migration %s: bulk stream done (%" PRIu64 " pages "
-		    "queued, digests sent)", s->m->id, s->npages);
+		log_info("migration %s: bulk stream done: holes %" PRIu64 " ms, "
+		    "%" PRIu64 " bytes of pages in %" PRIu64 " ms, digests %"
+		    PRIu64 " ms", s->m->id, (t1 - t0) / 1000000, sent_bytes,
+		    (t2 - t1) / 1000000, (t3 - t2) / 1000000);
 	return NULL;
 }
 
@@ -568,6 +581,17 @@ source_start(struct mig *m, char *err, size_t errlen)
 		r = -ENOMEM;
 		snprintf(err, errlen, "out of memory for the page bitmap");
 		goto fail;
+	}
+	{
+		void *z = calloc(1, s->ps);
+
+		if (z == NULL) {
+			r = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		s->zero_hash = XXH3_64bits(z, s->ps);
+		free(z);
 	}
 	s->hole = calloc((s->npages + 63) / 64, sizeof(*s->hole));
 	if (s->hole == NULL) {
