@@ -66,7 +66,8 @@ set_flavour() {
 	case "${1:-}" in
 	"")	;;
 	--asan)	BUILD=build-asan; CMAKE_FLAGS=(-DPCD_ASAN=ON) ;;
-	--tsan)	BUILD=build-tsan; CMAKE_FLAGS=(-DPCD_TSAN=ON) ;;
+	--tsan)	BUILD=build-tsan; CMAKE_FLAGS=(-DPCD_TSAN=ON)
+		CTEST_ARGS=(-L tsan) ;;	# the concurrency tests (label tsan)
 	--fuzz)	BUILD=build-fuzz; CMAKE_FLAGS=(-DPCD_FUZZ=ON -DCMAKE_C_COMPILER=clang)
 		CTEST_ARGS=(-L fuzz) ;;	# the fuzz build runs the fuzz targets
 	*)	echo "unknown flavour '$1' (want --asan, --tsan or --fuzz)" >&2; exit 2 ;;
