@@ -543,6 +543,9 @@ print_detail(const Pcd__MigrationInfo *mi)
 		    mi->pages_mismatched);
 	if (mi->refused[0] != '\0')
 		printf("%-20s%s\n", "last refused peer:", mi->refused);
+	if (mi->reconnects != 0)
+		printf("%-20s%" PRIu64 " (channels resumed after a loss)\n",
+		    "reconnects:", mi->reconnects);
 	printf("%-20sp50 %" PRIu64 " us, p99 %" PRIu64 " us, p999 %" PRIu64
 	    " us, max %" PRIu64 " us\n", "fault latency:", mi->lat_p50_us,
 	    mi->lat_p99_us, mi->lat_p999_us, mi->lat_max_us);
@@ -634,6 +637,29 @@ cmd_cancel(struct opts *o, int argc, char **argv)
 	if (rc == EX_OK && !o->json)
 		printf("migration %s: cancelled (state %s)\n", req.id,
 		    ((Pcd__CancelReply *)a.msg)->state);
+	rpc_answer_clear(&a);
+	return rc;
+}
+
+static int
+cmd_resume(struct opts *o, int argc, char **argv)
+{
+	Pcd__ResumeRequest req = PCD__RESUME_REQUEST__INIT;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	int rc, i;
+
+	if ((rc = sub_parse("resume", argc, argv, &so, &i)) >= 0)
+		return rc;
+	if ((rc = want_args("resume", argc - i, 1, 2)) >= 0)
+		return rc;
+	req.id = argv[i];
+	if (argc - i > 1)
+		req.dest = argv[i + 1];
+	rc = ctl_call(o, RPC_M_RESUME, &req.base, &a);
+	if (rc == EX_OK && !o->json)
+		printf("migration %s: resume requested (state %s)\n", req.id,
+		    ((Pcd__ResumeReply *)a.msg)->state);
 	rpc_answer_clear(&a);
 	return rc;
 }
@@ -928,6 +954,12 @@ static const struct cmd cmds[] = {
 	  "(pages valid, GB/s, faults/s, fault latency p99, time left), one\n"
 	  "line (or JSON object) per event otherwise, then a summary. Exit 0\n"
 	  "if it completed, 1 if it failed or was cancelled." },
+	{ "resume", cmd_resume, "ID [HOST:PORT]",
+	  "Recover migration ID's channels now. On the source it reconnects\n"
+	  "(to HOST:PORT if given: the destination moved); on the destination\n"
+	  "it drops the channels so the source reconnects. The daemons also\n"
+	  "recover by themselves: a paused migration (status says why) is\n"
+	  "resumed as soon as the source reaches the destination again." },
 	{ "set-bandwidth", cmd_set_bandwidth, "ID BYTES/S",
 	  "Change the bulk stream limit of a running migration (0 removes it)." },
 	{ "version", cmd_version, "",

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@ struct chan {
 	pthread_mutex_t		 write_lock;	/* whole frames */
 	pthread_mutex_t		 err_lock;
 	atomic_int		 err;
+	atomic_int		 timeout_ms;	/* no progress for this long: error */
 	char			 errmsg[256];
 	_Atomic uint64_t	 bytes_out;
 	_Atomic uint64_t	 bytes_in;
@@ -127,7 +130,49 @@ chan_bytes_in(const struct chan *c)
 	return atomic_load(&c->bytes_in);
 }
 
-/* Waits for the socket; 0, or the sticky error. */
+void
+chan_set_timeout(struct chan *c, int ms)
+{
+	atomic_store(&c->timeout_ms, ms > 0 ? ms : 0);
+}
+
+bool
+chan_err_transient(int err)
+{
+	switch (err) {
+	case -ECONNRESET: case -EPIPE: case -ETIMEDOUT: case -EIO:
+	case -ECANCELED: case -ENETUNREACH: case -EHOSTUNREACH:
+	case -ECONNREFUSED: case -ENOTCONN: case -ESHUTDOWN: case -ENETDOWN:
+	case -EHOSTDOWN:
+		return true;
+	default:
+		return false;
+	}
+}
+
+void
+chan_sock_setup(int fd, int timeout_ms)
+{
+	int one = 1, idle = timeout_ms / 3000 > 0 ? timeout_ms / 3000 : 1;
+	int intvl = idle, cnt = 3;
+	unsigned ut = timeout_ms > 0 ? (unsigned)timeout_ms : 0;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (timeout_ms <= 0)
+		return;
+	/* A dead peer or path is noticed by the kernel within about
+	 * timeout_ms: keepalive probes while idle, and unacknowledged data
+	 * never waits longer (TCP_USER_TIMEOUT). */
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+}
+
+/* Waits for the socket; 0, or the sticky error. A wait longer than the
+ * channel's timeout is an error (-ETIMEDOUT): the peer sends pings, so
+ * silence means the connection is dead. */
 static int
 chan_wait(struct chan *c, short events)
 {
@@ -135,12 +180,16 @@ chan_wait(struct chan *c, short events)
 		{ .fd = c->fd, .events = events },
 		{ .fd = c->stopfd, .events = POLLIN },
 	};
+	int tmo = atomic_load(&c->timeout_ms);
 
 	for (;;) {
-		int r = poll(p, c->stopfd >= 0 ? 2 : 1, -1);
+		int r = poll(p, c->stopfd >= 0 ? 2 : 1, tmo > 0 ? tmo : -1);
 
 		if (atomic_load(&c->err) != 0)
 			return atomic_load(&c->err);
+		if (r == 0)
+			return chan_set_error(c, -ETIMEDOUT, "%s channel: no "
+			    "progress for %d ms (connection lost?)", c->name, tmo);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -185,7 +234,10 @@ chan_ssl_result(struct chan *c, int ok, size_t n, int r, const char *op,
 	default: {
 		char why[256] = "";
 		tls_errors(why, sizeof(why));
-		return chan_set_error(c, -EPROTO, "%s channel: TLS %s failed: %s",
+		/* A broken or truncated record: the connection is lost,
+		 * not the protocol broken (-EPROTO is kept for frames we
+		 * refuse). */
+		return chan_set_error(c, -EIO, "%s channel: TLS %s failed: %s",
 		    c->name, op, why);
 	}
 	}

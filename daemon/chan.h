@@ -13,6 +13,7 @@
 #ifndef PCD_CHAN_H
 #define PCD_CHAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,15 @@ const char *chan_errmsg(struct chan *c);
 int chan_set_error(struct chan *c, int err, const char *fmt, ...) PCD_PRINTF(3, 4);
 /* From any thread: make blocked and later I/O fail with -ECANCELED. */
 void chan_shutdown(struct chan *c);
+
+/* Waits (read or write) longer than ms fail with -ETIMEDOUT; 0 = never. */
+void chan_set_timeout(struct chan *c, int ms);
+/* Whether a channel error means the connection was lost (reconnecting may
+ * help) rather than a peer that broke the protocol or a local failure. */
+bool chan_err_transient(int err);
+/* TCP_NODELAY, keepalive and TCP_USER_TIMEOUT so a dead path is noticed in
+ * about timeout_ms (0: keepalive with the system's defaults). */
+void chan_sock_setup(int fd, int timeout_ms);
 
 uint64_t chan_bytes_out(const struct chan *c);
 uint64_t chan_bytes_in(const struct chan *c);

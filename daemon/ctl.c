@@ -563,6 +563,27 @@ ctl_set_bandwidth(struct ctl_conn *c, const struct rpc_hdr *h,
 }
 
 static void
+ctl_resume(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__ResumeRequest *req)
+{
+	Pcd__ResumeReply rep = PCD__RESUME_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	struct mig_stats ms;
+	char err[CTL_ERR] = "";
+	int r;
+
+	rep.status = &st;
+	r = mig_resume(c->srv->d->migs, req->id, req->dest, err, sizeof(err));
+	if (mig_get_stats(c->srv->d->migs, req->id, &ms) == 0)
+		rep.state = (char *)mig_state_name(ms.state);
+	if (r == 0)
+		log_notice("migration %s: resume requested by %s", req->id,
+		    c->peer);
+	ctl_status(&st, r, err);
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
 ctl_version(struct ctl_conn *c, const struct rpc_hdr *h)
 {
 	Pcd__VersionReply rep = PCD__VERSION_REPLY__INIT;
@@ -666,6 +687,9 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 		break;
 	case RPC_M_WATCH:
 		ctl_watch(c, h, (Pcd__WatchRequest *)req);
+		break;
+	case RPC_M_RESUME:
+		ctl_resume(c, h, (Pcd__ResumeRequest *)req);
 		break;
 	case RPC_M_SET_BANDWIDTH:
 		ctl_set_bandwidth(c, h, (Pcd__SetBandwidthRequest *)req);

@@ -23,6 +23,18 @@
  * scratch buffer and dropped, so a page the guest already owns is never
  * overwritten. A page is marked valid only after all its bytes are in.
  *
+ * Network loss: a transient error on either channel (reset, timeout, broken
+ * TLS record) ends the session: both channels are dropped, pages whose
+ * bytes were cut off are released (claimed but never valid), the migration
+ * is PAUSED, and the listener (kept open) waits for the source to come
+ * back. Faulting guest threads stay blocked: their pages are never mapped
+ * before they are valid. The resume Welcome lists the valid pages (and
+ * whether the Switchover arrived); once the channels are back every page a
+ * guest thread waits on is requested again. The fault thread pings the
+ * source on the urgent channel when it has been quiet for MIG_PING_MS; a
+ * channel silent for MIG_LINK_TIMEOUT_MS counts as lost. Digests are
+ * compared per session (the source sends all of them again).
+ *
  * COPY mode (the baseline, anonymous guest memory): there is no memfd and
  * no alias; pages are received into a bounce buffer and placed with
  * UFFDIO_COPY (zero runs with UFFDIO_ZEROPAGE), which maps them at once.
@@ -109,6 +121,14 @@ struct dest {
 	pthread_cond_t		 cond;
 	bool			 stop;
 	bool			 finished;	/* Complete sent */
+	bool			 broken;	/* this session's channels failed */
+
+	/* The channel pointers change between sessions (main thread); the
+	 * fault thread and dest_resume use them under txlock. */
+	pthread_mutex_t		 txlock;
+	_Atomic uint64_t	 last_tx_ns;	/* urgent: last frame sent */
+	atomic_bool		 switched;	/* Switchover arrived */
+	unsigned		 sessions;	/* [main] */
 };
 
 static bool
@@ -122,17 +142,37 @@ dest_stopped(struct dest *d)
 	return stop;
 }
 
+/* Ends this session after an error: both channels fail so every thread
+ * using them returns; the main thread decides what next. */
 static void
-dest_chan_fail(struct dest *d, struct chan *c)
+dest_break(struct dest *d)
 {
-	bool quiet;
-
 	pthread_mutex_lock(&d->lock);
-	quiet = d->stop || d->finished;
+	d->broken = true;
+	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
-	/* After Complete the source may close first: not an error. */
-	if (!quiet && chan_error(c) != -ECANCELED)
-		mig_post_fail(d->m, "%s", chan_errmsg(c));
+	pthread_mutex_lock(&d->txlock);
+	chan_shutdown(d->urgent);
+	chan_shutdown(d->bulk);
+	pthread_mutex_unlock(&d->txlock);
+}
+
+/* Sends a message on the urgent channel from any thread. With no session
+ * (channels lost) nothing is sent: a page request is sent again when the
+ * channels are back. A send error breaks the session. */
+static void
+dest_send_urgent(struct dest *d, unsigned type, const ProtobufCMessage *msg)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&d->txlock);
+	if (d->urgent != NULL && chan_error(d->urgent) == 0) {
+		r = chan_send_msg(d->urgent, type, msg);
+		atomic_store(&d->last_tx_ns, now_ns());
+	}
+	pthread_mutex_unlock(&d->txlock);
+	if (r < 0)
+		dest_break(d);
 }
 
 /* ---- mapping pages into the guest -------------------------------------- */
@@ -455,6 +495,11 @@ dest_urgent_main(void *arg)
 
 			if ((r = chan_recv_msg(d->urgent, &h, &msg)) < 0)
 				break;
+			if (atomic_load(&d->switched)) {
+				r = chan_set_error(d->urgent, -EPROTO, "urgent "
+				    "channel: a second Switchover");
+				break;
+			}
 			sw = (const Pcd__Wire__Switchover *)msg;
 			if (sw->device_state.len > 0 &&
 			    (state = malloc(sw->device_state.len)) == NULL) {
@@ -467,6 +512,7 @@ dest_urgent_main(void *arg)
 				    sw->device_state.len);
 			log_info("migration %s: switchover (%zu bytes of device "
 			    "state)", d->m->id, sw->device_state.len);
+			atomic_store(&d->switched, true);
 			mig_post_switchover(d->m, state, sw->device_state.len,
 			    sw->paused_at_ms);
 			break;
@@ -494,7 +540,7 @@ dest_urgent_main(void *arg)
 		if (msg != NULL)
 			protobuf_c_message_free_unpacked(msg, NULL);
 	}
-	dest_chan_fail(d, d->urgent);
+	dest_break(d);
 	free(bounce);
 	return NULL;
 }
@@ -515,7 +561,8 @@ dest_request(struct dest *d, uint64_t i)
 	rq.index = i;
 	rq.count = n;
 	atomic_fetch_add_explicit(&d->m->c.requests, 1, memory_order_relaxed);
-	return chan_send_msg(d->urgent, WIRE_PAGE_REQUEST, &rq.base);
+	dest_send_urgent(d, WIRE_PAGE_REQUEST, &rq.base);
+	return 0;
 }
 
 static int
@@ -574,9 +621,9 @@ dest_fault_main(void *arg)
 			{ .fd = d->m->stopfd, .events = POLLIN },
 		};
 		ssize_t n;
-		int r = 0;
+		int r = 0, pr;
 
-		if (poll(p, 2, -1) < 0) {
+		if ((pr = poll(p, 2, MIG_PING_MS / 2)) < 0) {
 			if (errno == EINTR)
 				continue;
 			mig_post_fail(d->m, "fault loop: poll: %s", strerror(errno));
@@ -584,6 +631,15 @@ dest_fault_main(void *arg)
 		}
 		if (p[1].revents & POLLIN)
 			return NULL;
+		if (now_ns() - atomic_load(&d->last_tx_ns) >=
+		    MIG_PING_MS * 1000000ull) {
+			Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
+
+			ping.seq = now_ns();
+			dest_send_urgent(d, WIRE_PING, &ping.base);
+		}
+		if (pr == 0)
+			continue;
 		if (p[0].revents & (POLLERR | POLLHUP)) {
 			mig_post_fail(d->m, "fault loop: the userfaultfd reports "
 			    "an error (the VMM's address space is gone?)");
@@ -603,9 +659,7 @@ dest_fault_main(void *arg)
 			r = dest_fault(d, msgs[k].arg.pagefault.address);
 		}
 		if (r < 0) {
-			if (d->urgent != NULL && chan_error(d->urgent) != 0)
-				dest_chan_fail(d, d->urgent);
-			else if (!dest_stopped(d))
+			if (!dest_stopped(d))
 				mig_post_fail(d->m, "fault loop: cannot resolve "
 				    "a fault: %s", strerror(-r));
 			return NULL;
@@ -626,6 +680,56 @@ dest_refuse(struct chan *c, uint32_t code, const char *why)
 	w.status = &st;
 	w.version = WIRE_VERSION;
 	chan_send_msg(c, WIRE_WELCOME, &w.base);
+}
+
+#define DEST_HAVE_MAX	60000	/* ranges in a Welcome (its 1 MiB cap) */
+
+/* The valid pages as ranges, for a resume Welcome. Fewer ranges than the
+ * pages held is safe (the source sends the rest again and the copies are
+ * dropped); more never happens: only valid pages are listed. */
+static int
+dest_have(struct dest *d, Pcd__Wire__PageRange **out_rs,
+    Pcd__Wire__PageRange ***out_ps, size_t *out_n)
+{
+	Pcd__Wire__PageRange *rs = NULL, **ps = NULL;
+	size_t n = 0, cap = 0;
+
+	for (uint64_t i = 0; i < d->npages && n < DEST_HAVE_MAX; ) {
+		uint64_t k = 0;
+
+		if (!bm_test(d->valid, i)) {
+			i++;
+			continue;
+		}
+		while (i + k < d->npages && bm_test(d->valid, i + k))
+			k++;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 256;
+			void *nr = realloc(rs, nc * sizeof(*rs));
+
+			if (nr == NULL) {
+				free(rs);
+				return -ENOMEM;
+			}
+			rs = nr;
+			cap = nc;
+		}
+		pcd__wire__page_range__init(&rs[n]);
+		rs[n].first = i;
+		rs[n].count = k;
+		n++;
+		i += k;
+	}
+	if (n > 0 && (ps = calloc(n, sizeof(*ps))) == NULL) {
+		free(rs);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < n; k++)
+		ps[k] = &rs[k];
+	*out_rs = rs;
+	*out_ps = ps;
+	*out_n = n;
+	return 0;
 }
 
 /* One connection: TLS, Hello, Welcome. 0 and the channel, or an error
@@ -657,6 +761,7 @@ dest_accept_one(struct dest *d, int fd, const char *peer, struct chan **out,
 		close(fd);
 		return r;
 	}
+	chan_set_timeout(c, MIG_LINK_TIMEOUT_MS);
 	if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
 		goto fail;
 	if (h.type != WIRE_HELLO) {
@@ -684,7 +789,20 @@ dest_accept_one(struct dest *d, int fd, const char *peer, struct chan **out,
 	}
 	w.status = &ok;
 	w.version = WIRE_VERSION;
-	if ((r = chan_send_msg(c, WIRE_WELCOME, &w.base)) < 0)
+	if (hello->resume) {
+		Pcd__Wire__PageRange *rs = NULL;
+
+		if ((r = dest_have(d, &rs, &w.have, &w.n_have)) < 0) {
+			chan_set_error(c, r, "out of memory for the page list");
+			goto fail;
+		}
+		w.switched = atomic_load(&d->switched);
+		r = chan_send_msg(c, WIRE_WELCOME, &w.base);
+		free(w.have);
+		free(rs);
+		if (r < 0)
+			goto fail;
+	} else if ((r = chan_send_msg(c, WIRE_WELCOME, &w.base)) < 0)
 		goto fail;
 	protobuf_c_message_free_unpacked(&hello->base, NULL);
 	*out = c;
@@ -710,7 +828,7 @@ dest_accept_channels(struct dest *d)
 		socklen_t sl = sizeof(ss);
 		char host[128] = "?", serv[16] = "?", peer[160];
 		struct chan *c = NULL;
-		int fd, kind = 0, one = 1;
+		int fd, kind = 0;
 
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -734,8 +852,7 @@ dest_accept_channels(struct dest *d)
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv,
 		    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
 		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
 		if (dest_accept_one(d, fd, peer, &c, &kind) < 0) {
 			if (dest_stopped(d))
 				return -ECANCELED;
@@ -746,12 +863,12 @@ dest_accept_channels(struct dest *d)
 		log_info("migration %s: %s channel from %s accepted", d->m->id,
 		    kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" : "urgent",
 		    peer);
-		pthread_mutex_lock(&d->lock);
+		pthread_mutex_lock(&d->txlock);
 		if (kind == PCD__WIRE__CHANNEL__CHANNEL_BULK)
 			d->bulk = c;
 		else
 			d->urgent = c;
-		pthread_mutex_unlock(&d->lock);
+		pthread_mutex_unlock(&d->txlock);
 	}
 	return 0;
 }
@@ -798,12 +915,18 @@ dest_finish(struct dest *d)
 	char msg[160] = "";
 	int r;
 
+	bool broken;
+
 	pthread_mutex_lock(&d->lock);
-	while (!d->stop && atomic_load(&m->c.pages_valid) < d->npages)
+	while (!d->stop && !d->broken &&
+	    atomic_load(&m->c.pages_valid) < d->npages)
 		pthread_cond_wait(&d->cond, &d->lock);
+	broken = d->broken;
 	pthread_mutex_unlock(&d->lock);
 	if (dest_stopped(d))
 		return -ECANCELED;
+	if (broken)
+		return -ECONNRESET;	/* the session's error says why */
 	/* Every page is valid; map whatever is not mapped yet. */
 	for (uint64_t i = 0; i < d->npages; ) {
 		uint64_t n = 0;
@@ -841,14 +964,14 @@ dest_finish(struct dest *d)
 	done.pages_verified = verified;
 	done.pages_mismatched = bad;
 	done.message = msg;
+	pthread_mutex_lock(&d->txlock);
+	r = chan_send_msg(d->urgent, WIRE_COMPLETE, &done.base);
+	pthread_mutex_unlock(&d->txlock);
+	if (r < 0)
+		return r;	/* sent again after a reconnect */
 	pthread_mutex_lock(&d->lock);
 	d->finished = true;
 	pthread_mutex_unlock(&d->lock);
-	if ((r = chan_send_msg(d->urgent, WIRE_COMPLETE, &done.base)) < 0) {
-		mig_post_fail(m, "cannot report completion to the source: %s",
-		    chan_errmsg(d->urgent));
-		return 0;
-	}
 	log_info("migration %s: all %" PRIu64 " pages received and mapped; %"
 	    PRIu64 " verified, %" PRIu64 " mismatched", m->id, d->npages,
 	    verified, bad);
@@ -856,40 +979,24 @@ dest_finish(struct dest *d)
 	return 0;
 }
 
-static void *
-dest_main(void *arg)
+/* Receives the bulk stream of one session: pages, then the digests of
+ * every page (compared as they arrive). 0 when all digests are in, or the
+ * error. */
+static int
+dest_recv_bulk(struct dest *d)
 {
-	struct dest *d = arg;
-	struct mig *m = d->m;
 	struct wire_limits lim = { d->npages, d->ps };
 	uint8_t *bounce = NULL;
 	uint64_t digests = 0;
 	char why[200];
 	int r;
 
-	if ((r = dest_accept_channels(d)) < 0) {
-		if (r != -ECANCELED)
-			mig_post_fail(m, "accepting the source: %s", strerror(-r));
-		return NULL;
-	}
-	close(d->lfd);
-	d->lfd = -1;
-	if (pthread_create(&d->fault_thr, NULL, dest_fault_main, d) != 0) {
-		mig_post_fail(m, "cannot start the fault thread");
-		return NULL;
-	}
-	d->fault_started = true;
-	if (pthread_create(&d->urgent_thr, NULL, dest_urgent_main, d) != 0) {
-		mig_post_fail(m, "cannot start the urgent thread");
-		return NULL;
-	}
-	d->urgent_started = true;
-	mig_post(m, MIG_EV_CONNECTED);
-
-	if (d->copy && (bounce = malloc((size_t)WIRE_MAX_BATCH * d->ps)) == NULL) {
-		mig_post_fail(m, "out of memory");
-		return NULL;
-	}
+	/* Every session brings every digest again. */
+	d->verified = d->mismatched = 0;
+	d->first_bad = UINT64_MAX;
+	d->ndeferred = 0;
+	if (d->copy && (bounce = malloc((size_t)WIRE_MAX_BATCH * d->ps)) == NULL)
+		return chan_set_error(d->bulk, -ENOMEM, "out of memory");
 	for (r = 0; r == 0 && digests < d->npages; ) {
 		struct wire_hdr h;
 		ProtobufCMessage *msg = NULL;
@@ -946,15 +1053,140 @@ dest_main(void *arg)
 			protobuf_c_message_free_unpacked(msg, NULL);
 	}
 	free(bounce);
-	if (r == 0)
-		r = dest_finish(d);
-	if (r < 0) {
-		if (chan_error(d->bulk) != 0)
-			dest_chan_fail(d, d->bulk);
-		else if (chan_error(d->urgent) != 0)
-			dest_chan_fail(d, d->urgent);
+	return r;
+}
+
+/* Asks again for every page a guest thread waits on (after a reconnect). */
+static void
+dest_rerequest(struct dest *d)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < d->npages; i++) {
+		Pcd__Wire__PageRequest rq = PCD__WIRE__PAGE_REQUEST__INIT;
+
+		if (!bm_test(d->faulted, i) || bm_test(d->valid, i))
+			continue;
+		bm_set(d->requested, i);
+		rq.index = i;
+		rq.count = 1;
+		atomic_fetch_add_explicit(&d->m->c.requests, 1,
+		    memory_order_relaxed);
+		dest_send_urgent(d, WIRE_PAGE_REQUEST, &rq.base);
+		n++;
 	}
-	return NULL;
+	if (n > 0)
+		log_info("migration %s: asked again for %" PRIu64 " pages guest "
+		    "threads wait on", d->m->id, n);
+}
+
+/* Ends a session: channels dropped, the urgent thread joined, pages whose
+ * bytes were cut off released. Main thread. */
+static void
+dest_session_close(struct dest *d)
+{
+	struct chan *u, *b;
+	uint64_t released = 0;
+
+	dest_break(d);
+	if (d->urgent_started)
+		pthread_join(d->urgent_thr, NULL);
+	d->urgent_started = false;
+	pthread_mutex_lock(&d->txlock);
+	u = d->urgent;
+	b = d->bulk;
+	d->urgent = d->bulk = NULL;
+	pthread_mutex_unlock(&d->txlock);
+	chan_free(u);
+	chan_free(b);
+	/* No receiver runs: a claimed page that is not valid lost its bytes
+	 * with the connection; it is received again. */
+	for (uint64_t i = 0; i < d->npages; i++) {
+		if (bm_test(d->valid, i))
+			continue;
+		if (bm_clear(d->claimed, i))
+			released++;
+		bm_clear(d->requested, i);
+	}
+	pthread_mutex_lock(&d->lock);
+	d->broken = false;
+	pthread_mutex_unlock(&d->lock);
+	log_info("migration %s: session closed; %" PRIu64 " pages cut off in "
+	    "transfer will be received again", d->m->id, released);
+}
+
+/* The error that ended a session: the first channel error that is not a
+ * mere consequence (-ECANCELED from dest_break), and its message. */
+static int
+dest_session_error(struct dest *d, char *why, size_t whylen)
+{
+	struct chan *cs[2] = { d->bulk, d->urgent };
+
+	for (int k = 0; k < 2; k++) {
+		int e = cs[k] != NULL ? chan_error(cs[k]) : 0;
+
+		if (e != 0 && e != -ECANCELED) {
+			snprintf(why, whylen, "%s", chan_errmsg(cs[k]));
+			return e;
+		}
+	}
+	snprintf(why, whylen, "channels dropped");
+	return -ECANCELED;
+}
+
+static void *
+dest_main(void *arg)
+{
+	struct dest *d = arg;
+	struct mig *m = d->m;
+	char why[300];
+	int r;
+
+	for (;;) {
+		if ((r = dest_accept_channels(d)) < 0) {
+			if (r != -ECANCELED)
+				mig_post_fail(m, "accepting the source: %s",
+				    strerror(-r));
+			return NULL;
+		}
+		if (d->sessions++ == 0) {
+			if (pthread_create(&d->fault_thr, NULL, dest_fault_main,
+			    d) != 0) {
+				mig_post_fail(m, "cannot start the fault thread");
+				return NULL;
+			}
+			d->fault_started = true;
+		}
+		if (pthread_create(&d->urgent_thr, NULL, dest_urgent_main, d) != 0) {
+			mig_post_fail(m, "cannot start the urgent thread");
+			return NULL;
+		}
+		d->urgent_started = true;
+		if (d->sessions == 1) {
+			mig_post(m, MIG_EV_CONNECTED);
+		} else {
+			atomic_fetch_add(&m->c.reconnects, 1);
+			mig_post_link(m, false, "the source reconnected "
+			    "(session %u)", d->sessions);
+			dest_rerequest(d);
+		}
+
+		r = dest_recv_bulk(d);
+		if (r == 0)
+			r = dest_finish(d);
+		if (r == 0 || dest_stopped(d))
+			return NULL;
+		r = dest_session_error(d, why, sizeof(why));
+		if (!chan_err_transient(r)) {
+			mig_post_fail(m, "%s", why);
+			return NULL;
+		}
+		log_warnx("migration %s: channels lost (%s); waiting for the "
+		    "source to reconnect on %s", m->id, why, m->listen);
+		mig_post_link(m, true, "channels lost: %s; waiting for the "
+		    "source on %s", why, m->listen);
+		dest_session_close(d);
+	}
 }
 
 /* ---- setup and teardown (loop thread) ---------------------------------- */
@@ -972,6 +1204,7 @@ dest_get(struct mig *m)
 	d->lfd = d->memfd = d->uffd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->plock, NULL);
+	pthread_mutex_init(&d->txlock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	m->dst = d;
 	return d;
@@ -1166,7 +1399,31 @@ dest_stop(struct mig *m)
 	free(d->deferred);
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->plock);
+	pthread_mutex_destroy(&d->txlock);
 	pthread_cond_destroy(&d->cond);
 	free(d);
 	m->dst = NULL;
+}
+
+int
+dest_resume(struct mig *m, char *err, size_t errlen)
+{
+	struct dest *d = m->dst;
+	bool up;
+
+	if (d == NULL) {
+		snprintf(err, errlen, "migration '%s' has no channels yet", m->id);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&d->txlock);
+	up = d->urgent != NULL && d->bulk != NULL;
+	if (up)
+		chan_set_error(d->urgent, -ECONNRESET, "urgent channel: dropped "
+		    "by a Resume request");
+	pthread_mutex_unlock(&d->txlock);
+	/* Channels up: drop them (the source reconnects); otherwise the
+	 * listener already waits for the source. */
+	if (up)
+		dest_break(d);
+	return 0;
 }

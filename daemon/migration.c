@@ -218,6 +218,21 @@ mig_post_refused(struct mig *m, const char *fmt, ...)
 }
 
 void
+mig_post_link(struct mig *m, bool down, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	m->link_down = down;
+	va_start(ap, fmt);
+	vsnprintf(m->link_why, sizeof(m->link_why), fmt, ap);
+	va_end(ap);
+	m->pending |= MIG_EV_LINK;
+	pthread_mutex_unlock(&m->lock);
+	mig_wake(m);
+}
+
+void
 mig_post_switchover(struct mig *m, void *state, size_t len,
     uint64_t paused_at_ms)
 {
@@ -273,9 +288,10 @@ mig_on_event(evutil_socket_t fd, short what, void *arg)
 	struct mig *m = arg;
 	unsigned ev;
 	uint64_t v, paused_at;
-	char fail[256], refused[256];
+	char fail[256], refused[256], link_why[256];
 	void *state;
 	size_t state_len;
+	bool link_down;
 
 	if (read(m->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("migration %s: event eventfd read", m->id);
@@ -287,6 +303,8 @@ mig_on_event(evutil_socket_t fd, short what, void *arg)
 	state = m->devstate;
 	state_len = m->devstate_len;
 	paused_at = m->paused_at_ms;
+	link_down = m->link_down;
+	memcpy(link_why, m->link_why, sizeof(link_why));
 	m->devstate = NULL;
 	m->devstate_len = 0;
 	pthread_mutex_unlock(&m->lock);
@@ -302,6 +320,21 @@ mig_on_event(evutil_socket_t fd, short what, void *arg)
 	}
 	if (mig_terminal(m->state))
 		goto out;
+	if ((ev & MIG_EV_LINK) && link_down) {
+		if (m->state != MIG_STATE_PAUSED) {
+			m->state_before_pause = m->state;
+			snprintf(m->errmsg, sizeof(m->errmsg), "%s", link_why);
+			log_warnx("migration %s: paused: %s", m->id, link_why);
+			mig_set_state(m, MIG_STATE_PAUSED);
+		} else if (strcmp(m->errmsg, link_why) != 0) {
+			snprintf(m->errmsg, sizeof(m->errmsg), "%s", link_why);
+			mig_notify(m);
+		}
+	} else if ((ev & MIG_EV_LINK) && m->state == MIG_STATE_PAUSED) {
+		m->errmsg[0] = '\0';
+		log_notice("migration %s: resumed: %s", m->id, link_why);
+		mig_set_state(m, m->state_before_pause);
+	}
 	if (ev & MIG_EV_CONNECTED) {
 		m->setup_ns = now_ns() - m->t0_ns;
 		mig_set_state(m, MIG_STATE_PRECOPY);
@@ -330,7 +363,10 @@ mig_on_event(evutil_socket_t fd, short what, void *arg)
 		uint64_t now = wall_ms();
 		m->downtime_ms = paused_at != 0 && now >= paused_at ?
 		    now - paused_at : 0;
-		mig_set_state(m, MIG_STATE_POSTCOPY);
+		if (m->state == MIG_STATE_PAUSED)
+			m->state_before_pause = MIG_STATE_POSTCOPY;
+		else
+			mig_set_state(m, MIG_STATE_POSTCOPY);
 	}
 	if (ev & MIG_EV_DONE) {
 		uint64_t bad = atomic_load(&m->c.pages_mismatched);
@@ -597,6 +633,49 @@ mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 }
 
 int
+mig_resume(struct mig_table *t, const char *id, const char *addr,
+    char *err, size_t errlen)
+{
+	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+	char host[256];
+	uint16_t port;
+	int r;
+
+	if (m == NULL) {
+		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
+		return -ENOENT;
+	}
+	if (m->state != MIG_STATE_PAUSED && m->state != MIG_STATE_POSTCOPY &&
+	    m->state != MIG_STATE_PRECOPY) {
+		snprintf(err, errlen, "migration '%s' is %s: only a paused or "
+		    "running migration can be resumed", id,
+		    mig_state_name(m->state));
+		return -EINVAL;
+	}
+	if (addr != NULL && addr[0] != '\0') {
+		if (m->role != MIG_ROLE_SOURCE) {
+			snprintf(err, errlen, "migration '%s' is a destination: "
+			    "a new address applies on the source", id);
+			return -EINVAL;
+		}
+		if (parse_hostport(addr, host, sizeof(host), &port) < 0 ||
+		    port == 0) {
+			snprintf(err, errlen, "invalid destination address "
+			    "'%.100s' (want host:port)", addr);
+			return -EINVAL;
+		}
+	}
+	if (m->role == MIG_ROLE_SOURCE)
+		r = source_resume(m, addr, err, errlen);
+	else
+		r = dest_resume(m, err, errlen);
+	if (r == 0)
+		log_notice("migration %s: resume requested%s%s", id,
+		    addr && addr[0] ? " to " : "", addr && addr[0] ? addr : "");
+	return r;
+}
+
+int
 mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
     char *err, size_t errlen)
 {
@@ -646,6 +725,7 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	s->lat_max_us = atomic_load(&m->c.lat_max_us);
 	s->pages_verified = atomic_load(&m->c.pages_verified);
 	s->pages_mismatched = atomic_load(&m->c.pages_mismatched);
+	s->reconnects = atomic_load(&m->c.reconnects);
 	s->bandwidth_bps = atomic_load(&m->bandwidth_bps);
 	s->start_ms = m->start_ms;
 	end = m->end_ns ? m->end_ns : now_ns();
@@ -734,7 +814,10 @@ mig_vmm_paused(void *arg, struct vmm_session *s, const void *state, size_t len)
 		return;
 	}
 	source_paused(m, state, len);
-	mig_set_state(m, MIG_STATE_POSTCOPY);
+	if (m->state == MIG_STATE_PAUSED)
+		m->state_before_pause = MIG_STATE_POSTCOPY;
+	else
+		mig_set_state(m, MIG_STATE_POSTCOPY);
 }
 
 static void

@@ -91,6 +91,8 @@ struct mig_stats {
 	uint64_t	 page_requests;	/* dest: PageRequests sent; src: served */
 	uint64_t	 pages_verified;	/* dest: digest matched the source */
 	uint64_t	 pages_mismatched;
+	/* Added for reliability: */
+	uint64_t	 reconnects;	/* channel sessions resumed after a loss */
 };
 
 typedef void (*mig_notify_fn)(void *arg, const char *id);
@@ -110,6 +112,12 @@ int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
 int mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
     char *err, size_t errlen);
 int mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen);
+/* Recover a migration's channels by hand: on a source, reconnect now (to
+ * addr if not NULL/empty: the destination moved); on a destination, drop
+ * the channels so the source reconnects. Paused or running migrations
+ * only. */
+int mig_resume(struct mig_table *t, const char *id, const char *addr,
+    char *err, size_t errlen);
 int mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
     char *err, size_t errlen);
 int mig_get_stats(struct mig_table *t, const char *id, struct mig_stats *out);

@@ -28,7 +28,16 @@ enum {
 	MIG_EV_DONE		= 1 << 2,	/* completed and verified */
 	MIG_EV_FAILED		= 1 << 3,	/* see fail */
 	MIG_EV_REFUSED		= 1 << 4,	/* a bad peer was turned away */
+	MIG_EV_LINK		= 1 << 5,	/* channels lost or back: link_down */
 };
+
+/* Channels: how long without any byte before a connection counts as lost
+ * (both sides send a Ping at least every MIG_PING_MS), and the source's
+ * reconnect backoff. */
+#define MIG_PING_MS		1000
+#define MIG_LINK_TIMEOUT_MS	10000
+#define MIG_RECONNECT_MIN_MS	100
+#define MIG_RECONNECT_MAX_MS	3000
 
 struct mig_counters {
 	_Atomic uint64_t	pages_valid;
@@ -43,6 +52,7 @@ struct mig_counters {
 	_Atomic uint64_t	lat_max_us;
 	_Atomic uint64_t	pages_verified;
 	_Atomic uint64_t	pages_mismatched;
+	_Atomic uint64_t	reconnects;	/* sessions resumed after a loss */
 };
 
 struct mig {
@@ -83,6 +93,9 @@ struct mig {
 	void			*devstate;
 	size_t			 devstate_len;
 	uint64_t		 paused_at_ms;	/* dest: from Switchover */
+	bool			 link_down;	/* channels lost, recovering */
+	char			 link_why[256];
+	enum mig_state		 state_before_pause;	/* [loop] */
 
 	struct mig_counters	 c;
 	struct source		*src;		/* [loop] owner */
@@ -97,16 +110,24 @@ void mig_post_refused(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
 void mig_post_switchover(struct mig *m, void *state, size_t len,
     uint64_t paused_at_ms);
 void mig_lat_record(struct mig *m, uint64_t us);
+/* The channels were lost (down, with why) or are back (up). */
+void mig_post_link(struct mig *m, bool down, const char *fmt, ...)
+    PCD_PRINTF(3, 4);
 
 /* source.c (loop thread) */
 int source_start(struct mig *m, char *err, size_t errlen);
 void source_paused(struct mig *m, const void *state, size_t len);
 void source_stop(struct mig *m);	/* stops, joins, frees; NULL-safe */
+/* Reconnect now (addr: a new destination address, or NULL); when the
+ * channels are up, they are dropped and reconnected. */
+int source_resume(struct mig *m, const char *addr, char *err, size_t errlen);
 
 /* dest.c (loop thread) */
 int dest_listen(struct mig *m, char *err, size_t errlen);
 int dest_start(struct mig *m, char *err, size_t errlen);
 void dest_stop(struct mig *m);		/* stops, joins, frees; NULL-safe */
+/* Drops the channels (the source reconnects). */
+int dest_resume(struct mig *m, char *err, size_t errlen);
 
 /* Atomic page bitmaps (one bit per page). */
 static inline bool

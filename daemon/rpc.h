@@ -35,6 +35,7 @@ enum rpc_code {
 enum rpc_method {
 	RPC_M_PREPARE = 0, RPC_M_MIGRATE, RPC_M_STATUS, RPC_M_CANCEL,
 	RPC_M_WATCH, RPC_M_SET_BANDWIDTH, RPC_M_VERSION, RPC_M_CHECK_KERNEL,
+	RPC_M_RESUME,
 };
 
 struct rpc_hdr {

@@ -9,6 +9,17 @@
  *   bulk:   after the switchover streams every page not yet sent, in order
  *           from a cursor that requests move (all-zero runs as ZERO
  *           records), under the bandwidth limit; then the per-page digests.
+ *           It also sends a Ping on each channel that would otherwise be
+ *           silent for MIG_PING_MS, so the destination can tell a dead
+ *           connection from an idle one.
+ * Network loss: a channel that fails with a transient error (reset,
+ * timeout, TLS record broken) ends the session: both channels are dropped,
+ * the migration is PAUSED and the main thread reconnects to the
+ * destination's listener with backoff, saying resume in Hello. The
+ * destination's Welcome lists the pages it holds; every other page is
+ * sent again (the destination drops copies it has), the Switchover is sent
+ * again if it was lost, and the destination asks again for the pages its
+ * guest waits on.
  * Pages are read from a read-only shared mapping of the VMM's memfd; page
  * payloads go from that mapping to SSL_write without a copy.
  */
@@ -23,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -45,6 +57,7 @@ struct source {
 	struct chan		*urgent;
 	pthread_t		 main_thr, bulk_thr;
 	bool			 main_started, bulk_started;
+	char			 addr[256];	/* [lock] destination */
 
 	const uint8_t		*map;
 	uint64_t		 npages;
@@ -60,7 +73,9 @@ struct source {
 	pthread_cond_t		 cond;
 	bool			 stop;
 	bool			 paused;
-	bool			 switched;	/* Switchover sent */
+	bool			 switched;	/* Switchover sent (dest has it) */
+	bool			 broken;	/* this session's channels failed */
+	bool			 kick;		/* reconnect now (Resume) */
 	void			*devstate;
 	size_t			 devstate_len;
 	uint64_t		 paused_at_ms;
@@ -127,17 +142,24 @@ src_claim(struct source *s, uint64_t i)
 	return true;
 }
 
+/* retry: retry refusals for a while (the first connect: the destination
+ * may be a moment behind); a reconnect has its own backoff. */
 static int
-src_connect_tcp(struct source *s, int *fdp, char *err, size_t errlen)
+src_connect_tcp(struct source *s, bool retry, int *fdp, char *err,
+    size_t errlen)
 {
 	char host[256], portstr[8];
 	uint16_t port;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 	uint64_t deadline = now_ns() + SRC_CONNECT_TIMEOUT_MS * 1000000ull;
-	int fd = -1, r, one = 1;
+	int fd = -1, r;
+	char addr[256];
 
-	if (parse_hostport(s->m->addr, host, sizeof(host), &port) < 0) {
-		snprintf(err, errlen, "bad destination address '%s'", s->m->addr);
+	pthread_mutex_lock(&s->lock);
+	memcpy(addr, s->addr, sizeof(addr));
+	pthread_mutex_unlock(&s->lock);
+	if (parse_hostport(addr, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "bad destination address '%s'", addr);
 		return -EINVAL;
 	}
 	snprintf(portstr, sizeof(portstr), "%u", port);
@@ -160,9 +182,9 @@ src_connect_tcp(struct source *s, int *fdp, char *err, size_t errlen)
 		close(fd);
 		fd = -1;
 		/* The destination may be a moment behind: retry refusals. */
-		if (r != -ECONNREFUSED || now_ns() >= deadline) {
+		if (r != -ECONNREFUSED || !retry || now_ns() >= deadline) {
 			snprintf(err, errlen, "cannot connect to %s: %s",
-			    s->m->addr, strerror(-r));
+			    addr, strerror(-r));
 			break;
 		}
 		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
@@ -175,16 +197,55 @@ src_connect_tcp(struct source *s, int *fdp, char *err, size_t errlen)
 	freeaddrinfo(res);
 	if (r < 0)
 		return r;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
 	*fdp = fd;
+	return 0;
+}
+
+/* Applies a resume Welcome: the destination holds exactly the pages it
+ * lists (or more); everything else is sent again. Main thread, while no
+ * sender runs. */
+static int
+src_apply_have(struct source *s, const Pcd__Wire__Welcome *w, char *err,
+    size_t errlen)
+{
+	uint64_t words = (s->npages + 63) / 64, n = 0;
+
+	for (size_t k = 0; k < w->n_have; k++) {
+		const Pcd__Wire__PageRange *pr = w->have[k];
+
+		if (pr == NULL || pr->first >= s->npages ||
+		    pr->count > s->npages - pr->first) {
+			snprintf(err, errlen, "resume: the destination claims "
+			    "pages outside the guest (%" PRIu64 " pages)",
+			    s->npages);
+			return -EPROTO;
+		}
+	}
+	for (uint64_t i = 0; i < words; i++)
+		atomic_store(&s->sent[i], 0);
+	for (size_t k = 0; k < w->n_have; k++)
+		for (uint64_t i = w->have[k]->first;
+		    i < w->have[k]->first + w->have[k]->count; i++)
+			bm_set(s->sent, i);
+	for (uint64_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(atomic_load(&s->sent[i]));
+	atomic_store(&s->sent_count, n);
+	atomic_store(&s->m->c.pages_valid, n);
+	atomic_store(&s->cursor_hint, SRC_NO_HINT);
+	pthread_mutex_lock(&s->lock);
+	s->switched = w->switched;
+	pthread_mutex_unlock(&s->lock);
+	log_info("migration %s: resume: the destination holds %" PRIu64 " of %"
+	    PRIu64 " pages%s", s->m->id, n, s->npages, w->switched ? "" :
+	    " and lacks the device state");
 	return 0;
 }
 
 /* Opens one channel: TCP, TLS, Hello -> Welcome. */
 static int
-src_open_channel(struct source *s, Pcd__Wire__Channel kind, struct chan **out,
-    char *err, size_t errlen)
+src_open_channel(struct source *s, Pcd__Wire__Channel kind, bool resume,
+    struct chan **out, char *err, size_t errlen)
 {
 	struct mig *m = s->m;
 	const char *name = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" :
@@ -198,7 +259,7 @@ src_open_channel(struct source *s, Pcd__Wire__Channel kind, struct chan **out,
 	char why[256];
 	int fd = -1, r;
 
-	if ((r = src_connect_tcp(s, &fd, err, errlen)) < 0)
+	if ((r = src_connect_tcp(s, !resume, &fd, err, errlen)) < 0)
 		return r;
 	if ((r = tls_handshake(s->tls, fd, m->stopfd, m->tls.peer_name,
 	    SRC_CONNECT_TIMEOUT_MS, &ssl, why, sizeof(why))) < 0) {
@@ -217,6 +278,8 @@ src_open_channel(struct source *s, Pcd__Wire__Channel kind, struct chan **out,
 	hello.channel = kind;
 	hello.guest_size = m->g.size;
 	hello.page_size = m->g.page_size;
+	hello.resume = resume;
+	chan_set_timeout(c, MIG_LINK_TIMEOUT_MS);
 	if ((r = chan_send_msg(c, WIRE_HELLO, &hello.base)) < 0 ||
 	    (r = chan_recv_hdr(c, &lim, &h)) < 0)
 		goto chan_fail;
@@ -236,6 +299,9 @@ src_open_channel(struct source *s, Pcd__Wire__Channel kind, struct chan **out,
 			    m->addr, name, why);
 		goto fail;
 	}
+	if (resume && kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT &&
+	    (r = src_apply_have(s, w, err, errlen)) < 0)
+		goto fail;
 	protobuf_c_message_free_unpacked(&w->base, NULL);
 	*out = c;
 	return 0;
@@ -259,12 +325,57 @@ src_stopped(struct source *s)
 	return stop;
 }
 
-/* Reports a channel error unless we are stopping anyway. */
+/* Ends this session after an error on a channel: both channels fail so
+ * every thread using them returns; the main thread decides what next. */
 static void
-src_chan_fail(struct source *s, struct chan *c)
+src_break(struct source *s)
 {
-	if (!src_stopped(s) && chan_error(c) != -ECANCELED)
-		mig_post_fail(s->m, "%s", chan_errmsg(c));
+	pthread_mutex_lock(&s->lock);
+	s->broken = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	chan_shutdown(s->urgent);
+	chan_shutdown(s->bulk);
+}
+
+/* Sends a Ping when the channel has been quiet for MIG_PING_MS. */
+static int
+src_ping(struct source *s, struct chan *c, uint64_t *last_ns, uint64_t now)
+{
+	Pcd__Wire__Ping p = PCD__WIRE__PING__INIT;
+
+	if (now - *last_ns < MIG_PING_MS * 1000000ull)
+		return 0;
+	*last_ns = now;
+	p.seq = now;
+	return chan_send_msg(c, WIRE_PING, &p.base);
+}
+
+/* Waits for the condition under the lock, pinging both channels. */
+static int
+src_wait_pinging(struct source *s, bool *flag, uint64_t *lb, uint64_t *lu)
+{
+	int r = 0;
+
+	for (;;) {
+		struct timespec ts;
+		bool done;
+
+		pthread_mutex_lock(&s->lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (MIG_PING_MS % 1000) * 1000000l;
+		ts.tv_sec += MIG_PING_MS / 1000 + ts.tv_nsec / 1000000000l;
+		ts.tv_nsec %= 1000000000l;
+		if (!s->stop && !s->broken && (flag == NULL || !*flag))
+			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		done = s->stop || s->broken || (flag != NULL && *flag);
+		pthread_mutex_unlock(&s->lock);
+		if (done)
+			return 0;
+		if ((r = src_ping(s, s->bulk, lb, now_ns())) < 0 ||
+		    (r = src_ping(s, s->urgent, lu, now_ns())) < 0)
+			return r;
+	}
 }
 
 /* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
@@ -347,25 +458,37 @@ src_send_digests(struct source *s)
 	return r;
 }
 
+static bool
+src_ended(struct source *s)
+{
+	bool end;
+
+	pthread_mutex_lock(&s->lock);
+	end = s->stop || s->broken;
+	pthread_mutex_unlock(&s->lock);
+	return end;
+}
+
 static void *
 src_bulk_main(void *arg)
 {
 	struct source *s = arg;
 	uint64_t pos = 0, sent_bytes = 0, epoch_ns = 0, epoch_bytes = 0, bps = 0;
-	int r = 0;
+	uint64_t lb = now_ns(), lu = now_ns(), t0, t1, t2, t3;
+	int r;
 
-	pthread_mutex_lock(&s->lock);
-	while (!s->stop && !s->switched)
-		pthread_cond_wait(&s->cond, &s->lock);
-	pthread_mutex_unlock(&s->lock);
-	if (src_stopped(s))
-		return NULL;
+	r = src_wait_pinging(s, &s->switched, &lb, &lu);
+	if (r < 0 || src_ended(s))
+		goto out;
 	/* The guest is paused now: holes stay holes. (Before the pause the
-	 * guest could still write to one.) */
-	uint64_t t0 = now_ns(), t1, t2, t3;
-
-	src_find_holes(s);
-	atomic_store_explicit(&s->holes_ready, true, memory_order_release);
+	 * guest could still write to one.) Found once, by the first session's
+	 * sender, before any reader looks (holes_ready). */
+	t0 = now_ns();
+	if (!atomic_load_explicit(&s->holes_ready, memory_order_acquire)) {
+		src_find_holes(s);
+		atomic_store_explicit(&s->holes_ready, true,
+		    memory_order_release);
+	}
 	t1 = now_ns();
 
 	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
@@ -402,18 +525,24 @@ src_bulk_main(void *arg)
 		sent_bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
 		pos += n;
 		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, sent_bytes);
+		if (r == 0)
+			r = src_ping(s, s->urgent, &lu, now_ns());
 	}
 	t2 = now_ns();
 	if (r == 0)
 		r = src_send_digests(s);
 	t3 = now_ns();
-	if (r < 0)
-		src_chan_fail(s, s->bulk);
-	else
+	if (r == 0) {
 		log_info("migration %s: bulk stream done: holes %" PRIu64 " ms, "
 		    "%" PRIu64 " bytes of pages in %" PRIu64 " ms, digests %"
 		    PRIu64 " ms", s->m->id, (t1 - t0) / 1000000, sent_bytes,
 		    (t2 - t1) / 1000000, (t3 - t2) / 1000000);
+		/* Keep both channels alive until the session ends. */
+		r = src_wait_pinging(s, NULL, &lb, &lu);
+	}
+out:
+	if (r < 0)
+		src_break(s);
 	return NULL;
 }
 
@@ -461,51 +590,89 @@ src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
 	return r;
 }
 
-static void *
-src_main(void *arg)
+/* Both channels of a session: urgent first (a resume Welcome on it says
+ * what the destination holds), then bulk. */
+static int
+src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 {
-	struct source *s = arg;
-	struct mig *m = s->m;
-	Pcd__Wire__Switchover sw = PCD__WIRE__SWITCHOVER__INIT;
-	struct wire_limits lim = { s->npages, s->ps };
-	char err[1024];
+	struct chan *u = NULL, *b = NULL;
 	int r;
 
-	if ((r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_URGENT,
-	    &s->urgent, err, sizeof(err))) < 0 ||
-	    (r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_BULK,
-	    &s->bulk, err, sizeof(err))) < 0) {
-		if (r != -ECANCELED)
-			mig_post_fail(m, "%s", err);
-		return NULL;
+	if ((r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_URGENT, resume,
+	    &u, err, errlen)) < 0)
+		return r;
+	if ((r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_BULK, resume,
+	    &b, err, errlen)) < 0) {
+		chan_free(u);
+		return r;
 	}
-	log_info("migration %s: channels to %s up", m->id, m->addr);
+	pthread_mutex_lock(&s->lock);
+	s->urgent = u;
+	s->bulk = b;
+	s->broken = false;
+	pthread_mutex_unlock(&s->lock);
 	if (pthread_create(&s->bulk_thr, NULL, src_bulk_main, s) != 0) {
-		mig_post_fail(m, "cannot start the bulk thread");
-		return NULL;
+		snprintf(err, errlen, "cannot start the bulk thread");
+		return -EAGAIN;
 	}
 	s->bulk_started = true;
-	mig_post(m, MIG_EV_CONNECTED);	/* the loop pauses the VMM */
+	return 0;
+}
+
+/* Ends a session: both channels fail, the sender is joined, the channels
+ * are freed. Main thread. */
+static void
+src_session_close(struct source *s)
+{
+	struct chan *u, *b;
+
+	src_break(s);
+	if (s->bulk_started)
+		pthread_join(s->bulk_thr, NULL);
+	s->bulk_started = false;
+	pthread_mutex_lock(&s->lock);
+	u = s->urgent;
+	b = s->bulk;
+	s->urgent = s->bulk = NULL;
+	pthread_mutex_unlock(&s->lock);
+	chan_free(u);
+	chan_free(b);
+}
+
+/* Runs a session: sends the Switchover once the VMM paused (unless the
+ * destination has it), then serves page requests until Complete. 1 when
+ * the migration is over (done or failed, posted), 0 when stopping, or the
+ * error that ended the session (the channel's message in why). */
+static int
+src_session_run(struct source *s, char *why, size_t whylen)
+{
+	struct mig *m = s->m;
+	struct wire_limits lim = { s->npages, s->ps };
+	bool send_sw;
+	int r;
 
 	pthread_mutex_lock(&s->lock);
-	while (!s->stop && !s->paused)
+	while (!s->stop && !s->broken && !s->paused)
 		pthread_cond_wait(&s->cond, &s->lock);
+	send_sw = !s->stop && !s->broken && !s->switched;
 	pthread_mutex_unlock(&s->lock);
 	if (src_stopped(s))
-		return NULL;
-	sw.device_state.data = s->devstate;
-	sw.device_state.len = s->devstate_len;
-	sw.paused_at_ms = s->paused_at_ms;
-	if ((r = chan_send_msg(s->urgent, WIRE_SWITCHOVER, &sw.base)) < 0) {
-		src_chan_fail(s, s->urgent);
-		return NULL;
+		return 0;
+	if (send_sw) {
+		Pcd__Wire__Switchover sw = PCD__WIRE__SWITCHOVER__INIT;
+
+		sw.device_state.data = s->devstate;
+		sw.device_state.len = s->devstate_len;
+		sw.paused_at_ms = s->paused_at_ms;
+		if ((r = chan_send_msg(s->urgent, WIRE_SWITCHOVER, &sw.base)) < 0)
+			goto chan_err;
+		pthread_mutex_lock(&s->lock);
+		s->switched = true;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		log_info("migration %s: switchover sent (%zu bytes of device "
+		    "state)", m->id, s->devstate_len);
 	}
-	pthread_mutex_lock(&s->lock);
-	s->switched = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	log_info("migration %s: switchover sent (%zu bytes of device state)",
-	    m->id, s->devstate_len);
 
 	for (;;) {
 		struct wire_hdr h;
@@ -537,7 +704,7 @@ src_main(void *arg)
 				mig_post_fail(m, "destination reports failure: %s",
 				    c->message ? c->message : "");
 			protobuf_c_message_free_unpacked(msg, NULL);
-			return NULL;
+			return 1;
 		} else if (h.type == WIRE_ERROR) {
 			const Pcd__Wire__Error *e = (const Pcd__Wire__Error *)msg;
 
@@ -545,14 +712,96 @@ src_main(void *arg)
 			    e->status && e->status->message ?
 			    e->status->message : "(no message)");
 			protobuf_c_message_free_unpacked(msg, NULL);
-			return NULL;
+			return 1;
 		}
 		protobuf_c_message_free_unpacked(msg, NULL);
 		if (r < 0)
 			break;
 	}
-	src_chan_fail(s, s->urgent);
-	return NULL;
+chan_err:
+	if (src_stopped(s))
+		return 0;
+	/* The sender may have broken the session: its error is the cause. */
+	if (chan_error(s->bulk) != 0 && chan_error(s->bulk) != -ECANCELED) {
+		snprintf(why, whylen, "%s", chan_errmsg(s->bulk));
+		return chan_error(s->bulk);
+	}
+	snprintf(why, whylen, "%s", chan_errmsg(s->urgent));
+	return chan_error(s->urgent) != 0 ? chan_error(s->urgent) : r;
+}
+
+/* Waits before the next reconnect attempt; false when stopping. */
+static bool
+src_backoff(struct source *s, unsigned ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000l;
+	ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000l;
+	ts.tv_nsec %= 1000000000l;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop && !s->kick &&
+	    pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
+		;
+	s->kick = false;
+	stop = s->stop;
+	pthread_mutex_unlock(&s->lock);
+	return !stop;
+}
+
+static void *
+src_main(void *arg)
+{
+	struct source *s = arg;
+	struct mig *m = s->m;
+	char err[1024], why[512];
+	int r;
+
+	if ((r = src_session_open(s, false, err, sizeof(err))) < 0) {
+		if (r != -ECANCELED)
+			mig_post_fail(m, "%s", err);
+		return NULL;
+	}
+	log_info("migration %s: channels to %s up", m->id, m->addr);
+	mig_post(m, MIG_EV_CONNECTED);	/* the loop pauses the VMM */
+
+	for (;;) {
+		unsigned delay = MIG_RECONNECT_MIN_MS, tries = 0;
+
+		r = src_session_run(s, why, sizeof(why));
+		if (r >= 0)
+			return NULL;		/* over, or stopping */
+		if (!chan_err_transient(r)) {
+			mig_post_fail(m, "%s", why);
+			return NULL;
+		}
+		src_session_close(s);
+		log_warnx("migration %s: channels lost (%s); reconnecting",
+		    m->id, why);
+		mig_post_link(m, true, "channels lost: %s", why);
+		for (;;) {
+			if (!src_backoff(s, delay))
+				return NULL;
+			tries++;
+			if ((r = src_session_open(s, true, err, sizeof(err))) == 0)
+				break;
+			if (src_stopped(s))
+				return NULL;
+			log_notice("migration %s: reconnect attempt %u failed: "
+			    "%s", m->id, tries, err);
+			mig_post_link(m, true, "channels lost: %s; reconnect "
+			    "attempt %u failed: %s", why, tries, err);
+			delay = delay * 2 > MIG_RECONNECT_MAX_MS ?
+			    MIG_RECONNECT_MAX_MS : delay * 2;
+		}
+		atomic_fetch_add(&m->c.reconnects, 1);
+		log_notice("migration %s: channels to the destination are back "
+		    "(attempt %u)", m->id, tries);
+		mig_post_link(m, false, "reconnected after %u attempt%s", tries,
+		    tries == 1 ? "" : "s");
+	}
 }
 
 int
@@ -570,6 +819,7 @@ source_start(struct mig *m, char *err, size_t errlen)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -ENOMEM;
 	s->m = m;
+	str_copy(s->addr, m->addr, sizeof(s->addr));
 	s->ps = m->g.page_size;
 	s->npages = m->g.size / s->ps;
 	atomic_store(&s->cursor_hint, SRC_NO_HINT);
@@ -641,6 +891,34 @@ source_paused(struct mig *m, const void *state, size_t len)
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+int
+source_resume(struct mig *m, const char *addr, char *err, size_t errlen)
+{
+	struct source *s = m->src;
+
+	if (s == NULL) {
+		snprintf(err, errlen, "migration '%s' has no channels yet", m->id);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (addr != NULL && addr[0] != '\0')
+		str_copy(s->addr, addr, sizeof(s->addr));
+	s->kick = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	/* Channels up: drop them; the main thread reconnects. The main
+	 * thread frees channels only after taking them out under the lock. */
+	pthread_mutex_lock(&s->lock);
+	if (s->urgent != NULL) {
+		chan_set_error(s->urgent, -ECONNRESET, "urgent channel: dropped "
+		    "by a Resume request");
+		chan_shutdown(s->urgent);
+		chan_shutdown(s->bulk);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 void

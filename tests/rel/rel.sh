@@ -4,6 +4,7 @@
 #
 #   rel.sh BUILD_DIR load [SIZE]
 #   rel.sh BUILD_DIR cuts [SIZE] [MIN_CUTS]
+#   rel.sh BUILD_DIR resume [SIZE]
 #
 # load: 4 migrations at once on one pair of daemons; the first destination
 #   guest faults with 64 threads at once, the others with 8. Passes when
@@ -17,6 +18,8 @@
 #   source reconnects and resumes each time. Passes when at least MIN_CUTS
 #   cuts happened, both daemons report COMPLETED with every page verified
 #   and the guest verified every page.
+# resume: Status while the path is down (paused, and why), the Resume RPC on
+#   both sides (postcopyctl resume), a new destination address.
 set -euo pipefail
 
 B=$(readlink -f "$1"); shift
@@ -43,7 +46,7 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$T"
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 dump_logs() {
@@ -184,8 +187,115 @@ load)
 	stop_daemons
 	echo "load: $VERIFIED pages verified over 4 concurrent migrations"
 	;;
+cuts)
+	size=${1:-64M} min_cuts=${2:-20}
+	start_daemon dst
+	start_daemon src
+	# The source reaches the destination only through the proxy, which
+	# resets a connection after 200-600 KiB (both channels count).
+	# The bulk stream is limited so the migration lasts long enough for
+	# the cuts: a guest thread faults while channels are down.
+	addr=$(prepare dst cut)
+	"$PROXY" --listen 127.0.0.1:0 --connect "$addr" --cut-every 400K \
+	    --max-cuts "$((min_cuts + 10))" --seed 7 --port-file "$T/proxy.port" \
+	    --stats "$T/proxy.stats" > "$T/proxy.log" 2>&1 &
+	PPID_=$!
+	PIDS+=($PPID_)
+	for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
+	[ -s "$T/proxy.port" ] || fail "faultproxy did not start"
+	via=127.0.0.1:$(cat "$T/proxy.port")
+	note "source -> faultproxy $via -> destination (cut every ~400 KiB)"
+	BANDWIDTH=${BANDWIDTH:-8M}
+	"$GUEST" --role dest --id cut -S "$T/dst.vmm" -s "$size" \
+	    -j -q --timeout 240 -w threads --threads "${CUT_THREADS:-8}" > "$T/cut.dguest.json" \
+	    2> "$T/cut.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate cut "$via" --tls-dir "$T/certs" --bandwidth "$BANDWIDTH" >/dev/null ||
+		fail "migrate cut was refused"
+	"$GUEST" --role source --id cut -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/cut.sguest.json" 2> "$T/cut.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	check_migration cut "$GPID" "$SPID"
+	kill -TERM "$PPID_"
+	wait "$PPID_" 2>/dev/null || true
+	cuts=$(sed -n 's/.*cuts=\([0-9]*\).*/\1/p' "$T/proxy.stats")
+	srec=$(field src cut reconnects); drec=$(field dst cut reconnects)
+	echo "cuts: faultproxy cut $cuts connections; source resumed $srec sessions," \
+	    "destination $drec; $VERIFIED pages verified"
+	paused=$(grep -c "postcopy -> paused\|precopy -> paused" "$T/dst.log" || true)
+	echo "cuts: the destination paused $paused times"
+	[ "${cuts:-0}" -ge "$min_cuts" ] || fail "only ${cuts:-0} cuts (wanted $min_cuts)"
+	[ "${srec:-0}" -ge 1 ] || fail "the source never resumed"
+	stop_daemons
+	;;
+resume)
+	# By hand: the path dies (the proxy is killed) mid-postcopy; both
+	# daemons show paused and why; the source cannot reconnect; a new
+	# path appears and `postcopyctl resume ID HOST:PORT` on the source
+	# moves the migration there. Before that, `resume` on the destination
+	# drops live channels and the source comes back by itself.
+	size=${1:-32M}
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst man)
+	start_proxy() {
+		rm -f "$T/proxy.port"
+		"$PROXY" --listen 127.0.0.1:0 --connect "$addr" \
+		    --port-file "$T/proxy.port" > "$T/proxy$1.log" 2>&1 &
+		PPID_=$!
+		PIDS+=($PPID_)
+		for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
+		[ -s "$T/proxy.port" ] || fail "faultproxy did not start"
+		via=127.0.0.1:$(cat "$T/proxy.port")
+	}
+	start_proxy 1
+	"$GUEST" --role dest --id man -S "$T/dst.vmm" -s "$size" \
+	    -j -q --timeout 240 -w none > "$T/man.dguest.json" \
+	    2> "$T/man.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate man "$via" --tls-dir "$T/certs" --bandwidth 1M >/dev/null ||
+		fail "migrate man was refused"
+	"$GUEST" --role source --id man -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/man.sguest.json" 2> "$T/man.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state dst man postcopy
+	ctl dst resume man >/dev/null || fail "resume on the destination was refused"
+	for _ in $(seq 100); do
+		[ "$(field src man reconnects)" = 1 ] && break
+		sleep 0.1
+	done
+	[ "$(field src man reconnects)" = 1 ] ||
+		fail "the source did not reconnect after the destination dropped its channels"
+	echo "resume: the destination dropped its channels by request; the source reconnected"
+	kill -KILL "$PPID_"
+	wait "$PPID_" 2>/dev/null || true
+	wait_state src man paused
+	wait_state dst man paused
+	sleep 1
+	echo "resume: source status: $(field src man state): $(field src man errmsg)"
+	echo "resume: destination status: $(field dst man state): $(field dst man errmsg)"
+	ctl src status man | grep -q "state:.*paused - channels lost" ||
+		fail "status does not say why the migration is paused"
+	v1=$(field dst man pages_valid)
+	sleep 1
+	v2=$(field dst man pages_valid)
+	[ "$v1" = "$v2" ] || fail "pages arrived while paused ($v1 -> $v2)"
+	start_proxy 2
+	out=$(ctl src resume man "$via") || fail "resume on the source was refused: $out"
+	echo "resume: $out (new path $via)"
+	wait_state src man postcopy completed
+	BANDWIDTH=0
+	ctl src set-bandwidth man 0 >/dev/null
+	check_migration man "$GPID" "$SPID"
+	[ "$(field src man reconnects)" -ge 2 ] || fail "the source did not count the reconnects"
+	stop_daemons
+	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume ..." >&2
 	exit 2
 	;;
 esac

@@ -63,14 +63,16 @@ static void
 test_methods(void **state)
 {
 	static const char *const names[] = { "Prepare", "Migrate", "Status",
-	    "Cancel", "Watch", "SetBandwidth", "Version", "CheckKernel" };
+	    "Cancel", "Watch", "SetBandwidth", "Version", "CheckKernel",
+	    "Resume" };
 
-	assert_int_equal(rpc_service()->n_methods, 8);
-	for (unsigned i = 0; i < 8; i++) {
+	assert_int_equal(rpc_service()->n_methods, 9);
+	for (unsigned i = 0; i < 9; i++) {
 		assert_int_equal(rpc_method_index(names[i]), (int)i);
 		assert_string_equal(rpc_method_get(i)->name, names[i]);
 	}
-	assert_null(rpc_method_get(8));
+	assert_int_equal(RPC_M_RESUME, 8);
+	assert_null(rpc_method_get(9));
 	assert_int_equal(rpc_method_index("Frobnicate"), -1);
 	assert_ptr_equal(rpc_method_get(RPC_M_STATUS)->input,
 	    &pcd__status_request__descriptor);
