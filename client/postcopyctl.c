@@ -197,9 +197,12 @@ args_have(const char *args, const char *flag)
 	return false;
 }
 
+/* Parses a subcommand's options and checks it got lo_args..hi_args
+ * operands. Returns -1 to go on (operands from *optind_out), otherwise the
+ * exit code (usage printed). */
 static int
-sub_parse(const char *name, int argc, char **argv, struct subopt *so,
-    int *optind_out)
+sub_parse(const char *name, int argc, char **argv, int lo_args, int hi_args,
+    struct subopt *so, int *optind_out)
 {
 	static const struct option lo[] = {
 		{ "listen",	required_argument, NULL, 'L' },
@@ -260,18 +263,12 @@ sub_parse(const char *name, int argc, char **argv, struct subopt *so,
 		    "together\n", progname(), name);
 		return EX_USAGE;
 	}
-	*optind_out = optind;
-	return -1;
-}
-
-static int
-want_args(const char *name, int have, int lo, int hi)
-{
-	if (have < lo || have > hi) {
+	if (argc - optind < lo_args || argc - optind > hi_args) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n",
 		    progname(), name);
 		return sub_usage(name, stderr);
 	}
+	*optind_out = optind;
 	return -1;
 }
 
@@ -287,9 +284,7 @@ cmd_prepare(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("prepare", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("prepare", argc - i, 1, 1)) >= 0)
+	if ((rc = sub_parse("prepare", argc, argv, 1, 1, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	req.listen = (char *)(so.listen != NULL ? so.listen : "0.0.0.0:0");
@@ -322,9 +317,7 @@ cmd_migrate(struct opts *o, int argc, char **argv)
 	char buf[32];
 	int rc, i;
 
-	if ((rc = sub_parse("migrate", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("migrate", argc - i, 2, 2)) >= 0)
+	if ((rc = sub_parse("migrate", argc, argv, 2, 2, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	req.dest = argv[i + 1];
@@ -570,9 +563,7 @@ cmd_status(struct opts *o, int argc, char **argv)
 	bool json = o->json;
 	int rc, i;
 
-	if ((rc = sub_parse("status", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("status", argc - i, 0, 1)) >= 0)
+	if ((rc = sub_parse("status", argc, argv, 0, 1, &so, &i)) >= 0)
 		return rc;
 	req.id = argc - i == 1 ? argv[i] : "";
 	if (so.libvirt)
@@ -628,9 +619,7 @@ cmd_cancel(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("cancel", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("cancel", argc - i, 1, 1)) >= 0)
+	if ((rc = sub_parse("cancel", argc, argv, 1, 1, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	rc = ctl_call(o, RPC_M_CANCEL, &req.base, &a);
@@ -649,9 +638,7 @@ cmd_resume(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("resume", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("resume", argc - i, 1, 2)) >= 0)
+	if ((rc = sub_parse("resume", argc, argv, 1, 2, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	if (argc - i > 1)
@@ -673,9 +660,7 @@ cmd_set_bandwidth(struct opts *o, int argc, char **argv)
 	char buf[32];
 	int rc, i;
 
-	if ((rc = sub_parse("set-bandwidth", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("set-bandwidth", argc - i, 2, 2)) >= 0)
+	if ((rc = sub_parse("set-bandwidth", argc, argv, 2, 2, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	if (parse_size(argv[i + 1], &req.bandwidth_bps) < 0) {
@@ -702,9 +687,7 @@ cmd_version(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("version", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("version", argc - i, 0, 0)) >= 0)
+	if ((rc = sub_parse("version", argc, argv, 0, 0, &so, &i)) >= 0)
 		return rc;
 	rc = ctl_call(o, RPC_M_VERSION, &req.base, &a);
 	if (rc == EX_OK && !o->json) {
@@ -728,9 +711,7 @@ cmd_check_kernel(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("check-kernel", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("check-kernel", argc - i, 0, 0)) >= 0)
+	if ((rc = sub_parse("check-kernel", argc, argv, 0, 0, &so, &i)) >= 0)
 		return rc;
 	rc = ctl_call(o, RPC_M_CHECK_KERNEL, &req.base, &a);
 	if (rc != EX_OK) {
@@ -916,9 +897,7 @@ cmd_watch(struct opts *o, int argc, char **argv)
 	struct subopt so = { 0 };
 	int rc, i;
 
-	if ((rc = sub_parse("watch", argc, argv, &so, &i)) >= 0)
-		return rc;
-	if ((rc = want_args("watch", argc - i, 1, 1)) >= 0)
+	if ((rc = sub_parse("watch", argc, argv, 1, 1, &so, &i)) >= 0)
 		return rc;
 	return cmd_watch_id(o, argv[i], so.interval_ms);
 }
