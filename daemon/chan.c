@@ -243,10 +243,11 @@ chan_ssl_result(struct chan *c, int ok, size_t n, int r, const char *op,
 	}
 }
 
-int
-chan_read_full(struct chan *c, void *buf, size_t len)
+/* Moves all of len bytes in one direction, waiting as needed. */
+static int
+chan_io(struct chan *c, uint8_t *p, size_t len, bool out)
 {
-	uint8_t *p = buf;
+	_Atomic uint64_t *count = out ? &c->bytes_out : &c->bytes_in;
 
 	while (len > 0) {
 		size_t n = 0;
@@ -258,8 +259,9 @@ chan_read_full(struct chan *c, void *buf, size_t len)
 		pthread_mutex_lock(&c->ssl_lock);
 		ERR_clear_error();
 		errno = 0;
-		ok = SSL_read_ex(c->ssl, p, len, &n);
-		r = chan_ssl_result(c, ok, n, ok, "read", &ev);
+		ok = out ? SSL_write_ex(c->ssl, p, len, &n) :
+		    SSL_read_ex(c->ssl, p, len, &n);
+		r = chan_ssl_result(c, ok, n, ok, out ? "write" : "read", &ev);
 		pthread_mutex_unlock(&c->ssl_lock);
 		if (r < 0)
 			return r;
@@ -270,41 +272,22 @@ chan_read_full(struct chan *c, void *buf, size_t len)
 		}
 		p += n;
 		len -= n;
-		atomic_fetch_add_explicit(&c->bytes_in, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(count, n, memory_order_relaxed);
 	}
 	return 0;
 }
 
 int
+chan_read_full(struct chan *c, void *buf, size_t len)
+{
+	return chan_io(c, buf, len, false);
+}
+
+int
 chan_write_full(struct chan *c, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		size_t n = 0;
-		short ev = 0;
-		int ok, r;
-
-		if (atomic_load(&c->err) != 0)
-			return atomic_load(&c->err);
-		pthread_mutex_lock(&c->ssl_lock);
-		ERR_clear_error();
-		errno = 0;
-		ok = SSL_write_ex(c->ssl, p, len, &n);
-		r = chan_ssl_result(c, ok, n, ok, "write", &ev);
-		pthread_mutex_unlock(&c->ssl_lock);
-		if (r < 0)
-			return r;
-		if (r == 0) {
-			if ((r = chan_wait(c, ev)) < 0)
-				return r;
-			continue;
-		}
-		p += n;
-		len -= n;
-		atomic_fetch_add_explicit(&c->bytes_out, n, memory_order_relaxed);
-	}
-	return 0;
+	/* SSL_write_ex only reads the buffer. */
+	return chan_io(c, (uint8_t *)(uintptr_t)buf, len, true);
 }
 
 int
