@@ -24,6 +24,12 @@ struct pcvmm {
 	int		 fd;
 	uint8_t		*in;
 	size_t		 inlen, incap;
+	/* For attaching again after the daemon restarted. */
+	struct pcvmm_attach_args a;	/* strings below, fds the caller's */
+	char		*socket_path;
+	char		*id;
+	bool		 resumed;	/* RESUME received */
+	unsigned	 reattaches;
 };
 
 static int64_t
@@ -252,49 +258,23 @@ pcvmm_code_errno(uint32_t code)
 	return -EPROTO;
 }
 
-int
-pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
-    char *err, size_t errlen)
+/* Connects and attaches v->a; on success v->fd is the attached socket. */
+static int
+pcvmm_do_attach(struct pcvmm *v, bool reattach, int connect_ms, char *err,
+    size_t errlen)
 {
+	const struct pcvmm_attach_args *a = &v->a;
 	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT, *rm = NULL;
 	Pcd__VmmAttach at = PCD__VMM_ATTACH__INIT;
-	struct pcvmm *v = NULL;
 	long ps = sysconf(_SC_PAGESIZE);
 	int fds[2], nfds = 0, r;
-	char dummy[1];
 
-	if (err == NULL || errlen == 0) {
-		err = dummy;
-		errlen = sizeof(dummy);
-	}
-	err[0] = '\0';
-	*out = NULL;
-	if (a == NULL || a->id == NULL) {
-		snprintf(err, errlen, "no migration id");
-		return -EINVAL;
-	}
-	/* shmem THP must not back guest faults (one fault would map 2 MiB
-	 * the daemon has not filled). Only a mapping the daemon would accept
-	 * can be advised; the daemon reports anything else. */
-	if (a->base != NULL && a->size > 0 && ps > 0 &&
-	    (uintptr_t)a->base % (uintptr_t)ps == 0 &&
-	    madvise(a->base, a->size, MADV_NOHUGEPAGE) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "madvise(MADV_NOHUGEPAGE) on the guest "
-		    "mapping %p+%llu: %s", a->base,
-		    (unsigned long long)a->size, strerror(errno));
-		return r;
-	}
-	if ((v = calloc(1, sizeof(*v))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
 	v->fd = -1;
+	v->inlen = 0;
 	r = pcvmm_connect(a->socket_path != NULL ? a->socket_path :
-	    PCVMM_DEFAULT_SOCKET, a->connect_timeout_ms, &v->fd, err, errlen);
+	    PCVMM_DEFAULT_SOCKET, connect_ms, &v->fd, err, errlen);
 	if (r < 0)
-		goto fail;
-
+		return r;
 	if (a->memfd >= 0)
 		fds[nfds++] = a->memfd;
 	if (a->uffd >= 0)
@@ -308,6 +288,8 @@ pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
 	at.offset = a->offset;
 	at.page_size = a->page_size != 0 ? a->page_size :
 	    (ps > 0 ? (uint32_t)ps : 4096);
+	at.reattach = reattach;
+	at.resumed = reattach && v->resumed;
 	m.body_case = PCD__VMM_MESSAGE__BODY_ATTACH;
 	m.attach = &at;
 	if ((r = pcvmm_send(v, &m, fds, nfds)) < 0) {
@@ -338,13 +320,99 @@ pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
 		goto fail;
 	}
 	pcd__vmm_message__free_unpacked(rm, NULL);
-	*out = v;
 	return 0;
 fail:
 	if (rm != NULL)
 		pcd__vmm_message__free_unpacked(rm, NULL);
 	if (v->fd >= 0)
 		close(v->fd);
+	v->fd = -1;
+	return r;
+}
+
+/* The daemon's connection was lost: attach again until the restarted
+ * daemon takes us, or the reattach time is up. */
+static int
+pcvmm_reattach(struct pcvmm *v)
+{
+	int64_t deadline = pcvmm_now_ms() + v->a.reattach_timeout_ms;
+	char err[256];
+	int r;
+
+	if (v->fd >= 0)
+		close(v->fd);
+	v->fd = -1;
+	for (;;) {
+		int left = pcvmm_left(deadline);
+
+		if (left <= 0)
+			return -ECONNRESET;
+		r = pcvmm_do_attach(v, true, left, err, sizeof(err));
+		if (r == 0) {
+			v->reattaches++;
+			return 0;
+		}
+		/* Refused (the restarted daemon has not restored the
+		 * migration yet) or not listening yet: try again. */
+		struct timespec ts = { 0, 200 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+int
+pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
+    char *err, size_t errlen)
+{
+	struct pcvmm *v = NULL;
+	long ps = sysconf(_SC_PAGESIZE);
+	int r;
+	char dummy[1];
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	*out = NULL;
+	if (a == NULL || a->id == NULL) {
+		snprintf(err, errlen, "no migration id");
+		return -EINVAL;
+	}
+	/* shmem THP must not back guest faults (one fault would map 2 MiB
+	 * the daemon has not filled). Only a mapping the daemon would accept
+	 * can be advised; the daemon reports anything else. */
+	if (a->base != NULL && a->size > 0 && ps > 0 &&
+	    (uintptr_t)a->base % (uintptr_t)ps == 0 &&
+	    madvise(a->base, a->size, MADV_NOHUGEPAGE) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "madvise(MADV_NOHUGEPAGE) on the guest "
+		    "mapping %p+%llu: %s", a->base,
+		    (unsigned long long)a->size, strerror(errno));
+		return r;
+	}
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	v->fd = -1;
+	v->a = *a;
+	v->socket_path = a->socket_path ? strdup(a->socket_path) : NULL;
+	v->id = strdup(a->id);
+	if ((a->socket_path && v->socket_path == NULL) || v->id == NULL) {
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto fail;
+	}
+	v->a.socket_path = v->socket_path;
+	v->a.id = v->id;
+	if ((r = pcvmm_do_attach(v, false, a->connect_timeout_ms, err,
+	    errlen)) < 0)
+		goto fail;
+	*out = v;
+	return 0;
+fail:
+	free(v->socket_path);
+	free(v->id);
 	free(v->in);
 	free(v);
 	return r;
@@ -365,14 +433,21 @@ pcvmm_next_event(struct pcvmm *v, int timeout_ms, struct pcvmm_event *ev)
 	memset(ev, 0, sizeof(*ev));
 	m = pcvmm_recv(v, timeout_ms < 0 ? -1 : pcvmm_now_ms() + timeout_ms,
 	    &r);
-	if (m == NULL)
+	if (m == NULL) {
+		/* The daemon went away mid-migration: attach again to its
+		 * restarted self. */
+		if (r != -EAGAIN && r != -ENOMEM && v->a.reattach_timeout_ms > 0 &&
+		    pcvmm_reattach(v) == 0)
+			return -EAGAIN;
 		return r;
+	}
 	switch (m->body_case) {
 	case PCD__VMM_MESSAGE__BODY_PAUSE:
 		ev->type = PCVMM_EV_PAUSE;
 		break;
 	case PCD__VMM_MESSAGE__BODY_RESUME:
 		ev->type = PCVMM_EV_RESUME;
+		v->resumed = true;
 		if (m->resume->device_state.len > PCVMM_STATE_MAX) {
 			r = -EPROTO;
 			break;
@@ -438,8 +513,12 @@ pcvmm_detach(struct pcvmm *v, const char *reason)
 	d.reason = (char *)(reason != NULL ? reason : "");
 	m.body_case = PCD__VMM_MESSAGE__BODY_DETACH;
 	m.detach = &d;
-	(void)pcvmm_send(v, &m, NULL, 0);
-	close(v->fd);
+	if (v->fd >= 0) {
+		(void)pcvmm_send(v, &m, NULL, 0);
+		close(v->fd);
+	}
+	free(v->socket_path);
+	free(v->id);
 	free(v->in);
 	free(v);
 }

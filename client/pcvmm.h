@@ -51,6 +51,12 @@ struct pcvmm_attach_args {
 	int		 connect_timeout_ms;
 	/* Wait this long for the AttachReply. 0: 10000 ms. */
 	int		 reply_timeout_ms;
+	/* >0: when the daemon's connection is lost during the migration
+	 * (the daemon was killed and is restarting), pcvmm_next_event
+	 * reconnects and attaches again ("reattach", with the same memfd and
+	 * userfaultfd, which the caller keeps open) for up to this long, and
+	 * returns -EAGAIN once attached again. 0: connection loss is final. */
+	int		 reattach_timeout_ms;
 };
 
 enum pcvmm_event_type {
@@ -78,7 +84,8 @@ int pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
 int pcvmm_fd(const struct pcvmm *v);
 
 /* Reads the next event. timeout_ms: -1 waits, 0 does not. Returns 0,
- * -EAGAIN (nothing within the timeout), -ECONNRESET (the daemon closed the
+ * -EAGAIN (nothing within the timeout, or attached again after the daemon
+ * restarted: see reattach_timeout_ms), -ECONNRESET (the daemon closed the
  * connection), -EPROTO (a malformed or unexpected frame). */
 int pcvmm_next_event(struct pcvmm *v, int timeout_ms, struct pcvmm_event *ev);
 void pcvmm_event_clear(struct pcvmm_event *ev);

@@ -68,6 +68,7 @@ struct opts {
 	double		 hot_fraction;
 	double		 duration;	/* s; 0 = until every page is touched */
 	double		 timeout;	/* s to wait for daemon events */
+	double		 reattach;	/* s to re-attach after daemon loss */
 	double		 prefill;	/* --local: share of pages already here */
 	uint64_t	 state_pad;	/* extra device-state bytes */
 	int64_t		 corrupt;	/* --local: deliver this page wrong */
@@ -752,6 +753,38 @@ wait_event(struct pcvmm *v, enum pcvmm_event_type want, double timeout,
 	}
 }
 
+/* With --reattach, the daemon's socket is watched while the workload runs,
+ * so a daemon restart is answered at once (the guest threads may be
+ * blocked on faults only the restarted daemon can resolve). An event that
+ * arrives meanwhile (COMPLETE) is kept for the main thread. */
+struct watcher {
+	struct pcvmm		*v;
+	pthread_t		 th;
+	atomic_bool		 stop;
+	bool			 have;		/* ev holds an event */
+	int			 err;
+	struct pcvmm_event	 ev;
+};
+
+static void *
+watcher_main(void *arg)
+{
+	struct watcher *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		int r = pcvmm_next_event(w->v, 200, &w->ev);
+
+		if (r == -EAGAIN)
+			continue;
+		if (r == 0)
+			w->have = true;
+		else
+			w->err = r;
+		break;
+	}
+	return NULL;
+}
+
 static struct pcvmm *
 attach(const struct opts *o, struct guest *gu, enum pcvmm_role role)
 {
@@ -766,6 +799,7 @@ attach(const struct opts *o, struct guest *gu, enum pcvmm_role role)
 		.memfd = gu->memfd,
 		.uffd = role == PCVMM_ROLE_DEST ? gu->uffd : -1,
 		.connect_timeout_ms = 10000,
+		.reattach_timeout_ms = (int)(o->reattach * 1000),
 	};
 	struct pcvmm *v;
 	char err[1024];
@@ -933,6 +967,10 @@ run_dest(const struct opts *o)
 	    guestgen_zero_fraction(&g), o->workload == WL_KVM ? "kvm" :
 	    o->workload == WL_THREADS ? "threads" : "no");
 
+	struct watcher wat = { .v = v };
+	bool watching = !o->local && o->reattach > 0 &&
+	    pthread_create(&wat.th, NULL, watcher_main, &wat) == 0;
+
 	if (o->workload == WL_THREADS) {
 		wl_threads(o, &g, &gu, bad, &wr);
 	} else if (o->workload == WL_KVM) {
@@ -950,9 +988,25 @@ run_dest(const struct opts *o)
 			    (unsigned)expect_sum);
 	}
 	t_wl = now_s();
+	if (watching) {
+		atomic_store(&wat.stop, true);
+		pthread_join(wat.th, NULL);
+		if (wat.err < 0)
+			die(1, "waiting for COMPLETE: %s", wat.err == -ECONNRESET ?
+			    "postcopyd closed the connection" : strerror(-wat.err));
+		if (wat.have && wat.ev.type == PCVMM_EV_COMPLETE && !wat.ev.ok)
+			die(1, "migration failed: %s", wat.ev.message);
+		if (wat.have && wat.ev.type != PCVMM_EV_COMPLETE)
+			die(1, "unexpected event %d while waiting for COMPLETE",
+			    wat.ev.type);
+	}
 
 	if (!o->local) {
-		wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
+		if (watching && wat.have)
+			ev = wat.ev;
+		else
+			wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev,
+			    "COMPLETE");
 		say(o, "migration complete: %s", ev.message);
 	}
 	t_complete = now_s();
@@ -1058,6 +1112,9 @@ usage(FILE *f)
 "  -d, --duration S         stop the workload after S seconds (default:\n"
 "                           when every page was touched once)\n"
 "      --timeout S          wait this long for each daemon event (600)\n"
+"      --reattach S         when postcopyd's connection is lost (it was\n"
+"                           killed), attach again to its restarted self for\n"
+"                           up to S seconds (0: the loss is fatal)\n"
 "      --copy               dest: anonymous memory, COPY mode (baseline;\n"
 "                           also --mode copy; --mode minor is the default)\n"
 "      --local              no daemon: resolve this process's own faults\n"
@@ -1129,7 +1186,7 @@ int
 main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
-	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE };
+	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1147,6 +1204,7 @@ main(int argc, char **argv)
 		{ "hot-fraction",	required_argument, NULL, O_HOT },
 		{ "duration",		required_argument, NULL, 'd' },
 		{ "timeout",		required_argument, NULL, O_TIMEOUT },
+		{ "reattach",		required_argument, NULL, O_REATTACH },
 		{ "copy",		no_argument,	   NULL, O_COPY },
 		{ "local",		no_argument,	   NULL, O_LOCAL },
 		{ "prefill",		required_argument, NULL, O_PREFILL },
@@ -1256,6 +1314,9 @@ main(int argc, char **argv)
 			break;
 		case O_TIMEOUT:
 			o.timeout = parse_double("--timeout", optarg, 0.1, 1e6);
+			break;
+		case O_REATTACH:
+			o.reattach = parse_double("--reattach", optarg, 0, 3600);
 			break;
 		case O_COPY:	o.copy = true; break;
 		case O_LOCAL:	o.local = true; break;

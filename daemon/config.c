@@ -41,6 +41,7 @@ config_defaults(struct config *c)
 	c->max_connections = 64;
 	c->max_frame = RPC_MAX_FRAME_DEFAULT;
 	c->max_inflight = 16;
+	str_copy(c->state_dir, "auto", sizeof(c->state_dir));
 }
 
 /* Text values are written back by config_dump (postcopyd -nn), in double
@@ -147,6 +148,14 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 	if (strcmp(key, "tls_dir") == 0)
 		return set_path(c->tls_dir, sizeof(c->tls_dir), key, v, err,
 		    errlen);
+	if (strcmp(key, "state_dir") == 0) {
+		if (strcmp(v, "off") == 0 || strcmp(v, "auto") == 0) {
+			str_copy(c->state_dir, v, sizeof(c->state_dir));
+			return 0;
+		}
+		return set_path(c->state_dir, sizeof(c->state_dir), key, v, err,
+		    errlen);
+	}
 	if (strcmp(key, "metrics_listen") == 0)
 		return set_listen(c->metrics_listen, sizeof(c->metrics_listen),
 		    key, v, err, errlen);
@@ -372,4 +381,5 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "max_connections = %u\n", c->max_connections);
 	fprintf(f, "max_frame = %u\n", c->max_frame);
 	fprintf(f, "max_inflight = %u\n", c->max_inflight);
+	fprintf(f, "state_dir = %s\n", c->state_dir);
 }

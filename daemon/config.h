@@ -26,6 +26,10 @@ struct config {
 	unsigned	max_connections;
 	uint32_t	max_frame;
 	unsigned	max_inflight;
+	/* Where a destination keeps each migration's page state (so a
+	 * restarted daemon picks the migration up); "auto" = the directory of
+	 * vmm_socket, "off" = nowhere. */
+	char		state_dir[PATH_MAX];
 };
 
 void config_defaults(struct config *c);

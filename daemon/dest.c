@@ -35,6 +35,17 @@
  * channel silent for MIG_LINK_TIMEOUT_MS counts as lost. Digests are
  * compared per session (the source sends all of them again).
  *
+ * Restart: with a state directory, the valid bitmap and the page hashes
+ * live in a small file (m->state_path, MAP_SHARED): a page's bit is set
+ * only after its bytes are in the memfd's page cache (and its hash in the
+ * file), so after kill -9 the file never claims a page the page cache
+ * lacks (both survive the daemon: the page cache is the VMM's memfd and
+ * the file's). A VMM that attaches again (reattach) after a restart finds
+ * the migration picked up from that file: valid pages are kept, everything
+ * else is received again, and every guest thread that waited on the dead
+ * daemon is woken to fault again. (msync is not needed for a daemon crash;
+ * after a host crash the memfd is gone anyway.)
+ *
  * COPY mode (the baseline, anonymous guest memory): there is no memfd and
  * no alias; pages are received into a bounce buffer and placed with
  * UFFDIO_COPY (zero runs with UFFDIO_ZEROPAGE), which maps them at once.
@@ -50,8 +61,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -129,6 +142,23 @@ struct dest {
 	_Atomic uint64_t	 last_tx_ns;	/* urgent: last frame sent */
 	atomic_bool		 switched;	/* Switchover arrived */
 	unsigned		 sessions;	/* [main] */
+
+	int			 state_fd;	/* page state file (locked) */
+	uint8_t			*state_map;
+	size_t			 state_len;
+	bool			 restored;	/* picked up after a restart */
+};
+
+#define DEST_STATE_MAGIC	"PCDSTAT1"
+#define DEST_STATE_HDR		4096
+
+struct dest_state_hdr {
+	char		magic[8];
+	uint64_t	npages;
+	uint64_t	size;
+	uint32_t	page_size;
+	uint32_t	mode;
+	uint64_t	base;
 };
 
 static bool
@@ -1199,7 +1229,8 @@ dest_main(void *arg)
 		}
 		d->urgent_started = true;
 		if (d->sessions == 1) {
-			mig_post(m, MIG_EV_CONNECTED);
+			mig_post(m, MIG_EV_CONNECTED | (d->restored &&
+			    atomic_load(&d->switched) ? MIG_EV_RESTORED : 0));
 		} else {
 			atomic_fetch_add(&m->c.reconnects, 1);
 			mig_post_link(m, false, "the source reconnected "
@@ -1227,6 +1258,114 @@ dest_main(void *arg)
 
 /* ---- setup and teardown (loop thread) ---------------------------------- */
 
+/* Opens (restore) or creates the page state file and maps the valid
+ * bitmap and the hashes from it. */
+static int
+dest_state_open(struct dest *d, bool restore, char *err, size_t errlen)
+{
+	struct mig *m = d->m;
+	size_t words = (d->npages + 63) / 64;
+	struct dest_state_hdr want, *have;
+	struct stat st;
+	int fd, r;
+
+	memset(&want, 0, sizeof(want));
+	memcpy(want.magic, DEST_STATE_MAGIC, sizeof(want.magic));
+	want.npages = d->npages;
+	want.size = d->npages * d->ps;
+	want.page_size = d->ps;
+	want.mode = d->copy ? 1 : 0;
+	want.base = d->base;
+	d->state_len = DEST_STATE_HDR + words * 8 + d->npages * 8;
+	fd = open(m->state_path, O_RDWR | O_CLOEXEC | (restore ? 0 : O_CREAT),
+	    0600);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, restore ? "cannot pick up migration '%s' "
+		    "after a restart: no saved page state %s: %s" :
+		    "migration '%s': cannot create the page state file %s: %s",
+		    m->id, m->state_path, strerror(-r));
+		return r;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "migration '%s': page state file %s is "
+		    "in use by another process: %s", m->id, m->state_path,
+		    strerror(-r));
+		close(fd);
+		return r == -EWOULDBLOCK ? -EBUSY : r;
+	}
+	if (!restore && (ftruncate(fd, 0) < 0 ||
+	    ftruncate(fd, (off_t)d->state_len) < 0)) {
+		r = -errno;
+		snprintf(err, errlen, "migration '%s': cannot size the page "
+		    "state file %s: %s", m->id, m->state_path, strerror(-r));
+		close(fd);
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size != d->state_len) {
+		snprintf(err, errlen, "cannot pick up migration '%s': the page "
+		    "state file %s does not fit this guest", m->id,
+		    m->state_path);
+		close(fd);
+		return -EINVAL;
+	}
+	d->state_map = mmap(NULL, d->state_len, PROT_READ | PROT_WRITE,
+	    MAP_SHARED, fd, 0);
+	if (d->state_map == MAP_FAILED) {
+		r = -errno;
+		d->state_map = NULL;
+		snprintf(err, errlen, "migration '%s': cannot map the page "
+		    "state file %s: %s", m->id, m->state_path, strerror(-r));
+		close(fd);
+		return r;
+	}
+	d->state_fd = fd;
+	have = (struct dest_state_hdr *)(void *)d->state_map;
+	if (restore && memcmp(have, &want, sizeof(want)) != 0) {
+		snprintf(err, errlen, "cannot pick up migration '%s': the page "
+		    "state file %s was written for another guest layout", m->id,
+		    m->state_path);
+		return -EINVAL;
+	}
+	if (!restore)
+		memcpy(have, &want, sizeof(want));
+	d->valid = (_Atomic uint64_t *)(void *)(d->state_map + DEST_STATE_HDR);
+	d->hash = (uint64_t *)(void *)(d->state_map + DEST_STATE_HDR +
+	    words * 8);
+	return 0;
+}
+
+/* After a restart: what the file says is here stays (claimed, counted);
+ * the guest threads that waited on the dead daemon are woken to fault
+ * again (their fault messages went with it). */
+static void
+dest_restore(struct dest *d)
+{
+	struct mig *m = d->m;
+	size_t words = (d->npages + 63) / 64;
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < words; i++) {
+		uint64_t w = atomic_load(&d->valid[i]);
+
+		if (i == words - 1 && d->npages % 64 != 0)
+			w &= (1ull << (d->npages % 64)) - 1;
+		atomic_store(&d->valid[i], w);
+		atomic_store(&d->claimed[i], w);
+		n += (uint64_t)__builtin_popcountll(w);
+	}
+	atomic_store(&m->c.pages_valid, n);
+	atomic_store(&d->switched, m->g.resumed);
+	d->restored = true;
+	if (dest_wake(d, d->base, d->npages * d->ps) < 0)
+		log_warn("migration %s: UFFDIO_WAKE of the guest range", m->id);
+	log_notice("migration %s: picked up after a restart: %" PRIu64 " of %"
+	    PRIu64 " pages already here (%s), the guest %s", m->id, n,
+	    d->npages, m->state_path, m->g.resumed ? "runs" :
+	    "waits for the switchover");
+}
+
 static struct dest *
 dest_get(struct mig *m)
 {
@@ -1237,7 +1376,7 @@ dest_get(struct mig *m)
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	d->m = m;
-	d->lfd = d->memfd = d->uffd = -1;
+	d->lfd = d->memfd = d->uffd = d->state_fd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->plock, NULL);
 	pthread_mutex_init(&d->txlock, NULL);
@@ -1324,12 +1463,22 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	d->ps = m->g.page_size;
 	d->npages = m->g.size / d->ps;
 	words = (d->npages + 63) / 64;
-	d->valid = calloc(words, sizeof(uint64_t));
+	if (m->state_path[0] != '\0') {
+		if ((r = dest_state_open(d, m->g.reattach, err, errlen)) < 0)
+			return r;
+	} else if (m->g.reattach) {
+		snprintf(err, errlen, "cannot pick up migration '%s' after a "
+		    "restart: this daemon keeps no page state (state_dir off)",
+		    m->id);
+		return -ENOENT;
+	} else {
+		d->valid = calloc(words, sizeof(uint64_t));
+		d->hash = calloc(d->npages, sizeof(uint64_t));
+	}
 	d->claimed = calloc(words, sizeof(uint64_t));
 	d->requested = calloc(words, sizeof(uint64_t));
 	d->mapped = calloc(words, sizeof(uint64_t));
 	d->faulted = calloc(words, sizeof(uint64_t));
-	d->hash = calloc(d->npages, sizeof(uint64_t));
 	zero = calloc(1, d->ps);
 	if (!d->valid || !d->claimed || !d->requested || !d->mapped ||
 	    !d->faulted || !d->hash || !zero) {
@@ -1383,6 +1532,8 @@ dest_start(struct mig *m, char *err, size_t errlen)
 		if (r < 0)
 			return r;
 	}
+	if (m->g.reattach)
+		dest_restore(d);
 	if ((r = tls_ctx_new(m->tls.dir, true, &d->tls, err, errlen)) < 0)
 		return r;
 	if (pthread_create(&d->main_thr, NULL, dest_main, d) != 0) {
@@ -1426,12 +1577,18 @@ dest_stop(struct mig *m)
 		close(d->lfd);
 	if (d->alias != NULL)
 		munmap(d->alias, d->npages * d->ps);
-	free(d->valid);
+	if (d->state_map != NULL)
+		munmap(d->state_map, d->state_len);
+	else {
+		free(d->valid);
+		free(d->hash);
+	}
+	if (d->state_fd >= 0)
+		close(d->state_fd);
 	free(d->claimed);
 	free(d->requested);
 	free(d->mapped);
 	free(d->faulted);
-	free(d->hash);
 	free(d->deferred);
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->plock);

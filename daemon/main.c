@@ -354,6 +354,7 @@ main(int argc, char **argv)
 	if ((r = mig_table_new(d.base, d.vmm_socket, &d.migs)) < 0)
 		fatalx("cannot open the VMM socket %s: %s", d.vmm_socket,
 		    strerror(-r));
+	mig_table_set_state_dir(d.migs, cfg.state_dir, d.vmm_socket);
 	/* The control server owns ctl_fd from here on. */
 	if (ctl_server_open(&d, &cfg, ctl_fd, &d.ctl) < 0)
 		fatalx("cannot open the control socket %s", d.control_socket);

@@ -30,6 +30,7 @@
 
 struct mig_table {
 	struct event_base	*base;
+	char			 state_dir[PATH_MAX];	/* "" = off */
 	struct vmm_server	*vmm;
 	struct mig		*head;
 	size_t			 n;
@@ -67,6 +68,10 @@ mig_set_state(struct mig *m, enum mig_state s)
 	m->state = s;
 	if (mig_terminal(s))
 		m->end_ns = now_ns();
+	/* Over: nothing to pick up after a restart. */
+	if (mig_terminal(s) && m->state_path[0] != '\0' &&
+	    unlink(m->state_path) < 0 && errno != ENOENT)
+		log_warn("migration %s: unlink %s", m->id, m->state_path);
 	mig_notify(m);
 }
 
@@ -338,6 +343,8 @@ mig_on_event(evutil_socket_t fd, short what, void *arg)
 	if (ev & MIG_EV_CONNECTED) {
 		m->setup_ns = now_ns() - m->t0_ns;
 		mig_set_state(m, MIG_STATE_PRECOPY);
+		if (ev & MIG_EV_RESTORED)
+			mig_set_state(m, MIG_STATE_POSTCOPY);
 		if (m->role == MIG_ROLE_SOURCE) {
 			int r;
 
@@ -487,6 +494,9 @@ mig_maybe_start(struct mig *m)
 		return;
 	m->started = true;
 	m->t0_ns = now_ns();
+	if (m->role == MIG_ROLE_DEST && m->t->state_dir[0] != '\0')
+		snprintf(m->state_path, sizeof(m->state_path), "%.3900s/%s.pcstate",
+		    m->t->state_dir, m->id);
 	if (m->role == MIG_ROLE_SOURCE)
 		r = source_start(m, err, sizeof(err));
 	else
@@ -755,6 +765,27 @@ mig_list(struct mig_table *t, struct mig_stats *out, size_t max)
 		if (i < max)
 			mig_fill_stats(m, &out[i]);
 	return i;
+}
+
+void
+mig_table_set_state_dir(struct mig_table *t, const char *dir,
+    const char *vmm_socket)
+{
+	const char *slash;
+
+	t->state_dir[0] = '\0';
+	if (dir != NULL && strcmp(dir, "off") == 0)
+		return;
+	if (dir != NULL && dir[0] != '\0' && strcmp(dir, "auto") != 0) {
+		str_copy(t->state_dir, dir, sizeof(t->state_dir));
+		return;
+	}
+	if (vmm_socket == NULL || (slash = strrchr(vmm_socket, '/')) == NULL)
+		return;
+	snprintf(t->state_dir, sizeof(t->state_dir), "%.*s",
+	    (int)(slash - vmm_socket), vmm_socket);
+	if (t->state_dir[0] == '\0')
+		str_copy(t->state_dir, "/", sizeof(t->state_dir));
 }
 
 void

@@ -106,6 +106,10 @@ void mig_table_free(struct mig_table *t);
 /* Called on the loop thread whenever a migration changes state (and at most
  * every 100 ms while it makes progress). */
 void mig_table_set_notify(struct mig_table *t, mig_notify_fn fn, void *arg);
+/* Where destinations keep page state for a restart: dir, or "auto" (or
+ * "") for the directory of vmm_socket, or "off". */
+void mig_table_set_state_dir(struct mig_table *t, const char *dir,
+    const char *vmm_socket);
 
 int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
     char *err, size_t errlen);

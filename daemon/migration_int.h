@@ -8,6 +8,7 @@
 #ifndef PCD_MIGRATION_INT_H
 #define PCD_MIGRATION_INT_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +30,8 @@ enum {
 	MIG_EV_FAILED		= 1 << 3,	/* see fail */
 	MIG_EV_REFUSED		= 1 << 4,	/* a bad peer was turned away */
 	MIG_EV_LINK		= 1 << 5,	/* channels lost or back: link_down */
+	MIG_EV_RESTORED		= 1 << 6,	/* dest picked up after a restart,
+						 * its guest already runs */
 };
 
 /* Channels: how long without any byte before a connection counts as lost
@@ -67,6 +70,8 @@ struct mig {
 	char			 refused[256];	/* [loop] last refused peer */
 
 	char			 addr[256];	/* [const] dest: listen, src: peer */
+	char			 state_path[PATH_MAX];	/* [const] dest: page
+						 * state file, "" = none */
 	char			 listen[128];	/* [loop] dest: bound address */
 	struct mig_tls		 tls;		/* [const] */
 	_Atomic uint64_t	 bandwidth_bps;

@@ -560,6 +560,8 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	g.page_size = a->page_size;
 	g.pid = s->pid;
 	g.uid = s->uid;
+	g.reattach = a->reattach;
+	g.resumed = a->reattach && a->resumed;
 	s->guest = g;
 	s->guest.memfd = s->guest.uffd = -1;
 

@@ -51,6 +51,8 @@ struct vmm_guest {
 	uint32_t	page_size;
 	pid_t		pid;		/* the VMM, from SO_PEERCRED */
 	uid_t		uid;
+	bool		reattach;	/* after a daemon restart */
+	bool		resumed;	/* reattach: the guest already runs */
 };
 
 struct vmm_ops {

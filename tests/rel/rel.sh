@@ -5,6 +5,7 @@
 #   rel.sh BUILD_DIR load [SIZE]
 #   rel.sh BUILD_DIR cuts [SIZE] [MIN_CUTS]
 #   rel.sh BUILD_DIR resume [SIZE]
+#   rel.sh BUILD_DIR restart [SIZE]
 #
 # load: 4 migrations at once on one pair of daemons; the first destination
 #   guest faults with 64 threads at once, the others with 8. Passes when
@@ -20,6 +21,8 @@
 #   and the guest verified every page.
 # resume: Status while the path is down (paused, and why), the Resume RPC on
 #   both sides (postcopyctl resume), a new destination address.
+# restart: kill -9 of the destination daemon mid-postcopy and a restart;
+#   the migration completes with every page verified (see below).
 set -euo pipefail
 
 B=$(readlink -f "$1"); shift
@@ -294,8 +297,52 @@ resume)
 	[ "$(field src man reconnects)" -ge 2 ] || fail "the source did not count the reconnects"
 	stop_daemons
 	;;
+restart)
+	# kill -9 of the destination daemon mid-postcopy, guest threads
+	# faulting: the daemon is started again, the orchestrator (this test)
+	# prepares the migration again on the same address, the VMM attaches
+	# again with its memfd and userfaultfd (postcopy-guest --reattach), the
+	# daemon picks the migration up from its page state file, the source
+	# reconnects, and every page is verified.
+	size=${1:-256M}
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst rs)
+	"$GUEST" --role dest --id rs -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 --reattach 60 -w threads --threads 4 \
+	    > "$T/rs.dguest.json" 2> "$T/rs.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate rs "$addr" --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
+		fail "migrate rs was refused"
+	"$GUEST" --role source --id rs -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/rs.sguest.json" 2> "$T/rs.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state dst rs postcopy
+	sleep 0.3
+	v1=$(field dst rs pages_valid)
+	[ -f "$T/rs.pcstate" ] || fail "no page state file $T/rs.pcstate"
+	kill -KILL "$PID_dst"
+	wait "$PID_dst" 2>/dev/null || true
+	DAEMONS=(src)
+	echo "restart: destination daemon killed (-9) in postcopy with $v1 pages valid"
+	wait_state src rs paused
+	# The dead daemon's sockets are still there: wait for the new ones.
+	rm -f "$T/dst.ctl" "$T/dst.vmm"
+	start_daemon dst
+	out=$(ctl dst prepare rs --listen "$addr" --tls-dir "$T/certs" 2>&1) ||
+		fail "prepare rs again after the restart: $out"
+	check_migration rs "$GPID" "$SPID"
+	grep -q "picked up after a restart" "$T/dst.log" ||
+		fail "the restarted daemon did not pick the migration up"
+	echo "restart: $(grep -h "picked up after a restart" "$T/dst.log" | sed 's/^postcopyd: //')"
+	echo "restart: source reconnects $(field src rs reconnects)"
+	[ ! -e "$T/rs.pcstate" ] || fail "page state file left after completion"
+	stop_daemons
+	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts|resume ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart ..." >&2
 	exit 2
 	;;
 esac
