@@ -1463,9 +1463,18 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	d->ps = m->g.page_size;
 	d->npages = m->g.size / d->ps;
 	words = (d->npages + 63) / 64;
-	if (m->state_path[0] != '\0') {
-		if ((r = dest_state_open(d, m->g.reattach, err, errlen)) < 0)
+	if (m->state_path[0] != '\0' &&
+	    (r = dest_state_open(d, m->g.reattach, err, errlen)) < 0) {
+		if (m->g.reattach)
 			return r;
+		/* A fresh migration runs without it, it just cannot survive
+		 * a restart of this daemon. */
+		log_warnx("%s; this migration cannot survive a restart", err);
+		err[0] = '\0';
+		m->state_path[0] = '\0';
+	}
+	if (d->state_map != NULL) {
+		/* valid and hash live in the state file */
 	} else if (m->g.reattach) {
 		snprintf(err, errlen, "cannot pick up migration '%s' after a "
 		    "restart: this daemon keeps no page state (state_dir off)",

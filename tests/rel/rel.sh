@@ -67,7 +67,7 @@ DAEMONS=()
 start_daemon() {
 	local n=$1
 	DAEMONS+=("$n")
-	: > "$T/$n.conf"
+	printf "%s\n" "${DAEMON_CONF:-}" > "$T/$n.conf"
 	"$PCD" -c "$T/$n.conf" -s "$T/$n.ctl" -V "$T/$n.vmm" -l info \
 	    >> "$T/$n.log" 2>&1 &
 	PIDS+=($!)
