@@ -66,6 +66,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -84,6 +85,7 @@
 #endif
 
 #define DEST_HANDSHAKE_MS	10000
+#define DEST_LINGER_S		5	/* after Complete: wait for the source */
 #define DEST_READAHEAD		8	/* pages requested per remote fault */
 #define DEST_UFFD_BATCH		64	/* events per read */
 #define DEST_PENDING_MAX	1024	/* timed waiting faults */
@@ -1005,6 +1007,21 @@ dest_finish(struct dest *d)
 	log_info("migration %s: all %" PRIu64 " pages received and mapped; %"
 	    PRIu64 " verified, %" PRIu64 " mismatched", m->id, d->npages,
 	    verified, bad);
+	/* Let the source close first (bounded): closing here at once could
+	 * reset its connections (a Ping it sends meanwhile meets a closed
+	 * socket) before it has read Complete, and it would reconnect to a
+	 * destination that is done. The urgent thread sees its close. */
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += DEST_LINGER_S;
+		pthread_mutex_lock(&d->lock);
+		while (!d->stop && !d->broken &&
+		    pthread_cond_timedwait(&d->cond, &d->lock, &ts) == 0)
+			;
+		pthread_mutex_unlock(&d->lock);
+	}
 	mig_post(m, MIG_EV_DONE);
 	return 0;
 }
