@@ -144,6 +144,7 @@ struct dest {
 	_Atomic uint64_t	 last_tx_ns;	/* urgent: last frame sent */
 	atomic_bool		 switched;	/* Switchover arrived */
 	unsigned		 sessions;	/* [main] */
+	atomic_bool		 unregistered;	/* guest range unregistered */
 
 	int			 state_fd;	/* page state file (locked) */
 	uint8_t			*state_map;
@@ -690,6 +691,11 @@ dest_fault_main(void *arg)
 				continue;
 			r = dest_fault(d, msgs[k].arg.pagefault.address);
 		}
+		/* After the range was unregistered (every page mapped, its
+		 * waiters woken by the kernel) a stale event's CONTINUE fails
+		 * with ENOENT: nothing waits on it. */
+		if (r < 0 && atomic_load(&d->unregistered))
+			r = 0;
 		if (r < 0) {
 			if (!dest_stopped(d))
 				mig_post_fail(d->m, "fault loop: cannot resolve "
@@ -987,6 +993,8 @@ dest_finish(struct dest *d)
 		struct uffdio_range rg = { .start = d->base,
 		    .len = d->npages * d->ps };
 
+		/* Fault events still queued are stale from here on. */
+		atomic_store(&d->unregistered, true);
 		if (ioctl(d->uffd, UFFDIO_UNREGISTER, &rg) < 0)
 			log_warn("migration %s: UFFDIO_UNREGISTER", m->id);
 		else

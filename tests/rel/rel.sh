@@ -6,6 +6,7 @@
 #   rel.sh BUILD_DIR cuts [SIZE] [MIN_CUTS]
 #   rel.sh BUILD_DIR resume [SIZE]
 #   rel.sh BUILD_DIR restart [SIZE]
+#   rel.sh BUILD_DIR stall [SIZE]
 #
 # load: 4 migrations at once on one pair of daemons; the first destination
 #   guest faults with 64 threads at once, the others with 8. Passes when
@@ -21,6 +22,8 @@
 #   and the guest verified every page.
 # resume: Status while the path is down (paused, and why), the Resume RPC on
 #   both sides (postcopyctl resume), a new destination address.
+# stall: a path that stops forwarding (no error) and delivers tiny pieces:
+#   the no-progress timeout pauses, the source reconnects.
 # restart: kill -9 of the destination daemon mid-postcopy and a restart;
 #   the migration completes with every page verified (see below).
 set -euo pipefail
@@ -295,6 +298,41 @@ resume)
 	ctl src set-bandwidth man 0 >/dev/null
 	check_migration man "$GPID" "$SPID"
 	[ "$(field src man reconnects)" -ge 2 ] || fail "the source did not count the reconnects"
+	stop_daemons
+	;;
+stall)
+	# The path stops forwarding without an error (a stalled network) and
+	# delivers everything else in pieces of at most 1400 bytes: the
+	# no-progress timeout (10 s) pauses both daemons, the source reconnects
+	# over a fresh connection, and every page is verified.
+	size=${1:-16M}
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst st)
+	"$PROXY" --listen 127.0.0.1:0 --connect "$addr" --stall-every 8M \
+	    --stall-ms 30000 --chunk 1400 --port-file "$T/proxy.port" \
+	    > "$T/proxy.log" 2>&1 &
+	PPID_=$!
+	PIDS+=($PPID_)
+	for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
+	[ -s "$T/proxy.port" ] || fail "faultproxy did not start"
+	via=127.0.0.1:$(cat "$T/proxy.port")
+	"$GUEST" --role dest --id st -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 -w none > "$T/st.dguest.json" 2> "$T/st.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate st "$via" --tls-dir "$T/certs" >/dev/null ||
+		fail "migrate st was refused"
+	"$GUEST" --role source --id st -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/st.sguest.json" 2> "$T/st.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	check_migration st "$GPID" "$SPID"
+	grep -q "no progress for" "$T/dst.log" "$T/src.log" ||
+		fail "no channel was declared lost for lack of progress"
+	echo "stall: $(grep -h "paused: channels lost" "$T/dst.log" "$T/src.log" | head -2 | sed 's/^postcopyd: //')"
+	echo "stall: source reconnects $(field src st reconnects)"
+	[ "$(field src st reconnects)" -ge 1 ] || fail "the source never reconnected"
 	stop_daemons
 	;;
 restart)
