@@ -815,16 +815,10 @@ dest_accept_one(struct dest *d, int fd, const char *peer, struct chan **out,
 		chan_set_error(c, r, "%s", why);
 		goto fail;
 	}
+	/* A channel of a kind already accepted (no session runs while we
+	 * accept) replaces it: the source gave up that attempt (e.g. its
+	 * other channel failed to open) and tries again. */
 	*kind = hello->channel;
-	if ((*kind == PCD__WIRE__CHANNEL__CHANNEL_BULK && d->bulk != NULL) ||
-	    (*kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT && d->urgent != NULL)) {
-		snprintf(why, sizeof(why), "a second %s channel for migration "
-		    "'%s'", *kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" :
-		    "urgent", m->id);
-		dest_refuse(c, 6, why);
-		r = chan_set_error(c, -EEXIST, "%s", why);
-		goto fail;
-	}
 	w.status = &ok;
 	w.version = WIRE_VERSION;
 	if (hello->resume) {
@@ -901,12 +895,23 @@ dest_accept_channels(struct dest *d)
 		log_info("migration %s: %s channel from %s accepted", d->m->id,
 		    kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" : "urgent",
 		    peer);
+		struct chan *stale;
+
 		pthread_mutex_lock(&d->txlock);
-		if (kind == PCD__WIRE__CHANNEL__CHANNEL_BULK)
+		if (kind == PCD__WIRE__CHANNEL__CHANNEL_BULK) {
+			stale = d->bulk;
 			d->bulk = c;
-		else
+		} else {
+			stale = d->urgent;
 			d->urgent = c;
+		}
 		pthread_mutex_unlock(&d->txlock);
+		if (stale != NULL) {
+			log_info("migration %s: the new %s channel replaces one "
+			    "from an abandoned attempt", d->m->id,
+			    chan_name(c));
+			chan_free(stale);
+		}
 	}
 	return 0;
 }
