@@ -22,86 +22,9 @@ set -euo pipefail
 
 B=$(readlink -f "$1"); shift
 MODE=$1; shift
-PCD=$B/daemon/postcopyd
-CTL=$B/client/postcopyctl
-GUEST=$B/client/postcopy-guest
-GENCERTS=$B/client/postcopy-gencerts
 PEER=$B/tests/datapath/pcd-wirepeer
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; dump_logs; exit 1; }
-note() { echo "== $*"; }
-
-for x in "$PCD" "$CTL" "$GUEST" "$GENCERTS" "$PEER"; do
-	[ -x "$x" ] || skip "$x is not built"
-done
-command -v jq >/dev/null || skip "jq is not installed"
-[ -e /dev/userfaultfd ] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 1 ] || [ "$(id -u)" = 0 ] ||
-	skip "userfaultfd is not available to this user"
-
-T=$(mktemp -d /tmp/pcd-datapath.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$T"
-}
-trap cleanup EXIT
-dump_logs() {
-	for f in "$T"/*.log; do
-		[ -f "$f" ] || continue
-		echo "---- $(basename "$f") (last 30 lines)" >&2
-		tail -n 30 "$f" >&2
-	done
-}
-
-"$GENCERTS" "$T/certs" >/dev/null
-
-DAEMONS=()
-# start_daemon NAME: postcopyd with private sockets, in the background.
-start_daemon() {
-	local n=$1
-	DAEMONS+=("$n")
-	: > "$T/$n.conf"
-	"$PCD" -c "$T/$n.conf" -s "$T/$n.ctl" -V "$T/$n.vmm" -l info \
-	    > "$T/$n.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_$n=$!"
-	for _ in $(seq 100); do
-		[ -S "$T/$n.ctl" ] && [ -S "$T/$n.vmm" ] && return 0
-		kill -0 "${PIDS[-1]}" 2>/dev/null || fail "postcopyd $n exited at start"
-		sleep 0.05
-	done
-	fail "postcopyd $n did not create its sockets"
-}
-ctl() { local n=$1; shift; "$CTL" -s "$T/$n.ctl" "$@"; }
-status_json() { ctl "$1" -j status "$2"; }
-# field NAME ID KEY: one field of a migration's status.
-field() {
-	status_json "$1" "$2" | jq -r "(.migrations[0] // .) | .$3 // empty"
-}
-
-# prepare NAME ID: prints the bound address.
-prepare() {
-	local out addr
-	out=$(ctl "$1" prepare "$2" --listen 127.0.0.1:0 --tls-dir "$T/certs") ||
-		fail "prepare $2: $out"
-	addr=$(field "$1" "$2" listen)
-	[ -n "$addr" ] || fail "prepare $2: no bound address in status"
-	echo "$addr"
-}
-
-# wait_state NAME ID STATE... : until the migration reaches one of them.
-wait_state() {
-	local n=$1 id=$2; shift 2
-	local s=""
-	for _ in $(seq 600); do
-		s=$(field "$n" "$id" state)
-		for want in "$@"; do [ "$s" = "$want" ] && return 0; done
-		sleep 0.1
-	done
-	fail "migration $id on $n: state '$s', wanted $*"
-}
+. "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
+harness_init datapath "$PEER"
 
 migrate_once() {
 	local name=$1 size=$2 workload=$3; shift 3

@@ -1,0 +1,98 @@
+# harness.sh - shared by the integration test scripts that run real
+# postcopyd processes on loopback with mutual TLS (certificates made at test
+# time), real postcopy-guest VMMs, driven with postcopyctl. Sourced, not run.
+#
+# The caller sets B (the build directory), then calls
+#   harness_init NAME [EXTRA_BINARY...]
+# which skips (exit 77) when something the test needs is missing, makes the
+# work dir $T with certificates in $T/certs, and removes it on exit (unless
+# KEEP is set). Processes started in the background go into PIDS and are
+# killed on exit.
+
+PCD=$B/daemon/postcopyd
+CTL=$B/client/postcopyctl
+GUEST=$B/client/postcopy-guest
+GENCERTS=$B/client/postcopy-gencerts
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; dump_logs; exit 1; }
+note() { echo "== $*"; }
+
+harness_cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+
+dump_logs() {
+	for f in "$T"/*.log; do
+		[ -f "$f" ] || continue
+		echo "---- $(basename "$f") (last 30 lines)" >&2
+		tail -n 30 "$f" >&2
+	done
+}
+
+harness_init() {
+	local name=$1; shift
+	for x in "$PCD" "$CTL" "$GUEST" "$GENCERTS" "$@"; do
+		[ -x "$x" ] || skip "$x is not built"
+	done
+	command -v jq >/dev/null || skip "jq is not installed"
+	[ -e /dev/userfaultfd ] || [ "$(id -u)" = 0 ] ||
+	    [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 1 ] ||
+		skip "userfaultfd is not available to this user"
+	T=$(mktemp -d "/tmp/pcd-$name.XXXXXX")
+	PIDS=()
+	DAEMONS=()
+	trap harness_cleanup EXIT
+	"$GENCERTS" "$T/certs" >/dev/null
+}
+
+# start_daemon NAME: postcopyd with private sockets in $T, in the
+# background; its config is $DAEMON_CONF (may be empty), its log $T/NAME.log
+# (appended to, so a restarted daemon keeps the first one's lines).
+start_daemon() {
+	local n=$1
+	DAEMONS+=("$n")
+	printf "%s\n" "${DAEMON_CONF:-}" > "$T/$n.conf"
+	"$PCD" -c "$T/$n.conf" -s "$T/$n.ctl" -V "$T/$n.vmm" -l info \
+	    >> "$T/$n.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$n=$!"
+	for _ in $(seq 200); do
+		[ -S "$T/$n.ctl" ] && [ -S "$T/$n.vmm" ] && return 0
+		kill -0 "${PIDS[-1]}" 2>/dev/null || fail "postcopyd $n exited at start"
+		sleep 0.05
+	done
+	fail "postcopyd $n did not create its sockets"
+}
+
+ctl() { local n=$1; shift; "$CTL" -s "$T/$n.ctl" "$@"; }
+status_json() { ctl "$1" -j status "$2"; }
+# field NAME ID KEY: one field of a migration's status.
+field() {
+	status_json "$1" "$2" | jq -r "(.migrations[0] // .) | .$3 // empty"
+}
+
+# prepare NAME ID: prepares an incoming migration; prints the bound address.
+prepare() {
+	local out addr
+	out=$(ctl "$1" prepare "$2" --listen 127.0.0.1:0 --tls-dir "$T/certs") ||
+		fail "prepare $2: $out"
+	addr=$(field "$1" "$2" listen)
+	[ -n "$addr" ] || fail "prepare $2: no bound address in status"
+	echo "$addr"
+}
+
+# wait_state NAME ID STATE... : until the migration reaches one of them
+# (two minutes at most).
+wait_state() {
+	local n=$1 id=$2; shift 2
+	local s=""
+	for _ in $(seq 1200); do
+		s=$(field "$n" "$id" state)
+		for want in "$@"; do [ "$s" = "$want" ] && return 0; done
+		sleep 0.1
+	done
+	fail "migration $id on $n: state '$s', wanted $*"
+}
