@@ -342,7 +342,11 @@ mig_on_event(evutil_socket_t fd, short what, void *arg)
 	}
 	if (ev & MIG_EV_CONNECTED) {
 		m->setup_ns = now_ns() - m->t0_ns;
-		mig_set_state(m, MIG_STATE_PRECOPY);
+		/* On the destination the urgent thread may post the Switchover
+		 * before its main thread posts this: never go back. */
+		if (m->state == MIG_STATE_WAITING ||
+		    m->state == MIG_STATE_CONNECTING)
+			mig_set_state(m, MIG_STATE_PRECOPY);
 		if (ev & MIG_EV_RESTORED)
 			mig_set_state(m, MIG_STATE_POSTCOPY);
 		if (m->role == MIG_ROLE_SOURCE) {
