@@ -495,6 +495,32 @@ dest_count_frame(struct dest *d, const struct wire_hdr *h)
 	    memory_order_relaxed);
 }
 
+/* The frames either channel may carry besides its own: a Ping (read and
+ * dropped), an Error from the source, anything else is refused. */
+static int
+dest_recv_other(struct chan *c, const struct wire_hdr *h,
+    ProtobufCMessage **msg)
+{
+	const Pcd__Wire__Error *e;
+	int r;
+
+	switch (h->type) {
+	case WIRE_PING:
+		return chan_recv_msg(c, h, msg);
+	case WIRE_ERROR:
+		if ((r = chan_recv_msg(c, h, msg)) < 0)
+			return r;
+		e = (const Pcd__Wire__Error *)*msg;
+		return chan_set_error(c, -ECONNABORTED, "source reports an "
+		    "error: %s", e->status && e->status->message ?
+		    e->status->message : "");
+	default:
+		return chan_set_error(c, -EPROTO, "%s channel: unexpected %s "
+		    "frame from the source", chan_name(c),
+		    wire_type_name(h->type));
+	}
+}
+
 static void *
 dest_urgent_main(void *arg)
 {
@@ -550,24 +576,8 @@ dest_urgent_main(void *arg)
 			    sw->paused_at_ms);
 			break;
 		}
-		case WIRE_ERROR: {
-			const Pcd__Wire__Error *e;
-
-			if ((r = chan_recv_msg(d->urgent, &h, &msg)) < 0)
-				break;
-			e = (const Pcd__Wire__Error *)msg;
-			r = chan_set_error(d->urgent, -ECONNABORTED, "source "
-			    "reports an error: %s", e->status &&
-			    e->status->message ? e->status->message : "");
-			break;
-		}
-		case WIRE_PING:
-			r = chan_recv_msg(d->urgent, &h, &msg);
-			break;
 		default:
-			r = chan_set_error(d->urgent, -EPROTO, "urgent channel: "
-			    "unexpected %s frame from the source",
-			    wire_type_name(h.type));
+			r = dest_recv_other(d->urgent, &h, &msg);
 			break;
 		}
 		if (msg != NULL)
@@ -1089,24 +1099,8 @@ dest_recv_bulk(struct dest *d)
 			digests += dg->n_hash;
 			break;
 		}
-		case WIRE_ERROR: {
-			const Pcd__Wire__Error *e;
-
-			if ((r = chan_recv_msg(d->bulk, &h, &msg)) < 0)
-				break;
-			e = (const Pcd__Wire__Error *)msg;
-			r = chan_set_error(d->bulk, -ECONNABORTED, "source "
-			    "reports an error: %s", e->status &&
-			    e->status->message ? e->status->message : "");
-			break;
-		}
-		case WIRE_PING:
-			r = chan_recv_msg(d->bulk, &h, &msg);
-			break;
 		default:
-			r = chan_set_error(d->bulk, -EPROTO, "bulk channel: "
-			    "unexpected %s frame from the source",
-			    wire_type_name(h.type));
+			r = dest_recv_other(d->bulk, &h, &msg);
 			break;
 		}
 		if (msg != NULL)
