@@ -269,6 +269,16 @@ dest_wake(struct dest *d, uint64_t addr, uint64_t len)
 
 /* Maps valid pages [first, first+n) into the guest (MINOR mode) and wakes
  * whoever waits on them. Pages already mapped are fine. */
+/* Pages first..first+n are mapped in the guest: record it and close the
+ * latency of the faults that waited on them. */
+static void
+dest_mapped(struct dest *d, uint64_t first, uint64_t n)
+{
+	for (uint64_t i = first; i < first + n; i++)
+		bm_set(d->mapped, i);
+	dest_lat_done(d, first, n);
+}
+
 static int
 dest_map(struct dest *d, uint64_t first, uint64_t n)
 {
@@ -298,9 +308,7 @@ dest_map(struct dest *d, uint64_t first, uint64_t n)
 			continue;
 		return -errno;
 	}
-	for (uint64_t i = first; i < first + n; i++)
-		bm_set(d->mapped, i);
-	dest_lat_done(d, first, n);
+	dest_mapped(d, first, n);
 	return 0;
 }
 
@@ -378,9 +386,7 @@ dest_place_copy(struct dest *d, uint64_t first, uint64_t n, const uint8_t *buf,
 			continue;
 		return -errno;
 	}
-	for (uint64_t i = first; i < first + n; i++)
-		bm_set(d->mapped, i);
-	dest_lat_done(d, first, n);
+	dest_mapped(d, first, n);
 	return 0;
 }
 

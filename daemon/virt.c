@@ -58,7 +58,7 @@ struct virt {
 	bool			 started;
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 cond;
-	struct virt_jobq	 todo;		/* under lock */
+	struct virt_jobq	 queue;		/* under lock */
 	struct virt_jobq	 done;		/* under lock */
 	bool			 stop;		/* under lock */
 	unsigned		 pending;	/* loop thread */
@@ -210,12 +210,12 @@ virt_worker(void *arg)
 
 	pthread_mutex_lock(&v->lock);
 	for (;;) {
-		while (STAILQ_EMPTY(&v->todo) && !v->stop)
+		while (STAILQ_EMPTY(&v->queue) && !v->stop)
 			pthread_cond_wait(&v->cond, &v->lock);
 		if (v->stop)
 			break;
-		j = STAILQ_FIRST(&v->todo);
-		STAILQ_REMOVE_HEAD(&v->todo, entry);
+		j = STAILQ_FIRST(&v->queue);
+		STAILQ_REMOVE_HEAD(&v->queue, entry);
 		pthread_mutex_unlock(&v->lock);
 		virt_run(v, j);
 		pthread_mutex_lock(&v->lock);
@@ -288,7 +288,7 @@ virt_new(struct event_base *base, struct virt **out)
 		return -ENOMEM;
 	v->base = base;
 	v->efd = -1;
-	STAILQ_INIT(&v->todo);
+	STAILQ_INIT(&v->queue);
 	STAILQ_INIT(&v->done);
 	LIST_INIT(&v->conns);
 	TAILQ_INIT(&v->doms);
@@ -330,8 +330,8 @@ virt_free(struct virt *v)
 		pthread_mutex_unlock(&v->lock);
 		pthread_join(v->thread, NULL);
 	}
-	while ((j = STAILQ_FIRST(&v->todo)) != NULL) {
-		STAILQ_REMOVE_HEAD(&v->todo, entry);
+	while ((j = STAILQ_FIRST(&v->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&v->queue, entry);
 		free(j);
 	}
 	while ((j = STAILQ_FIRST(&v->done)) != NULL) {
@@ -364,7 +364,7 @@ virt_submit(struct virt *v, const struct virt_dom *d, enum virt_op op)
 	j->op = op;
 	v->pending++;
 	pthread_mutex_lock(&v->lock);
-	STAILQ_INSERT_TAIL(&v->todo, j, entry);
+	STAILQ_INSERT_TAIL(&v->queue, j, entry);
 	pthread_cond_signal(&v->cond);
 	pthread_mutex_unlock(&v->lock);
 	return 0;
