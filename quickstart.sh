@@ -91,7 +91,7 @@ cmd_test() {
 cmd_demo() {
 	cmd_build
 	if [ ! -x "$BUILD/client/postcopy-demo" ]; then
-		echo "The migration demo (client/postcopy-demo) is not built yet: the data path has not landed." >&2
+		echo "The migration demo (client/scripts/postcopy-demo) is not built yet: the data path has not landed." >&2
 		echo "What exists runs in the test suite: ./quickstart.sh test" >&2
 		exit 1
 	fi

@@ -1,5 +1,5 @@
 /* vmm.c - the VMM attach socket, daemon side (see vmm.h and
- * client/VMM-PROTOCOL.md).
+ * client/pcvmm/VMM-PROTOCOL.md).
  *
  * Raw libevent events, not bufferevents: the Attach frame's descriptors
  * arrive as SCM_RIGHTS ancillary data, which only recvmsg(2) returns. Reads

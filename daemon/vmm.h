@@ -3,7 +3,7 @@
  * A VMM connects to the daemon's Unix socket and hands over its guest memory
  * (memfd) and, on the destination, the userfaultfd it created, with
  * SCM_RIGHTS and a protobuf layout message (proto/vmm.proto). The protocol is
- * documented in client/VMM-PROTOCOL.md. Everything a VMM sends is validated
+ * documented in client/pcvmm/VMM-PROTOCOL.md. Everything a VMM sends is validated
  * here (fd types, sizes, alignment, memfd size) before the migration layer
  * sees it. All functions run on the event-loop thread.
  */
@@ -21,7 +21,7 @@ struct event_base;
 struct vmm_server;
 struct vmm_session;
 
-/* Framing (proto/vmm.proto, client/VMM-PROTOCOL.md): a SOCK_STREAM Unix
+/* Framing (proto/vmm.proto, client/pcvmm/VMM-PROTOCOL.md): a SOCK_STREAM Unix
  * socket; each frame is a 4-byte little-endian length then a serialized
  * pcd.VmmMessage. The Attach frame carries the fds with SCM_RIGHTS. */
 #define VMM_PROTOCOL_VERSION	1

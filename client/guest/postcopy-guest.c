@@ -1093,7 +1093,7 @@ usage(FILE *f)
 "usage: postcopy-guest --role source|dest --id ID [options]\n"
 "       postcopy-guest --local [options]\n"
 "\n"
-"The stand-in VMM for postcopyd (see client/VMM-PROTOCOL.md).\n"
+"The stand-in VMM for postcopyd (see client/pcvmm/VMM-PROTOCOL.md).\n"
 "\n"
 "  -r, --role ROLE          source or dest\n"
 "  -i, --id ID              migration id\n"
