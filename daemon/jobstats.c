@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 
 #include "jobstats.h"
 #include "migration.h"
@@ -168,9 +169,11 @@ jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st)
 	mi->faults_remote = st->faults_remote;
 	mi->faults_local = st->faults_local;
 	mi->lat_max_us = st->lat_max_us;
-	mi->lat_p50_us = mig_lat_percentile(st->lat_hist, 0.50);
-	mi->lat_p99_us = mig_lat_percentile(st->lat_hist, 0.99);
-	mi->lat_p999_us = mig_lat_percentile(st->lat_hist, 0.999);
+	/* A percentile is a bucket's upper bound: never report one above
+	 * the largest latency actually seen. */
+	mi->lat_p50_us = MIN(mig_lat_percentile(st->lat_hist, 0.50), st->lat_max_us);
+	mi->lat_p99_us = MIN(mig_lat_percentile(st->lat_hist, 0.99), st->lat_max_us);
+	mi->lat_p999_us = MIN(mig_lat_percentile(st->lat_hist, 0.999), st->lat_max_us);
 	mi->bandwidth_bps = st->bandwidth_bps;
 	mi->start_ms = st->start_ms;
 	mi->elapsed_ms = st->elapsed_ms;

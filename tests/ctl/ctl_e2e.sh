@@ -121,4 +121,12 @@ if [ -n "${tpid:-}" ]; then
 	grep -q "migration e2e (source) completed in" "$T/tty.out" || fail "no summary on the TTY"
 	ok "TTY progress bar and summary"
 fi
+# 8. honest summaries: a percentile never above the maximum; one throughput
+jq -e '.migrations[0] | .lat_max_us > 0 and .lat_p50_us <= .lat_p99_us and .lat_p99_us <= .lat_p999_us and .lat_p999_us <= .lat_max_us' "$T/ds.json" >/dev/null ||
+	fail "percentiles above the maximum: $(jq -c '.migrations[0] | {lat_p50_us, lat_p99_us, lat_p999_us, lat_max_us}' "$T/ds.json")"
+ctl dst watch e2e >"$T/wsum.txt" 2>&1 || true
+grep -Eq '^  throughput [0-9.]+ MiB/s of guest memory \([0-9.]+ Gbit/s on the wire\)$' "$T/wsum.txt" ||
+	fail "watch summary has no throughput line: $(cat "$T/wsum.txt")"
+ok "percentiles capped at the maximum; throughput as guest MiB/s with the wire rate"
+
 echo "summary:"; ctl dst status e2e
