@@ -12,8 +12,49 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "migration.h"
+
+/* --- CPU accounting (bench_cpu.c) ------------------------------------- */
+
+#define BENCH_CPU_TIDS	256	/* threads followed per process */
+#define BENCH_CPU_NAMES	16	/* distinct thread names reported */
+#define BENCH_CPU_NAME	16	/* a thread name with its NUL (TASK_COMM_LEN) */
+
+struct bench_cpu_tid {
+	pid_t		tid;
+	bool		seen;
+	uint64_t	first, last;	/* utime + stime, clock ticks */
+	char		name[BENCH_CPU_NAME];
+};
+
+/* Follows one process over a window: begin, sample as it runs, end. */
+struct bench_cpu_track {
+	pid_t			pid;
+	bool			ok;
+	uint64_t		start;	/* the process's ticks at begin */
+	struct bench_cpu_tid	tids[BENCH_CPU_TIDS];
+	unsigned		ntids;
+};
+
+/* CPU seconds in the window: the process (exact, exited threads
+ * included) and by thread name (sampled: a lower bound). */
+struct bench_cpu {
+	double		total_s;
+	struct {
+		char	name[BENCH_CPU_NAME];
+		double	s;
+	} threads[BENCH_CPU_NAMES];
+	unsigned	nthreads;
+};
+
+void bench_cpu_begin(struct bench_cpu_track *t, pid_t pid);
+void bench_cpu_sample(struct bench_cpu_track *t);
+int bench_cpu_end(struct bench_cpu_track *t, struct bench_cpu *out);
+/* The calling thread's CPU seconds so far (CLOCK_THREAD_CPUTIME_ID). */
+double bench_cpu_thread_now(void);
 
 /* --- certificates (bench_certs.c) ------------------------------------- */
 
@@ -34,6 +75,11 @@ struct bench_tls_opts {
 	size_t		 rtt_request;	/* bytes of one RTT request */
 	size_t		 rtt_response;	/* bytes of one RTT response */
 	unsigned	 rtt_rounds;
+	/* Run while the loaded round trips' stream still flows, so that a
+	 * baseline can be measured under the same load as a migration (the
+	 * userfaultfd floor); its result lands in alongside_rc. */
+	int		(*alongside)(void *arg);
+	void		*alongside_arg;
 };
 
 struct bench_tls_result {
@@ -43,6 +89,9 @@ struct bench_tls_result {
 	double		rtt_p99_us;
 	double		rtt_loaded_p50_us;	/* while a stream runs */
 	double		rtt_loaded_p99_us;
+	double		stream_tx_cpu_s;	/* sender thread's CPU seconds */
+	double		stream_rx_cpu_s;	/* receiver thread's CPU seconds */
+	int		alongside_rc;
 	char		cipher[64];	/* what the handshake negotiated */
 };
 
@@ -127,6 +176,8 @@ struct bench_run {
 	double		 guest_s;	/* the workload's own run time */
 	double		 touch_p50_us;	/* guest's first touch of a page */
 	double		 touch_p99_us;
+	/* CPU seconds of each daemon from Migrate to completion. */
+	struct bench_cpu cpu_src, cpu_dst;
 	struct bench_sample *samples;
 	size_t		 nsamples, samples_cap;
 };

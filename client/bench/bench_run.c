@@ -48,6 +48,7 @@ struct bench_ctx {
 	enum bench_mode		 mode;
 	char			 dir[PATH_MAX];
 	struct bench_side	 src, dst;
+	struct bench_cpu_track	 cpu_src, cpu_dst;
 	char			*err;
 	size_t			 errlen;
 };
@@ -675,6 +676,8 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	mig.dest = listen;
 	mig.tls = &tls;
 	mig.bandwidth_bps = o->bandwidth_bps;
+	bench_cpu_begin(&c->cpu_src, c->src.daemon);
+	bench_cpu_begin(&c->cpu_dst, c->dst.daemon);
 	t0 = now_ns();
 	if ((rc = bench_call(c, &c->src, RPC_M_MIGRATE, &mig.base, &a)) != 0)
 		return rc;
@@ -697,6 +700,8 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		    &r->anon_src_kib);
 		bench_rss_sample(c->dst.daemon, &r->rss_dst_kib,
 		    &r->anon_dst_kib);
+		bench_cpu_sample(&c->cpu_src);
+		bench_cpu_sample(&c->cpu_dst);
 		if (o->progress)
 			bench_progress(c, di, t);
 		if (strcmp(si->state, "failed") == 0 ||
@@ -747,6 +752,8 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	bench_rss_sample(c->dst.daemon, &r->rss_dst_kib, &r->anon_dst_kib);
 	r->hwm_src_kib = bench_proc_kib(c->src.daemon, "VmHWM");
 	r->hwm_dst_kib = bench_proc_kib(c->dst.daemon, "VmHWM");
+	bench_cpu_end(&c->cpu_src, &r->cpu_src);
+	bench_cpu_end(&c->cpu_dst, &r->cpu_dst);
 	if (rc != 0)
 		return rc;
 	r->throughput_gbps = r->total_s > 0 ? (double)r->bytes_transferred *

@@ -29,6 +29,9 @@ echo "$out" | jq -e '
 	(.baselines.tls_raw_gbps | type == "number" and . > 0) and
 	(.baselines.tls_rtt_us | type == "number" and . > 0) and
 	(.baselines.uffd_floor_us | type == "number" and . > 0) and
+	(.baselines.uffd_floor_loaded_us | type == "number" and . > 0) and
+	(.baselines.tls_rx_cpu_s | type == "number" and . > 0) and
+	(.baselines.tls_tx_cpu_s | type == "number" and . > 0) and
 	(.baselines.tls_raw_gbps_range.min <= .baselines.tls_raw_gbps) and
 	(.baselines.tls_raw_gbps <= .baselines.tls_raw_gbps_range.max) and
 	(.baselines.cipher | startswith("TLS_")) and

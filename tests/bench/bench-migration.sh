@@ -36,10 +36,18 @@ jq -e '
 	        (.sent_urgent | num) and (.verified == .total) and (.mismatched == 0)) and
 	    (.faults | (.remote | num) and (.local | num) and has("p50_us") and
 	        has("p99_us") and has("p999_us") and has("max_us")) and
-	    (.daemon_rss_kib | (.source | num and . > 0) and (.destination | num and . > 0))) and
+	    (.daemon_rss_kib | (.source | num and . > 0) and (.destination | num and . > 0)) and
+	    (.cpu_s | (.source | num and . > 0) and (.destination | num and . > 0) and
+	        (.destination_per_gib | num and . > 0) and
+	        (.threads.destination | length > 0) and
+	        (.destination as $t | [.threads.destination[]] | add <= $t * 1.05 + 0.02))) and
 	(.baselines | (.tls_raw_gbps | num and . > 0) and (.tls_rtt_us | num and . > 0) and
-	    (.uffd_floor_us | num and . > 0)) and
+	    (.uffd_floor_us | num and . > 0) and (.uffd_floor_loaded_us | num and . > 0) and
+	    (.tls_rtt_loaded_us | num and . > 0) and
+	    (.tls_tx_cpu_s | num and . > 0) and (.tls_rx_cpu_s | num and . > 0)) and
 	(.ratios | (.throughput_vs_tls_raw | num and . > 0) and has("remote_p50_vs_tls_rtt") and
+	    has("remote_p50_vs_tls_rtt_idle") and has("local_p50_vs_uffd_floor_idle") and
+	    (.dst_cpu_per_gib_vs_tls_rx | num and . > 0) and
 	    has("local_p50_vs_uffd_floor") and (.minor_vs_copy_throughput | num and . > 0)) and
 	(.ok == true)' "$tmp/out.json" >/dev/null ||
 	{ echo "FAIL: bench JSON has the wrong shape or unverified pages"; exit 1; }
