@@ -1,7 +1,6 @@
 /* config.c - the postcopyd.conf parser (see config.h). */
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +13,6 @@
 #include "util.h"
 
 #define CONFIG_LINE_MAX	4096
-
-static void PCD_PRINTF(3, 4)
-config_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 void
 config_defaults(struct config *c)
@@ -54,7 +41,7 @@ check_text(const char *key, const char *v, char *err, size_t errlen)
 		unsigned char ch = (unsigned char)*p;
 
 		if (ch == '"' || (ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			config_err(err, errlen, "%s: a double quote or control "
+			str_printf(err, errlen, "%s: a double quote or control "
 			    "character (0x%02x) is not allowed in a value", key,
 			    ch);
 			return -EINVAL;
@@ -70,12 +57,12 @@ set_path(char *dst, size_t dstlen, const char *key, const char *v,
 	if (check_text(key, v, err, errlen) < 0)
 		return -EINVAL;
 	if (v[0] != '/') {
-		config_err(err, errlen, "%s: '%s' is not an absolute path",
+		str_printf(err, errlen, "%s: '%s' is not an absolute path",
 		    key, v);
 		return -EINVAL;
 	}
 	if (str_copy(dst, v, dstlen) < 0) {
-		config_err(err, errlen, "%s: path longer than %zu bytes",
+		str_printf(err, errlen, "%s: path longer than %zu bytes",
 		    key, dstlen - 1);
 		return -EINVAL;
 	}
@@ -99,12 +86,12 @@ set_listen(char *dst, size_t dstlen, const char *key, const char *v,
 	/* Port 0 picks a free port (tests); the log names the one bound. */
 	if (parse_hostport(v, host, sizeof(host), &port) < 0 ||
 	    host[0] == '\0') {
-		config_err(err, errlen, "%s: '%s' is not host:port (or off)",
+		str_printf(err, errlen, "%s: '%s' is not host:port (or off)",
 		    key, v);
 		return -EINVAL;
 	}
 	if (str_copy(dst, v, dstlen) < 0) {
-		config_err(err, errlen, "%s: address too long", key);
+		str_printf(err, errlen, "%s: address too long", key);
 		return -EINVAL;
 	}
 	return 0;
@@ -121,7 +108,7 @@ set_uint(unsigned *dst, const char *key, const char *v, unsigned lo,
 	n = strtoul(v, &end, 10);
 	if (!isdigit((unsigned char)v[0]) || *end != '\0' || errno != 0 ||
 	    n < lo || n > hi) {
-		config_err(err, errlen, "%s: '%s' is not a number in %u..%u",
+		str_printf(err, errlen, "%s: '%s' is not a number in %u..%u",
 		    key, v, lo, hi);
 		return -EINVAL;
 	}
@@ -164,7 +151,7 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 		    sizeof(c->control_tcp_listen), key, v, err, errlen);
 	if (strcmp(key, "log_level") == 0) {
 		if ((lvl = log_level_parse(v)) < 0) {
-			config_err(err, errlen, "log_level: unknown level '%s' "
+			str_printf(err, errlen, "log_level: unknown level '%s' "
 			    "(want error, warning, notice, info or debug)", v);
 			return -EINVAL;
 		}
@@ -183,14 +170,14 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 	if (strcmp(key, "max_frame") == 0) {
 		if (parse_size(v, &size) < 0 || size < 4096 ||
 		    size > RPC_MAX_FRAME_LIMIT) {
-			config_err(err, errlen, "max_frame: '%s' is not a size "
+			str_printf(err, errlen, "max_frame: '%s' is not a size "
 			    "in 4K..16M", v);
 			return -EINVAL;
 		}
 		c->max_frame = (uint32_t)size;
 		return 0;
 	}
-	config_err(err, errlen, "unknown key '%s'", key);
+	str_printf(err, errlen, "unknown key '%s'", key);
 	return -ENOENT;
 }
 
@@ -215,19 +202,19 @@ config_split(char *line, char **key, char **value, char *err, size_t errlen)
 	char *eq, *p, *v;
 
 	if ((eq = strchr(line, '=')) == NULL) {
-		config_err(err, errlen, "expected 'key = value'");
+		str_printf(err, errlen, "expected 'key = value'");
 		return -EINVAL;
 	}
 	*eq = '\0';
 	*key = trim(line);
 	if (**key == '\0') {
-		config_err(err, errlen, "missing key before '='");
+		str_printf(err, errlen, "missing key before '='");
 		return -EINVAL;
 	}
 	for (p = *key; *p != '\0'; p++) {
 		if (!islower((unsigned char)*p) && *p != '_' &&
 		    !isdigit((unsigned char)*p)) {
-			config_err(err, errlen, "bad key '%s' (keys are "
+			str_printf(err, errlen, "bad key '%s' (keys are "
 			    "lower_case words)", *key);
 			return -EINVAL;
 		}
@@ -235,12 +222,12 @@ config_split(char *line, char **key, char **value, char *err, size_t errlen)
 	v = trim(eq + 1);
 	if (*v == '"') {
 		if ((p = strchr(v + 1, '"')) == NULL) {
-			config_err(err, errlen, "unterminated quoted value");
+			str_printf(err, errlen, "unterminated quoted value");
 			return -EINVAL;
 		}
 		*p = '\0';
 		if (*trim(p + 1) != '\0' && *trim(p + 1) != '#') {
-			config_err(err, errlen, "text after the quoted value");
+			str_printf(err, errlen, "text after the quoted value");
 			return -EINVAL;
 		}
 		*value = v + 1;
@@ -271,7 +258,7 @@ config_parse_file(const char *path, struct config *c, char *err,
 
 	if ((f = fopen(path, "re")) == NULL) {
 		r = -errno;
-		config_err(err, errlen, "%s: cannot open: %s", path,
+		str_printf(err, errlen, "%s: cannot open: %s", path,
 		    strerror(errno));
 		return r;
 	}
@@ -280,7 +267,7 @@ config_parse_file(const char *path, struct config *c, char *err,
 
 		lineno++;
 		if (strchr(line, '\n') == NULL && !feof(f)) {
-			config_err(err, errlen, "%s:%u: line longer than %d "
+			str_printf(err, errlen, "%s:%u: line longer than %d "
 			    "bytes", path, lineno, CONFIG_LINE_MAX - 2);
 			r = -EINVAL;
 			break;
@@ -290,13 +277,13 @@ config_parse_file(const char *path, struct config *c, char *err,
 			continue;
 		if (config_split(s, &key, &value, why, sizeof(why)) < 0 ||
 		    config_set(c, key, value, why, sizeof(why)) < 0) {
-			config_err(err, errlen, "%s:%u: %s", path, lineno, why);
+			str_printf(err, errlen, "%s:%u: %s", path, lineno, why);
 			r = -EINVAL;
 			break;
 		}
 		for (size_t i = 0; i < nseen; i++) {
 			if (strcmp(seen[i].key, key) == 0) {
-				config_err(err, errlen, "%s:%u: %s set twice "
+				str_printf(err, errlen, "%s:%u: %s set twice "
 				    "(first on line %u)", path, lineno, key,
 				    seen[i].line);
 				r = -EINVAL;
@@ -310,7 +297,7 @@ config_parse_file(const char *path, struct config *c, char *err,
 		}
 	}
 	if (r == 0 && ferror(f)) {
-		config_err(err, errlen, "%s: read error", path);
+		str_printf(err, errlen, "%s: read error", path);
 		r = -EIO;
 	}
 out:
@@ -329,7 +316,7 @@ tls_dir_check(const char *dir, const char *what, char *err, size_t errlen)
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
 		if (access(p, R_OK) < 0) {
-			config_err(err, errlen, "%s: cannot read %s: %s", what,
+			str_printf(err, errlen, "%s: cannot read %s: %s", what,
 			    p, strerror(errno));
 			return -ENOENT;
 		}

@@ -1,7 +1,6 @@
 /* rpc.h - the control RPC framing (proto/README.md), shared by the server
- * (ctl.c) and the client (postcopyctl): frame header encode/decode, packing
- * a message into a frame, method lookup in service pcd.Control, and a small
- * blocking client over a Unix socket or mutual TLS.
+ * (ctl.c) and the client (rpc_client.h): frame header encode/decode, packing
+ * a message into a frame, method lookup in service pcd.Control.
  */
 #ifndef PCD_RPC_H
 #define PCD_RPC_H
@@ -75,54 +74,15 @@ const char *rpc_code_name(uint32_t code);
 /* Maps a -errno from the data path to a status code. */
 uint32_t rpc_code_from_errno(int err);
 
-/* The pure decoding steps of both ends (also what tests/fuzz calls); h is
- * a header rpc_hdr_decode accepted, p/n its payload.
+/* The server's pure decoding step (also what tests/fuzz calls; the
+ * client's is rpc_answer_decode in rpc_client.h); h is a header
+ * rpc_hdr_decode accepted, p/n its payload.
  *
- * rpc_request_decode (server): a request (kind 1, reserved 0) for a known
+ * rpc_request_decode: a request (kind 1, reserved 0) for a known
  * method whose payload is that method's input message. 0 and *req (free
  * with protobuf_c_message_free_unpacked), or an rpc_code with err naming
  * the problem and *req NULL. */
 uint32_t rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p,
     size_t n, ProtobufCMessage **req, char *err, size_t errlen);
-
-struct rpc_answer;
-/* rpc_answer_decode (client): a REPLY/EVENT carrying the method's output
- * message, or an ERROR carrying a pcd.Status. 0 and *a filled (a->hdr = *h;
- * release with rpc_answer_clear), or -EPROTO with err naming the problem. */
-int rpc_answer_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
-    struct rpc_answer *a, char *err, size_t errlen);
-
-/* Blocking client. */
-struct rpc_client;
-
-/* Connects to a Unix socket path, or, when tls_dir is not NULL, to
- * "host:port" with mutual TLS 1.3 (ca-cert.pem, client-cert.pem,
- * client-key.pem in tls_dir). */
-int rpc_client_connect(const char *target, const char *tls_dir,
-    struct rpc_client **out, char *err, size_t errlen);
-void rpc_client_close(struct rpc_client *c);
-/* Sends a request; returns the call id it used in *call_id. */
-int rpc_client_send(struct rpc_client *c, unsigned method,
-    const ProtobufCMessage *req, uint32_t *call_id, char *err, size_t errlen);
-
-/* One received answer. For REPLY/EVENT msg is the method's output message,
- * for ERROR a Pcd__Status. */
-struct rpc_answer {
-	struct rpc_hdr		 hdr;
-	ProtobufCMessage	*msg;
-	uint32_t		 code;		/* status.code of msg */
-	const char		*message;	/* status.message of msg */
-};
-
-/* Waits up to timeout_ms (-1 = forever) for the next frame. 0, -ETIMEDOUT,
- * -ECONNRESET (peer closed), -EPROTO/-EMSGSIZE (malformed answer). */
-int rpc_client_recv(struct rpc_client *c, int timeout_ms,
-    struct rpc_answer *a, char *err, size_t errlen);
-void rpc_answer_clear(struct rpc_answer *a);
-
-/* send + recv of a unary call. */
-int rpc_client_call(struct rpc_client *c, unsigned method,
-    const ProtobufCMessage *req, int timeout_ms, struct rpc_answer *a,
-    char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +91,16 @@ str_copy(char *dst, const char *src, size_t dstlen)
 	}
 	memcpy(dst, src, n + 1);
 	return 0;
+}
+
+void
+str_printf(char *dst, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (dst == NULL || len == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(dst, len, fmt, ap);
+	va_end(ap);
 }

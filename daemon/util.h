@@ -14,6 +14,10 @@ int parse_size(const char *s, uint64_t *out);
 int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* Copies like strlcpy; returns -ENAMETOOLONG when src did not fit. */
 int str_copy(char *dst, const char *src, size_t dstlen);
+/* snprintf into a caller's (err, errlen) message buffer; does nothing when
+ * err is NULL or errlen 0. */
+void str_printf(char *dst, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static inline uint64_t
 now_ns(void)

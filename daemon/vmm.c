@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "bytes.h"
 #include "log.h"
 #include "pbcheck.h"
 #include "util.h"
@@ -207,10 +208,7 @@ vmm_session_send(struct vmm_session *s, const Pcd__VmmMessage *m)
 	if ((buf = malloc(len)) == NULL)
 		return -ENOMEM;
 	pcd__vmm_message__pack(m, buf);
-	hdr[0] = len & 0xff;
-	hdr[1] = (len >> 8) & 0xff;
-	hdr[2] = (len >> 16) & 0xff;
-	hdr[3] = (len >> 24) & 0xff;
+	bytes_put_le32(hdr, (uint32_t)len);
 	if (evbuffer_add(s->out, hdr, 4) < 0 ||
 	    evbuffer_add(s->out, buf, len) < 0) {
 		free(buf);
@@ -454,8 +452,7 @@ vmm_frame_len(const uint8_t *p, size_t avail, size_t cap, uint32_t *len)
 
 	if (avail < 4)
 		return 0;
-	n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
+	n = bytes_get_le32(p);
 	*len = n;
 	if (n == 0 || n > cap)
 		return -EMSGSIZE;

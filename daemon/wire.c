@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "migration.h"
 #include "pbcheck.h"
 
@@ -38,77 +39,30 @@ wire_type_name(unsigned type)
 	return names[type];
 }
 
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 void
 wire_hdr_encode(uint8_t out[WIRE_HDR_LEN], const struct wire_hdr *h)
 {
-	put16(out, WIRE_MAGIC);
+	bytes_put_le16(out, WIRE_MAGIC);
 	out[2] = h->type;
 	out[3] = h->flags;
-	put32(out + 4, h->length);
-	put64(out + 8, h->index);
-	put32(out + 16, h->count);
-	put32(out + 20, 0);
+	bytes_put_le32(out + 4, h->length);
+	bytes_put_le64(out + 8, h->index);
+	bytes_put_le32(out + 16, h->count);
+	bytes_put_le32(out + 20, 0);
 }
 
 int
 wire_hdr_decode(const uint8_t in[WIRE_HDR_LEN], const struct wire_limits *lim,
     struct wire_hdr *h, char *err, size_t errlen)
 {
-	uint16_t magic = get16(in);
-	uint32_t reserved = get32(in + 20);
+	uint16_t magic = bytes_get_le16(in);
+	uint32_t reserved = bytes_get_le32(in + 20);
 
 	h->type = in[2];
 	h->flags = in[3];
-	h->length = get32(in + 4);
-	h->index = get64(in + 8);
-	h->count = get32(in + 16);
+	h->length = bytes_get_le32(in + 4);
+	h->index = bytes_get_le64(in + 8);
+	h->count = bytes_get_le32(in + 16);
 
 	if (magic != WIRE_MAGIC) {
 		snprintf(err, errlen, "bad frame magic 0x%04x (want 0x%04x): "

@@ -23,7 +23,7 @@
 #include "bench.h"
 #include "control.pb-c.h"
 #include "log.h"
-#include "rpc.h"
+#include "rpc_client.h"
 #include "util.h"
 
 #define BENCH_POLL_MS		25

@@ -20,7 +20,7 @@
 #include "control.pb-c.h"
 #include "daemon.h"
 #include "pbjson.h"
-#include "rpc.h"
+#include "rpc_client.h"
 #include "util.h"
 
 #define EX_OK		0

@@ -10,7 +10,7 @@
 #include "common.pb-c.h"
 #include "fuzz.h"
 #include "pbjson.h"
-#include "rpc.h"
+#include "rpc_client.h"
 
 /* A strict JSON syntax check (RFC 8259), enough to judge pbjson's output:
  * returns the position after one value, or NULL. */
