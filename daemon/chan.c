@@ -29,8 +29,6 @@ struct chan {
 	atomic_int		 err;
 	atomic_int		 timeout_ms;	/* no progress for this long: error */
 	char			 errmsg[256];
-	_Atomic uint64_t	 bytes_out;
-	_Atomic uint64_t	 bytes_in;
 };
 
 int
@@ -116,18 +114,6 @@ chan_shutdown(struct chan *c)
 		return;
 	chan_set_error(c, -ECANCELED, "%s channel: cancelled", c->name);
 	shutdown(c->fd, SHUT_RDWR);
-}
-
-uint64_t
-chan_bytes_out(const struct chan *c)
-{
-	return atomic_load(&c->bytes_out);
-}
-
-uint64_t
-chan_bytes_in(const struct chan *c)
-{
-	return atomic_load(&c->bytes_in);
 }
 
 void
@@ -247,8 +233,6 @@ chan_ssl_result(struct chan *c, int ok, size_t n, int r, const char *op,
 static int
 chan_io(struct chan *c, uint8_t *p, size_t len, bool out)
 {
-	_Atomic uint64_t *count = out ? &c->bytes_out : &c->bytes_in;
-
 	while (len > 0) {
 		size_t n = 0;
 		short ev = 0;
@@ -272,7 +256,6 @@ chan_io(struct chan *c, uint8_t *p, size_t len, bool out)
 		}
 		p += n;
 		len -= n;
-		atomic_fetch_add_explicit(count, n, memory_order_relaxed);
 	}
 	return 0;
 }
@@ -283,7 +266,7 @@ chan_read_full(struct chan *c, void *buf, size_t len)
 	return chan_io(c, buf, len, false);
 }
 
-int
+static int
 chan_write_full(struct chan *c, const void *buf, size_t len)
 {
 	/* SSL_write_ex only reads the buffer. */

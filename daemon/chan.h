@@ -1,6 +1,6 @@
 /* chan.h - a wire channel: one TLS connection with blocking semantics.
  *
- * Data-path threads call chan_read_full/chan_write_full as if the socket
+ * Data-path threads call chan_read_full/chan_send_frame as if the socket
  * were blocking; underneath the socket is non-blocking and the channel
  * polls, so a stop eventfd can interrupt any wait and one thread may read
  * while another writes (each SSL call is serialised by a lock, never held
@@ -32,7 +32,6 @@ const char *chan_name(const struct chan *c);
 void chan_set_name(struct chan *c, const char *name);
 
 int chan_read_full(struct chan *c, void *buf, size_t len);
-int chan_write_full(struct chan *c, const void *buf, size_t len);
 /* Reads and throws away len bytes. */
 int chan_skip(struct chan *c, size_t len);
 
@@ -64,8 +63,5 @@ bool chan_err_transient(int err);
 /* TCP_NODELAY, keepalive and TCP_USER_TIMEOUT so a dead path is noticed in
  * about timeout_ms (0: keepalive with the system's defaults). */
 void chan_sock_setup(int fd, int timeout_ms);
-
-uint64_t chan_bytes_out(const struct chan *c);
-uint64_t chan_bytes_in(const struct chan *c);
 
 #endif

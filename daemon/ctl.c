@@ -1249,9 +1249,3 @@ ctl_server_close(struct ctl_server *s)
 	virt_free(s->virt);
 	free(s);
 }
-
-struct virt *
-ctl_server_virt(struct ctl_server *s)
-{
-	return s->virt;
-}

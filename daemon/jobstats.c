@@ -25,7 +25,9 @@ job_type(enum mig_state s)
 	}
 }
 
-int
+/* The libvirt job type (VIR_DOMAIN_JOB_UNBOUNDED, ...) and job parameters
+ * of one migration; free with virTypedParamsFree(*params, *nparams). */
+static int
 jobstats_params(const struct mig_stats *st, virTypedParameterPtr *params,
     int *nparams, int *type)
 {

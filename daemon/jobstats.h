@@ -15,10 +15,6 @@
 struct mig_stats;
 
 bool jobstats_terminal(int state);	/* completed, failed, cancelled */
-/* The libvirt job type (VIR_DOMAIN_JOB_UNBOUNDED, ...) and job parameters
- * of one migration; free with virTypedParamsFree(*params, *nparams). */
-int jobstats_params(const struct mig_stats *st, virTypedParameterPtr *params,
-    int *nparams, int *job_type);
 /* Fills an initialised MigrationInfo; strings may point into *st, which
  * must outlive mi. Undo with jobstats_info_clear. 0 or -ENOMEM. */
 int jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st);

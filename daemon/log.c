@@ -30,12 +30,6 @@ log_set_level(int level)
 	atomic_store(&log_level, level);
 }
 
-int
-log_get_level(void)
-{
-	return atomic_load(&log_level);
-}
-
 bool
 log_journal(void)
 {
@@ -56,7 +50,7 @@ log_level_parse(const char *s)
 	return -1;
 }
 
-void
+static void PCD_PRINTF(3, 0)
 log_vlog(int level, int errnum, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -101,14 +95,6 @@ void log_warnx(const char *fmt, ...)  { LOG_BODY(LOG_LVL_WARNING, 0); }
 void log_notice(const char *fmt, ...) { LOG_BODY(LOG_LVL_NOTICE, 0); }
 void log_info(const char *fmt, ...)   { LOG_BODY(LOG_LVL_INFO, 0); }
 void log_debug(const char *fmt, ...)  { LOG_BODY(LOG_LVL_DEBUG, 0); }
-
-void
-fatal(const char *fmt, ...)
-{
-	int e = errno;
-	LOG_BODY(LOG_LVL_ERR, e);
-	exit(1);
-}
 
 void
 fatalx(const char *fmt, ...)

@@ -1,7 +1,7 @@
 /* log.h - the daemon's one logger.
  *
- * Four kinds of call, as in OpenBSD daemons: log_warn (appends strerror of
- * errno), log_warnx, fatal (log_warn then exit), fatalx. Plus log_info and
+ * The calls of OpenBSD daemons: log_warn (appends strerror of errno),
+ * log_warnx, fatalx (log_warnx then exit), log_notice, log_info and
  * log_debug. Under systemd (JOURNAL_STREAM set) lines carry "<N>" syslog
  * priority prefixes that journald reads; otherwise they are plain.
  * Thread-safe: each line is written with a single write(2).
@@ -19,7 +19,6 @@ enum log_level { LOG_LVL_ERR = 3, LOG_LVL_WARNING = 4, LOG_LVL_NOTICE = 5,
 
 void log_init(const char *ident, int level);
 void log_set_level(int level);
-int log_get_level(void);
 bool log_journal(void);
 int log_level_parse(const char *s);	/* "debug" -> 7, -1 if unknown */
 
@@ -28,8 +27,6 @@ void log_warnx(const char *fmt, ...) PCD_PRINTF(1, 2);
 void log_notice(const char *fmt, ...) PCD_PRINTF(1, 2);
 void log_info(const char *fmt, ...) PCD_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) PCD_PRINTF(1, 2);
-void log_vlog(int level, int errnum, const char *fmt, va_list ap) PCD_PRINTF(3, 0);
-_Noreturn void fatal(const char *fmt, ...) PCD_PRINTF(1, 2);
 _Noreturn void fatalx(const char *fmt, ...) PCD_PRINTF(1, 2);
 
 #endif

@@ -245,15 +245,3 @@ metrics_close(struct metrics *m)
 		evhttp_free(m->http);
 	free(m);
 }
-
-const char *
-metrics_address(const struct metrics *m)
-{
-	return m->address;
-}
-
-int
-metrics_port(const struct metrics *m)
-{
-	return m->port;
-}

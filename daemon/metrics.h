@@ -8,10 +8,8 @@
 struct daemon;
 struct metrics;
 
-/* Listens on "host:port" (port 0 picks one: see metrics_port). */
+/* Listens on "host:port" (port 0 picks one; the log says which). */
 int metrics_open(struct daemon *d, const char *listen, struct metrics **out);
 void metrics_close(struct metrics *m);
-const char *metrics_address(const struct metrics *m);	/* as configured */
-int metrics_port(const struct metrics *m);		/* as bound */
 
 #endif

@@ -907,12 +907,6 @@ mig_table_new(struct event_base *base, const char *vmm_socket,
 	return mig_table_open(base, vmm_socket, -1, out);
 }
 
-int
-mig_table_new_fd(struct event_base *base, int vmm_fd, struct mig_table **out)
-{
-	return mig_table_open(base, NULL, vmm_fd, out);
-}
-
 void
 mig_table_free(struct mig_table *t)
 {

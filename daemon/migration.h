@@ -99,9 +99,6 @@ typedef void (*mig_notify_fn)(void *arg, const char *id);
 
 int mig_table_new(struct event_base *base, const char *vmm_socket,
     struct mig_table **out);
-/* The same with an already listening VMM socket (systemd activation). */
-int mig_table_new_fd(struct event_base *base, int vmm_fd,
-    struct mig_table **out);
 void mig_table_free(struct mig_table *t);
 /* Called on the loop thread whenever a migration changes state (and at most
  * every 100 ms while it makes progress). */

@@ -1098,21 +1098,3 @@ vmm_session_data(struct vmm_session *s)
 {
 	return s->data;
 }
-
-const struct vmm_guest *
-vmm_session_guest(struct vmm_session *s)
-{
-	return &s->guest;
-}
-
-void
-vmm_session_close(struct vmm_session *s)
-{
-	if (s == NULL || s->state == VMM_S_DEAD)
-		return;
-	s->accepted = false;	/* the caller forgets it: no detached() */
-	event_del(s->rev);
-	event_del(s->timer);
-	s->state = VMM_S_CLOSING;
-	vmm_session_flush(s);
-}

@@ -90,12 +90,6 @@ int vmm_session_resume(struct vmm_session *s, const void *state,
 int vmm_session_complete(struct vmm_session *s, bool ok, const char *msg);
 void vmm_session_set_data(struct vmm_session *s, void *data);
 void *vmm_session_data(struct vmm_session *s);
-/* The validated layout (fds -1: they belong to whoever accepted them). */
-const struct vmm_guest *vmm_session_guest(struct vmm_session *s);
-/* The daemon drops this VMM: queued messages (e.g. a Complete) are flushed,
- * then the connection closes. ops->detached is NOT called for it; s must
- * not be used after this call. */
-void vmm_session_close(struct vmm_session *s);
 
 /* The requests above return 0, -ENOTCONN when the VMM is gone or not
  * attached, -EINVAL for the wrong role or an oversized state, -EALREADY
