@@ -38,6 +38,7 @@
 #include "migration.h"
 #include "probe.h"
 #include "rpc.h"
+#include "tls.h"
 #include "util.h"
 #include "virt.h"
 
@@ -1029,32 +1030,17 @@ ctl_unix_socket(const char *path, int *out)
 static SSL_CTX *
 ctl_ssl_ctx(const char *dir)
 {
-	char ca[PATH_MAX + 32], cert[PATH_MAX + 32], key[PATH_MAX + 32];
-	char buf[256];
-	SSL_CTX *ctx;
-
-	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
-	snprintf(cert, sizeof(cert), "%s/server-cert.pem", dir);
-	snprintf(key, sizeof(key), "%s/server-key.pem", dir);
-	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	/* A client that closes without close_notify has just left. */
-	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
-	    SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1)
-		goto fail;
+	static const struct tls_profile_opts opts = { .eof_ok = true };
+	SSL_CTX *ctx;
+	char err[512];
+
+	if (tls_profile_load(dir, TLS_ROLE_SERVER, &opts, &ctx, err,
+	    sizeof(err)) < 0) {
+		log_warnx("control TLS: %s", err);
+		return NULL;
+	}
 	return ctx;
-fail:
-	ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
-	log_warnx("control TLS (%s): %s", dir, buf);
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
 static int

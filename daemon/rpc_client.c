@@ -19,6 +19,7 @@
 #include "control.pb-c.h"
 #include "pbcheck.h"
 #include "rpc_client.h"
+#include "tls.h"
 #include "util.h"
 
 struct rpc_client {
@@ -107,42 +108,25 @@ static int
 rpc_client_tls(struct rpc_client *c, const char *target,
     const char *dir, char *err, size_t errlen)
 {
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], host[256];
+	X509_VERIFY_PARAM *vp;
+	char host[256];
 	uint16_t port;
+	int r;
 
-	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
-	snprintf(cert, sizeof(cert), "%s/client-cert.pem", dir);
-	snprintf(key, sizeof(key), "%s/client-key.pem", dir);
-	if ((c->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		rpc_client_ssl_err(err, errlen, "SSL_CTX_new");
-		return -ENOMEM;
-	}
-	SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION);
-	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_load_verify_locations(c->ctx, ca, NULL) != 1) {
-		rpc_client_ssl_err(err, errlen, ca);
-		return -EINVAL;
-	}
-	if (SSL_CTX_use_certificate_chain_file(c->ctx, cert) != 1) {
-		rpc_client_ssl_err(err, errlen, cert);
-		return -EINVAL;
-	}
-	if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1) {
-		rpc_client_ssl_err(err, errlen, key);
-		return -EINVAL;
-	}
+	if ((r = tls_profile_load(dir, TLS_ROLE_CLIENT, NULL, &c->ctx, err,
+	    errlen)) < 0)
+		return r;
 	if ((c->ssl = SSL_new(c->ctx)) == NULL ||
 	    SSL_set_fd(c->ssl, c->fd) != 1) {
 		rpc_client_ssl_err(err, errlen, "SSL_new");
 		return -ENOMEM;
 	}
+	vp = SSL_get0_param(c->ssl);
 	if (parse_hostport(target, host, sizeof(host), &port) == 0) {
 		SSL_set_tlsext_host_name(c->ssl, host);
-		X509_VERIFY_PARAM_set1_host(SSL_get0_param(c->ssl), host, 0);
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
-		    host) == 1)
-			X509_VERIFY_PARAM_set1_host(SSL_get0_param(c->ssl),
-			    NULL, 0);
+		X509_VERIFY_PARAM_set1_host(vp, host, 0);
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1)
+			X509_VERIFY_PARAM_set1_host(vp, NULL, 0);
 	}
 	if (SSL_connect(c->ssl) != 1) {
 		long v = SSL_get_verify_result(c->ssl);

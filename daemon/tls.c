@@ -77,62 +77,114 @@ tls_load(SSL_CTX *ctx, const char *dir, const char *file, int kind,
 	return 0;
 }
 
-int
-tls_ctx_new(const char *dir, bool server, struct tls_ctx **out,
+static void
+tls_profile_settings(SSL_CTX *ctx, const struct tls_profile_opts *o)
+{
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* No session tickets: nothing arrives after the handshake that a
+	 * writer thread would have to process, and no resumption. */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (o->stream) {
+		SSL_CTX_set_read_ahead(ctx, 1);
+		SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
+	}
+	if (o->eof_ok)
+		SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+}
+
+static int
+tls_profile_creds(SSL_CTX *ctx, const char *dir, enum tls_role role,
     char *err, size_t errlen)
 {
-	struct tls_ctx *c;
-	const char *role = server ? "server" : "client";
+	const char *who = role == TLS_ROLE_SERVER ? "server" : "client";
 	char file[64];
 	int r;
 
+	if ((r = tls_load(ctx, dir, "ca-cert.pem", 0, err, errlen)) < 0)
+		return r;
+	snprintf(file, sizeof(file), "%s-cert.pem", who);
+	if ((r = tls_load(ctx, dir, file, 1, err, errlen)) < 0)
+		return r;
+	snprintf(file, sizeof(file), "%s-key.pem", who);
+	if ((r = tls_load(ctx, dir, file, 2, err, errlen)) < 0)
+		return r;
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "%s/%s-key.pem does not match %s-cert.pem",
+		    dir, who, who);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+tls_profile_load(const char *dir, enum tls_role role,
+    const struct tls_profile_opts *o, SSL_CTX **out, char *err,
+    size_t errlen)
+{
+	static const struct tls_profile_opts defaults;
+	const char *suites;
+	SSL_CTX *ctx;
+	int r;
+
 	*out = NULL;
+	if (o == NULL)
+		o = &defaults;
+	suites = o->suites != NULL ? o->suites : TLS_PROFILE_SUITES;
 	if (dir == NULL || *dir == '\0') {
 		snprintf(err, errlen, "no TLS credentials directory given "
 		    "(postcopyd has no plaintext mode)");
 		return -EINVAL;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return -ENOMEM;
-	c->server = server;
-	c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (c->ctx == NULL) {
+	ctx = SSL_CTX_new(role == TLS_ROLE_SERVER ? TLS_server_method() :
+	    TLS_client_method());
+	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create a TLS context");
-		r = -ENOMEM;
-		goto fail;
+		ERR_clear_error();
+		return -ENOMEM;
 	}
-	SSL_CTX_set_min_proto_version(c->ctx, TLS1_3_VERSION);
-	SSL_CTX_set_max_proto_version(c->ctx, TLS1_3_VERSION);
-	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	/* No session tickets: nothing arrives after the handshake that a
-	 * writer thread would have to process. */
-	SSL_CTX_set_num_tickets(c->ctx, 0);
-	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_read_ahead(c->ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(c->ctx, 64 * 1024);
-	if ((r = tls_load(c->ctx, dir, "ca-cert.pem", 0, err, errlen)) < 0)
-		goto fail;
-	snprintf(file, sizeof(file), "%s-cert.pem", role);
-	if ((r = tls_load(c->ctx, dir, file, 1, err, errlen)) < 0)
-		goto fail;
-	snprintf(file, sizeof(file), "%s-key.pem", role);
-	if ((r = tls_load(c->ctx, dir, file, 2, err, errlen)) < 0)
-		goto fail;
-	if (SSL_CTX_check_private_key(c->ctx) != 1) {
-		snprintf(err, errlen, "%s/%s-key.pem does not match %s-cert.pem",
-		    dir, role, role);
+	tls_profile_settings(ctx, o);
+	if (SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
+		snprintf(err, errlen, "'%s' names no TLS 1.3 cipher suite "
+		    "OpenSSL knows", suites);
 		r = -EINVAL;
 		goto fail;
 	}
-	*out = c;
+	if ((r = tls_profile_creds(ctx, dir, role, err, errlen)) < 0)
+		goto fail;
+	*out = ctx;
 	return 0;
 fail:
 	ERR_clear_error();
-	tls_ctx_free(c);
+	SSL_CTX_free(ctx);
 	return r;
+}
+
+int
+tls_ctx_new(const char *dir, bool server, struct tls_ctx **out,
+    char *err, size_t errlen)
+{
+	static const struct tls_profile_opts wire = { .stream = true };
+	struct tls_ctx *c;
+	int r;
+
+	*out = NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->server = server;
+	r = tls_profile_load(dir, server ? TLS_ROLE_SERVER : TLS_ROLE_CLIENT,
+	    &wire, &c->ctx, err, errlen);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
 }
 
 void

@@ -1,7 +1,8 @@
 /* bench_tls.c - raw TLS 1.3 baselines on loopback.
  *
  * A server thread and the calling thread talk mutual TLS 1.3 over
- * 127.0.0.1 with the same certificates and cipher suite as the daemons:
+ * 127.0.0.1 with the same certificates and TLS profile (tls_profile_load,
+ * the wire's options) as the daemons:
  *  - a stream of o->bytes in frames of o->frame_hdr header bytes and
  *    o->record payload bytes, written as the daemon's chan_send_frame
  *    writes them (one SSL_write when the frame fits in a 16 KiB record,
@@ -28,6 +29,7 @@
 #include <openssl/ssl.h>
 
 #include "bench.h"
+#include "tls.h"
 #include "util.h"
 
 #define BENCH_TLS_RING		(64u << 20)	/* per side */
@@ -57,52 +59,23 @@ bench_tls_err(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 }
 
+/* The daemons' wire profile (tls.h), so the baselines measure what the
+ * migrations run on; only the suite may be chosen (--cipher). */
 static SSL_CTX *
 bench_tls_ctx(const struct bench_tls_opts *o, bool server, char *err,
     size_t errlen)
 {
-	char cert[PATH_MAX + 32], key[PATH_MAX + 32], ca[PATH_MAX + 32];
-	const char *who = server ? "server" : "client";
+	const struct tls_profile_opts wire = { .suites = o->ciphersuite,
+	    .stream = true };
+	char why[512];
 	SSL_CTX *ctx;
 
-	snprintf(cert, sizeof(cert), "%s/%s-cert.pem", o->tls_dir, who);
-	snprintf(key, sizeof(key), "%s/%s-key.pem", o->tls_dir, who);
-	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", o->tls_dir);
-	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (ctx == NULL) {
-		bench_tls_err(err, errlen, "SSL_CTX_new");
+	if (tls_profile_load(o->tls_dir, server ? TLS_ROLE_SERVER :
+	    TLS_ROLE_CLIENT, &wire, &ctx, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "TLS baseline: %s", why);
 		return NULL;
 	}
-	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
-		bench_tls_err(err, errlen, "cannot restrict to TLS 1.3");
-		goto fail;
-	}
-	if (!SSL_CTX_set_ciphersuites(ctx, o->ciphersuite)) {
-		bench_tls_err(err, errlen, o->ciphersuite);
-		goto fail;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		bench_tls_err(err, errlen, cert);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		bench_tls_err(err, errlen, key);
-		goto fail;
-	}
-	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-		bench_tls_err(err, errlen, ca);
-		goto fail;
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	/* No session tickets: each connection does a full handshake, as
-	 * the daemons' channels do. */
-	SSL_CTX_set_num_tickets(ctx, 0);
 	return ctx;
-fail:
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
 static int
