@@ -75,6 +75,7 @@
 #include "chan.h"
 #include "log.h"
 #include "migration_int.h"
+#include "pagestate.h"
 #include "probe.h"
 #include "tls.h"
 #include "util.h"
@@ -88,7 +89,6 @@
 #define DEST_LINGER_S		5	/* after Complete: wait for the source */
 #define DEST_READAHEAD		8	/* pages requested per remote fault */
 #define DEST_UFFD_BATCH		64	/* events per read */
-#define DEST_PENDING_MAX	1024	/* timed waiting faults */
 
 struct dest {
 	struct mig		*m;
@@ -106,21 +106,7 @@ struct dest {
 	uint32_t		 ps;
 	bool			 registered;
 
-	_Atomic uint64_t	*valid;
-	_Atomic uint64_t	*claimed;
-	_Atomic uint64_t	*requested;
-	_Atomic uint64_t	*mapped;
-	/* Faults waiting for their page: a bit per page, and when each began
-	 * (for the latency histogram) in a small table: a blocked fault stops
-	 * its guest thread, so there are at most as many as guest threads. */
-	_Atomic uint64_t	*faulted;
-	pthread_mutex_t		 plock;
-	struct dest_pending {
-		uint64_t	 index;
-		uint64_t	 t0;
-	}			 pend[DEST_PENDING_MAX];
-	size_t			 npend;
-	uint64_t		*hash;		/* of each page as received */
+	struct pagestate	 pg;
 	/* Digests are compared as they arrive (the source sends them after
 	 * its last page, so nearly every page is here by then); those of
 	 * pages still in flight wait in a short list. Main thread only. */
@@ -130,7 +116,6 @@ struct dest {
 		uint64_t	 hash;
 	}			*deferred;
 	size_t			 ndeferred, deferred_cap;
-	uint64_t		 zero_hash;
 
 	pthread_mutex_t		 lock;		/* below */
 	pthread_cond_t		 cond;
@@ -145,23 +130,7 @@ struct dest {
 	atomic_bool		 switched;	/* Switchover arrived */
 	unsigned		 sessions;	/* [main] */
 	atomic_bool		 unregistered;	/* guest range unregistered */
-
-	int			 state_fd;	/* page state file (locked) */
-	uint8_t			*state_map;
-	size_t			 state_len;
 	bool			 restored;	/* picked up after a restart */
-};
-
-#define DEST_STATE_MAGIC	"PCDSTAT1"
-#define DEST_STATE_HDR		4096
-
-struct dest_state_hdr {
-	char		magic[8];
-	uint64_t	npages;
-	uint64_t	size;
-	uint32_t	page_size;
-	uint32_t	mode;
-	uint64_t	base;
 };
 
 static bool
@@ -210,53 +179,6 @@ dest_send_urgent(struct dest *d, unsigned type, const ProtobufCMessage *msg)
 
 /* ---- mapping pages into the guest -------------------------------------- */
 
-/* Records the first fault on page i; false if one is already waiting. */
-static bool
-dest_pending_add(struct dest *d, uint64_t i, uint64_t t0)
-{
-	bool first = false;
-
-	pthread_mutex_lock(&d->plock);
-	if (!bm_test(d->faulted, i)) {
-		if (d->npend < DEST_PENDING_MAX)
-			d->pend[d->npend++] = (struct dest_pending){ i, t0 };
-		bm_set(d->faulted, i);
-		first = true;
-	}
-	pthread_mutex_unlock(&d->plock);
-	return first;
-}
-
-/* Pages [first, first+n) are mapped: their waiting faults are over. */
-static void
-dest_lat_done(struct dest *d, uint64_t first, uint64_t n)
-{
-	uint64_t now = 0;
-
-	for (uint64_t i = first; i < first + n; i++) {
-		uint64_t t0 = 0;
-
-		if (!bm_test(d->faulted, i))
-			continue;
-		pthread_mutex_lock(&d->plock);
-		if (bm_clear(d->faulted, i)) {
-			for (size_t k = 0; k < d->npend; k++) {
-				if (d->pend[k].index == i) {
-					t0 = d->pend[k].t0;
-					d->pend[k] = d->pend[--d->npend];
-					break;
-				}
-			}
-		}
-		pthread_mutex_unlock(&d->plock);
-		if (t0 == 0)
-			continue;
-		if (now == 0)
-			now = now_ns();
-		mig_lat_record(d->m, now > t0 ? (now - t0) / 1000 : 0);
-	}
-}
-
 static int
 dest_wake(struct dest *d, uint64_t addr, uint64_t len)
 {
@@ -269,16 +191,6 @@ dest_wake(struct dest *d, uint64_t addr, uint64_t len)
 
 /* Maps valid pages [first, first+n) into the guest (MINOR mode) and wakes
  * whoever waits on them. Pages already mapped are fine. */
-/* Pages first..first+n are mapped in the guest: record it and close the
- * latency of the faults that waited on them. */
-static void
-dest_mapped(struct dest *d, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first; i < first + n; i++)
-		bm_set(d->mapped, i);
-	dest_lat_done(d, first, n);
-}
-
 static int
 dest_map(struct dest *d, uint64_t first, uint64_t n)
 {
@@ -308,36 +220,8 @@ dest_map(struct dest *d, uint64_t first, uint64_t n)
 			continue;
 		return -errno;
 	}
-	dest_mapped(d, first, n);
+	pagestate_mapped(&d->pg, first, n);
 	return 0;
-}
-
-/* Marks pages valid (after their bytes are in) and counts them. */
-static void
-dest_set_valid(struct dest *d, uint64_t first, uint64_t n)
-{
-	uint64_t total;
-
-	for (uint64_t i = first; i < first + n; i++)
-		bm_set(d->valid, i);
-	total = atomic_fetch_add(&d->m->c.pages_valid, n) + n;
-	if (total >= d->npages) {
-		pthread_mutex_lock(&d->lock);
-		pthread_cond_broadcast(&d->cond);
-		pthread_mutex_unlock(&d->lock);
-	}
-}
-
-/* Claims the longest run of unclaimed pages from first (at most n); returns
- * its length, 0 when first is already claimed. */
-static uint64_t
-dest_claim_run(struct dest *d, uint64_t first, uint64_t n)
-{
-	uint64_t k = 0;
-
-	while (k < n && !bm_set(d->claimed, first + k))
-		k++;
-	return k;
 }
 
 /* ---- receiving --------------------------------------------------------- */
@@ -386,18 +270,24 @@ dest_place_copy(struct dest *d, uint64_t first, uint64_t n, const uint8_t *buf,
 			continue;
 		return -errno;
 	}
-	dest_mapped(d, first, n);
+	pagestate_mapped(&d->pg, first, n);
 	return 0;
+}
+
+/* Marks pages valid (after their bytes are in); the main thread waits for
+ * the last one. */
+static void
+dest_set_valid(struct dest *d, uint64_t first, uint64_t n)
+{
+	if (pagestate_set_valid(&d->pg, first, n)) {
+		pthread_mutex_lock(&d->lock);
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
 }
 
 /* A PAGES frame's payload: claimed runs go to guest memory, the rest is
  * dropped. */
-static void
-dest_count(struct dest *d, uint64_t n, bool urgent)
-{
-	atomic_fetch_add_explicit(urgent ? &d->m->c.pages_urgent :
-	    &d->m->c.pages_bulk, n, memory_order_relaxed);
-}
 
 static int
 dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
@@ -408,7 +298,7 @@ dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
 
 	while (k < h->count) {
 		uint64_t i = h->index + k;
-		uint64_t n = dest_claim_run(d, i, h->count - k);
+		uint64_t n = pagestate_claim_run(&d->pg, i, h->count - k);
 
 		if (n == 0) {
 			if ((r = chan_skip(c, d->ps)) < 0)
@@ -419,8 +309,7 @@ dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
 		if (d->copy) {
 			if ((r = chan_read_full(c, bounce, n * d->ps)) < 0)
 				return r;
-			for (uint64_t j = 0; j < n; j++)
-				d->hash[i + j] = XXH3_64bits(bounce + j * d->ps, d->ps);
+			pagestate_hash(&d->pg, i, n, bounce);
 			if ((r = dest_place_copy(d, i, n, bounce, false)) < 0)
 				return chan_set_error(c, r, "UFFDIO_COPY of pages %"
 				    PRIu64 "+%" PRIu64 " failed: %s", i, n,
@@ -433,15 +322,14 @@ dest_recv_pages(struct dest *d, struct chan *c, const struct wire_hdr *h,
 				madvise(p, n * d->ps, MADV_POPULATE_WRITE);
 			if ((r = chan_read_full(c, p, n * d->ps)) < 0)
 				return r;
-			for (uint64_t j = 0; j < n; j++)
-				d->hash[i + j] = XXH3_64bits(p + j * d->ps, d->ps);
+			pagestate_hash(&d->pg, i, n, p);
 			dest_set_valid(d, i, n);
 			if ((r = dest_map(d, i, n)) < 0)
 				return chan_set_error(c, r, "UFFDIO_CONTINUE of "
 				    "pages %" PRIu64 "+%" PRIu64 " failed: %s", i,
 				    n, strerror(-r));
 		}
-		dest_count(d, n, urgent);
+		pagestate_count_pages(&d->pg, n, false, urgent);
 		k += n;
 	}
 	return 0;
@@ -456,14 +344,13 @@ dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h,
 
 	while (k < h->count) {
 		uint64_t i = h->index + k;
-		uint64_t n = dest_claim_run(d, i, h->count - k);
+		uint64_t n = pagestate_claim_run(&d->pg, i, h->count - k);
 
 		if (n == 0) {
 			k++;
 			continue;
 		}
-		for (uint64_t j = 0; j < n; j++)
-			d->hash[i + j] = d->zero_hash;
+		pagestate_hash(&d->pg, i, n, NULL);
 		if (d->copy) {
 			if ((r = dest_place_copy(d, i, n, NULL, true)) < 0)
 				return chan_set_error(c, r, "UFFDIO_ZEROPAGE of "
@@ -484,9 +371,7 @@ dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h,
 				    "pages %" PRIu64 "+%" PRIu64 " failed: %s",
 				    i, n, strerror(-r));
 		}
-		atomic_fetch_add_explicit(&d->m->c.pages_zero, n,
-		    memory_order_relaxed);
-		dest_count(d, n, urgent);
+		pagestate_count_pages(&d->pg, n, true, urgent);
 		k += n;
 	}
 	return 0;
@@ -497,8 +382,7 @@ dest_recv_zero(struct dest *d, struct chan *c, const struct wire_hdr *h,
 static void
 dest_count_frame(struct dest *d, const struct wire_hdr *h)
 {
-	atomic_fetch_add_explicit(&d->m->c.bytes, WIRE_HDR_LEN + h->length,
-	    memory_order_relaxed);
+	pagestate_count_bytes(&d->pg, WIRE_HDR_LEN + h->length);
 }
 
 /* The frames either channel may carry besides its own: a Ping (read and
@@ -604,12 +488,12 @@ dest_request(struct dest *d, uint64_t i)
 
 	/* Read ahead: the next pages nobody has asked for or holds yet. */
 	while (n < DEST_READAHEAD && i + n < d->npages &&
-	    !bm_test(d->valid, i + n) && !bm_test(d->requested, i + n) &&
-	    !bm_set(d->requested, i + n))
+	    !bm_test(d->pg.valid, i + n) && !bm_test(d->pg.requested, i + n) &&
+	    !bm_set(d->pg.requested, i + n))
 		n++;
 	rq.index = i;
 	rq.count = n;
-	atomic_fetch_add_explicit(&d->m->c.requests, 1, memory_order_relaxed);
+	pagestate_count_request(&d->pg);
 	dest_send_urgent(d, WIRE_PAGE_REQUEST, &rq.base);
 	return 0;
 }
@@ -626,33 +510,32 @@ dest_fault(struct dest *d, uint64_t addr)
 		return 0;
 	}
 	i = (addr - d->base) / d->ps;
-	if (bm_test(d->valid, i)) {
-		atomic_fetch_add_explicit(&d->m->c.faults_local, 1,
-		    memory_order_relaxed);
+	if (bm_test(d->pg.valid, i)) {
+		pagestate_count_fault(&d->pg, true);
 		if (d->copy)	/* placed with UFFDIO_COPY: just wake */
 			r = dest_wake(d, d->base + i * d->ps, d->ps);
 		else
 			r = dest_map(d, i, 1);
-		mig_lat_record(d->m, (now_ns() - t0) / 1000);
+		pagestate_lat_record(d->pg.c, (now_ns() - t0) / 1000);
 		return r;
 	}
-	atomic_fetch_add_explicit(&d->m->c.faults_remote, 1, memory_order_relaxed);
+	pagestate_count_fault(&d->pg, false);
 	/* The first fault on a page demands it, even when it was asked for
 	 * as read-ahead or the bulk stream carries it: those copies may sit
 	 * behind megabytes of bulk data. Later faults on it just wait. */
-	bool first = dest_pending_add(d, i, t0);
+	bool first = pagestate_fault_add(&d->pg, i, t0);
 	/* The page may have become valid (and been mapped) meanwhile: the
 	 * mapper may have missed our timestamp; map again (EEXIST wakes). */
-	if (bm_test(d->valid, i)) {
+	if (bm_test(d->pg.valid, i)) {
 		if (d->copy)
 			r = dest_wake(d, d->base + i * d->ps, d->ps);
 		else
 			r = dest_map(d, i, 1);
-		dest_lat_done(d, i, 1);
+		pagestate_mapped(&d->pg, i, 1);
 		return r;
 	}
 	if (first) {
-		bm_set(d->requested, i);
+		bm_set(d->pg.requested, i);
 		return dest_request(d, i);
 	}
 	return 0;
@@ -751,11 +634,11 @@ dest_have(struct dest *d, Pcd__Wire__PageRange **out_rs,
 	for (uint64_t i = 0; i < d->npages && n < DEST_HAVE_MAX; ) {
 		uint64_t k = 0;
 
-		if (!bm_test(d->valid, i)) {
+		if (!bm_test(d->pg.valid, i)) {
 			i++;
 			continue;
 		}
-		while (i + k < d->npages && bm_test(d->valid, i + k))
+		while (i + k < d->npages && bm_test(d->pg.valid, i + k))
 			k++;
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 256;
@@ -937,7 +820,7 @@ dest_accept_channels(struct dest *d)
 static void
 dest_compare(struct dest *d, uint64_t i, uint64_t src_hash)
 {
-	if (d->hash[i] == src_hash)
+	if (d->pg.hash[i] == src_hash)
 		d->verified++;
 	else if (d->mismatched++ == 0)
 		d->first_bad = i;
@@ -947,7 +830,7 @@ dest_compare(struct dest *d, uint64_t i, uint64_t src_hash)
 static int
 dest_digest(struct dest *d, uint64_t i, uint64_t src_hash)
 {
-	if (bm_test(d->valid, i)) {
+	if (bm_test(d->pg.valid, i)) {
 		dest_compare(d, i, src_hash);
 		return 0;
 	}
@@ -978,7 +861,7 @@ dest_finish(struct dest *d)
 
 	pthread_mutex_lock(&d->lock);
 	while (!d->stop && !d->broken &&
-	    atomic_load(&m->c.pages_valid) < d->npages)
+	    !pagestate_all_valid(&d->pg))
 		pthread_cond_wait(&d->cond, &d->lock);
 	broken = d->broken;
 	pthread_mutex_unlock(&d->lock);
@@ -990,7 +873,7 @@ dest_finish(struct dest *d)
 	for (uint64_t i = 0; i < d->npages; ) {
 		uint64_t n = 0;
 
-		while (i + n < d->npages && !bm_test(d->mapped, i + n))
+		while (i + n < d->npages && !bm_test(d->pg.mapped, i + n))
 			n++;
 		if (n > 0 && !d->copy && (r = dest_map(d, i, n)) < 0)
 			return chan_set_error(d->bulk, r, "UFFDIO_CONTINUE of "
@@ -1125,13 +1008,12 @@ dest_rerequest(struct dest *d)
 	for (uint64_t i = 0; i < d->npages; i++) {
 		Pcd__Wire__PageRequest rq = PCD__WIRE__PAGE_REQUEST__INIT;
 
-		if (!bm_test(d->faulted, i) || bm_test(d->valid, i))
+		if (!bm_test(d->pg.faulted, i) || bm_test(d->pg.valid, i))
 			continue;
-		bm_set(d->requested, i);
+		bm_set(d->pg.requested, i);
 		rq.index = i;
 		rq.count = 1;
-		atomic_fetch_add_explicit(&d->m->c.requests, 1,
-		    memory_order_relaxed);
+		pagestate_count_request(&d->pg);
 		dest_send_urgent(d, WIRE_PAGE_REQUEST, &rq.base);
 		n++;
 	}
@@ -1146,7 +1028,7 @@ static void
 dest_session_close(struct dest *d)
 {
 	struct chan *u, *b;
-	uint64_t released = 0;
+	uint64_t released;
 
 	dest_break(d);
 	if (d->urgent_started)
@@ -1161,13 +1043,7 @@ dest_session_close(struct dest *d)
 	chan_free(b);
 	/* No receiver runs: a claimed page that is not valid lost its bytes
 	 * with the connection; it is received again. */
-	for (uint64_t i = 0; i < d->npages; i++) {
-		if (bm_test(d->valid, i))
-			continue;
-		if (bm_clear(d->claimed, i))
-			released++;
-		bm_clear(d->requested, i);
-	}
+	released = pagestate_release_cut(&d->pg);
 	pthread_mutex_lock(&d->lock);
 	d->broken = false;
 	pthread_mutex_unlock(&d->lock);
@@ -1288,82 +1164,32 @@ dest_main(void *arg)
 
 /* ---- setup and teardown (loop thread) ---------------------------------- */
 
-/* Opens (restore) or creates the page state file and maps the valid
- * bitmap and the hashes from it. */
+/* The page state: in the state file when there is a state directory (a
+ * restart finds it there), in memory otherwise. A full directory refuses
+ * the migration (ENOSPC); a fresh migration whose file cannot be created
+ * for another reason runs without it: it cannot survive a restart. */
 static int
-dest_state_open(struct dest *d, bool restore, char *err, size_t errlen)
+dest_pagestate(struct dest *d, char *err, size_t errlen)
 {
 	struct mig *m = d->m;
-	size_t words = (d->npages + 63) / 64;
-	struct dest_state_hdr want, *have;
-	struct stat st;
-	int fd, r;
+	int r;
 
-	memset(&want, 0, sizeof(want));
-	memcpy(want.magic, DEST_STATE_MAGIC, sizeof(want.magic));
-	want.npages = d->npages;
-	want.size = d->npages * d->ps;
-	want.page_size = d->ps;
-	want.mode = d->copy ? 1 : 0;
-	want.base = d->base;
-	d->state_len = DEST_STATE_HDR + words * 8 + d->npages * 8;
-	fd = open(m->state_path, O_RDWR | O_CLOEXEC | (restore ? 0 : O_CREAT),
-	    0600);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, restore ? "cannot pick up migration '%s' "
-		    "after a restart: no saved page state %s: %s" :
-		    "migration '%s': cannot create the page state file %s: %s",
-		    m->id, m->state_path, strerror(-r));
-		return r;
+	if (m->state_path[0] != '\0' && (r = pagestate_file_open(&d->pg, m->id,
+	    m->state_path, m->g.reattach, d->copy ? 1 : 0, d->base, err,
+	    errlen)) < 0) {
+		if (m->g.reattach || r == -ENOSPC || r == -EDQUOT)
+			return r;
+		log_warnx("%s; this migration cannot survive a restart", err);
+		err[0] = '\0';
+		m->state_path[0] = '\0';
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "migration '%s': page state file %s is "
-		    "in use by another process: %s", m->id, m->state_path,
-		    strerror(-r));
-		close(fd);
-		return r == -EWOULDBLOCK ? -EBUSY : r;
+	if (m->state_path[0] == '\0' && m->g.reattach) {
+		snprintf(err, errlen, "cannot pick up migration '%s' after a "
+		    "restart: this daemon keeps no page state (state_dir off)",
+		    m->id);
+		return -ENOENT;
 	}
-	if (!restore && (ftruncate(fd, 0) < 0 ||
-	    ftruncate(fd, (off_t)d->state_len) < 0)) {
-		r = -errno;
-		snprintf(err, errlen, "migration '%s': cannot size the page "
-		    "state file %s: %s", m->id, m->state_path, strerror(-r));
-		close(fd);
-		return r;
-	}
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size != d->state_len) {
-		snprintf(err, errlen, "cannot pick up migration '%s': the page "
-		    "state file %s does not fit this guest", m->id,
-		    m->state_path);
-		close(fd);
-		return -EINVAL;
-	}
-	d->state_map = mmap(NULL, d->state_len, PROT_READ | PROT_WRITE,
-	    MAP_SHARED, fd, 0);
-	if (d->state_map == MAP_FAILED) {
-		r = -errno;
-		d->state_map = NULL;
-		snprintf(err, errlen, "migration '%s': cannot map the page "
-		    "state file %s: %s", m->id, m->state_path, strerror(-r));
-		close(fd);
-		return r;
-	}
-	d->state_fd = fd;
-	have = (struct dest_state_hdr *)(void *)d->state_map;
-	if (restore && memcmp(have, &want, sizeof(want)) != 0) {
-		snprintf(err, errlen, "cannot pick up migration '%s': the page "
-		    "state file %s was written for another guest layout", m->id,
-		    m->state_path);
-		return -EINVAL;
-	}
-	if (!restore)
-		memcpy(have, &want, sizeof(want));
-	d->valid = (_Atomic uint64_t *)(void *)(d->state_map + DEST_STATE_HDR);
-	d->hash = (uint64_t *)(void *)(d->state_map + DEST_STATE_HDR +
-	    words * 8);
-	return 0;
+	return pagestate_alloc(&d->pg, err, errlen);
 }
 
 /* After a restart: what the file says is here stays (claimed, counted);
@@ -1373,19 +1199,8 @@ static void
 dest_restore(struct dest *d)
 {
 	struct mig *m = d->m;
-	size_t words = (d->npages + 63) / 64;
-	uint64_t n = 0;
+	uint64_t n = pagestate_restore(&d->pg);
 
-	for (size_t i = 0; i < words; i++) {
-		uint64_t w = atomic_load(&d->valid[i]);
-
-		if (i == words - 1 && d->npages % 64 != 0)
-			w &= (1ull << (d->npages % 64)) - 1;
-		atomic_store(&d->valid[i], w);
-		atomic_store(&d->claimed[i], w);
-		n += (uint64_t)__builtin_popcountll(w);
-	}
-	atomic_store(&m->c.pages_valid, n);
 	atomic_store(&d->switched, m->g.resumed);
 	d->restored = true;
 	if (dest_wake(d, d->base, d->npages * d->ps) < 0)
@@ -1406,9 +1221,8 @@ dest_get(struct mig *m)
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	d->m = m;
-	d->lfd = d->memfd = d->uffd = d->state_fd = -1;
+	d->lfd = d->memfd = d->uffd = -1;
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_mutex_init(&d->plock, NULL);
 	pthread_mutex_init(&d->txlock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	m->dst = d;
@@ -1467,8 +1281,6 @@ int
 dest_start(struct mig *m, char *err, size_t errlen)
 {
 	struct dest *d = dest_get(m);
-	size_t words;
-	uint8_t *zero;
 	int r;
 
 	if (d == NULL)
@@ -1492,42 +1304,9 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	d->off = m->g.offset;
 	d->ps = m->g.page_size;
 	d->npages = m->g.size / d->ps;
-	words = (d->npages + 63) / 64;
-	if (m->state_path[0] != '\0' &&
-	    (r = dest_state_open(d, m->g.reattach, err, errlen)) < 0) {
-		if (m->g.reattach)
-			return r;
-		/* A fresh migration runs without it, it just cannot survive
-		 * a restart of this daemon. */
-		log_warnx("%s; this migration cannot survive a restart", err);
-		err[0] = '\0';
-		m->state_path[0] = '\0';
-	}
-	if (d->state_map != NULL) {
-		/* valid and hash live in the state file */
-	} else if (m->g.reattach) {
-		snprintf(err, errlen, "cannot pick up migration '%s' after a "
-		    "restart: this daemon keeps no page state (state_dir off)",
-		    m->id);
-		return -ENOENT;
-	} else {
-		d->valid = calloc(words, sizeof(uint64_t));
-		d->hash = calloc(d->npages, sizeof(uint64_t));
-	}
-	d->claimed = calloc(words, sizeof(uint64_t));
-	d->requested = calloc(words, sizeof(uint64_t));
-	d->mapped = calloc(words, sizeof(uint64_t));
-	d->faulted = calloc(words, sizeof(uint64_t));
-	zero = calloc(1, d->ps);
-	if (!d->valid || !d->claimed || !d->requested || !d->mapped ||
-	    !d->faulted || !d->hash || !zero) {
-		free(zero);
-		snprintf(err, errlen, "out of memory for the page state of %"
-		    PRIu64 " pages", d->npages);
-		return -ENOMEM;
-	}
-	d->zero_hash = XXH3_64bits(zero, d->ps);
-	free(zero);
+	pagestate_init(&d->pg, d->npages, d->ps, &m->c);
+	if ((r = dest_pagestate(d, err, errlen)) < 0)
+		return r;
 
 	if (!d->copy) {
 		d->alias = mmap(NULL, m->g.size, PROT_READ | PROT_WRITE,
@@ -1616,21 +1395,9 @@ dest_stop(struct mig *m)
 		close(d->lfd);
 	if (d->alias != NULL)
 		munmap(d->alias, d->npages * d->ps);
-	if (d->state_map != NULL)
-		munmap(d->state_map, d->state_len);
-	else {
-		free(d->valid);
-		free(d->hash);
-	}
-	if (d->state_fd >= 0)
-		close(d->state_fd);
-	free(d->claimed);
-	free(d->requested);
-	free(d->mapped);
-	free(d->faulted);
+	pagestate_free(&d->pg);
 	free(d->deferred);
 	pthread_mutex_destroy(&d->lock);
-	pthread_mutex_destroy(&d->plock);
 	pthread_mutex_destroy(&d->txlock);
 	pthread_cond_destroy(&d->cond);
 	free(d);

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "migration_int.h"
+#include "pagestate.h"
 #include "tls.h"
 #include "util.h"
 #include "vmm.h"
@@ -249,21 +250,6 @@ mig_post_switchover(struct mig *m, void *state, size_t len,
 	m->pending |= MIG_EV_SWITCHOVER;
 	pthread_mutex_unlock(&m->lock);
 	mig_wake(m);
-}
-
-void
-mig_lat_record(struct mig *m, uint64_t us)
-{
-	unsigned b = us == 0 ? 0 : 64 - (unsigned)__builtin_clzll(us);
-	uint64_t max;
-
-	if (b >= MIG_LAT_BUCKETS)
-		b = MIG_LAT_BUCKETS - 1;
-	atomic_fetch_add_explicit(&m->c.lat_hist[b], 1, memory_order_relaxed);
-	max = atomic_load_explicit(&m->c.lat_max_us, memory_order_relaxed);
-	while (us > max && !atomic_compare_exchange_weak(&m->c.lat_max_us,
-	    &max, us))
-		;
 }
 
 uint64_t
@@ -580,7 +566,9 @@ mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
 	fresh = !m->attached;
 	str_copy(m->addr, a->listen, sizeof(m->addr));
 	m->tls = a->tls;
-	if ((r = dest_listen(m, err, errlen)) < 0) {
+	/* A full state directory refuses the migration now, not at attach. */
+	if ((r = pagestate_dir_check(t->state_dir, m->id, err, errlen)) < 0 ||
+	    (r = dest_listen(m, err, errlen)) < 0) {
 		if (fresh) {
 			mig_unlink(t, m);
 			mig_free(m);

@@ -114,7 +114,6 @@ void mig_post_refused(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
 /* dest: takes ownership of state (malloc'd, may be NULL when len 0). */
 void mig_post_switchover(struct mig *m, void *state, size_t len,
     uint64_t paused_at_ms);
-void mig_lat_record(struct mig *m, uint64_t us);
 /* The channels were lost (down, with why) or are back (up). */
 void mig_post_link(struct mig *m, bool down, const char *fmt, ...)
     PCD_PRINTF(3, 4);

@@ -8,6 +8,18 @@
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
+/* Invariants checked in debug builds (PCD_DEBUG: the ASan and TSan builds);
+ * compiled out otherwise, the expression is not evaluated. */
+#ifdef PCD_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+#define PCD_ASSERT(x)	((x) ? (void)0 : \
+	(fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, \
+	#x), abort()))
+#else
+#define PCD_ASSERT(x)	((void)sizeof(x))
+#endif
+
 /* "4096", "64K", "1G", "1.5G" (binary units) -> bytes. 0 or -EINVAL/-ERANGE. */
 int parse_size(const char *s, uint64_t *out);
 /* "host:port", "[v6]:port" -> host and port. 0 or -EINVAL. */

@@ -7,6 +7,7 @@
 #   rel.sh BUILD_DIR resume [SIZE]
 #   rel.sh BUILD_DIR restart [SIZE]
 #   rel.sh BUILD_DIR stall [SIZE]
+#   rel.sh BUILD_DIR statedir [SIZE]
 #
 # load: 4 migrations at once on one pair of daemons; the first destination
 #   guest faults with 64 threads at once, the others with 8. Passes when
@@ -26,6 +27,11 @@
 #   the no-progress timeout pauses, the source reconnects.
 # restart: kill -9 of the destination daemon mid-postcopy and a restart;
 #   the migration completes with every page verified (see below).
+# statedir: the destination's state directory on a small tmpfs: a full one
+#   refuses Prepare (ENOSPC, the directory named), one with room for one
+#   migration's page state file refuses a second; the daemon keeps serving
+#   and the first migration completes with every page verified. (Before
+#   the space was reserved, the daemon died of SIGBUS writing the file.)
 set -euo pipefail
 
 B=$(readlink -f "$1"); shift
@@ -307,8 +313,62 @@ restart)
 	[ ! -e "$T/rs.pcstate" ] || fail "page state file left after completion"
 	stop_daemons
 	;;
+statedir)
+	size=${1:-32M}
+	SD=$T/state
+	mkdir -p "$SD"
+	# 32 pages: one 32M guest's file (8192 pages: 4 KiB header, 1 KiB of
+	# bitmap, 64 KiB of hashes = 18 pages) fits, a second does not.
+	mount -t tmpfs -o size=128k,mode=0700 pcd-state "$SD" 2>/dev/null ||
+		skip "cannot mount a tmpfs for the state directory (mount not permitted here)"
+	trap 'umount -l "$SD" 2>/dev/null; harness_cleanup' EXIT
+	DAEMON_CONF="state_dir = $SD"
+	start_daemon dst
+	start_daemon src
+	alive() { kill -0 "$PID_dst" 2>/dev/null ||
+		fail "postcopyd dst died ($1): $(tail -n 2 "$T/dst.log")"; }
+	# (a) a full directory: Prepare is refused with the reason.
+	dd if=/dev/zero of="$SD/fill" bs=4k 2>/dev/null || true
+	if out=$(ctl dst prepare full --listen 127.0.0.1:0 --tls-dir "$T/certs" 2>&1); then
+		# Accepted: attaching is where the page state file is written.
+		"$GUEST" --role dest --id full -S "$T/dst.vmm" -s "$size" -j -q \
+		    --timeout 20 > /dev/null 2> "$T/full.dguest.log" &
+		PIDS+=($!)
+		sleep 2
+		alive "attach of a migration whose state directory is full"
+		fail "Prepare with a full state directory was accepted: $out"
+	fi
+	echo "statedir: full directory: $out"
+	grep -q "ENOSPC" <<<"$out" && grep -qF "$SD" <<<"$out" ||
+		fail "the refusal does not name the directory and ENOSPC: $out"
+	alive "Prepare with a full state directory"
+	[ "$(field dst full state 2>/dev/null)" = "" ] || fail "a refused Prepare left a migration"
+	rm -f "$SD/fill"
+	# (b) room for one file: the second migration is refused, the first
+	# completes. The first is slowed (bulk limit, no faulting guest) so
+	# its file is still there when the second attaches.
+	BANDWIDTH=2M start_migration one "$size" "" -w none
+	G1=$GPID S1=$SPID
+	for _ in $(seq 200); do [ -e "$SD/one.pcstate" ] && break; sleep 0.05; done
+	[ -e "$SD/one.pcstate" ] || fail "no page state file for the first migration"
+	addr=$(prepare dst two)
+	"$GUEST" --role dest --id two -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 60 > "$T/two.dguest.json" 2> "$T/two.dguest.log" &
+	G2=$!
+	PIDS+=($G2)
+	wait_state dst two failed
+	msg=$(field dst two errmsg)
+	echo "statedir: second migration: $msg"
+	grep -q "ENOSPC" <<<"$msg" && grep -qF "$SD" <<<"$msg" ||
+		fail "the second migration's error does not name the directory and ENOSPC: $msg"
+	alive "a second migration without room for its page state file"
+	wait "$G2" 2>/dev/null && fail "the second destination guest was not told" || true
+	check_migration one "$G1" "$S1"
+	[ ! -e "$SD/one.pcstate" ] || fail "page state file left after completion"
+	stop_daemons
+	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir ..." >&2
 	exit 2
 	;;
 esac
