@@ -16,8 +16,11 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -43,6 +46,7 @@ enum {
 	VMM_ST_PERMISSION_DENIED = 7,
 	VMM_ST_RESOURCE_EXHAUSTED = 8,
 	VMM_ST_FAILED_PRECONDITION = 9,
+	VMM_ST_UNIMPLEMENTED = 12,
 	VMM_ST_INTERNAL = 13,
 	VMM_ST_UNAVAILABLE = 14,
 };
@@ -267,6 +271,86 @@ vmm_fd_link(int fd, char *buf, size_t len)
 	return 0;
 }
 
+/* "4 KiB", "2 MiB", "1 GiB" or "N-byte". */
+static const char *
+vmm_page_name(uint64_t ps, char *buf, size_t len)
+{
+	if (ps >= (1u << 30) && ps % (1u << 30) == 0)
+		snprintf(buf, len, "%" PRIu64 " GiB", ps >> 30);
+	else if (ps >= (1u << 20) && ps % (1u << 20) == 0)
+		snprintf(buf, len, "%" PRIu64 " MiB", ps >> 20);
+	else if (ps >= (1u << 10) && ps % (1u << 10) == 0)
+		snprintf(buf, len, "%" PRIu64 " KiB", ps >> 10);
+	else
+		snprintf(buf, len, "%" PRIu64 "-byte", ps);
+	return buf;
+}
+
+static bool
+vmm_page_huge(uint64_t ps)
+{
+	return ps == VMM_HUGE_2M || ps == VMM_HUGE_1G;
+}
+
+/* The declared page size against the memfd: a base-page guest is not on
+ * hugetlbfs; a huge-page guest is, with pages of exactly that size. */
+static int
+vmm_check_memfd_pages(int fd, const struct stat *st, const Pcd__VmmAttach *a,
+    char *err, size_t errlen)
+{
+	char have[32], want[32];
+	struct statfs sf;
+	bool huge;
+
+	if (fstatfs(fd, &sf) < 0) {
+		snprintf(err, errlen, "memfd: fstatfs: %s", strerror(errno));
+		return -EINVAL;
+	}
+	huge = (uint64_t)sf.f_type == (uint64_t)HUGETLBFS_MAGIC;
+	vmm_page_name((uint64_t)st->st_blksize, have, sizeof(have));
+	vmm_page_name(a->page_size, want, sizeof(want));
+	if (huge && !vmm_page_huge(a->page_size)) {
+		snprintf(err, errlen, "memfd is hugetlbfs with %s pages, but "
+		    "the attach declares %s base pages (page size %u): declare "
+		    "page size %ld for this guest", have, want, a->page_size,
+		    (long)st->st_blksize);
+		return -EINVAL;
+	}
+	if (!huge && vmm_page_huge(a->page_size)) {
+		snprintf(err, errlen, "the attach declares %s huge pages (page "
+		    "size %u), but the memfd is not hugetlbfs (it has %s "
+		    "pages): create it with memfd_create(MFD_HUGETLB | "
+		    "MFD_HUGE_%s)", want, a->page_size, have,
+		    a->page_size == VMM_HUGE_1G ? "1GB" : "2MB");
+		return -EINVAL;
+	}
+	if ((uint64_t)st->st_blksize != a->page_size) {
+		snprintf(err, errlen, "memfd has %s %spages, but the attach "
+		    "declares page size %u (%s)", have, huge ? "huge " : "",
+		    a->page_size, want);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A huge-page guest that validated: can the migration layer carry it? */
+static int
+vmm_check_huge_carried(const struct vmm_server *srv, const Pcd__VmmAttach *a,
+    char *err, size_t errlen)
+{
+	unsigned bit = a->page_size == VMM_HUGE_2M ? VMM_CARRY_2M :
+	    a->page_size == VMM_HUGE_1G ? VMM_CARRY_1G : 0;
+	char name[32];
+
+	if (bit == 0 || (srv->ops->huge_pages & bit) != 0)
+		return 0;
+	snprintf(err, errlen, "the guest's %s huge pages are valid, but this "
+	    "daemon's data path cannot migrate %s huge-page guests; refused "
+	    "rather than migrated wrongly (back the guest with base pages)",
+	    vmm_page_name(a->page_size, name, sizeof(name)), name);
+	return -EOPNOTSUPP;
+}
+
 static int
 vmm_check_memfd(int fd, const Pcd__VmmAttach *a, bool dest, char *err,
     size_t errlen)
@@ -294,12 +378,8 @@ vmm_check_memfd(int fd, const Pcd__VmmAttach *a, bool dest, char *err,
 		    "(F_GET_SEALS: %s)", strerror(errno));
 		return -EINVAL;
 	}
-	if ((uint64_t)st.st_blksize != a->page_size) {
-		snprintf(err, errlen, "memfd has %ld-byte pages (hugetlbfs?); "
-		    "guest memory must use %u-byte base pages",
-		    (long)st.st_blksize, a->page_size);
-		return -EINVAL;
-	}
+	if ((r = vmm_check_memfd_pages(fd, &st, a, err, errlen)) < 0)
+		return r;
 	if ((uint64_t)st.st_size < a->offset + a->size) {
 		snprintf(err, errlen, "memfd is %" PRIu64 " bytes, smaller than "
 		    "the layout (offset %" PRIu64 " + size %" PRIu64 " = %" PRIu64
@@ -396,9 +476,18 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		    "a source always attaches a memfd");
 		return VMM_ST_INVALID_ARGUMENT;
 	}
-	if (ps <= 0 || a->page_size != (uint64_t)ps) {
-		snprintf(err, errlen, "page size %u is not supported (this "
-		    "host's page size is %ld)", a->page_size, ps);
+	if (!vmm_page_huge(a->page_size) &&
+	    (ps <= 0 || a->page_size != (uint64_t)ps)) {
+		snprintf(err, errlen, "page size %u is not supported: want %ld "
+		    "(this host's base page), %u (2 MiB huge pages) or %u "
+		    "(1 GiB huge pages)", a->page_size, ps, VMM_HUGE_2M,
+		    VMM_HUGE_1G);
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	if (copy && vmm_page_huge(a->page_size)) {
+		snprintf(err, errlen, "page size %u (huge pages) needs MINOR "
+		    "mode and a hugetlbfs memfd; COPY mode moves base pages "
+		    "only", a->page_size);
 		return VMM_ST_INVALID_ARGUMENT;
 	}
 	if (a->size == 0 || a->size % a->page_size != 0) {
@@ -501,6 +590,7 @@ vmm_errno_code(int e)
 	case -ENOMEM:
 	case -ENOSPC:	return VMM_ST_RESOURCE_EXHAUSTED;
 	case -EAGAIN:	return VMM_ST_UNAVAILABLE;
+	case -EOPNOTSUPP: return VMM_ST_UNIMPLEMENTED;
 	}
 	return VMM_ST_INTERNAL;
 }
@@ -513,7 +603,7 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	struct vmm_guest g;
 	struct evbuffer *held;
 	char err[512] = "";
-	char who[128];
+	char who[128], pname[32];
 	bool dest, copy;
 	int r;
 
@@ -531,6 +621,10 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	}
 	if (r < 0) {
 		vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, err);
+		return;
+	}
+	if (vmm_check_huge_carried(srv, a, err, sizeof(err)) < 0) {
+		vmm_refuse(s, VMM_ST_UNIMPLEMENTED, err);
 		return;
 	}
 	TAILQ_FOREACH(o, &srv->sessions, entry) {
@@ -585,9 +679,10 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	s->accepted = true;
 	event_del(s->timer);
 	log_info("%s: attached %s%s: %" PRIu64 " MiB at 0x%" PRIx64
-	    " (memfd offset %" PRIu64 ")", vmm_peer(s, who, sizeof(who)),
-	    mig_role_name(g.role), copy ? " in COPY mode" : "",
-	    g.size >> 20, g.base, g.offset);
+	    " (memfd offset %" PRIu64 ", %s pages)",
+	    vmm_peer(s, who, sizeof(who)), mig_role_name(g.role),
+	    copy ? " in COPY mode" : "", g.size >> 20, g.base, g.offset,
+	    vmm_page_name(g.page_size, pname, sizeof(pname)));
 	held = s->out;
 	if ((s->out = evbuffer_new()) == NULL) {
 		s->out = held;

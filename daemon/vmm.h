@@ -31,6 +31,12 @@ struct vmm_session;
 #define VMM_SIZE_MAX		(1ull << 44)		/* 16 TiB guest */
 #define VMM_MAX_SESSIONS	256
 #define VMM_ATTACH_TIMEOUT_S	10	/* connected but no Attach: closed */
+#define VMM_HUGE_2M		(2u << 20)	/* hugetlbfs page sizes a guest */
+#define VMM_HUGE_1G		(1u << 30)	/* may declare besides the base */
+
+/* vmm_ops.huge_pages: the huge page sizes the migration layer can carry. */
+#define VMM_CARRY_2M		0x1u
+#define VMM_CARRY_1G		0x2u
 
 enum vmm_mode {
 	VMM_MODE_MINOR = 0,	/* memfd + uffd: MINOR|MISSING, UFFDIO_CONTINUE */
@@ -48,7 +54,9 @@ struct vmm_guest {
 	uint64_t	base;		/* guest mapping address in the VMM */
 	uint64_t	size;		/* bytes, multiple of page_size */
 	uint64_t	offset;		/* of the mapping in the memfd */
-	uint32_t	page_size;
+	uint32_t	page_size;	/* the base page, or VMM_HUGE_2M/1G:
+					 * then the memfd is hugetlbfs of
+					 * that page size (checked) */
 	pid_t		pid;		/* the VMM, from SO_PEERCRED */
 	uid_t		uid;
 	bool		reattach;	/* after a daemon restart */
@@ -69,6 +77,10 @@ struct vmm_ops {
 		    size_t len);
 	/* The VMM detached or its connection closed. s is freed after. */
 	void	(*detached)(void *arg, struct vmm_session *s);
+	/* VMM_CARRY_* bits: huge page sizes the callee can migrate. A guest
+	 * that validates with another huge page size is refused (code 12,
+	 * UNIMPLEMENTED) before attached() sees it. 0: base pages only. */
+	unsigned huge_pages;
 };
 
 /* Creates the socket at path (unlink, umask, bind, chmod 0660, listen).

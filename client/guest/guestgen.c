@@ -34,6 +34,28 @@ guestgen_init(struct guestgen *g, uint64_t seed, double zero_fraction)
 		zero_fraction = 1;
 	g->seed = seed;
 	g->zero_q16 = (uint32_t)(zero_fraction * 65536.0 + 0.5);
+	g->zero_shift = 0;
+}
+
+int
+guestgen_set_unit(struct guestgen *g, uint64_t unit)
+{
+	uint32_t shift = 0;
+
+	if (unit < GUESTGEN_PAGE || unit % GUESTGEN_PAGE != 0)
+		return -1;
+	while ((uint64_t)GUESTGEN_PAGE << shift < unit && shift < 40)
+		shift++;
+	if ((uint64_t)GUESTGEN_PAGE << shift != unit)
+		return -1;
+	g->zero_shift = shift;
+	return 0;
+}
+
+uint64_t
+guestgen_unit(const struct guestgen *g)
+{
+	return (uint64_t)GUESTGEN_PAGE << g->zero_shift;
 }
 
 double
@@ -46,8 +68,10 @@ enum guestgen_kind
 guestgen_kind(const struct guestgen *g, uint64_t index)
 {
 	uint64_t k = guestgen_page_key(g, index);
+	uint64_t z = g->zero_shift == 0 ? k : guestgen_page_key(g,
+	    index >> g->zero_shift << g->zero_shift);
 
-	if ((k & 0xffff) < g->zero_q16)
+	if ((z & 0xffff) < g->zero_q16)
 		return GUESTGEN_ZERO;
 	return (k >> 16) & 1 ? GUESTGEN_PATTERN : GUESTGEN_RANDOM;
 }

@@ -21,11 +21,18 @@ enum guestgen_kind { GUESTGEN_ZERO, GUESTGEN_PATTERN, GUESTGEN_RANDOM };
 struct guestgen {
 	uint64_t	seed;
 	uint32_t	zero_q16;	/* zero fraction * 65536, 0..65536 */
+	uint32_t	zero_shift;	/* zero runs of 1 << zero_shift pages */
 };
 
-/* zero_fraction is clamped to [0, 1]. */
+/* zero_fraction is clamped to [0, 1]. Zero pages are chosen one by one. */
 void guestgen_init(struct guestgen *g, uint64_t seed, double zero_fraction);
 double guestgen_zero_fraction(const struct guestgen *g);
+/* A guest on huge pages of unit bytes (a power of two multiple of
+ * GUESTGEN_PAGE): zero pages come in whole, aligned huge pages (the first
+ * 4 KiB page of each decides), so all-zero huge pages exist to be
+ * skipped. Non-zero pages keep their content. -1 for a bad unit. */
+int guestgen_set_unit(struct guestgen *g, uint64_t unit);
+uint64_t guestgen_unit(const struct guestgen *g);	/* bytes */
 
 enum guestgen_kind guestgen_kind(const struct guestgen *g, uint64_t index);
 bool guestgen_is_zero(const struct guestgen *g, uint64_t index);

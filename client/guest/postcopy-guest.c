@@ -13,13 +13,20 @@
  *           faults from a thread (UFFDIO_CONTINUE, or UFFDIO_COPY in COPY
  *           mode), so the workloads can be tested alone.
  *
+ *   --hugepages 2M|1G backs guest memory with a hugetlbfs memfd: the guest
+ *           is mapped (and CONTINUEd, in --local) a huge page at a time,
+ *           while content and checks stay per 4 KiB page; zero pages come
+ *           in whole huge pages.
+ *
  * Exit: 0 every page verified; 1 a mismatch or a failed migration; 2 bad
- * usage or setup; 77 the kvm workload without a usable /dev/kvm.
+ * usage or setup; 77 the kvm workload without a usable /dev/kvm, or
+ * --hugepages without huge pages to reserve.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/memfd.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -47,6 +55,8 @@
 #define EXIT_SKIP	77
 #define MAX_THREADS	256
 #define MAX_REPORTED	5	/* mismatches printed in detail */
+#define HUGE_2M		(2u << 20)	/* --hugepages 2M */
+#define HUGE_1G		(1u << 30)	/* --hugepages 1G */
 
 enum role { ROLE_SOURCE, ROLE_DEST };
 enum workload { WL_THREADS, WL_KVM, WL_NONE };
@@ -72,6 +82,7 @@ struct opts {
 	double		 prefill;	/* --local: share of pages already here */
 	uint64_t	 state_pad;	/* extra device-state bytes */
 	int64_t		 corrupt;	/* --local: deliver this page wrong */
+	uint32_t	 huge;		/* --hugepages: bytes; 0 = base pages */
 	bool		 quiet;
 };
 
@@ -182,7 +193,7 @@ state_encode(const struct guestgen *g, uint64_t size, uint64_t pad,
 	put64(s + 8, g->seed);
 	put64(s + 16, size);
 	put32(s + 24, g->zero_q16);
-	put32(s + 28, PAGE);
+	put32(s + 28, (uint32_t)guestgen_unit(g));	/* the guest's pages */
 	put64(s + 32, pad);
 	for (uint64_t i = 0; i < pad; i++)
 		s[STATE_HDR + i] = (uint8_t)(i * 31 + 7);
@@ -210,8 +221,8 @@ state_decode(const void *buf, size_t len, uint64_t size, struct guestgen *g,
 		    "this one %" PRIu64, ssize, size);
 		return -EINVAL;
 	}
-	if (get32(s + 28) != PAGE || get32(s + 24) > 65536 ||
-	    pad != len - STATE_HDR) {
+	if (guestgen_set_unit(g, get32(s + 28)) < 0 ||
+	    get32(s + 24) > 65536 || pad != len - STATE_HDR) {
 		snprintf(err, errlen, "device state header is inconsistent "
 		    "(page %u, zero %u/65536, pad %" PRIu64 " of %zu bytes)",
 		    get32(s + 28), get32(s + 24), pad, len);
@@ -232,6 +243,7 @@ state_decode(const void *buf, size_t len, uint64_t size, struct guestgen *g,
 
 struct guest {
 	uint64_t	 size, npages;
+	uint32_t	 ps;		/* mapping unit: PAGE or the huge page */
 	int		 memfd;		/* -1 in COPY mode */
 	int		 uffd;		/* dest / local */
 	uint8_t		*mem;		/* the guest mapping */
@@ -239,7 +251,7 @@ struct guest {
 };
 
 static int
-uffd_open(bool copy)
+uffd_open(bool copy, bool huge)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	int fd;
@@ -256,14 +268,48 @@ uffd_open(bool copy)
 	}
 	if (fd < 0)
 		die(2, "userfaultfd: %s", strerror(errno));
-	if (!copy)
+	if (huge)
+		api.features = UFFD_FEATURE_MINOR_HUGETLBFS |
+		    UFFD_FEATURE_MISSING_HUGETLBFS;
+	else if (!copy)
 		api.features = UFFD_FEATURE_MINOR_SHMEM |
 		    UFFD_FEATURE_MISSING_SHMEM;
 	if (ioctl(fd, UFFDIO_API, &api) < 0)
 		die(2, "UFFDIO_API (features 0x%llx): %s%s",
 		    (unsigned long long)api.features, strerror(errno),
-		    copy ? "" : " (kernel lacks UFFD_FEATURE_MINOR_SHMEM?)");
+		    copy ? "" : huge ? " (kernel lacks "
+		    "UFFD_FEATURE_MINOR_HUGETLBFS?)" : " (kernel lacks "
+		    "UFFD_FEATURE_MINOR_SHMEM?)");
 	return fd;
+}
+
+/* Guest memory on hugetlbfs: every huge page is reserved by the mmap (no
+ * MAP_NORESERVE), so a short pool fails here, not as a SIGBUS later. */
+static void
+guest_map_huge(struct guest *gu, const struct opts *o)
+{
+	bool gib = o->huge == HUGE_1G;
+	const char *name = gib ? "1 GiB" : "2 MiB";
+
+	gu->memfd = memfd_create("postcopy-guest", MFD_CLOEXEC | MFD_HUGETLB |
+	    (gib ? MFD_HUGE_1GB : MFD_HUGE_2MB));
+	if (gu->memfd < 0)
+		die(errno == EINVAL || errno == ENODEV ? EXIT_SKIP : 2,
+		    "memfd_create(MFD_HUGETLB | MFD_HUGE_%s): %s%s",
+		    gib ? "1GB" : "2MB", strerror(errno), errno == EINVAL ||
+		    errno == ENODEV ? " (this host offers no huge pages of "
+		    "that size)" : "");
+	if (ftruncate(gu->memfd, (off_t)gu->size) < 0)
+		die(2, "hugetlbfs memfd of %" PRIu64 " bytes: %s", gu->size,
+		    strerror(errno));
+	gu->mem = mmap(NULL, gu->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    gu->memfd, 0);
+	if (gu->mem == MAP_FAILED)
+		die(errno == ENOMEM ? EXIT_SKIP : 2, "cannot reserve %" PRIu64
+		    " %s huge pages for the guest: %s (see HugePages_Free in "
+		    "/proc/meminfo; reserve them in /sys/kernel/mm/hugepages/"
+		    "hugepages-%ukB/nr_hugepages)", gu->size / o->huge, name,
+		    strerror(errno), o->huge >> 10);
 }
 
 static void
@@ -271,9 +317,12 @@ guest_map(struct guest *gu, const struct opts *o, bool want_uffd)
 {
 	gu->size = o->size;
 	gu->npages = o->size / PAGE;
+	gu->ps = o->huge != 0 ? o->huge : PAGE;
 	gu->memfd = gu->uffd = -1;
 	gu->alias = NULL;
-	if (o->copy) {
+	if (o->huge != 0) {
+		guest_map_huge(gu, o);
+	} else if (o->copy) {
 		gu->mem = mmap(NULL, gu->size, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (gu->mem == MAP_FAILED)
@@ -289,11 +338,12 @@ guest_map(struct guest *gu, const struct opts *o, bool want_uffd)
 		if (gu->mem == MAP_FAILED)
 			die(2, "mmap of the memfd: %s", strerror(errno));
 	}
-	/* libpcvmm advises the mapping at attach; --local has no attach. */
+	/* libpcvmm advises the mapping at attach; --local has no attach.
+	 * (A no-op on hugetlbfs.) */
 	if (madvise(gu->mem, gu->size, MADV_NOHUGEPAGE) < 0)
 		die(2, "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
 	if (want_uffd)
-		gu->uffd = uffd_open(o->copy);
+		gu->uffd = uffd_open(o->copy, o->huge != 0);
 }
 
 /* The source's content: generated pages, zero pages left as holes. */
@@ -325,6 +375,28 @@ struct local {
 	char			 err[256];
 };
 
+/* MINOR mode: every 4 KiB piece of the mapping unit (a huge page, or the
+ * page itself) not yet valid is written through the alias (not
+ * registered: no fault), then the whole unit is mapped by one CONTINUE. */
+static int
+local_continue(struct local *l, uint64_t idx)
+{
+	struct guest *gu = l->gu;
+	uint64_t per = gu->ps / PAGE, first = idx - idx % per;
+	struct uffdio_continue c = { .range = {
+	    (uint64_t)(uintptr_t)gu->mem + first * PAGE, gu->ps } };
+
+	for (uint64_t i = first; i < first + per; i++) {
+		if (l->valid[i])
+			continue;
+		guestgen_page(l->g, i, gu->alias + i * PAGE);
+		if ((int64_t)i == l->corrupt)
+			gu->alias[i * PAGE + PAGE - 1] ^= 0x40;
+		l->valid[i] = 1;
+	}
+	return ioctl(gu->uffd, UFFDIO_CONTINUE, &c);
+}
+
 static int
 local_resolve(struct local *l, uint64_t addr)
 {
@@ -352,20 +424,11 @@ local_resolve(struct local *l, uint64_t addr)
 			r = ioctl(gu->uffd, UFFDIO_COPY, &c);
 		}
 	} else {
-		struct uffdio_continue c = { .range = { page, PAGE } };
-		if (!l->valid[idx]) {
-			/* Written through the alias, which is not
-			 * registered: no fault. Then marked valid. */
-			guestgen_page(l->g, idx, gu->alias + idx * PAGE);
-			if ((int64_t)idx == l->corrupt)
-				gu->alias[idx * PAGE + PAGE - 1] ^= 0x40;
-			l->valid[idx] = 1;
-		}
-		r = ioctl(gu->uffd, UFFDIO_CONTINUE, &c);
+		r = local_continue(l, idx);
 	}
 	if (r < 0 && errno == EEXIST) {
 		/* Already mapped (a racing fault): wake the waiters. */
-		struct uffdio_range w = { page, PAGE };
+		struct uffdio_range w = { page - page % gu->ps, gu->ps };
 		l->wakes++;
 		r = ioctl(gu->uffd, UFFDIO_WAKE, &w);
 	}
@@ -796,6 +859,7 @@ attach(const struct opts *o, struct guest *gu, enum pcvmm_role role)
 		.base = gu->mem,
 		.size = gu->size,
 		.offset = 0,
+		.page_size = gu->ps,
 		.memfd = gu->memfd,
 		.uffd = role == PCVMM_ROLE_DEST ? gu->uffd : -1,
 		.connect_timeout_ms = 10000,
@@ -862,6 +926,7 @@ run_source(const struct opts *o)
 
 	guestgen_init(&g, o->seed, o->zero_fraction);
 	guest_map(&gu, o, false);
+	guestgen_set_unit(&g, gu.ps);	/* zero pages: whole huge pages */
 	zero = guest_fill(&gu, &g);
 	say(o, "source %s: %" PRIu64 " pages (%" PRIu64 " zero) generated "
 	    "from seed %" PRIu64 " in %.2f s", o->id, gu.npages, zero, o->seed,
@@ -889,11 +954,13 @@ run_source(const struct opts *o)
 	t_done = now_s();
 	pcvmm_detach(v, "migration complete");
 	if (o->json)
-		printf("{\"role\":\"source\",\"id\":\"%s\",\"pages_total\":%"
+		printf("{\"role\":\"source\",\"id\":\"%s\",\"page_size\":%"
+		    PRIu32 ",\"pages_total\":%"
 		    PRIu64 ",\"zero_pages\":%" PRIu64 ",\"seed\":%" PRIu64
 		    ",\"state_bytes\":%zu,\"paused_after_s\":%.3f,"
 		    "\"complete_after_pause_s\":%.3f,\"ok\":true,"
-		    "\"message\":\"%s\"}\n", o->id, gu.npages, zero, o->seed,
+		    "\"message\":\"%s\"}\n", o->id, gu.ps, gu.npages, zero,
+		    o->seed,
 		    slen, t_pause - t_attach, t_done - t_pause, "complete");
 	fprintf(o->json ? stderr : stdout, "source %s: %" PRIu64 " pages (%"
 	    PRIu64 " zero), paused after %.2f s, complete %.2f s later: %s\n",
@@ -942,6 +1009,7 @@ run_dest(const struct opts *o)
 	if (o->local) {
 		uint8_t *state;
 		guestgen_init(&g, o->seed, o->zero_fraction);
+		guestgen_set_unit(&g, gu.ps);
 		/* The device state goes through the same codec. */
 		state = state_encode(&g, gu.size, o->state_pad, &slen);
 		memset(&g, 0, sizeof(g));
@@ -961,6 +1029,10 @@ run_dest(const struct opts *o)
 			die(1, "device state from the source: %s", err);
 		pcvmm_event_clear(&ev);
 	}
+	if (guestgen_unit(&g) != gu.ps)
+		die(1, "the source guest has %" PRIu64 "-byte pages, this one "
+		    "%" PRIu32 "-byte pages (--hugepages must match)",
+		    guestgen_unit(&g), gu.ps);
 	t_resume = now_s();
 	say(o, "resumed (%zu bytes of device state: seed %" PRIu64 ", zero "
 	    "fraction %.3f); running the %s workload", slen, g.seed,
@@ -1032,7 +1104,8 @@ run_dest(const struct opts *o)
 
 	if (o->json) {
 		printf("{\"role\":\"dest\",\"id\":\"%s\",\"local\":%s,"
-		    "\"mode\":\"%s\",\"pages_total\":%" PRIu64 ","
+		    "\"mode\":\"%s\",\"page_size\":%" PRIu32 ","
+		    "\"pages_total\":%" PRIu64 ","
 		    "\"pages_checked\":%" PRIu64 ",\"pages_touched\":%" PRIu64
 		    ",\"pages_verified\":%" PRIu64 ",\"verified\":%" PRIu64
 		    ",\"zero_pages\":%" PRIu64
@@ -1042,7 +1115,7 @@ run_dest(const struct opts *o)
 		    "\"wall_s\":%.3f,\"complete_wait_s\":%.3f,"
 		    "\"verify_s\":%.3f,\"total_s\":%.3f,\"state_bytes\":%zu",
 		    o->local ? "local" : o->id, o->local ? "true" : "false",
-		    o->copy ? "copy" : "minor", gu.npages, wr.checked,
+		    o->copy ? "copy" : "minor", gu.ps, gu.npages, wr.checked,
 		    wr.touched, gu.npages, gu.npages - mismatched, zero,
 		    mismatched, wr.mismatched,
 		    vbad, wlname, patname, o->threads, t_wl - t_resume,
@@ -1115,6 +1188,9 @@ usage(FILE *f)
 "      --reattach S         when postcopyd's connection is lost (it was\n"
 "                           killed), attach again to its restarted self for\n"
 "                           up to S seconds (0: the loss is fatal)\n"
+"      --hugepages SIZE     2M or 1G: guest memory is a hugetlbfs memfd of\n"
+"                           huge pages of that size (source and dest must\n"
+"                           agree; --size a multiple of it; not with --copy)\n"
 "      --copy               dest: anonymous memory, COPY mode (baseline;\n"
 "                           also --mode copy; --mode minor is the default)\n"
 "      --local              no daemon: resolve this process's own faults\n"
@@ -1126,7 +1202,8 @@ usage(FILE *f)
 "  -h, --help\n"
 "\n"
 "Exit status: 0 every page verified, 1 mismatch or failed migration,\n"
-"2 usage or setup error, 77 kvm workload without /dev/kvm.\n",
+"2 usage or setup error, 77 kvm workload without /dev/kvm or no huge pages\n"
+"for --hugepages.\n",
 	    PCVMM_DEFAULT_SOCKET);
 }
 
@@ -1182,11 +1259,26 @@ parse_bytes(const char *opt, const char *s)
 	return (uint64_t)(v * (double)mul);
 }
 
+/* --hugepages: 2M or 1G (also 2MB, 2MiB, 1GB, 1GiB); none: base pages. */
+static uint32_t
+parse_huge(const char *s)
+{
+	if (strcmp(s, "none") == 0)
+		return 0;
+	if (strcasecmp(s, "2M") == 0 || strcasecmp(s, "2MB") == 0 ||
+	    strcasecmp(s, "2MiB") == 0)
+		return HUGE_2M;
+	if (strcasecmp(s, "1G") == 0 || strcasecmp(s, "1GB") == 0 ||
+	    strcasecmp(s, "1GiB") == 0)
+		return HUGE_1G;
+	die(2, "--hugepages: want 2M or 1G (or none), not '%s'", s);
+}
+
 int
 main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
-	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH };
+	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1205,6 +1297,7 @@ main(int argc, char **argv)
 		{ "duration",		required_argument, NULL, 'd' },
 		{ "timeout",		required_argument, NULL, O_TIMEOUT },
 		{ "reattach",		required_argument, NULL, O_REATTACH },
+		{ "hugepages",		required_argument, NULL, O_HUGE },
 		{ "copy",		no_argument,	   NULL, O_COPY },
 		{ "local",		no_argument,	   NULL, O_LOCAL },
 		{ "prefill",		required_argument, NULL, O_PREFILL },
@@ -1318,6 +1411,9 @@ main(int argc, char **argv)
 		case O_REATTACH:
 			o.reattach = parse_double("--reattach", optarg, 0, 3600);
 			break;
+		case O_HUGE:
+			o.huge = parse_huge(optarg);
+			break;
 		case O_COPY:	o.copy = true; break;
 		case O_LOCAL:	o.local = true; break;
 		case O_PREFILL:
@@ -1337,6 +1433,12 @@ main(int argc, char **argv)
 		die(2, "unexpected argument '%s' (see --help)", argv[optind]);
 	if (o.size == 0 || o.size % PAGE != 0)
 		die(2, "--size must be a non-zero multiple of %u bytes", PAGE);
+	if (o.huge != 0 && o.size % o.huge != 0)
+		die(2, "--size must be a multiple of the %s huge page",
+		    o.huge == HUGE_1G ? "1 GiB" : "2 MiB");
+	if (o.huge != 0 && o.copy)
+		die(2, "--hugepages needs MINOR mode (a hugetlbfs memfd); "
+		    "--copy is for base pages");
 	if (o.size / PAGE > UINT32_MAX)
 		die(2, "--size: at most %llu bytes",
 		    (unsigned long long)UINT32_MAX * PAGE);

@@ -9,9 +9,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "vmm.pb-c.h"
 
@@ -253,9 +257,28 @@ pcvmm_code_errno(uint32_t code)
 	case 7:	 return -EPERM;
 	case 8:	 return -ENOSPC;
 	case 9:	 return -EBUSY;
+	case 12: return -EOPNOTSUPP;
 	case 14: return -EAGAIN;
 	}
 	return -EPROTO;
+}
+
+/* The page size to declare when the caller left it 0: the huge page size
+ * of a hugetlbfs memfd, else the host's base page size. */
+static uint32_t
+pcvmm_page_size(const struct pcvmm_attach_args *a)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	struct statfs sf;
+	struct stat st;
+
+	if (a->page_size != 0)
+		return a->page_size;
+	if (a->memfd >= 0 && fstatfs(a->memfd, &sf) == 0 &&
+	    (uint64_t)sf.f_type == (uint64_t)HUGETLBFS_MAGIC &&
+	    fstat(a->memfd, &st) == 0 && st.st_blksize > 0)
+		return (uint32_t)st.st_blksize;
+	return ps > 0 ? (uint32_t)ps : 4096;
 }
 
 /* Connects and attaches v->a; on success v->fd is the attached socket. */
@@ -266,7 +289,6 @@ pcvmm_do_attach(struct pcvmm *v, bool reattach, int connect_ms, char *err,
 	const struct pcvmm_attach_args *a = &v->a;
 	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT, *rm = NULL;
 	Pcd__VmmAttach at = PCD__VMM_ATTACH__INIT;
-	long ps = sysconf(_SC_PAGESIZE);
 	int fds[2], nfds = 0, r;
 
 	v->fd = -1;
@@ -286,8 +308,7 @@ pcvmm_do_attach(struct pcvmm *v, bool reattach, int connect_ms, char *err,
 	at.base_addr = (uint64_t)(uintptr_t)a->base;
 	at.size = a->size;
 	at.offset = a->offset;
-	at.page_size = a->page_size != 0 ? a->page_size :
-	    (ps > 0 ? (uint32_t)ps : 4096);
+	at.page_size = pcvmm_page_size(a);
 	at.reattach = reattach;
 	at.resumed = reattach && v->resumed;
 	m.body_case = PCD__VMM_MESSAGE__BODY_ATTACH;

@@ -43,7 +43,11 @@ struct pcvmm_attach_args {
 	void		*base;		/* guest mapping in this process */
 	uint64_t	 size;		/* bytes */
 	uint64_t	 offset;	/* of the mapping in the memfd */
-	uint32_t	 page_size;	/* 0: the host's page size */
+	/* The guest's page size: the host's base page, or 2 MiB / 1 GiB
+	 * for a hugetlbfs memfd (MFD_HUGETLB | MFD_HUGE_2MB / _1GB; size,
+	 * offset and base must be multiples of it; MINOR mode only). 0: the
+	 * memfd's own (its huge page size on hugetlbfs), else the base page. */
+	uint32_t	 page_size;
 	int		 memfd;		/* -1 in COPY mode */
 	int		 uffd;		/* destination only, else -1 */
 	/* While the socket is absent or refuses connections (the daemon is
@@ -75,8 +79,9 @@ struct pcvmm_event {
 
 /* Connects, sends the layout and the descriptors, waits for the reply.
  * madvise(MADV_NOHUGEPAGE)s the guest mapping first (shmem THP must not
- * back guest faults). On refusal returns -EINVAL/-EEXIST/-ENOENT/... and
- * err holds the daemon's message. The caller keeps its own fds open. */
+ * back guest faults; a no-op on hugetlbfs). On refusal returns -EINVAL/
+ * -EEXIST/-ENOENT/-EOPNOTSUPP (huge pages the daemon cannot migrate)/...
+ * and err holds the daemon's message. The caller keeps its own fds open. */
 int pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
     char *err, size_t errlen);
 

@@ -11,6 +11,10 @@
  * (COPY mode: UFFDIO_COPY), while a background thread moves every other
  * page. When all pages are in, both VMMs get Complete.
  *
+ * A huge-page guest (--hugepages among the arguments: given to both VMMs)
+ * is moved a huge page at a time: read whole into the alias, mapped by
+ * one UFFDIO_CONTINUE of the huge page.
+ *
  * The two postcopy-guest processes check every page against the seed; the
  * test passes when both exit 0.
  *
@@ -53,7 +57,8 @@ struct relay {
 	int			 status[2];	/* -1 while running */
 	struct vmm_session	*src, *dst;
 	struct vmm_guest	 gs, gd;
-	uint64_t		 npages;
+	uint64_t		 npages;	/* mapping units */
+	uint64_t		 ups;		/* unit: the guest's page size */
 	uint8_t			*alias;		/* dest memfd, MINOR mode */
 	_Atomic uint8_t		*state;		/* per page */
 	int			 stopfd;
@@ -80,11 +85,12 @@ relay_fail(struct relay *r, const char *fmt, ...)
 	fprintf(stderr, "relay: %s\n", r->err);
 }
 
-/* Brings page idx into the destination; map: also map it in the guest. */
+/* Brings unit idx (a page, or a huge page) into the destination; map:
+ * also map it in the guest. */
 static int
 relay_page(struct relay *r, uint64_t idx, bool map)
 {
-	uint64_t addr = r->gd.base + idx * PS;
+	uint64_t ups = r->ups, addr = r->gd.base + idx * ups;
 	uint8_t expect = ABSENT;
 	int rc;
 
@@ -104,8 +110,8 @@ relay_page(struct relay *r, uint64_t idx, bool map)
 		    WRITING)) {
 			/* Written through the alias (not registered: no
 			 * fault), then valid. */
-			if (pread(r->gs.memfd, r->alias + idx * PS, PS,
-			    (off_t)(r->gs.offset + idx * PS)) != PS)
+			if (pread(r->gs.memfd, r->alias + idx * ups, ups,
+			    (off_t)(r->gs.offset + idx * ups)) != (ssize_t)ups)
 				return -EIO;
 			atomic_store(&r->state[idx], VALID);
 		}
@@ -113,11 +119,11 @@ relay_page(struct relay *r, uint64_t idx, bool map)
 			;	/* the other thread is writing it */
 		if (!map)
 			return 0;
-		struct uffdio_continue c = { .range = { addr, PS } };
+		struct uffdio_continue c = { .range = { addr, ups } };
 		rc = ioctl(r->gd.uffd, UFFDIO_CONTINUE, &c);
 	}
 	if (rc < 0 && errno == EEXIST) {
-		struct uffdio_range w = { addr, PS };
+		struct uffdio_range w = { addr, ups };
 		rc = ioctl(r->gd.uffd, UFFDIO_WAKE, &w);
 	}
 	return rc < 0 ? -errno : 0;
@@ -152,7 +158,7 @@ relay_fault_main(void *arg)
 				continue;
 			}
 			atomic_fetch_add(&r->faults, 1);
-			if ((rc = relay_page(r, (a - r->gd.base) / PS,
+			if ((rc = relay_page(r, (a - r->gd.base) / r->ups,
 			    true)) < 0)
 				fprintf(stderr, "relay: fault at 0x%" PRIx64
 				    ": %s\n", a, strerror(-rc));
@@ -237,7 +243,8 @@ relay_attached(void *arg, struct vmm_session *s, struct vmm_guest *g,
 	} else {
 		r->dst = s;
 		r->gd = *g;
-		r->npages = g->size / PS;
+		r->ups = g->page_size;
+		r->npages = g->size / r->ups;
 		r->state = calloc(r->npages, 1);
 		if (g->mode == VMM_MODE_MINOR) {
 			r->alias = mmap(NULL, g->size, PROT_READ | PROT_WRITE,
@@ -266,8 +273,9 @@ relay_attached(void *arg, struct vmm_session *s, struct vmm_guest *g,
 		    (int)g->pid, g->base, g->size);
 	}
 	if (r->src != NULL && r->dst != NULL) {
-		if (r->gs.size != r->gd.size) {
-			relay_fail(r, "source and destination sizes differ");
+		if (r->gs.size != r->gd.size ||
+		    r->gs.page_size != r->gd.page_size) {
+			relay_fail(r, "source and destination layouts differ");
 			event_base_loopbreak(r->base);
 			return 0;
 		}
@@ -311,6 +319,7 @@ static const struct vmm_ops relay_ops = {
 	.attached = relay_attached,
 	.paused = relay_paused,
 	.detached = relay_detached,
+	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G,
 };
 
 static pid_t
@@ -388,6 +397,12 @@ main(int argc, char **argv)
 	sargv[n++] = (char *)"7";
 	sargv[n++] = (char *)"--state-size";
 	sargv[n++] = (char *)"100000";
+	for (int i = 3; i + 1 < argc; i++)
+		if (strcmp(argv[i], "--hugepages") == 0) {
+			sargv[n++] = argv[i];
+			sargv[n++] = argv[i + 1];
+			break;
+		}
 	sargv[n] = NULL;
 	dargv[m++] = argv[1];
 	dargv[m++] = (char *)"--role";

@@ -94,6 +94,35 @@ main(void)
 	    memcmp(a, b, sizeof(a)) != 0, "seed has no effect");
 	CHECK(guestgen_kvm_checksum(&g, N) == sum, "kvm checksum");
 	CHECK(guestgen_zero_fraction(&g) == 0.25, "zero fraction");
+
+	/* Huge pages (2 MiB = 512 pages): zero pages come in whole aligned
+	 * huge pages, about the same share of them; the rest is unchanged. */
+	struct guestgen h = g;
+	uint64_t hzero = 0, runs = N / 512;
+	CHECK(guestgen_set_unit(&h, 3 * GUESTGEN_PAGE) < 0, "unit 12 KiB");
+	CHECK(guestgen_set_unit(&h, 100) < 0, "unit 100");
+	CHECK(guestgen_set_unit(&h, 2u << 20) == 0 &&
+	    guestgen_unit(&h) == 2u << 20, "unit 2 MiB");
+	CHECK(guestgen_unit(&g) == GUESTGEN_PAGE, "default unit");
+	for (uint64_t hp = 0; hp < runs * 64; hp++) {
+		bool z = guestgen_is_zero(&h, hp * 512);
+		hzero += z;
+		for (uint64_t i = hp * 512; i < (hp + 1) * 512; i += 37) {
+			CHECK(guestgen_is_zero(&h, i) == z, "huge page %llu "
+			    "is partly zero", (unsigned long long)hp);
+			if (!z) {
+				guestgen_page(&h, i, a);
+				guestgen_page(&g, i, b);
+				CHECK(guestgen_is_zero(&g, i) ||
+				    memcmp(a, b, sizeof(a)) == 0, "page %llu "
+				    "changed with the unit",
+				    (unsigned long long)i);
+			}
+		}
+	}
+	CHECK(hzero > runs * 64 * 0.18 && hzero < runs * 64 * 0.32,
+	    "zero huge pages %llu of %llu", (unsigned long long)hzero,
+	    (unsigned long long)runs * 64);
 	printf("%s: %llu zero, %llu patterned, %llu random pages\n",
 	    failures ? "FAILED" : "PASSED", (unsigned long long)zero,
 	    (unsigned long long)pattern, (unsigned long long)random);

@@ -8,9 +8,15 @@
  * deliver descriptors that really are the VMM's memfd and userfaultfd, and
  * the pause / paused / resume / complete / detach sequence must carry the
  * device state.
+ *
+ * With --huge (run by tests/lib/hugepages.sh, which reserves a few 2 MiB
+ * huge pages) it checks huge-page guests instead: hugetlbfs memfds claimed
+ * with the wrong page size, misaligned layouts, a good 2 MiB attach, and a
+ * daemon whose data path cannot carry huge pages refusing it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/memfd.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -36,6 +42,8 @@
 #include "vmm.pb-c.h"
 
 #define PS		4096u
+#define HPS		(2u << 20)	/* 2 MiB huge pages */
+#define GPS		(1u << 30)
 #define MAGIC		0x5043564d4d414731ull	/* written into the memfd */
 #define MAX_LIVE	16
 
@@ -211,6 +219,14 @@ t_detached(void *arg, struct vmm_session *s)
 }
 
 static const struct vmm_ops t_ops = {
+	.attached = t_attached,
+	.paused = t_paused,
+	.detached = t_detached,
+	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G,
+};
+
+/* A migration layer whose data path moves base pages only. */
+static const struct vmm_ops t_ops_nohuge = {
 	.attached = t_attached,
 	.paused = t_paused,
 	.detached = t_detached,
@@ -564,7 +580,9 @@ test_bad_attaches(struct tstate *t)
 	expect_refused(t, "unaligned offset", &a, -EINVAL, "offset 100");
 	a = args_for(&v, "m1", PCVMM_ROLE_SOURCE);
 	a.page_size = 8192;
-	expect_refused(t, "page size 8192", &a, -EINVAL, "page size 8192");
+	expect_refused(t, "page size 8192", &a, -EINVAL, "page size 8192 is "
+	    "not supported: want 4096 (this host's base page), 2097152 (2 MiB "
+	    "huge pages) or 1073741824 (1 GiB huge pages)");
 
 	/* Ids. */
 	a = args_for(&v, "bad id!", PCVMM_ROLE_SOURCE);
@@ -612,8 +630,10 @@ test_bad_attaches(struct tstate *t)
 			a = args_for(&v, "m1", PCVMM_ROLE_SOURCE);
 			a.memfd = hfd;
 			a.size = 16 * PS;
+			a.page_size = PS;	/* libpcvmm would say 2 MiB */
 			expect_refused(t, "hugetlbfs memfd", &a, -EINVAL,
-			    "guest memory must use 4096-byte base pages");
+			    "memfd is hugetlbfs with 2 MiB pages, but the "
+			    "attach declares 4 KiB base pages");
 		} else
 			printf("skip: no hugetlbfs memfd here (%s)\n",
 			    strerror(errno));
@@ -769,14 +789,209 @@ test_retry_connect(struct tstate *t, const char *dir)
 	vmm_free(&v);
 }
 
+/* ---- huge pages (--huge) ---------------------------------------------- */
+
+/* A hugetlbfs memfd of len bytes with 2 MiB pages (none allocated yet). */
+static int
+huge_memfd(size_t len)
+{
+	int fd = memfd_create("test-huge", MFD_CLOEXEC | MFD_HUGETLB |
+	    MFD_HUGE_2MB);
+
+	if (fd < 0 || ftruncate(fd, (off_t)len) < 0) {
+		perror("hugetlbfs memfd");
+		exit(1);
+	}
+	return fd;
+}
+
+static int
+huge_uffd(void)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+	    .features = UFFD_FEATURE_MINOR_HUGETLBFS |
+	    UFFD_FEATURE_MISSING_HUGETLBFS };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) < 0) {
+		perror("userfaultfd with the hugetlbfs features");
+		exit(1);
+	}
+	return fd;
+}
+
+/* len bytes of address space aligned to align, reserved (PROT_NONE): a
+ * layout can point there without a mapping of that page size. */
+static void *
+aligned_range(size_t len, size_t align, void **res, size_t *reslen)
+{
+	*reslen = len + align;
+	*res = mmap(NULL, *reslen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+	    MAP_NORESERVE, -1, 0);
+	if (*res == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	return (void *)(((uintptr_t)*res + align - 1) & ~(uintptr_t)(align - 1));
+}
+
+static struct pcvmm_attach_args
+huge_args(const char *id, enum pcvmm_role role, void *base, size_t size,
+    uint32_t page_size, int memfd, int uffd)
+{
+	struct pcvmm_attach_args a = {
+		.socket_path = sock_path, .id = id, .role = role,
+		.mode = PCVMM_MODE_MINOR, .base = base, .size = size,
+		.page_size = page_size, .memfd = memfd,
+		.uffd = role == PCVMM_ROLE_DEST ? uffd : -1,
+		.connect_timeout_ms = 2000,
+	};
+	return a;
+}
+
+/* Mismatches between the declared page size, the memfd and the layout. */
+static void
+test_huge_refused(struct tstate *t, int hfd, int uffd, void *base)
+{
+	struct pcvmm_attach_args a;
+	void *gres, *gbase;
+	size_t greslen;
+	int sfd, gfd;
+	char want[160];
+
+	a = huge_args("h1", PCVMM_ROLE_SOURCE, base, 4 * HPS, PS, hfd, -1);
+	expect_refused(t, "2 MiB hugetlbfs memfd declared as 4 KiB pages", &a,
+	    -EINVAL, "memfd is hugetlbfs with 2 MiB pages, but the attach "
+	    "declares 4 KiB base pages (page size 4096): declare page size "
+	    "2097152");
+	a.role = PCVMM_ROLE_DEST;
+	a.uffd = uffd;
+	expect_refused(t, "... as a destination", &a, -EINVAL,
+	    "memfd is hugetlbfs with 2 MiB pages");
+
+	sfd = memfd_create("test-shmem", MFD_CLOEXEC);
+	CHECK(sfd >= 0 && ftruncate(sfd, 8 * HPS) == 0, "shmem memfd");
+	a = huge_args("h1", PCVMM_ROLE_SOURCE, base, 4 * HPS, HPS, sfd, -1);
+	expect_refused(t, "4 KiB shmem memfd declared as 2 MiB pages", &a,
+	    -EINVAL, "the attach declares 2 MiB huge pages (page size "
+	    "2097152), but the memfd is not hugetlbfs (it has 4 KiB pages)");
+
+	a = huge_args("h1", PCVMM_ROLE_SOURCE, base, 3 * HPS / 2, HPS, hfd, -1);
+	expect_refused(t, "size 3 MiB with 2 MiB pages", &a, -EINVAL,
+	    "size 3145728 is not a non-zero multiple of the page size 2097152");
+	a.size = 4 * HPS;
+	a.offset = PS;
+	expect_refused(t, "offset 4 KiB with 2 MiB pages", &a, -EINVAL,
+	    "memfd offset 4096 is not a multiple of the page size 2097152");
+	a.offset = 0;
+	a.base = (char *)base + PS;
+	snprintf(want, sizeof(want), "base address %p is not a non-zero "
+	    "multiple of the page size 2097152", a.base);
+	expect_refused(t, "base 4 KiB past a 2 MiB boundary", &a, -EINVAL,
+	    want);
+
+	/* 1 GiB declared for a memfd of 2 MiB pages (nothing allocated). */
+	gbase = aligned_range(GPS, GPS, &gres, &greslen);
+	gfd = huge_memfd(GPS);
+	a = huge_args("h1", PCVMM_ROLE_SOURCE, gbase, GPS, GPS, gfd, -1);
+	expect_refused(t, "2 MiB hugetlbfs memfd declared as 1 GiB pages", &a,
+	    -EINVAL, "memfd has 2 MiB huge pages, but the attach declares "
+	    "page size 1073741824 (1 GiB)");
+
+	a = huge_args("h1", PCVMM_ROLE_DEST, base, 4 * HPS, HPS, -1, uffd);
+	a.mode = PCVMM_MODE_COPY;
+	expect_refused(t, "COPY mode with 2 MiB pages", &a, -EINVAL,
+	    "COPY mode moves base pages only");
+	close(gfd);
+	close(sfd);
+	munmap(gres, greslen);
+}
+
+/* A good 2 MiB guest (page size left to libpcvmm, mapped at a memfd
+ * offset) is attached by a daemon that carries huge pages, and refused
+ * by one that does not. */
+static void
+test_huge_good(struct tstate *t, int hfd, int uffd, const char *nohuge)
+{
+	struct pcvmm_attach_args a;
+	struct pcvmm *p = NULL;
+	uint64_t magic = MAGIC;
+	char err[512] = "";
+	void *map;
+	int before, r;
+
+	map = mmap(NULL, 2 * HPS, PROT_READ | PROT_WRITE, MAP_SHARED, hfd,
+	    2 * HPS);
+	if (map == MAP_FAILED) {
+		CHECK(0, "mapping 2 huge pages: %s", strerror(errno));
+		return;
+	}
+	memcpy(map, &magic, sizeof(magic));
+	for (int role = PCVMM_ROLE_SOURCE; role <= PCVMM_ROLE_DEST; role++) {
+		a = huge_args("huge", role, map, 2 * HPS, 0, hfd, uffd);
+		a.offset = 2 * HPS;
+		r = pcvmm_attach(&a, &p, err, sizeof(err));
+		CHECK(r == 0, "2 MiB guest attach (role %d): %s", role, err);
+		pthread_mutex_lock(&t->mu);
+		CHECK(r != 0 || (t->last.page_size == HPS &&
+		    t->last.size == 2 * HPS && t->last.offset == 2 * HPS &&
+		    t->last_memfd_ok && (role == PCVMM_ROLE_SOURCE ||
+		    t->last_uffd_ok)), "2 MiB guest layout (role %d): page "
+		    "size %u, memfd %s", role, t->last.page_size,
+		    t->last_memfd_ok ? "ok" : "not delivered");
+		before = t->ndetached;
+		pthread_mutex_unlock(&t->mu);
+		if (r == 0) {
+			printf("ok: 2 MiB guest attached (%s, page size %u "
+			    "found by libpcvmm)\n", role == PCVMM_ROLE_SOURCE ?
+			    "source" : "destination", t->last.page_size);
+			pcvmm_detach(p, "test done");
+			CHECK(wait_detached(t, before + 1), "huge detach");
+		}
+	}
+
+	a = huge_args("huge", PCVMM_ROLE_DEST, map, 2 * HPS, HPS, hfd, uffd);
+	a.offset = 2 * HPS;
+	a.socket_path = nohuge;
+	r = pcvmm_attach(&a, &p, err, sizeof(err));
+	CHECK(r == -EOPNOTSUPP && strstr(err, "the guest's 2 MiB huge pages "
+	    "are valid, but this daemon's data path cannot migrate 2 MiB "
+	    "huge-page guests") != NULL, "a daemon without huge pages: %d %s",
+	    r, err);
+	if (r == 0)
+		pcvmm_detach(p, NULL);
+	else
+		printf("ok: huge pages refused by a base-page data path: %s\n",
+		    err);
+	munmap(map, 2 * HPS);
+}
+
+static void
+test_hugepages(struct tstate *t, const char *nohuge)
+{
+	void *res, *base;
+	size_t reslen;
+	int hfd, uffd;
+
+	base = aligned_range(8 * HPS, HPS, &res, &reslen);
+	hfd = huge_memfd(8 * HPS);
+	uffd = huge_uffd();
+	test_huge_refused(t, hfd, uffd, base);
+	test_huge_good(t, hfd, uffd, nohuge);
+	close(uffd);
+	close(hfd);
+	munmap(res, reslen);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	struct tstate t = { .mu = PTHREAD_MUTEX_INITIALIZER,
 	    .cv = PTHREAD_COND_INITIALIZER };
-	struct vmm_server *srv = NULL;
+	struct vmm_server *srv = NULL, *srv2 = NULL;
 	char dir[] = "/tmp/test_vmm.XXXXXX";
-	char path[256];
+	char path[256], path2[256];
+	bool huge = argc > 1 && strcmp(argv[1], "--huge") == 0;
 	pthread_t th;
 	int r;
 
@@ -794,17 +1009,28 @@ main(void)
 		fprintf(stderr, "vmm_server_open: %s\n", strerror(-r));
 		return 1;
 	}
+	snprintf(path2, sizeof(path2), "%s/nohuge.sock", dir);
+	if (huge && vmm_server_open(t.base, path2, &t_ops_nohuge, &t,
+	    &srv2) < 0) {
+		fprintf(stderr, "vmm_server_open %s failed\n", path2);
+		return 1;
+	}
 	pthread_create(&th, NULL, loop_main, &t);
 
 	still_serving(&t, "startup");
-	test_bad_attaches(&t);
-	test_raw(&t);
-	test_duplicate(&t);
-	test_good_and_flow(&t);
-	test_retry_connect(&t, dir);
+	if (huge) {
+		test_hugepages(&t, path2);
+	} else {
+		test_bad_attaches(&t);
+		test_raw(&t);
+		test_duplicate(&t);
+		test_good_and_flow(&t);
+		test_retry_connect(&t, dir);
+	}
 
 	event_base_loopbreak(t.base);
 	pthread_join(th, NULL);
+	vmm_server_free(srv2);
 	vmm_server_free(srv);
 	event_base_free(t.base);
 	rmdir(dir);
