@@ -36,6 +36,8 @@ DEPS=(
 	gnuplot-nox
 	dpkg-dev
 	file
+	curl
+	prometheus
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -725,6 +725,7 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	for (int i = 0; i < MIG_LAT_BUCKETS; i++)
 		s->lat_hist[i] = atomic_load(&m->c.lat_hist[i]);
 	s->lat_max_us = atomic_load(&m->c.lat_max_us);
+	s->lat_sum_us = atomic_load(&m->c.lat_sum_us);
 	s->pages_verified = atomic_load(&m->c.pages_verified);
 	s->pages_mismatched = atomic_load(&m->c.pages_mismatched);
 	s->reconnects = atomic_load(&m->c.reconnects);

@@ -80,6 +80,7 @@ struct mig_stats {
 	uint64_t	 faults_local;	/* dest: faults on pages already here */
 	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
 	uint64_t	 lat_max_us;
+	uint64_t	 lat_sum_us;	/* of every latency in lat_hist */
 	uint64_t	 bandwidth_bps;	/* configured limit, 0 = none */
 	uint64_t	 start_ms;	/* CLOCK_REALTIME ms when created */
 	uint64_t	 elapsed_ms;

@@ -53,6 +53,7 @@ struct mig_counters {
 	_Atomic uint64_t	requests;
 	_Atomic uint64_t	lat_hist[MIG_LAT_BUCKETS];
 	_Atomic uint64_t	lat_max_us;
+	_Atomic uint64_t	lat_sum_us;	/* sum of every recorded latency */
 	_Atomic uint64_t	pages_verified;
 	_Atomic uint64_t	pages_mismatched;
 	_Atomic uint64_t	reconnects;	/* sessions resumed after a loss */

@@ -433,6 +433,7 @@ pagestate_lat_record(struct mig_counters *c, uint64_t us)
 	if (b >= MIG_LAT_BUCKETS)
 		b = MIG_LAT_BUCKETS - 1;
 	atomic_fetch_add_explicit(&c->lat_hist[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->lat_sum_us, us, memory_order_relaxed);
 	max = atomic_load_explicit(&c->lat_max_us, memory_order_relaxed);
 	while (us > max && !atomic_compare_exchange_weak(&c->lat_max_us,
 	    &max, us))

@@ -110,7 +110,7 @@ faults=$(jq '.migrations[0].lat_hist | add' "$T/ds.json")
 remote=$(jq '.migrations[0].faults_remote' "$T/ds.json")
 grep -qx "postcopyd_migration_fault_latency_seconds_count{id=\"e2e\",role=\"destination\"} $faults" "$T/m.txt" || fail "histogram count != $faults"
 grep -qx "postcopyd_migration_faults_total{id=\"e2e\",role=\"destination\",kind=\"remote\"} $remote" "$T/m.txt" || fail "remote faults != $remote"
-grep -qx 'postcopyd_migration_pages{id="e2e",role="destination",kind="valid"} 16384' "$T/m.txt" || fail "pages valid"
+grep -qx 'postcopyd_migration_pages_valid{id="e2e",role="destination"} 16384' "$T/m.txt" || fail "pages valid"
 awk -F' ' '/_bucket\{id="e2e"/ { if ($2 + 0 < prev) { print "not cumulative: " $0; bad = 1 } prev = $2 + 0 } END { exit bad }' "$T/m.txt" || fail "histogram"
 ok "metrics: completed 1, $remote remote faults, $faults latency samples, cumulative buckets"
 
