@@ -38,6 +38,9 @@ DEPS=(
 	file
 	curl
 	prometheus
+	scdoc
+	man-db
+	bsdutils
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -2,7 +2,11 @@
  *
  * Every RPC of service pcd.Control is a subcommand. Exit codes: 0 ok, 1 the
  * daemon answered with an error (or a watched migration did not complete),
- * 2 usage, 3 cannot connect / connection lost.
+ * 2 usage, 3 cannot connect / connection lost (man page: postcopyctl(1),
+ * packaging/man/postcopyctl.1.scd, whose test fails when an option listed
+ * by --help is missing there). --json is taken before or after the
+ * subcommand; colours only on a terminal, never with NO_COLOR or
+ * TERM=dumb; the watch progress bar only on a terminal.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +48,42 @@ struct cmd {
 };
 
 static const struct cmd *cmd_find(const char *name);
+
+/* Set once in main: stdout is a terminal that wants colours. */
+static bool colour;
+
+/* The SGR sequence that colours a state name ("" without colours). */
+static const char *
+state_on(const char *state)
+{
+	if (!colour)
+		return "";
+	if (strcmp(state, "completed") == 0)
+		return "\033[32m";
+	if (strcmp(state, "failed") == 0)
+		return "\033[31m";
+	if (strcmp(state, "cancelled") == 0 || strcmp(state, "paused") == 0)
+		return "\033[33m";
+	return "";
+}
+
+static const char *
+state_off(const char *state)
+{
+	return state_on(state)[0] != '\0' ? "\033[0m" : "";
+}
+
+/* Colours on stdout: a terminal, NO_COLOR unset or empty
+ * (https://no-color.org), TERM not "dumb". */
+static bool
+colour_wanted(void)
+{
+	const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+
+	if (!isatty(STDOUT_FILENO) || (no != NULL && no[0] != '\0'))
+		return false;
+	return term == NULL || strcmp(term, "dumb") != 0;
+}
 
 static const char *
 progname(void)
@@ -167,8 +207,9 @@ sub_usage(const char *name, FILE *f)
 {
 	const struct cmd *c = cmd_find(name);
 
-	fprintf(f, "usage: %s [global options] %s %s\n\n%s\n", progname(),
-	    c->name, c->args, c->help);
+	fprintf(f, "usage: %s [global options] %s%s%s [--json]\n\n%s\n",
+	    progname(), c->name, c->args[0] != '\0' ? " " : "", c->args,
+	    c->help);
 	return f == stdout ? EX_OK : EX_USAGE;
 }
 
@@ -201,8 +242,8 @@ args_have(const char *args, const char *flag)
  * operands. Returns -1 to go on (operands from *optind_out), otherwise the
  * exit code (usage printed). */
 static int
-sub_parse(const char *name, int argc, char **argv, int lo_args, int hi_args,
-    struct subopt *so, int *optind_out)
+sub_parse(struct opts *o, const char *name, int argc, char **argv,
+    int lo_args, int hi_args, struct subopt *so, int *optind_out)
 {
 	static const struct option lo[] = {
 		{ "listen",	required_argument, NULL, 'L' },
@@ -214,6 +255,7 @@ sub_parse(const char *name, int argc, char **argv, int lo_args, int hi_args,
 		{ "libvirt",	no_argument,	   NULL, 'l' },
 		{ "watch",	no_argument,	   NULL, 'w' },
 		{ "interval",	required_argument, NULL, 'i' },
+		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -221,7 +263,7 @@ sub_parse(const char *name, int argc, char **argv, int lo_args, int hi_args,
 	int ch;
 
 	optind = 0;	/* glibc: full re-initialisation, argv[0] skipped */
-	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hj", lo, NULL)) != -1) {
 		const char *flag = NULL;
 
 		switch (ch) {
@@ -246,6 +288,9 @@ sub_parse(const char *name, int argc, char **argv, int lo_args, int hi_args,
 			flag = "--interval";
 			break;
 		}
+		case 'j':	/* every subcommand takes it */
+			o->json = true;
+			continue;
 		case 'h':
 			return sub_usage(name, stdout);
 		default:
@@ -284,7 +329,7 @@ cmd_prepare(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("prepare", argc, argv, 1, 1, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "prepare", argc, argv, 1, 1, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	req.listen = (char *)(so.listen != NULL ? so.listen : "0.0.0.0:0");
@@ -317,7 +362,7 @@ cmd_migrate(struct opts *o, int argc, char **argv)
 	char buf[32];
 	int rc, i;
 
-	if ((rc = sub_parse("migrate", argc, argv, 2, 2, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "migrate", argc, argv, 2, 2, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	req.dest = argv[i + 1];
@@ -513,8 +558,9 @@ print_detail(const Pcd__MigrationInfo *mi)
 
 	printf("%-20s%s\n", "id:", mi->id);
 	printf("%-20s%s\n", "role:", mi->role);
-	printf("%-20s%s%s%s\n", "state:", mi->state,
-	    mi->errmsg[0] != '\0' ? " - " : "", mi->errmsg);
+	printf("%-20s%s%s%s%s%s\n", "state:", state_on(mi->state), mi->state,
+	    state_off(mi->state), mi->errmsg[0] != '\0' ? " - " : "",
+	    mi->errmsg);
 	if (mi->listen[0] != '\0')
 		printf("%-20s%s\n", "listen:", mi->listen);
 	printf("%-20s%s\n", "vmm attached:", mi->vmm_attached ? "yes" : "no");
@@ -560,11 +606,12 @@ cmd_status(struct opts *o, int argc, char **argv)
 	const Pcd__StatusReply *rep;
 	struct subopt so = { 0 };
 	struct rpc_answer a;
-	bool json = o->json;
+	bool json;
 	int rc, i;
 
-	if ((rc = sub_parse("status", argc, argv, 0, 1, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "status", argc, argv, 0, 1, &so, &i)) >= 0)
 		return rc;
+	json = o->json;		/* --json may follow the subcommand */
 	req.id = argc - i == 1 ? argv[i] : "";
 	if (so.libvirt)
 		o->json = false;	/* printed below, flattened */
@@ -597,9 +644,10 @@ cmd_status(struct opts *o, int argc, char **argv)
 
 			snprintf(b3, sizeof(b3), "%" PRIu64 "/%" PRIu64,
 			    mi->faults_remote, mi->faults_local);
-			printf("%-20s %-11s %-10s %6.1f%% %10" PRIu64
+			printf("%-20s %-11s %s%-10s%s %6.1f%% %10" PRIu64
 			    " %11s %13s %6" PRIu64 "us %8s\n", mi->id, mi->role,
-			    mi->state, pct_valid(mi), mi->pages_total,
+			    state_on(mi->state), mi->state,
+			    state_off(mi->state), pct_valid(mi), mi->pages_total,
 			    fmt_bytes(b1, sizeof(b1),
 			    (double)mi->bytes_transferred), b3, mi->lat_p99_us,
 			    fmt_ms(b2, sizeof(b2), mi->elapsed_ms));
@@ -611,6 +659,29 @@ cmd_status(struct opts *o, int argc, char **argv)
 	return EX_OK;
 }
 
+/* Every migration's id, one per line (shell completion reads it). */
+static int
+cmd_list(struct opts *o, int argc, char **argv)
+{
+	Pcd__StatusRequest req = PCD__STATUS_REQUEST__INIT;
+	const Pcd__StatusReply *rep;
+	struct subopt so = { 0 };
+	struct rpc_answer a;
+	int rc, i;
+
+	if ((rc = sub_parse(o, "list", argc, argv, 0, 0, &so, &i)) >= 0)
+		return rc;
+	req.id = "";
+	rc = ctl_call(o, RPC_M_STATUS, &req.base, &a);
+	if (rc == EX_OK && !o->json) {
+		rep = (const Pcd__StatusReply *)a.msg;
+		for (size_t k = 0; k < rep->n_migrations; k++)
+			printf("%s\n", rep->migrations[k]->id);
+	}
+	rpc_answer_clear(&a);
+	return rc;
+}
+
 static int
 cmd_cancel(struct opts *o, int argc, char **argv)
 {
@@ -619,7 +690,7 @@ cmd_cancel(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("cancel", argc, argv, 1, 1, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "cancel", argc, argv, 1, 1, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	rc = ctl_call(o, RPC_M_CANCEL, &req.base, &a);
@@ -638,7 +709,7 @@ cmd_resume(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("resume", argc, argv, 1, 2, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "resume", argc, argv, 1, 2, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	if (argc - i > 1)
@@ -660,7 +731,7 @@ cmd_set_bandwidth(struct opts *o, int argc, char **argv)
 	char buf[32];
 	int rc, i;
 
-	if ((rc = sub_parse("set-bandwidth", argc, argv, 2, 2, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "set-bandwidth", argc, argv, 2, 2, &so, &i)) >= 0)
 		return rc;
 	req.id = argv[i];
 	if (parse_size(argv[i + 1], &req.bandwidth_bps) < 0) {
@@ -687,7 +758,7 @@ cmd_version(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("version", argc, argv, 0, 0, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "version", argc, argv, 0, 0, &so, &i)) >= 0)
 		return rc;
 	rc = ctl_call(o, RPC_M_VERSION, &req.base, &a);
 	if (rc == EX_OK && !o->json) {
@@ -711,7 +782,7 @@ cmd_check_kernel(struct opts *o, int argc, char **argv)
 	struct rpc_answer a;
 	int rc, i;
 
-	if ((rc = sub_parse("check-kernel", argc, argv, 0, 0, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "check-kernel", argc, argv, 0, 0, &so, &i)) >= 0)
 		return rc;
 	rc = ctl_call(o, RPC_M_CHECK_KERNEL, &req.base, &a);
 	if (rc != EX_OK) {
@@ -783,8 +854,8 @@ watch_line(const Pcd__MigrationInfo *mi, const struct watch_rate *w,
 		for (int k = 0; k < width; k++)
 			putchar(k < fill ? '#' : '.');
 		printf("] %5.1f%%  %-11s %6.0f faults/s  p99 %" PRIu64
-		    " us  left %s  %s", pct, rate, w->fps, mi->lat_p99_us,
-		    left, mi->state);
+		    " us  left %s  %s%s%s", pct, rate, w->fps, mi->lat_p99_us,
+		    left, state_on(mi->state), mi->state, state_off(mi->state));
 	} else {
 		printf("%s %s %.1f%% %s %.0f faults/s p99 %" PRIu64
 		    " us left %s\n", mi->id, mi->state, pct, rate, w->fps,
@@ -902,7 +973,7 @@ cmd_watch(struct opts *o, int argc, char **argv)
 	struct subopt so = { 0 };
 	int rc, i;
 
-	if ((rc = sub_parse("watch", argc, argv, 1, 1, &so, &i)) >= 0)
+	if ((rc = sub_parse(o, "watch", argc, argv, 1, 1, &so, &i)) >= 0)
 		return rc;
 	return cmd_watch_id(o, argv[i], so.interval_ms);
 }
@@ -929,6 +1000,8 @@ static const struct cmd cmds[] = {
 	  "Show one migration (ID) or all of them. --libvirt prints the job\n"
 	  "statistics like `virsh domjobinfo` (with --json: one object per\n"
 	  "migration keyed by the VIR_DOMAIN_JOB_* names)." },
+	{ "list", cmd_list, "",
+	  "Print the id of every migration the daemon knows, one per line." },
 	{ "cancel", cmd_cancel, "ID",
 	  "Cancel migration ID. Before switchover the guest keeps running on\n"
 	  "the source; after switchover it already runs on the destination\n"
@@ -976,14 +1049,18 @@ usage_main(FILE *f)
 "  -t, --tls-dir DIR     client certificates for --connect (ca-cert.pem,\n"
 "                        client-cert.pem, client-key.pem)\n"
 "  -j, --json            machine output: one JSON object per reply/event\n"
+"                        (also after the command: status ID --json)\n"
 "  -T, --timeout MS      wait at most MS for a reply (default 10000)\n"
 "  -h, --help            this help; COMMAND --help for a command's\n"
 "\n"
 "Commands:\n", progname(), PCD_CONTROL_SOCKET);
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
-		fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].args);
-	fprintf(f, "\nExit status: 0 ok, 1 error from the daemon, 2 usage, "
-	    "3 cannot connect.\n");
+		fprintf(f, cmds[i].args[0] != '\0' ? "  %-14s %s\n" :
+		    "  %s\n", cmds[i].name, cmds[i].args);
+	fprintf(f, "\nExit status: 0 ok, 1 error from the daemon (or a watched "
+	    "migration\nthat did not complete), 2 usage, 3 cannot connect or "
+	    "connection lost.\nNO_COLOR (non-empty) or TERM=dumb: no colours. "
+	    "See postcopyctl(1).\n");
 }
 
 int
@@ -1004,6 +1081,7 @@ main(int argc, char **argv)
 	int ch;
 
 	signal(SIGPIPE, SIG_IGN);
+	colour = colour_wanted();
 	virInitialize();	/* before libvirt's typed-parameter API */
 	o.socket = getenv("POSTCOPYD_SOCKET");
 	if (o.socket == NULL || o.socket[0] == '\0')

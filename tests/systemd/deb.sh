@@ -50,6 +50,12 @@ for tool in postcopyctl postcopy-bench postcopy-guest; do
 		grep -qx "/usr/bin/$tool" "$tmp/files" || fail "/usr/bin/$tool not in the package"
 	fi
 done
+for page in "$build"/packaging/man/*.[158]; do
+	[ -f "$page" ] || continue
+	n=$(basename "$page")
+	grep -qx "/usr/share/man/man${n##*.}/$n.gz" "$tmp/files" ||
+		fail "man page $n not in the package as /usr/share/man/man${n##*.}/$n.gz"
+done
 if grep -E '^/usr/local|/build' "$tmp/files"; then
 	fail "build-tree or test files in the package"
 fi
