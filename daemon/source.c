@@ -20,21 +20,18 @@
  * sent again (the destination drops copies it has), the Switchover is sent
  * again if it was lost, and the destination asks again for the pages its
  * guest waits on.
- * Pages are read from a read-only shared mapping of the VMM's memfd; page
- * payloads go from that mapping to SSL_write without a copy.
+ * Pages are read from a read-only shared mapping of the VMM's memfd; bulk
+ * frames go from that mapping to SSL_write without a copy (a frame of 16
+ * KiB or less, such as a demanded page, is copied into one TLS record,
+ * chan.c). The channels, their handshake and pings are session.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -42,22 +39,20 @@
 #include "chan.h"
 #include "log.h"
 #include "migration_int.h"
-#include "tls.h"
+#include "session.h"
 #include "util.h"
 #include "wire.h"
 
 #define SRC_NO_HINT		UINT64_MAX
-#define SRC_CONNECT_TIMEOUT_MS	15000
 #define SRC_ZERO_RUN_MAX	4096	/* pages per ZERO record from bulk */
 
 struct source {
-	struct mig		*m;
-	struct tls_ctx		*tls;
-	struct chan		*bulk;
-	struct chan		*urgent;
+	struct mig		*m;		/* [const] */
+	struct mig_counters	*c;		/* [const] the migration's */
+	struct session		 s;		/* channels, stop, broken */
 	pthread_t		 main_thr, bulk_thr;
 	bool			 main_started, bulk_started;
-	char			 addr[256];	/* [lock] destination */
+	char			 addr[256];	/* [s.lock] destination */
 
 	const uint8_t		*map;
 	uint64_t		 npages;
@@ -69,12 +64,9 @@ struct source {
 	_Atomic uint64_t	 sent_count;
 	_Atomic uint64_t	 cursor_hint;
 
-	pthread_mutex_t		 lock;		/* below */
-	pthread_cond_t		 cond;
-	bool			 stop;
+	/* [s.lock] */
 	bool			 paused;
 	bool			 switched;	/* Switchover sent (dest has it) */
-	bool			 broken;	/* this session's channels failed */
 	bool			 kick;		/* reconnect now (Resume) */
 	void			*devstate;
 	size_t			 devstate_len;
@@ -138,77 +130,18 @@ src_claim(struct source *s, uint64_t i)
 	if (bm_set(s->sent, i))
 		return false;
 	atomic_fetch_add(&s->sent_count, 1);
-	atomic_fetch_add_explicit(&s->m->c.pages_valid, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->c->pages_valid, 1, memory_order_relaxed);
 	return true;
-}
-
-/* retry: retry refusals for a while (the first connect: the destination
- * may be a moment behind); a reconnect has its own backoff. */
-static int
-src_connect_tcp(struct source *s, bool retry, int *fdp, char *err,
-    size_t errlen)
-{
-	char host[256], portstr[8];
-	uint16_t port;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-	uint64_t deadline = now_ns() + SRC_CONNECT_TIMEOUT_MS * 1000000ull;
-	int fd = -1, r;
-	char addr[256];
-
-	pthread_mutex_lock(&s->lock);
-	memcpy(addr, s->addr, sizeof(addr));
-	pthread_mutex_unlock(&s->lock);
-	if (parse_hostport(addr, host, sizeof(host), &port) < 0) {
-		snprintf(err, errlen, "bad destination address '%s'", addr);
-		return -EINVAL;
-	}
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	if ((r = getaddrinfo(host, portstr, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(r));
-		return -EHOSTUNREACH;
-	}
-	for (;;) {
-		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			r = -errno;
-			snprintf(err, errlen, "socket: %s", strerror(errno));
-			break;
-		}
-		if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
-			r = 0;
-			break;
-		}
-		r = -errno;
-		close(fd);
-		fd = -1;
-		/* The destination may be a moment behind: retry refusals. */
-		if (r != -ECONNREFUSED || !retry || now_ns() >= deadline) {
-			snprintf(err, errlen, "cannot connect to %s: %s",
-			    addr, strerror(-r));
-			break;
-		}
-		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
-		if (poll(&p, 1, 200) > 0) {
-			snprintf(err, errlen, "cancelled");
-			r = -ECANCELED;
-			break;
-		}
-	}
-	freeaddrinfo(res);
-	if (r < 0)
-		return r;
-	chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
-	*fdp = fd;
-	return 0;
 }
 
 /* Applies a resume Welcome: the destination holds exactly the pages it
  * lists (or more); everything else is sent again. Main thread, while no
  * sender runs. */
 static int
-src_apply_have(struct source *s, const Pcd__Wire__Welcome *w, char *err,
+src_apply_have(void *arg, const Pcd__Wire__Welcome *w, char *err,
     size_t errlen)
 {
+	struct source *s = arg;
 	uint64_t words = (s->npages + 63) / 64, n = 0;
 
 	for (size_t k = 0; k < w->n_have; k++) {
@@ -231,151 +164,38 @@ src_apply_have(struct source *s, const Pcd__Wire__Welcome *w, char *err,
 	for (uint64_t i = 0; i < words; i++)
 		n += (uint64_t)__builtin_popcountll(atomic_load(&s->sent[i]));
 	atomic_store(&s->sent_count, n);
-	atomic_store(&s->m->c.pages_valid, n);
+	atomic_store(&s->c->pages_valid, n);
 	atomic_store(&s->cursor_hint, SRC_NO_HINT);
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->s.lock);
 	s->switched = w->switched;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->s.lock);
 	log_info("migration %s: resume: the destination holds %" PRIu64 " of %"
 	    PRIu64 " pages%s", s->m->id, n, s->npages, w->switched ? "" :
 	    " and lacks the device state");
 	return 0;
 }
 
-/* Opens one channel: TCP, TLS, Hello -> Welcome. */
-static int
-src_open_channel(struct source *s, Pcd__Wire__Channel kind, bool resume,
-    struct chan **out, char *err, size_t errlen)
-{
-	struct mig *m = s->m;
-	const char *name = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" :
-	    "urgent";
-	Pcd__Wire__Hello hello = PCD__WIRE__HELLO__INIT;
-	Pcd__Wire__Welcome *w = NULL;
-	struct wire_limits lim = { 0, s->ps };
-	struct wire_hdr h;
-	struct chan *c = NULL;
-	SSL *ssl = NULL;
-	char why[256];
-	int fd = -1, r;
-
-	if ((r = src_connect_tcp(s, !resume, &fd, err, errlen)) < 0)
-		return r;
-	if ((r = tls_handshake(s->tls, fd, m->stopfd, m->tls.peer_name,
-	    SRC_CONNECT_TIMEOUT_MS, &ssl, why, sizeof(why))) < 0) {
-		snprintf(err, errlen, "%s channel to %s: %.300s", name, m->addr, why);
-		close(fd);
-		return r;
-	}
-	if ((r = chan_new(ssl, fd, m->stopfd, name, &c)) < 0) {
-		SSL_free(ssl);
-		close(fd);
-		snprintf(err, errlen, "out of memory");
-		return r;
-	}
-	hello.version = WIRE_VERSION;
-	hello.migration_id = m->id;
-	hello.channel = kind;
-	hello.guest_size = m->g.size;
-	hello.page_size = m->g.page_size;
-	hello.resume = resume;
-	chan_set_timeout(c, MIG_LINK_TIMEOUT_MS);
-	if ((r = chan_send_msg(c, WIRE_HELLO, &hello.base)) < 0 ||
-	    (r = chan_recv_hdr(c, &lim, &h)) < 0)
-		goto chan_fail;
-	if (h.type != WIRE_WELCOME) {
-		r = chan_set_error(c, -EPROTO, "%s channel: expected WELCOME, "
-		    "got %s", name, wire_type_name(h.type));
-		goto chan_fail;
-	}
-	if ((r = chan_recv_msg(c, &h, (ProtobufCMessage **)&w)) < 0)
-		goto chan_fail;
-	if ((r = wire_welcome_check(w, s->npages, why, sizeof(why))) < 0) {
-		if (r == -ECONNREFUSED)
-			snprintf(err, errlen, "destination %s refused the %s "
-			    "channel: %s", m->addr, name, why);
-		else
-			snprintf(err, errlen, "destination %s, %s channel: %s",
-			    m->addr, name, why);
-		goto fail;
-	}
-	if (resume && kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT &&
-	    (r = src_apply_have(s, w, err, errlen)) < 0)
-		goto fail;
-	protobuf_c_message_free_unpacked(&w->base, NULL);
-	*out = c;
-	return 0;
-chan_fail:
-	snprintf(err, errlen, "%s (destination %s)", chan_errmsg(c), m->addr);
-fail:
-	if (w != NULL)
-		protobuf_c_message_free_unpacked(&w->base, NULL);
-	chan_free(c);
-	return r;
-}
-
 static bool
-src_stopped(struct source *s)
+src_switched(void *arg)
 {
-	bool stop;
+	struct source *s = arg;
 
-	pthread_mutex_lock(&s->lock);
-	stop = s->stop;
-	pthread_mutex_unlock(&s->lock);
-	return stop;
+	return s->switched;
 }
 
-/* Ends this session after an error on a channel: both channels fail so
- * every thread using them returns; the main thread decides what next. */
-static void
-src_break(struct source *s)
-{
-	pthread_mutex_lock(&s->lock);
-	s->broken = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	chan_shutdown(s->urgent);
-	chan_shutdown(s->bulk);
-}
-
-/* Sends a Ping when the channel has been quiet for MIG_PING_MS. */
+/* Waits until done (NULL: until the session ends), pinging both channels
+ * when they are quiet. */
 static int
-src_ping(struct source *s, struct chan *c, uint64_t *last_ns, uint64_t now)
+src_wait_pinging(struct source *s, bool (*done)(void *))
 {
-	Pcd__Wire__Ping p = PCD__WIRE__PING__INIT;
+	int r;
 
-	if (now - *last_ns < MIG_PING_MS * 1000000ull)
-		return 0;
-	*last_ns = now;
-	p.seq = now;
-	return chan_send_msg(c, WIRE_PING, &p.base);
-}
-
-/* Waits for the condition under the lock, pinging both channels. */
-static int
-src_wait_pinging(struct source *s, bool *flag, uint64_t *lb, uint64_t *lu)
-{
-	int r = 0;
-
-	for (;;) {
-		struct timespec ts;
-		bool done;
-
-		pthread_mutex_lock(&s->lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (MIG_PING_MS % 1000) * 1000000l;
-		ts.tv_sec += MIG_PING_MS / 1000 + ts.tv_nsec / 1000000000l;
-		ts.tv_nsec %= 1000000000l;
-		if (!s->stop && !s->broken && (flag == NULL || !*flag))
-			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-		done = s->stop || s->broken || (flag != NULL && *flag);
-		pthread_mutex_unlock(&s->lock);
-		if (done)
-			return 0;
-		if ((r = src_ping(s, s->bulk, lb, now_ns())) < 0 ||
-		    (r = src_ping(s, s->urgent, lu, now_ns())) < 0)
+	while (session_wait(&s->s, done, s, MIG_PING_MS) == SESSION_TIMEOUT) {
+		if ((r = session_ping_due(&s->s, SESSION_BULK)) < 0 ||
+		    (r = session_ping_due(&s->s, SESSION_URGENT)) < 0)
 			return r;
 	}
+	return 0;
 }
 
 /* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
@@ -391,10 +211,10 @@ src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero
 	int r = chan_send_frame(c, &h, zero ? NULL : s->map + i * s->ps);
 
 	if (r == 0) {
-		atomic_fetch_add_explicit(&s->m->c.bytes, WIRE_HDR_LEN + h.length,
+		atomic_fetch_add_explicit(&s->c->bytes, WIRE_HDR_LEN + h.length,
 		    memory_order_relaxed);
 		if (zero)
-			atomic_fetch_add_explicit(&s->m->c.pages_zero, n,
+			atomic_fetch_add_explicit(&s->c->pages_zero, n,
 			    memory_order_relaxed);
 	}
 	return r;
@@ -429,13 +249,13 @@ src_throttle(struct source *s, uint64_t *epoch_ns, uint64_t *epoch_bytes,
 }
 
 static int
-src_send_digests(struct source *s)
+src_send_digests(struct source *s, struct chan *c)
 {
 	uint64_t *hash = malloc(WIRE_DIGEST_CHUNK * sizeof(uint64_t));
 	int r = 0;
 
 	if (hash == NULL)
-		return chan_set_error(s->bulk, -ENOMEM, "out of memory");
+		return chan_set_error(c, -ENOMEM, "out of memory");
 	for (uint64_t first = 0; first < s->npages && r == 0;
 	    first += WIRE_DIGEST_CHUNK) {
 		Pcd__Wire__Digest d = PCD__WIRE__DIGEST__INIT;
@@ -452,44 +272,19 @@ src_send_digests(struct source *s)
 		d.first = first;
 		d.n_hash = n;
 		d.hash = hash;
-		r = chan_send_msg(s->bulk, WIRE_DIGEST, &d.base);
+		r = chan_send_msg(c, WIRE_DIGEST, &d.base);
 	}
 	free(hash);
 	return r;
 }
 
-static bool
-src_ended(struct source *s)
+/* Streams every page not sent yet, from a cursor that page requests move;
+ * pings the urgent channel when it is quiet. */
+static int
+src_stream(struct source *s, struct chan *c, uint64_t *sent_bytes)
 {
-	bool end;
-
-	pthread_mutex_lock(&s->lock);
-	end = s->stop || s->broken;
-	pthread_mutex_unlock(&s->lock);
-	return end;
-}
-
-static void *
-src_bulk_main(void *arg)
-{
-	struct source *s = arg;
-	uint64_t pos = 0, sent_bytes = 0, epoch_ns = 0, epoch_bytes = 0, bps = 0;
-	uint64_t lb = now_ns(), lu = now_ns(), t0, t1, t2, t3;
-	int r;
-
-	r = src_wait_pinging(s, &s->switched, &lb, &lu);
-	if (r < 0 || src_ended(s))
-		goto out;
-	/* The guest is paused now: holes stay holes. (Before the pause the
-	 * guest could still write to one.) Found once, by the first session's
-	 * sender, before any reader looks (holes_ready). */
-	t0 = now_ns();
-	if (!atomic_load_explicit(&s->holes_ready, memory_order_acquire)) {
-		src_find_holes(s);
-		atomic_store_explicit(&s->holes_ready, true,
-		    memory_order_release);
-	}
-	t1 = now_ns();
+	uint64_t pos = 0, epoch_ns = 0, epoch_bytes = 0, bps = 0;
+	int r = 0;
 
 	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
 		uint64_t hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
@@ -519,18 +314,43 @@ src_bulk_main(void *arg)
 			    !src_claim(s, pos + n))
 				break;
 		}
-		r = src_send_run(s, s->bulk, pos, n, zero);
-		atomic_fetch_add_explicit(&s->m->c.pages_bulk, n,
+		r = src_send_run(s, c, pos, n, zero);
+		atomic_fetch_add_explicit(&s->c->pages_bulk, n,
 		    memory_order_relaxed);
-		sent_bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
+		*sent_bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
 		pos += n;
-		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, sent_bytes);
+		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, *sent_bytes);
 		if (r == 0)
-			r = src_ping(s, s->urgent, &lu, now_ns());
+			r = session_ping_due(&s->s, SESSION_URGENT);
 	}
+	return r;
+}
+
+static void *
+src_bulk_main(void *arg)
+{
+	struct source *s = arg;
+	struct chan *c = session_chan(&s->s, SESSION_BULK);
+	uint64_t sent_bytes = 0, t0, t1, t2, t3;
+	int r;
+
+	r = src_wait_pinging(s, src_switched);
+	if (r < 0 || session_ended(&s->s))
+		goto out;
+	/* The guest is paused now: holes stay holes. (Before the pause the
+	 * guest could still write to one.) Found once, by the first session's
+	 * sender, before any reader looks (holes_ready). */
+	t0 = now_ns();
+	if (!atomic_load_explicit(&s->holes_ready, memory_order_acquire)) {
+		src_find_holes(s);
+		atomic_store_explicit(&s->holes_ready, true,
+		    memory_order_release);
+	}
+	t1 = now_ns();
+	r = src_stream(s, c, &sent_bytes);
 	t2 = now_ns();
 	if (r == 0)
-		r = src_send_digests(s);
+		r = src_send_digests(s, c);
 	t3 = now_ns();
 	if (r == 0) {
 		log_info("migration %s: bulk stream done: holes %" PRIu64 " ms, "
@@ -538,27 +358,27 @@ src_bulk_main(void *arg)
 		    PRIu64 " ms", s->m->id, (t1 - t0) / 1000000, sent_bytes,
 		    (t2 - t1) / 1000000, (t3 - t2) / 1000000);
 		/* Keep both channels alive until the session ends. */
-		r = src_wait_pinging(s, NULL, &lb, &lu);
+		r = src_wait_pinging(s, NULL);
 	}
 out:
 	if (r < 0)
-		src_break(s);
+		session_break(&s->s);
 	return NULL;
 }
 
 /* Answers one PageRequest on the urgent channel. */
 static int
-src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
+src_serve_request(struct source *s, struct chan *c,
+    const Pcd__Wire__PageRequest *rq)
 {
 	uint64_t i = rq->index, end;
 	char why[200];
 	int r = 0;
 
 	if (wire_page_request_check(rq, s->npages, why, sizeof(why)) < 0)
-		return chan_set_error(s->urgent, -EPROTO, "urgent channel: %s",
-		    why);
+		return chan_set_error(c, -EPROTO, "urgent channel: %s", why);
 	end = i + rq->count;
-	atomic_fetch_add_explicit(&s->m->c.requests, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->c->requests, 1, memory_order_relaxed);
 	/* Spatial locality: the bulk stream continues after this range. */
 	atomic_store(&s->cursor_hint, end < s->npages ? end : 0);
 	while (i < end && r == 0) {
@@ -582,36 +402,29 @@ src_serve_request(struct source *s, const Pcd__Wire__PageRequest *rq)
 			    src_claim(s, i + n))
 				n++;
 		}
-		r = src_send_run(s, s->urgent, i, n, zero);
-		atomic_fetch_add_explicit(&s->m->c.pages_urgent, n,
+		r = src_send_run(s, c, i, n, zero);
+		atomic_fetch_add_explicit(&s->c->pages_urgent, n,
 		    memory_order_relaxed);
 		i += n;
 	}
 	return r;
 }
 
-/* Both channels of a session: urgent first (a resume Welcome on it says
- * what the destination holds), then bulk. */
+/* Both channels of a session (session.c), then the bulk sender. */
 static int
 src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 {
-	struct chan *u = NULL, *b = NULL;
+	char addr[sizeof(s->addr)];
 	int r;
 
-	if ((r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_URGENT, resume,
-	    &u, err, errlen)) < 0)
+	pthread_mutex_lock(&s->s.lock);
+	memcpy(addr, s->addr, sizeof(addr));
+	pthread_mutex_unlock(&s->s.lock);
+	if ((r = session_connect(&s->s, addr, resume, src_apply_have, s, err,
+	    errlen)) < 0)
 		return r;
-	if ((r = src_open_channel(s, PCD__WIRE__CHANNEL__CHANNEL_BULK, resume,
-	    &b, err, errlen)) < 0) {
-		chan_free(u);
-		return r;
-	}
-	pthread_mutex_lock(&s->lock);
-	s->urgent = u;
-	s->bulk = b;
-	s->broken = false;
-	pthread_mutex_unlock(&s->lock);
 	if (pthread_create(&s->bulk_thr, NULL, src_bulk_main, s) != 0) {
+		session_close(&s->s);
 		snprintf(err, errlen, "cannot start the bulk thread");
 		return -EAGAIN;
 	}
@@ -624,131 +437,177 @@ src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 static void
 src_session_close(struct source *s)
 {
-	struct chan *u, *b;
-
-	src_break(s);
+	session_break(&s->s);
 	if (s->bulk_started)
 		pthread_join(s->bulk_thr, NULL);
 	s->bulk_started = false;
-	pthread_mutex_lock(&s->lock);
-	u = s->urgent;
-	b = s->bulk;
-	s->urgent = s->bulk = NULL;
-	pthread_mutex_unlock(&s->lock);
-	chan_free(u);
-	chan_free(b);
+	session_close(&s->s);
 }
 
-/* Runs a session: sends the Switchover once the VMM paused (unless the
- * destination has it), then serves page requests until Complete. 1 when
- * the migration is over (done or failed, posted), 0 when stopping, or the
- * error that ended the session (the channel's message in why). */
-static int
-src_session_run(struct source *s, char *why, size_t whylen)
+static bool
+src_paused(void *arg)
 {
-	struct mig *m = s->m;
-	struct wire_limits lim = { s->npages, s->ps };
+	struct source *s = arg;
+
+	return s->paused;
+}
+
+/* Sends the Switchover once the VMM paused, unless the destination has it
+ * (a resume Welcome says so). */
+static int
+src_switchover(struct source *s, struct chan *c)
+{
+	Pcd__Wire__Switchover sw = PCD__WIRE__SWITCHOVER__INIT;
 	bool send_sw;
 	int r;
 
-	pthread_mutex_lock(&s->lock);
-	while (!s->stop && !s->broken && !s->paused)
-		pthread_cond_wait(&s->cond, &s->lock);
-	send_sw = !s->stop && !s->broken && !s->switched;
-	pthread_mutex_unlock(&s->lock);
-	if (src_stopped(s))
+	if (session_wait(&s->s, src_paused, s, -1) != SESSION_DONE)
 		return 0;
-	if (send_sw) {
-		Pcd__Wire__Switchover sw = PCD__WIRE__SWITCHOVER__INIT;
+	pthread_mutex_lock(&s->s.lock);
+	send_sw = !s->switched;
+	pthread_mutex_unlock(&s->s.lock);
+	if (!send_sw)
+		return 0;
+	sw.device_state.data = s->devstate;
+	sw.device_state.len = s->devstate_len;
+	sw.paused_at_ms = s->paused_at_ms;
+	if ((r = chan_send_msg(c, WIRE_SWITCHOVER, &sw.base)) < 0)
+		return r;
+	pthread_mutex_lock(&s->s.lock);
+	s->switched = true;
+	pthread_cond_broadcast(&s->s.cond);
+	pthread_mutex_unlock(&s->s.lock);
+	log_info("migration %s: switchover sent (%zu bytes of device state)",
+	    s->m->id, s->devstate_len);
+	return 0;
+}
 
-		sw.device_state.data = s->devstate;
-		sw.device_state.len = s->devstate_len;
-		sw.paused_at_ms = s->paused_at_ms;
-		if ((r = chan_send_msg(s->urgent, WIRE_SWITCHOVER, &sw.base)) < 0)
-			goto chan_err;
-		pthread_mutex_lock(&s->lock);
-		s->switched = true;
-		pthread_cond_broadcast(&s->cond);
-		pthread_mutex_unlock(&s->lock);
-		log_info("migration %s: switchover sent (%zu bytes of device "
-		    "state)", m->id, s->devstate_len);
+/* The destination's verdict (Complete) or Error: posted; the migration is
+ * over. */
+static void
+src_on_end(struct source *s, unsigned type, const ProtobufCMessage *msg)
+{
+	struct mig *m = s->m;
+	const Pcd__Wire__Complete *c = (const Pcd__Wire__Complete *)msg;
+	const Pcd__Wire__Error *e = (const Pcd__Wire__Error *)msg;
+
+	if (type == WIRE_ERROR) {
+		mig_post_fail(m, "destination reports an error: %s",
+		    e->status && e->status->message ? e->status->message :
+		    "(no message)");
+		return;
 	}
+	atomic_store(&s->c->pages_verified, c->pages_verified);
+	atomic_store(&s->c->pages_mismatched, c->pages_mismatched);
+	if (c->ok)
+		mig_post(m, MIG_EV_DONE);
+	else
+		mig_post_fail(m, "destination reports failure: %s",
+		    c->message ? c->message : "");
+}
 
-	for (;;) {
+/* Serves the urgent channel: page requests until Complete or Error (1),
+ * or the error that ended the session. */
+static int
+src_serve(struct source *s, struct chan *c)
+{
+	struct wire_limits lim = { s->npages, s->ps };
+	int r = 0;
+
+	while (r == 0) {
 		struct wire_hdr h;
 		ProtobufCMessage *msg = NULL;
 
-		if ((r = chan_recv_hdr(s->urgent, &lim, &h)) < 0)
+		if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
 			break;
 		if (h.type == WIRE_PAGES || h.type == WIRE_ZERO ||
-		    h.type == WIRE_HELLO || h.type == WIRE_SWITCHOVER) {
-			r = chan_set_error(s->urgent, -EPROTO, "urgent channel: "
+		    h.type == WIRE_HELLO || h.type == WIRE_SWITCHOVER)
+			return chan_set_error(c, -EPROTO, "urgent channel: "
 			    "unexpected %s frame from the destination",
 			    wire_type_name(h.type));
-			break;
-		}
-		if ((r = chan_recv_msg(s->urgent, &h, &msg)) < 0)
+		if ((r = chan_recv_msg(c, &h, &msg)) < 0)
 			break;
 		if (h.type == WIRE_PAGE_REQUEST) {
-			r = src_serve_request(s,
+			r = src_serve_request(s, c,
 			    (const Pcd__Wire__PageRequest *)msg);
-		} else if (h.type == WIRE_COMPLETE) {
-			const Pcd__Wire__Complete *c =
-			    (const Pcd__Wire__Complete *)msg;
-
-			atomic_store(&m->c.pages_verified, c->pages_verified);
-			atomic_store(&m->c.pages_mismatched, c->pages_mismatched);
-			if (c->ok)
-				mig_post(m, MIG_EV_DONE);
-			else
-				mig_post_fail(m, "destination reports failure: %s",
-				    c->message ? c->message : "");
-			protobuf_c_message_free_unpacked(msg, NULL);
-			return 1;
-		} else if (h.type == WIRE_ERROR) {
-			const Pcd__Wire__Error *e = (const Pcd__Wire__Error *)msg;
-
-			mig_post_fail(m, "destination reports an error: %s",
-			    e->status && e->status->message ?
-			    e->status->message : "(no message)");
-			protobuf_c_message_free_unpacked(msg, NULL);
-			return 1;
+		} else if (h.type == WIRE_COMPLETE || h.type == WIRE_ERROR) {
+			src_on_end(s, h.type, msg);
+			r = 1;
 		}
 		protobuf_c_message_free_unpacked(msg, NULL);
-		if (r < 0)
-			break;
 	}
-chan_err:
-	if (src_stopped(s))
-		return 0;
-	/* The sender may have broken the session: its error is the cause. */
-	if (chan_error(s->bulk) != 0 && chan_error(s->bulk) != -ECANCELED) {
-		snprintf(why, whylen, "%s", chan_errmsg(s->bulk));
-		return chan_error(s->bulk);
-	}
-	snprintf(why, whylen, "%s", chan_errmsg(s->urgent));
-	return chan_error(s->urgent) != 0 ? chan_error(s->urgent) : r;
+	return r;
 }
 
-/* Waits before the next reconnect attempt; false when stopping. */
+/* Runs a session: the Switchover, then page requests until Complete. 1
+ * when the migration is over (done or failed, posted), 0 when stopping, or
+ * the error that ended the session (the channel's message in why). */
+static int
+src_session_run(struct source *s, char *why, size_t whylen)
+{
+	struct chan *c = session_chan(&s->s, SESSION_URGENT);
+	int r;
+
+	if ((r = src_switchover(s, c)) == 0 && !session_ended(&s->s) &&
+	    (r = src_serve(s, c)) > 0)
+		return 1;
+	if (session_stopped(&s->s))
+		return 0;
+	/* The sender may have broken the session: its error is the cause. */
+	return session_error(&s->s, why, whylen);
+}
+
+static bool
+src_kicked(void *arg)
+{
+	struct source *s = arg;
+
+	return s->kick;
+}
+
+/* Waits before the next reconnect attempt (a Resume request cuts it
+ * short); false when stopping. */
 static bool
 src_backoff(struct source *s, unsigned ms)
 {
-	struct timespec ts;
-	bool stop;
+	enum session_wake w = session_wait(&s->s, src_kicked, s, (int)ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000l;
-	ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000l;
-	ts.tv_nsec %= 1000000000l;
-	pthread_mutex_lock(&s->lock);
-	while (!s->stop && !s->kick &&
-	    pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
-		;
+	pthread_mutex_lock(&s->s.lock);
 	s->kick = false;
-	stop = s->stop;
-	pthread_mutex_unlock(&s->lock);
-	return !stop;
+	pthread_mutex_unlock(&s->s.lock);
+	return w != SESSION_STOPPED;
+}
+
+/* After a session was lost: reconnects with backoff until it is back (0)
+ * or the migration stops (-ECANCELED). */
+static int
+src_reconnect(struct source *s, const char *why)
+{
+	struct mig *m = s->m;
+	unsigned delay = MIG_RECONNECT_MIN_MS, tries = 0;
+	char err[1024];
+
+	for (;;) {
+		if (!src_backoff(s, delay))
+			return -ECANCELED;
+		tries++;
+		if (src_session_open(s, true, err, sizeof(err)) == 0)
+			break;
+		if (session_stopped(&s->s))
+			return -ECANCELED;
+		log_notice("migration %s: reconnect attempt %u failed: %s",
+		    m->id, tries, err);
+		mig_post_link(m, true, "channels lost: %s; reconnect attempt "
+		    "%u failed: %s", why, tries, err);
+		delay = delay * 2 > MIG_RECONNECT_MAX_MS ? MIG_RECONNECT_MAX_MS :
+		    delay * 2;
+	}
+	atomic_fetch_add(&s->c->reconnects, 1);
+	log_notice("migration %s: channels to the destination are back "
+	    "(attempt %u)", m->id, tries);
+	mig_post_link(m, false, "reconnected after %u attempt%s", tries,
+	    tries == 1 ? "" : "s");
+	return 0;
 }
 
 static void *
@@ -766,10 +625,7 @@ src_main(void *arg)
 	}
 	log_info("migration %s: channels to %s up", m->id, m->addr);
 	mig_post(m, MIG_EV_CONNECTED);	/* the loop pauses the VMM */
-
 	for (;;) {
-		unsigned delay = MIG_RECONNECT_MIN_MS, tries = 0;
-
 		r = src_session_run(s, why, sizeof(why));
 		if (r >= 0)
 			return NULL;		/* over, or stopping */
@@ -781,27 +637,40 @@ src_main(void *arg)
 		log_warnx("migration %s: channels lost (%s); reconnecting",
 		    m->id, why);
 		mig_post_link(m, true, "channels lost: %s", why);
-		for (;;) {
-			if (!src_backoff(s, delay))
-				return NULL;
-			tries++;
-			if ((r = src_session_open(s, true, err, sizeof(err))) == 0)
-				break;
-			if (src_stopped(s))
-				return NULL;
-			log_notice("migration %s: reconnect attempt %u failed: "
-			    "%s", m->id, tries, err);
-			mig_post_link(m, true, "channels lost: %s; reconnect "
-			    "attempt %u failed: %s", why, tries, err);
-			delay = delay * 2 > MIG_RECONNECT_MAX_MS ?
-			    MIG_RECONNECT_MAX_MS : delay * 2;
-		}
-		atomic_fetch_add(&m->c.reconnects, 1);
-		log_notice("migration %s: channels to the destination are back "
-		    "(attempt %u)", m->id, tries);
-		mig_post_link(m, false, "reconnected after %u attempt%s", tries,
-		    tries == 1 ? "" : "s");
+		if (src_reconnect(s, why) < 0)
+			return NULL;
 	}
+}
+
+/* The source's view of the guest: the bitmaps and a read-only mapping. */
+static int
+src_setup(struct source *s, char *err, size_t errlen)
+{
+	struct mig *m = s->m;
+	void *z;
+	int r;
+
+	s->sent = calloc((s->npages + 63) / 64, sizeof(*s->sent));
+	s->hole = calloc((s->npages + 63) / 64, sizeof(*s->hole));
+	z = calloc(1, s->ps);
+	if (s->sent == NULL || s->hole == NULL || z == NULL) {
+		free(z);
+		snprintf(err, errlen, "out of memory for the page bitmaps");
+		return -ENOMEM;
+	}
+	s->zero_hash = XXH3_64bits(z, s->ps);
+	free(z);
+	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED, m->g.memfd,
+	    (off_t)m->g.offset);
+	if (s->map == MAP_FAILED) {
+		r = -errno;
+		s->map = NULL;
+		snprintf(err, errlen, "cannot map the source memfd (%" PRIu64
+		    " bytes at offset %" PRIu64 "): %s", m->g.size, m->g.offset,
+		    strerror(-r));
+		return r;
+	}
+	return 0;
 }
 
 int
@@ -819,47 +688,16 @@ source_start(struct mig *m, char *err, size_t errlen)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -ENOMEM;
 	s->m = m;
+	s->c = &m->c;
 	str_copy(s->addr, m->addr, sizeof(s->addr));
 	s->ps = m->g.page_size;
 	s->npages = m->g.size / s->ps;
 	atomic_store(&s->cursor_hint, SRC_NO_HINT);
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	session_init(&s->s, m);
+	session_set_guest(&s->s, s->npages, s->ps);
 	m->src = s;
-	s->sent = calloc((s->npages + 63) / 64, sizeof(*s->sent));
-	if (s->sent == NULL) {
-		r = -ENOMEM;
-		snprintf(err, errlen, "out of memory for the page bitmap");
-		goto fail;
-	}
-	{
-		void *z = calloc(1, s->ps);
-
-		if (z == NULL) {
-			r = -ENOMEM;
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-		s->zero_hash = XXH3_64bits(z, s->ps);
-		free(z);
-	}
-	s->hole = calloc((s->npages + 63) / 64, sizeof(*s->hole));
-	if (s->hole == NULL) {
-		r = -ENOMEM;
-		snprintf(err, errlen, "out of memory for the page bitmap");
-		goto fail;
-	}
-	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED,
-	    m->g.memfd, (off_t)m->g.offset);
-	if (s->map == MAP_FAILED) {
-		r = -errno;
-		s->map = NULL;
-		snprintf(err, errlen, "cannot map the source memfd (%" PRIu64
-		    " bytes at offset %" PRIu64 "): %s", m->g.size, m->g.offset,
-		    strerror(-r));
-		goto fail;
-	}
-	if ((r = tls_ctx_new(m->tls.dir, false, &s->tls, err, errlen)) < 0)
+	if ((r = src_setup(s, err, errlen)) < 0 ||
+	    (r = session_tls(&s->s, false, err, errlen)) < 0)
 		goto fail;
 	if (pthread_create(&s->main_thr, NULL, src_main, s) != 0) {
 		r = -EAGAIN;
@@ -880,7 +718,7 @@ source_paused(struct mig *m, const void *state, size_t len)
 
 	if (s == NULL)
 		return;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->s.lock);
 	if (!s->paused) {
 		s->devstate = len ? malloc(len) : NULL;
 		if (s->devstate != NULL)
@@ -888,9 +726,9 @@ source_paused(struct mig *m, const void *state, size_t len)
 		s->devstate_len = s->devstate != NULL ? len : 0;
 		s->paused_at_ms = m->pause_wall_ms;
 		s->paused = true;
-		pthread_cond_broadcast(&s->cond);
+		pthread_cond_broadcast(&s->s.cond);
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->s.lock);
 }
 
 int
@@ -902,22 +740,14 @@ source_resume(struct mig *m, const char *addr, char *err, size_t errlen)
 		snprintf(err, errlen, "migration '%s' has no channels yet", m->id);
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->s.lock);
 	if (addr != NULL && addr[0] != '\0')
 		str_copy(s->addr, addr, sizeof(s->addr));
 	s->kick = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	/* Channels up: drop them; the main thread reconnects. The main
-	 * thread frees channels only after taking them out under the lock. */
-	pthread_mutex_lock(&s->lock);
-	if (s->urgent != NULL) {
-		chan_set_error(s->urgent, -ECONNRESET, "urgent channel: dropped "
-		    "by a Resume request");
-		chan_shutdown(s->urgent);
-		chan_shutdown(s->bulk);
-	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_broadcast(&s->s.cond);
+	pthread_mutex_unlock(&s->s.lock);
+	/* Channels up: drop them; the main thread reconnects. */
+	session_drop(&s->s);
 	return 0;
 }
 
@@ -928,28 +758,20 @@ source_stop(struct mig *m)
 
 	if (s == NULL)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	session_stop(&s->s);
 	/* Channels are created by the main thread: join it first (the stop
 	 * eventfd interrupts its waits), then the bulk thread. */
 	if (s->main_started)
 		pthread_join(s->main_thr, NULL);
-	chan_shutdown(s->bulk);
-	chan_shutdown(s->urgent);
+	session_break(&s->s);
 	if (s->bulk_started)
 		pthread_join(s->bulk_thr, NULL);
-	chan_free(s->bulk);
-	chan_free(s->urgent);
-	tls_ctx_free(s->tls);
+	session_destroy(&s->s);
 	if (s->map != NULL)
 		munmap((void *)s->map, m->g.size);
 	free(s->sent);
 	free(s->hole);
 	free(s->devstate);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
 	free(s);
 	m->src = NULL;
 }

@@ -1,0 +1,315 @@
+/* place.c - page placement: MINOR (CONTINUE through the alias) and COPY
+ * (see place.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "log.h"
+#include "place.h"
+#include "probe.h"
+#include "util.h"
+#include "wire.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+int
+place_wake(struct place *pl, uint64_t addr, uint64_t len)
+{
+	struct uffdio_range r = { .start = addr, .len = len };
+
+	if (ioctl(pl->uffd, UFFDIO_WAKE, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+place_rx_new(struct place *pl, uint8_t **bounce)
+{
+	*bounce = NULL;
+	if (!pl->ops->bounce)
+		return 0;
+	*bounce = malloc((size_t)WIRE_MAX_BATCH * pl->ps);
+	return *bounce != NULL ? 0 : -ENOMEM;
+}
+
+/* One step of a uffd ioctl over [*addr, end): 1 done, 0 go on, -errno.
+ * done is what the kernel reports it did (or a negative errno). */
+static int
+place_step(struct place *pl, int r, int64_t done, uint64_t *addr)
+{
+	if (r == 0)
+		return 1;
+	if (errno == EAGAIN && done > 0) {
+		*addr += (uint64_t)done;
+		return 0;
+	}
+	if (errno == EEXIST) {
+		/* Already mapped: nothing to place, but a waiter may still
+		 * sleep on it. (For a claimed COPY page this only happens if
+		 * the guest mapping changed under us.) */
+		if (done > 0)
+			*addr += (uint64_t)done;
+		place_wake(pl, *addr, pl->ps);
+		*addr += pl->ps;
+		return 0;
+	}
+	if (errno == EINTR)
+		return 0;
+	return -errno;
+}
+
+/* ---- MINOR ------------------------------------------------------------- */
+
+/* Base pages only: UFFDIO_CONTINUE maps what the alias wrote page by page. */
+static int
+place_minor_open(struct place *pl, char *err, size_t errlen)
+{
+	char thp[32];
+	bool forced = false;
+	int r;
+
+	pl->alias = mmap(NULL, pl->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    pl->memfd, (off_t)pl->off);
+	if (pl->alias == MAP_FAILED) {
+		r = -errno;
+		pl->alias = NULL;
+		snprintf(err, errlen, "cannot map the destination memfd (the "
+		    "alias, %" PRIu64 " bytes at offset %" PRIu64 "): %s",
+		    pl->size, pl->off, strerror(-r));
+		return r;
+	}
+	if (probe_thp_guard(pl->alias, pl->size, thp, sizeof(thp), &forced) < 0)
+		log_warn("migration %s: madvise(MADV_NOHUGEPAGE) on the alias",
+		    pl->id);
+	else if (forced)
+		log_warnx("migration %s: shmem_enabled is 'force': huge pages "
+		    "may back guest memory despite MADV_NOHUGEPAGE", pl->id);
+	return 0;
+}
+
+static void
+place_minor_close(struct place *pl)
+{
+	if (pl->alias != NULL)
+		munmap(pl->alias, pl->size);
+	pl->alias = NULL;
+}
+
+static uint8_t *
+place_minor_buf(struct place *pl, uint8_t *bounce, uint64_t first, uint64_t n)
+{
+	uint8_t *p = pl->alias + first * pl->ps;
+
+	if (n > 1)
+		madvise(p, n * pl->ps, MADV_POPULATE_WRITE);
+	return p;
+}
+
+/* Maps valid pages with UFFDIO_CONTINUE, which wakes their waiters. Pages
+ * already mapped are fine. */
+static int
+place_minor_map(struct place *pl, uint64_t first, uint64_t n)
+{
+	uint64_t addr = pl->base + first * pl->ps, end = addr + n * pl->ps;
+	int r = 0;
+
+	for (uint64_t i = first; i < first + n; i++)
+		PCD_ASSERT(bm_test(pl->pg->valid, i));	/* mapped only valid */
+	while (addr < end && r == 0) {
+		struct uffdio_continue uc = {
+			.range = { .start = addr, .len = end - addr },
+		};
+
+		r = ioctl(pl->uffd, UFFDIO_CONTINUE, &uc);
+		r = place_step(pl, r, uc.mapped, &addr);
+	}
+	if (r < 0)
+		return r;
+	pagestate_mapped(pl->pg, first, n);
+	return 0;
+}
+
+static int
+place_minor_place(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf, char *err, size_t errlen)
+{
+	bool all;
+	int r;
+
+	/* A zero page needs to be in the page cache for a MINOR fault:
+	 * allocate zeroed pages without writing each. */
+	if (buf == NULL && fallocate(pl->memfd, 0, (off_t)(pl->off + first *
+	    pl->ps), (off_t)(n * pl->ps)) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "fallocate of zero pages %" PRIu64 "+%"
+		    PRIu64 " in the memfd failed: %s", first, n, strerror(-r));
+		return r;
+	}
+	all = pagestate_set_valid(pl->pg, first, n);
+	if ((r = place_minor_map(pl, first, n)) < 0) {
+		snprintf(err, errlen, "UFFDIO_CONTINUE of pages %" PRIu64 "+%"
+		    PRIu64 " failed: %s", first, n, strerror(-r));
+		return r;
+	}
+	return all;
+}
+
+/*
+ * Allocates the guest's whole page cache and maps the alias before the
+ * source connects, while the guest still runs on the source: the receivers
+ * then write into present, mapped pages (no shmem allocation and no alias
+ * fault per page after switchover), zero pages are already zero, and a
+ * guest fault on a page not yet received is a MINOR fault like any other.
+ * Pages already in the page cache (a restarted daemon) are left as they are.
+ * Only an optimisation: a kernel without MADV_POPULATE_WRITE (< 5.14), or
+ * too little memory, just leaves allocation to the receivers.
+ */
+static void
+place_minor_prealloc(struct place *pl, bool (*stopped)(void *), void *arg)
+{
+	const uint64_t chunk = 64ull << 20;
+	uint64_t t0 = now_ns();
+
+	for (uint64_t off = 0; off < pl->size; off += chunk) {
+		uint64_t n = pl->size - off < chunk ? pl->size - off : chunk;
+
+		if (stopped(arg))
+			return;
+		if (madvise(pl->alias + off, n, MADV_POPULATE_WRITE) < 0) {
+			log_warn("migration %s: preallocating the guest memory "
+			    "at +%" PRIu64 " (MADV_POPULATE_WRITE); pages will "
+			    "be allocated as they arrive", pl->id, off);
+			return;
+		}
+	}
+	log_info("migration %s: %" PRIu64 " MiB of guest memory allocated and "
+	    "mapped in %" PRIu64 " ms", pl->id, pl->size >> 20,
+	    (now_ns() - t0) / 1000000);
+}
+
+static const struct place_ops place_minor_ops = {
+	.name = "MINOR",
+	.reg_mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+	.bounce = false,
+	.open = place_minor_open,
+	.close = place_minor_close,
+	.buf = place_minor_buf,
+	.place = place_minor_place,
+	.map = place_minor_map,
+	.prealloc = place_minor_prealloc,
+};
+
+/* ---- COPY -------------------------------------------------------------- */
+
+static int
+place_copy_open(struct place *pl, char *err, size_t errlen)
+{
+	return 0;
+}
+
+static void
+place_copy_close(struct place *pl)
+{
+}
+
+static uint8_t *
+place_copy_buf(struct place *pl, uint8_t *bounce, uint64_t first, uint64_t n)
+{
+	return bounce;
+}
+
+/* UFFDIO_COPY (UFFDIO_ZEROPAGE when buf is NULL), which maps at once. */
+static int
+place_copy_ioctl(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf)
+{
+	uint64_t start = pl->base + first * pl->ps, addr = start;
+	uint64_t end = start + n * pl->ps;
+	int r = 0;
+
+	while (addr < end && r == 0) {
+		if (buf == NULL) {
+			struct uffdio_zeropage z = {
+				.range = { .start = addr, .len = end - addr },
+			};
+
+			r = ioctl(pl->uffd, UFFDIO_ZEROPAGE, &z);
+			r = place_step(pl, r, z.zeropage, &addr);
+		} else {
+			struct uffdio_copy c = {
+				.dst = addr, .len = end - addr,
+				.src = (uint64_t)(uintptr_t)(buf + (addr - start)),
+			};
+
+			r = ioctl(pl->uffd, UFFDIO_COPY, &c);
+			r = place_step(pl, r, c.copy, &addr);
+		}
+	}
+	return r < 0 ? r : 0;
+}
+
+static int
+place_copy_place(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf, char *err, size_t errlen)
+{
+	int r;
+
+	if ((r = place_copy_ioctl(pl, first, n, buf)) < 0) {
+		snprintf(err, errlen, "%s of pages %" PRIu64 "+%" PRIu64 " "
+		    "failed: %s", buf == NULL ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY",
+		    first, n, strerror(-r));
+		return r;
+	}
+	pagestate_mapped(pl->pg, first, n);
+	/* Valid after the page is in place: the state file (restart) never
+	 * lists a page the guest lacks. */
+	return pagestate_set_valid(pl->pg, first, n);
+}
+
+/* A valid page was placed (and mapped) by UFFDIO_COPY: just wake. */
+static int
+place_copy_map(struct place *pl, uint64_t first, uint64_t n)
+{
+	int r = place_wake(pl, pl->base + first * pl->ps, n * pl->ps);
+
+	pagestate_mapped(pl->pg, first, n);
+	return r;
+}
+
+static const struct place_ops place_copy_ops = {
+	.name = "COPY",
+	.reg_mode = UFFDIO_REGISTER_MODE_MISSING,
+	.bounce = true,
+	.open = place_copy_open,
+	.close = place_copy_close,
+	.buf = place_copy_buf,
+	.place = place_copy_place,
+	.map = place_copy_map,
+	.prealloc = NULL,
+};
+
+void
+place_init(struct place *pl, bool copy, struct pagestate *pg, const char *id,
+    int uffd, int memfd, uint64_t base, uint64_t off, uint64_t size,
+    uint32_t ps)
+{
+	*pl = (struct place){
+		.ops = copy ? &place_copy_ops : &place_minor_ops,
+		.pg = pg, .id = id, .uffd = uffd, .memfd = memfd, .base = base,
+		.off = off, .size = size, .ps = ps,
+	};
+}
+
+uint32_t
+place_mode_id(const struct place *pl)
+{
+	return pl->ops == &place_copy_ops ? 1 : 0;
+}

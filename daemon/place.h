@@ -1,0 +1,71 @@
+/* place.h - putting received pages into the destination guest and mapping
+ * them, behind one interface with two implementations:
+ *   MINOR  guest memory is a memfd: a receiver reads a page's bytes from
+ *          TLS straight into the page cache through the alias mapping; the
+ *          page is marked valid, then mapped with UFFDIO_CONTINUE. Zero
+ *          pages are allocated with fallocate.
+ *   COPY   anonymous guest memory (the baseline): bytes go to a bounce
+ *          buffer and are placed with UFFDIO_COPY (zero runs with
+ *          UFFDIO_ZEROPAGE), which maps them at once; the page is marked
+ *          valid after that.
+ * Either way a page is claimed (pagestate) before any byte is written, and
+ * valid only after all its bytes are in; MINOR maps only valid pages.
+ */
+#ifndef PCD_PLACE_H
+#define PCD_PLACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pagestate.h"
+
+struct place;
+
+struct place_ops {
+	const char	*name;		/* "MINOR" or "COPY" */
+	uint64_t	 reg_mode;	/* UFFDIO_REGISTER_MODE_* to register */
+	bool		 bounce;	/* receivers need a bounce buffer */
+	int	(*open)(struct place *pl, char *err, size_t errlen);
+	void	(*close)(struct place *pl);
+	/* Where a receiver reads the bytes of claimed pages [first, +n). */
+	uint8_t	*(*buf)(struct place *pl, uint8_t *bounce, uint64_t first,
+		    uint64_t n);
+	/* Claimed pages [first, +n) whose bytes are at buf (NULL: zero
+	 * pages): into the guest, valid, mapped. */
+	int	(*place)(struct place *pl, uint64_t first, uint64_t n,
+		    const uint8_t *buf, char *err, size_t errlen);
+	/* Valid pages [first, +n): present in the guest, waiters woken. */
+	int	(*map)(struct place *pl, uint64_t first, uint64_t n);
+	/* Before the source connects (may be NULL). */
+	void	(*prealloc)(struct place *pl, bool (*stopped)(void *),
+		    void *arg);
+};
+
+struct place {
+	const struct place_ops	*ops;		/* [const] */
+	struct pagestate	*pg;		/* [const] */
+	const char		*id;		/* [const] for messages */
+	int			 uffd;		/* [const] the VMM's */
+	int			 memfd;		/* [const] MINOR */
+	uint64_t		 base;		/* [const] guest mapping */
+	uint64_t		 off;		/* [const] in the memfd */
+	uint64_t		 size;		/* [const] */
+	uint32_t		 ps;		/* [const] */
+	uint8_t			*alias;		/* [const] MINOR, once open */
+};
+
+/* Picks the implementation for the guest's mode. */
+void place_init(struct place *pl, bool copy, struct pagestate *pg,
+    const char *id, int uffd, int memfd, uint64_t base, uint64_t off,
+    uint64_t size, uint32_t ps);
+/* The page state file records which mode wrote it. */
+uint32_t place_mode_id(const struct place *pl);
+
+/* A receiver's buffer: NULL in MINOR mode (not an error). */
+int place_rx_new(struct place *pl, uint8_t **bounce);
+
+/* Wakes whoever waits on [addr, addr+len) of the guest mapping. */
+int place_wake(struct place *pl, uint64_t addr, uint64_t len);
+
+#endif

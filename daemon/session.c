@@ -1,0 +1,643 @@
+/* session.c - the two TLS channels of a migration, for both roles (see
+ * session.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan.h"
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+#include "util.h"
+#include "wire.h"
+
+#define SESSION_CONNECT_MS	15000	/* source: TCP and TLS per channel */
+#define SESSION_HANDSHAKE_MS	10000	/* destination: TLS per peer */
+
+static const char *
+session_kind_name(Pcd__Wire__Channel kind)
+{
+	return kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" : "urgent";
+}
+
+void
+session_init(struct session *s, struct mig *m)
+{
+	memset(s, 0, sizeof(*s));
+	s->m = m;
+	s->lfd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->txlock, NULL);
+}
+
+void
+session_set_guest(struct session *s, uint64_t npages, uint32_t ps)
+{
+	s->npages = npages;
+	s->ps = ps;
+}
+
+void
+session_destroy(struct session *s)
+{
+	chan_free(s->ch[SESSION_URGENT]);
+	chan_free(s->ch[SESSION_BULK]);
+	s->ch[0] = s->ch[1] = NULL;
+	tls_ctx_free(s->tls);
+	s->tls = NULL;
+	if (s->lfd >= 0)
+		close(s->lfd);
+	s->lfd = -1;
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->txlock);
+}
+
+int
+session_tls(struct session *s, bool server, char *err, size_t errlen)
+{
+	return tls_ctx_new(s->m->tls.dir, server, &s->tls, err, errlen);
+}
+
+/* ---- state and waits --------------------------------------------------- */
+
+bool
+session_stopped(struct session *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->lock);
+	stop = s->stop;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
+bool
+session_ended(struct session *s)
+{
+	bool end;
+
+	pthread_mutex_lock(&s->lock);
+	end = s->stop || s->broken;
+	pthread_mutex_unlock(&s->lock);
+	return end;
+}
+
+/* The channel pointers change under both locks, so `lock` keeps them
+ * valid here without waiting for a send in progress (which the shutdown
+ * ends). */
+void
+session_break(struct session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->broken = true;
+	pthread_cond_broadcast(&s->cond);
+	chan_shutdown(s->ch[SESSION_URGENT]);
+	chan_shutdown(s->ch[SESSION_BULK]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+session_stop(struct session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+session_kick(struct session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void
+session_deadline(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000l;
+	ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000l;
+	ts->tv_nsec %= 1000000000l;
+}
+
+static enum session_wake
+session_why(struct session *s, bool (*done)(void *), void *arg)
+{
+	if (s->stop)
+		return SESSION_STOPPED;
+	if (s->broken)
+		return SESSION_BROKEN;
+	if (done != NULL && done(arg))
+		return SESSION_DONE;
+	return SESSION_TIMEOUT;
+}
+
+enum session_wake
+session_wait(struct session *s, bool (*done)(void *), void *arg, int ms)
+{
+	enum session_wake w;
+	struct timespec ts;
+
+	if (ms >= 0)
+		session_deadline(&ts, ms);
+	pthread_mutex_lock(&s->lock);
+	while ((w = session_why(s, done, arg)) == SESSION_TIMEOUT) {
+		if (ms < 0)
+			pthread_cond_wait(&s->cond, &s->lock);
+		else if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return w;
+}
+
+/* ---- a running session ------------------------------------------------- */
+
+static void
+session_install(struct session *s, struct chan *u, struct chan *b)
+{
+	pthread_mutex_lock(&s->txlock);
+	pthread_mutex_lock(&s->lock);
+	PCD_ASSERT(!s->running && s->ch[0] == NULL && s->ch[1] == NULL);
+	s->ch[SESSION_URGENT] = u;
+	s->ch[SESSION_BULK] = b;
+	s->running = true;
+	atomic_store(&s->last_tx[0], now_ns());
+	atomic_store(&s->last_tx[1], now_ns());
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->txlock);
+}
+
+struct chan *
+session_chan(struct session *s, enum session_chan which)
+{
+	/* Only a running session's threads ask: the pointer is stable. */
+	PCD_ASSERT(s->ch[which] != NULL);
+	return s->ch[which];
+}
+
+int
+session_send(struct session *s, enum session_chan which, unsigned type,
+    const ProtobufCMessage *msg)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&s->txlock);
+	if (s->running && (r = chan_error(s->ch[which])) == 0) {
+		r = chan_send_msg(s->ch[which], type, msg);
+		atomic_store(&s->last_tx[which], now_ns());
+	}
+	pthread_mutex_unlock(&s->txlock);
+	if (r < 0)
+		session_break(s);
+	return r;
+}
+
+int
+session_ping_due(struct session *s, enum session_chan which)
+{
+	Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
+	uint64_t now = now_ns();
+
+	if (now - atomic_load(&s->last_tx[which]) < MIG_PING_MS * 1000000ull)
+		return 0;
+	ping.seq = now;
+	return session_send(s, which, WIRE_PING, &ping.base);
+}
+
+bool
+session_drop(struct session *s)
+{
+	bool up;
+
+	pthread_mutex_lock(&s->txlock);
+	up = s->running;
+	if (up)
+		chan_set_error(s->ch[SESSION_URGENT], -ECONNRESET, "urgent "
+		    "channel: dropped by a Resume request");
+	pthread_mutex_unlock(&s->txlock);
+	if (up)
+		session_break(s);
+	return up;
+}
+
+void
+session_close(struct session *s)
+{
+	struct chan *u, *b;
+
+	pthread_mutex_lock(&s->txlock);
+	pthread_mutex_lock(&s->lock);
+	u = s->ch[SESSION_URGENT];
+	b = s->ch[SESSION_BULK];
+	s->ch[0] = s->ch[1] = NULL;
+	s->running = false;
+	s->broken = false;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->txlock);
+	chan_free(u);
+	chan_free(b);
+}
+
+int
+session_error(struct session *s, char *why, size_t whylen)
+{
+	struct chan *cs[2] = { s->ch[SESSION_BULK], s->ch[SESSION_URGENT] };
+
+	for (int k = 0; k < 2; k++) {
+		int e = cs[k] != NULL ? chan_error(cs[k]) : 0;
+
+		if (e != 0 && e != -ECANCELED) {
+			snprintf(why, whylen, "%s", chan_errmsg(cs[k]));
+			return e;
+		}
+	}
+	snprintf(why, whylen, "channels dropped");
+	return -ECANCELED;
+}
+
+/* ---- source: connecting ------------------------------------------------ */
+
+/* retry: retry refusals for a while (the first connect: the destination
+ * may be a moment behind); a reconnect has its own backoff. */
+static int
+session_connect_tcp(struct session *s, const char *addr, bool retry, int *fdp,
+    char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	uint64_t deadline = now_ns() + SESSION_CONNECT_MS * 1000000ull;
+	char host[256], portstr[8];
+	uint16_t port;
+	int fd = -1, r;
+
+	if (parse_hostport(addr, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "bad destination address '%s'", addr);
+		return -EINVAL;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((r = getaddrinfo(host, portstr, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(r));
+		return -EHOSTUNREACH;
+	}
+	for (;;) {
+		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
+
+		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			r = -errno;
+			snprintf(err, errlen, "socket: %s", strerror(errno));
+			break;
+		}
+		if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+			r = 0;
+			break;
+		}
+		r = -errno;
+		close(fd);
+		fd = -1;
+		if (r != -ECONNREFUSED || !retry || now_ns() >= deadline) {
+			snprintf(err, errlen, "cannot connect to %s: %s", addr,
+			    strerror(-r));
+			break;
+		}
+		if (poll(&p, 1, 200) > 0) {
+			snprintf(err, errlen, "cancelled");
+			r = -ECANCELED;
+			break;
+		}
+	}
+	freeaddrinfo(res);
+	if (r < 0)
+		return r;
+	chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
+	*fdp = fd;
+	return 0;
+}
+
+/* TLS over a connected (or accepted) socket: a channel, or the error. */
+static int
+session_tls_chan(struct session *s, int fd, const char *name, int ms,
+    struct chan **out, char *why, size_t whylen)
+{
+	SSL *ssl = NULL;
+	int r;
+
+	if ((r = tls_handshake(s->tls, fd, s->m->stopfd, s->m->tls.peer_name,
+	    ms, &ssl, why, whylen)) < 0) {
+		close(fd);
+		return r;
+	}
+	if ((r = chan_new(ssl, fd, s->m->stopfd, name, out)) < 0) {
+		SSL_free(ssl);
+		close(fd);
+		snprintf(why, whylen, "out of memory");
+		return r;
+	}
+	chan_set_timeout(*out, MIG_LINK_TIMEOUT_MS);
+	return 0;
+}
+
+/* Reads the next frame's message, which must be of type want. */
+static int
+session_recv_expect(struct session *s, struct chan *c, unsigned want,
+    ProtobufCMessage **msg)
+{
+	struct wire_limits lim = { 0, s->ps };
+	struct wire_hdr h;
+	int r;
+
+	if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
+		return r;
+	if (h.type != want)
+		return chan_set_error(c, -EPROTO, "%s channel: expected %s, got "
+		    "%s", chan_name(c), wire_type_name(want),
+		    wire_type_name(h.type));
+	return chan_recv_msg(c, &h, msg);
+}
+
+static int
+session_hello(struct session *s, struct chan *c, Pcd__Wire__Channel kind,
+    bool resume)
+{
+	Pcd__Wire__Hello hello = PCD__WIRE__HELLO__INIT;
+
+	hello.version = WIRE_VERSION;
+	hello.migration_id = s->m->id;
+	hello.channel = kind;
+	hello.guest_size = s->npages * s->ps;
+	hello.page_size = s->ps;
+	hello.resume = resume;
+	return chan_send_msg(c, WIRE_HELLO, &hello.base);
+}
+
+/* Opens one channel: TCP, TLS, Hello -> Welcome. */
+static int
+session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
+    bool resume, session_welcome_fn fn, void *arg, struct chan **out,
+    char *err, size_t errlen)
+{
+	const char *name = session_kind_name(kind);
+	Pcd__Wire__Welcome *w = NULL;
+	struct chan *c = NULL;
+	char why[256];
+	int fd = -1, r;
+
+	if ((r = session_connect_tcp(s, addr, !resume, &fd, err, errlen)) < 0)
+		return r;
+	if ((r = session_tls_chan(s, fd, name, SESSION_CONNECT_MS, &c, why,
+	    sizeof(why))) < 0) {
+		snprintf(err, errlen, "%s channel to %s: %.300s", name, addr, why);
+		return r;
+	}
+	if ((r = session_hello(s, c, kind, resume)) < 0 ||
+	    (r = session_recv_expect(s, c, WIRE_WELCOME,
+	    (ProtobufCMessage **)&w)) < 0) {
+		snprintf(err, errlen, "%s (destination %s)", chan_errmsg(c), addr);
+		goto fail;
+	}
+	if ((r = wire_welcome_check(w, s->npages, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, r == -ECONNREFUSED ? "destination %s "
+		    "refused the %s channel: %s" : "destination %s, %s channel: "
+		    "%s", addr, name, why);
+		goto fail;
+	}
+	if (resume && kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT &&
+	    (r = fn(arg, w, err, errlen)) < 0)
+		goto fail;
+	protobuf_c_message_free_unpacked(&w->base, NULL);
+	*out = c;
+	return 0;
+fail:
+	if (w != NULL)
+		protobuf_c_message_free_unpacked(&w->base, NULL);
+	chan_free(c);
+	return r;
+}
+
+int
+session_connect(struct session *s, const char *addr, bool resume,
+    session_welcome_fn fn, void *arg, char *err, size_t errlen)
+{
+	struct chan *u = NULL, *b = NULL;
+	int r;
+
+	if ((r = session_open(s, addr, PCD__WIRE__CHANNEL__CHANNEL_URGENT,
+	    resume, fn, arg, &u, err, errlen)) < 0)
+		return r;
+	if ((r = session_open(s, addr, PCD__WIRE__CHANNEL__CHANNEL_BULK, resume,
+	    fn, arg, &b, err, errlen)) < 0) {
+		chan_free(u);
+		return r;
+	}
+	session_install(s, u, b);
+	return 0;
+}
+
+/* ---- destination: listening and accepting ------------------------------ */
+
+int
+session_listen(struct session *s, char *err, size_t errlen)
+{
+	struct mig *m = s->m;
+	char host[256], portstr[8], bhost[128], bport[16];
+	uint16_t port;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1, r, one = 1;
+
+	if (parse_hostport(m->addr, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "invalid listen address '%s'", m->addr);
+		return -EINVAL;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((r = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot resolve listen address %s: %s",
+		    host, gai_strerror(r));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 8) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", m->addr,
+		    strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return r;
+	}
+	freeaddrinfo(res);
+	getnameinfo((struct sockaddr *)&ss, sl, bhost, sizeof(bhost), bport,
+	    sizeof(bport), NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(m->listen, sizeof(m->listen), strchr(bhost, ':') ? "[%s]:%s" :
+	    "%s:%s", bhost, bport);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	s->lfd = fd;
+	return 0;
+}
+
+static void
+session_refuse(struct chan *c, uint32_t code, const char *why)
+{
+	Pcd__Wire__Welcome w = PCD__WIRE__WELCOME__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+
+	st.code = code;
+	st.message = (char *)why;
+	w.status = &st;
+	w.version = WIRE_VERSION;
+	chan_send_msg(c, WIRE_WELCOME, &w.base);
+}
+
+/* Answers an accepted Hello: Welcome (with the pages held, on a resume). */
+static int
+session_welcome(struct session *s, struct chan *c, const Pcd__Wire__Hello *hello,
+    session_have_fn fn, void *arg)
+{
+	Pcd__Wire__Welcome w = PCD__WIRE__WELCOME__INIT;
+	Pcd__Status ok = PCD__STATUS__INIT;
+	int r;
+
+	w.status = &ok;
+	w.version = WIRE_VERSION;
+	if (hello->resume && (r = fn(arg, &w)) < 0)
+		return chan_set_error(c, r, "out of memory for the page list");
+	r = chan_send_msg(c, WIRE_WELCOME, &w.base);
+	if (w.have != NULL) {
+		free(w.have[0]);
+		free(w.have);
+	}
+	return r;
+}
+
+/* One connection: TLS, Hello, Welcome. 0, the channel and its kind, or an
+ * error already posted as a refused peer. */
+static int
+session_accept_one(struct session *s, int fd, const char *peer,
+    session_have_fn fn, void *arg, struct chan **out, int *kind)
+{
+	struct mig *m = s->m;
+	Pcd__Wire__Hello *hello = NULL;
+	struct chan *c = NULL;
+	char why[384];
+	int r;
+
+	if ((r = session_tls_chan(s, fd, "handshake", SESSION_HANDSHAKE_MS, &c,
+	    why, sizeof(why))) < 0) {
+		if (r != -ECANCELED)
+			mig_post_refused(m, "peer %s: %s", peer, why);
+		return r;
+	}
+	if ((r = session_recv_expect(s, c, WIRE_HELLO,
+	    (ProtobufCMessage **)&hello)) < 0)
+		goto fail;
+	if ((r = wire_hello_check(hello, m->id, s->npages * s->ps, s->ps, why,
+	    sizeof(why))) < 0) {
+		session_refuse(c, r == -EPROTONOSUPPORT ? 9 : 3, why);
+		chan_set_error(c, r, "%s", why);
+		goto fail;
+	}
+	*kind = hello->channel;
+	if ((r = session_welcome(s, c, hello, fn, arg)) < 0)
+		goto fail;
+	protobuf_c_message_free_unpacked(&hello->base, NULL);
+	chan_set_name(c, session_kind_name(*kind));
+	*out = c;
+	return 0;
+fail:
+	if (r != -ECANCELED)
+		mig_post_refused(m, "peer %s: %s", peer, chan_errmsg(c));
+	if (hello != NULL)
+		protobuf_c_message_free_unpacked(&hello->base, NULL);
+	chan_free(c);
+	return r;
+}
+
+/* Waits for the next connection: its fd (peer named), -EAGAIN to try
+ * again, or an error. */
+static int
+session_accept_fd(struct session *s, char *peer, size_t peerlen)
+{
+	struct pollfd p[2] = {
+		{ .fd = s->lfd, .events = POLLIN },
+		{ .fd = s->m->stopfd, .events = POLLIN },
+	};
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[128] = "?", serv[16] = "?";
+	int fd;
+
+	if (poll(p, 2, -1) < 0)
+		return errno == EINTR ? -EAGAIN : -errno;
+	if (p[1].revents & POLLIN)
+		return -ECANCELED;
+	fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+			return -EAGAIN;
+		if (errno == EMFILE || errno == ENFILE) {
+			log_warn("migration %s: accept", s->m->id);
+			poll(&p[1], 1, 200);	/* back off */
+			return -EAGAIN;
+		}
+		return -errno;
+	}
+	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv,
+	    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(peer, peerlen, "%s:%s", host, serv);
+	chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
+	return fd;
+}
+
+int
+session_accept(struct session *s, session_have_fn fn, void *arg)
+{
+	struct chan *cs[2] = { NULL, NULL };
+
+	while (cs[SESSION_URGENT] == NULL || cs[SESSION_BULK] == NULL) {
+		char peer[160];
+		struct chan *c = NULL;
+		int fd, kind = 0, k;
+
+		if ((fd = session_accept_fd(s, peer, sizeof(peer))) == -EAGAIN)
+			continue;
+		if (fd < 0) {
+			chan_free(cs[0]);
+			chan_free(cs[1]);
+			return fd;
+		}
+		if (session_accept_one(s, fd, peer, fn, arg, &c, &kind) < 0)
+			continue;	/* a stop ends the next poll */
+		log_info("migration %s: %s channel from %s accepted", s->m->id,
+		    chan_name(c), peer);
+		/* A channel of a kind already accepted replaces it: the source
+		 * gave up that attempt (e.g. its other channel failed to open)
+		 * and tries again. */
+		k = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? SESSION_BULK :
+		    SESSION_URGENT;
+		if (cs[k] != NULL) {
+			log_info("migration %s: the new %s channel replaces one "
+			    "from an abandoned attempt", s->m->id, chan_name(c));
+			chan_free(cs[k]);
+		}
+		cs[k] = c;
+	}
+	session_install(s, cs[SESSION_URGENT], cs[SESSION_BULK]);
+	return 0;
+}
