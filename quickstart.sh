@@ -41,6 +41,11 @@ DEPS=(
 	scdoc
 	man-db
 	bsdutils
+	protobuf-compiler
+	python3
+	python3-protobuf
+	lintian
+	bash-completion
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

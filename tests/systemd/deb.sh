@@ -56,7 +56,18 @@ for page in "$build"/packaging/man/*.[158]; do
 	grep -qx "/usr/share/man/man${n##*.}/$n.gz" "$tmp/files" ||
 		fail "man page $n not in the package as /usr/share/man/man${n##*.}/$n.gz"
 done
-if grep -E '^/usr/local|/build' "$tmp/files"; then
+grep -qx /usr/share/bash-completion/completions/postcopyctl "$tmp/files" ||
+	fail "bash completion of postcopyctl not in the package"
+for f in copyright changelog.gz; do
+	grep -qx "/usr/share/doc/postcopyd/$f" "$tmp/files" || fail "/usr/share/doc/postcopyd/$f not in the package"
+done
+py=/usr/lib/python3/dist-packages/postcopyd
+if [ -f "$build/client/python/postcopyd/control_pb2.py" ]; then
+	for f in __init__ client common_pb2 control_pb2; do
+		grep -qx "$py/$f.py" "$tmp/files" || fail "$py/$f.py not in the package"
+	done
+fi
+if grep -E '^/usr/local|/build|__pycache__' "$tmp/files"; then
 	fail "build-tree or test files in the package"
 fi
 echo "ok: dpkg-deb -c: $(grep -cv '/$' "$tmp/files") files, daemon, units, snippets, udev rule, docs"
@@ -67,6 +78,12 @@ exec=$(sed -n 's/^ExecStart=//p' "$tmp/root/lib/systemd/system/postcopyd.service
 [ "$exec" = /usr/sbin/postcopyd ] || fail "installed unit runs '$exec'"
 [ -x "$tmp/root$exec" ] || fail "ExecStart=$exec is not in the package"
 echo "ok: installed postcopyd.service runs $exec"
+if [ -f "$tmp/root$py/control_pb2.py" ] && /usr/bin/python3 -c 'import google.protobuf' 2>/dev/null; then
+	v=$(cd / && PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$tmp/root/usr/lib/python3/dist-packages" \
+	    /usr/bin/python3 -c 'import postcopyd; print(postcopyd.__version__, len(postcopyd.client.SERVICE.methods))') ||
+		fail "the packaged Python client does not import"
+	echo "ok: the packaged Python client imports (version, RPCs: $v)"
+fi
 
 depends=$(dpkg-deb -f "$deb" Depends)
 [ -n "$depends" ] || fail "no Depends: field"
