@@ -82,6 +82,11 @@ probe_at_start(void)
 		    "owned by group userfaultfd, mode 0660, see "
 		    "systemd/60-postcopyd-userfaultfd.rules) and to run in "
 		    "that group", r.detail[PROBE_USERFAULTFD]);
+	if (r.precopy)
+		log_info("kernel %s: precopy dirty tracking (WP_ASYNC, "
+		    "PAGEMAP_SCAN) present", r.release);
+	else
+		log_notice("precopy unavailable: %s", r.precopy_detail);
 	if (rc == 0) {
 		log_info("kernel %s: userfaultfd MINOR/MISSING on shmem and "
 		    "UFFDIO_CONTINUE present", r.release);

@@ -14,6 +14,7 @@
 #include <sys/utsname.h>
 #include <linux/userfaultfd.h>
 
+#include "dirty.h"
 #include "log.h"
 #include "probe.h"
 #include "util.h"
@@ -259,6 +260,8 @@ probe_kernel(struct probe_report *r)
 	if ((rc = probe_register(r, uffd)) < 0)
 		goto done_err;
 done:
+	r->precopy = probe_precopy(r->precopy_detail,
+	    sizeof(r->precopy_detail)) == 0;
 	rc = 0;
 	for (int f = 0; f < PROBE_NFEATURES; f++)
 		if (!r->present[f])
@@ -288,6 +291,9 @@ probe_report_print(const struct probe_report *r, int fd)
 		if (!r->present[f])
 			missing++;
 	}
+	dprintf(fd, "precopy dirty tracking (UFFD_FEATURE_WP_ASYNC, "
+	    "PAGEMAP_SCAN): %s (%s)\n", r->precopy ? "present" : "MISSING",
+	    r->precopy_detail);
 	dprintf(fd, "kernel: %s\n", r->release);
 	dprintf(fd, "shmem THP: %s (guest memory is guarded with "
 	    "MADV_NOHUGEPAGE%s)\n", r->shmem_thp,
@@ -331,6 +337,26 @@ probe_report_missing(const struct probe_report *r, char *buf, size_t len)
 	    "kernel %s; see %s", off == 0 ? "" : "; ", unchecked, r->release,
 	    PROBE_README);
 	(void)n;
+}
+
+int
+probe_precopy(char *why, size_t len)
+{
+	struct utsname u;
+	char detail[2 * PROBE_DETAIL_MAX];
+	int rc = dirty_selftest(detail, sizeof(detail));
+
+	if (rc == 0) {
+		snprintf(why, len, "a written page of a memfd mapping was "
+		    "reported and re-protected");
+		return 0;
+	}
+	snprintf(why, len, "%s: %s; running kernel %s; postcopy-only "
+	    "migrations work", rc == -ENOTSUP ? "precopy needs Linux >= 6.7 "
+	    "(UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN)" : "precopy's dirty "
+	    "tracking could not be set up", detail,
+	    uname(&u) == 0 ? u.release : "unknown");
+	return rc;
 }
 
 static const char *

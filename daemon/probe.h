@@ -46,6 +46,11 @@ struct probe_report {
 	uint64_t	api_features;	/* what UFFDIO_API reported */
 	uint64_t	range_ioctls;	/* what UFFDIO_REGISTER granted */
 	char		shmem_thp[32];	/* shmem_enabled's selected value */
+	/* Precopy's dirty tracking (UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN;
+	 * Linux >= 6.7): optional, so not one of the features above and
+	 * not part of the result line or --check-kernel's exit code. */
+	bool		precopy;
+	char		precopy_detail[2 * PROBE_DETAIL_MAX];
 };
 
 /* Name of a feature as printed ("UFFD_FEATURE_MINOR_SHMEM"). */
@@ -58,8 +63,9 @@ const char *probe_feature_name(enum probe_feature f);
 int probe_kernel(struct probe_report *r);
 
 /* One line per feature: "NAME: present|MISSING|not checked (detail)", then
- * the kernel release, the shmem THP setting and a result line. Returns the
- * number of features not present. */
+ * the precopy dirty-tracking line, the kernel release, the shmem THP
+ * setting and a result line. Returns the number of features not present
+ * (precopy's line does not count: postcopy-only works without it). */
 int probe_report_print(const struct probe_report *r, int fd);
 
 /* The refusal message: names every missing feature (and how many could not
@@ -67,6 +73,13 @@ int probe_report_print(const struct probe_report *r, int fd);
  * everything is present. */
 void probe_report_missing(const struct probe_report *r, char *buf,
     size_t len);
+
+/* Can a migration run precopy here (dirty tracking with asynchronous
+ * userfaultfd write protection and PAGEMAP_SCAN, Linux >= 6.7)? Tracks a
+ * small mapping of the daemon's own (dirty_selftest). 0, or -ENOTSUP (or
+ * -errno) with why saying what is missing, the running kernel and that
+ * postcopy-only still works: the reason a precopy request is refused. */
+int probe_precopy(char *why, size_t len);
 
 /* Checks a VMM's userfaultfd at attach time, without UFFDIO_API:
  *  - uffd is a userfaultfd (its /proc/self/fd link), and its fdinfo "API:"

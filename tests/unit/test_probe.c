@@ -70,6 +70,33 @@ test_probe_kernel_all_present(void **state)
 	assert_true(r.release[0] != '\0');
 	probe_report_missing(&r, msg, sizeof(msg));
 	assert_string_equal(msg, "");
+	printf("  precopy: %s (%s)\n", r.precopy ? "present" : "MISSING",
+	    r.precopy_detail);
+	assert_true(r.precopy_detail[0] != '\0');
+}
+
+/* Precopy's dirty tracking: present from 6.7 (this machine runs 6.18);
+ * on an older kernel the refusal names 6.7 and says postcopy works. */
+static void
+test_probe_precopy(void **state)
+{
+	char why[512] = "";
+	int maj = 0, min = 0, rc;
+	struct probe_report r;
+
+	assert_int_equal(probe_kernel(&r), 0);
+	sscanf(r.release, "%d.%d", &maj, &min);
+	rc = probe_precopy(why, sizeof(why));
+	printf("  kernel %s: probe_precopy %d: %s\n", r.release, rc, why);
+	if (maj > 6 || (maj == 6 && min >= 7)) {
+		assert_int_equal(rc, 0);
+		assert_true(r.precopy);
+	} else {
+		assert_int_equal(rc, -ENOTSUP);
+		assert_non_null(strstr(why, "Linux >= 6.7"));
+		assert_non_null(strstr(why, "postcopy-only"));
+		assert_false(r.precopy);
+	}
 }
 
 static void
@@ -334,6 +361,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probe_kernel_all_present),
 		cmocka_unit_test(test_probe_missing_message),
+		cmocka_unit_test(test_probe_precopy),
 		cmocka_unit_test(test_probe_uffd_not_a_uffd),
 		cmocka_unit_test(test_probe_uffd_own_memfd),
 		cmocka_unit_test(test_probe_uffd_refusals),
