@@ -30,7 +30,11 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <linux/kvm.h>
 #include <linux/userfaultfd.h>
+
+#include "uffd_compat.h"	/* daemon/: WP_ASYNC, PAGEMAP_SCAN (6.7 uAPI) */
 
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW	_IO(0xAA, 0x00)
@@ -1043,6 +1047,389 @@ case_thp(void)
 	return 0;
 }
 
+/* ---- asynchronous write protection: precopy's dirty tracking ----
+ *
+ * The source daemon tracks the guest's writes through the VMM's own
+ * userfaultfd and /proc/self/pagemap, passed to it (daemon/dirty.c). */
+
+#define WPA_FEATURES	(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED | \
+	UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
+#define WPA_PAGES	16
+
+/* 77 unless this kernel has WP_ASYNC (6.7). */
+static int
+wpa_check(void)
+{
+	int fd = uffd_new(WPA_FEATURES);
+
+	if (fd < 0) {
+		say("SKIP: UFFDIO_API with WP_ASYNC|WP_UNPOPULATED|"
+		    "WP_HUGETLBFS_SHMEM: %s (kernel %s; needs Linux >= 6.7)",
+		    strerror(-fd), krelease());
+		return SKIP;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Registers [p, p+len) for WP through uffd and write-protects it. */
+static void
+wpa_protect(int uffd, void *p, size_t len)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uintptr_t)p, .len = len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	uint64_t ioctls = 0;
+	int rc;
+
+	rc = uffd_register(uffd, p, len, UFFDIO_REGISTER_MODE_WP, &ioctls);
+	expect(rc == 0, "register WP: %s", rc ? strerror(-rc) : "ok");
+	expect(ioctls & ((uint64_t)1 << _UFFDIO_WRITEPROTECT),
+	    "found: UFFDIO_WRITEPROTECT granted (ioctls 0x%llx)",
+	    (unsigned long long)ioctls);
+	rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+	expect(rc == 0, "UFFDIO_WRITEPROTECT: %s", rc ? strerror(-rc) : "ok");
+}
+
+/* PAGEMAP_SCAN for PAGE_IS_WRITTEN over at most 64 pages at p: a bitmap
+ * of written pages, or -errno. wp: PM_SCAN_WP_MATCHING (re-protect). */
+static int64_t
+wpa_scan(int pagemap, const void *p, size_t npages, bool wp)
+{
+	struct page_region vec[WPA_PAGES * 4];
+	struct pm_scan_arg a = {
+		.size = sizeof(a),
+		.flags = PM_SCAN_CHECK_WPASYNC | (wp ? PM_SCAN_WP_MATCHING : 0),
+		.start = (uintptr_t)p, .end = (uintptr_t)p + npages * PSZ,
+		.vec = (uintptr_t)vec, .vec_len = sizeof(vec) / sizeof(vec[0]),
+		.category_mask = PAGE_IS_WRITTEN,
+		.return_mask = PAGE_IS_WRITTEN };
+	uint64_t bits = 0;
+	int n = ioctl(pagemap, PAGEMAP_SCAN, &a);
+
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++)
+		for (uint64_t q = vec[i].start; q < vec[i].end; q += PSZ)
+			bits |= (uint64_t)1 << ((q - (uintptr_t)p) / PSZ);
+	return (int64_t)bits;
+}
+
+static void
+wpa_expect(const char *what, int64_t got, uint64_t want)
+{
+	if (got < 0) {
+		expect(false, "%s: PAGEMAP_SCAN: %s", what, strerror((int)-got));
+		return;
+	}
+	expect((uint64_t)got == want, "%s: found written pages 0x%llx "
+	    "(want 0x%llx)", what, (unsigned long long)got,
+	    (unsigned long long)want);
+}
+
+static int
+pagemap_open(void)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die("open /proc/self/pagemap");
+	return fd;
+}
+
+/* The child of wp_async_cross: a VMM with a memfd guest, half populated.
+ * Sends a userfaultfd it did no handshake on and its own pagemap, then
+ * writes the pages it is told to (one byte each; 0xff ends). */
+static void __attribute__((noreturn))
+wpa_child(int sock)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	size_t len = WPA_PAGES * PSZ;
+	int memfd = memfd_new(len), fds[2];
+	char *g = map_at(memfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	uint64_t base = (uintptr_t)g;
+	struct iovec iov = { .iov_base = &base, .iov_len = sizeof(base) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	unsigned char page;
+
+	for (size_t i = 0; i < WPA_PAGES / 2; i++)
+		g[i * PSZ] = 1;
+	fds[0] = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	fds[1] = pagemap_open();
+	if (fds[0] < 0)
+		_exit(2);
+	memset(cbuf, 0, sizeof(cbuf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	if (sendmsg(sock, &mh, 0) != (ssize_t)sizeof(base))
+		_exit(2);
+	while (read(sock, &page, 1) == 1 && page != 0xff) {
+		g[(size_t)page * PSZ + 7] = (char)page;
+		if (write(sock, &page, 1) != 1)
+			_exit(2);
+	}
+	_exit(0);
+}
+
+static void
+wpa_child_write(int sock, unsigned char page)
+{
+	unsigned char ack = 0;
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+
+	if (write(sock, &page, 1) != 1)
+		die("write to the child");
+	expect(poll(&p, 1, WAIT_MS) == 1 && read(sock, &ack, 1) == 1 &&
+	    ack == page, "found: the child wrote page %u without blocking",
+	    page);
+}
+
+/* Another process's memory, through its passed userfaultfd (handshake
+ * done here) and its passed /proc/self/pagemap. */
+static int
+case_wp_async_cross(void)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	uint64_t base = 0;
+	struct iovec iov = { .iov_base = &base, .iov_len = sizeof(base) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct uffdio_api api = { .api = UFFD_API, .features = WPA_FEATURES };
+	int sv[2], fds[2], st;
+	unsigned char quit = 0xff;
+	pid_t pid;
+
+	if (wpa_check() == SKIP)
+		return SKIP;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair");
+	if ((pid = fork()) < 0)
+		die("fork");
+	if (pid == 0) {
+		close(sv[0]);
+		wpa_child(sv[1]);
+	}
+	close(sv[1]);
+	if (recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(base) ||
+	    CMSG_FIRSTHDR(&mh) == NULL)
+		die("receiving the child's descriptors");
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(fds));
+	expect(ioctl(fds[0], UFFDIO_API, &api) == 0, "UFFDIO_API with "
+	    "WP_ASYNC on the child's userfaultfd, from this process");
+	wpa_protect(fds[0], (void *)(uintptr_t)base, WPA_PAGES * PSZ);
+	wpa_expect("after the protect", wpa_scan(fds[1],
+	    (void *)(uintptr_t)base, WPA_PAGES, true), 0);
+	wpa_child_write(sv[0], 2);		/* populated */
+	wpa_child_write(sv[0], 9);		/* never populated */
+	wpa_child_write(sv[0], 15);
+	wpa_expect("child wrote 2, 9, 15", wpa_scan(fds[1],
+	    (void *)(uintptr_t)base, WPA_PAGES, true),
+	    1u << 2 | 1u << 9 | 1u << 15);
+	wpa_expect("re-scan", wpa_scan(fds[1], (void *)(uintptr_t)base,
+	    WPA_PAGES, true), 0);
+	wpa_child_write(sv[0], 9);
+	wpa_expect("child wrote 9 again", wpa_scan(fds[1],
+	    (void *)(uintptr_t)base, WPA_PAGES, true), 1u << 9);
+	if (write(sv[0], &quit, 1) != 1 || waitpid(pid, &st, 0) != pid)
+		die("ending the child");
+	expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "found: child exit %d",
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	close(fds[0]);
+	close(fds[1]);
+	close(sv[0]);
+	return 0;
+}
+
+/* Pages never populated: protected by UFFDIO_WRITEPROTECT (shmem: PTE
+ * markers; anonymous: WP_UNPOPULATED), reported once written, not when
+ * only read. */
+static void
+wpa_unpopulated(const char *kind, char *p, int pagemap)
+{
+	int uffd = uffd_new(WPA_FEATURES);
+	struct uffd_msg m;
+	volatile char sink;
+
+	if (uffd < 0)
+		die("userfaultfd");
+	wpa_protect(uffd, p, WPA_PAGES * PSZ);
+	sink = p[1 * PSZ];		/* read-only touch */
+	(void)sink;
+	p[3 * PSZ] = 3;
+	p[4 * PSZ + 100] = 4;
+	p[12 * PSZ] = 12;
+	printf("  %s:\n", kind);
+	wpa_expect("  wrote 3, 4, 12 (never populated), read 1",
+	    wpa_scan(pagemap, p, WPA_PAGES, true),
+	    1u << 3 | 1u << 4 | 1u << 12);
+	wpa_expect("  re-scan", wpa_scan(pagemap, p, WPA_PAGES, true), 0);
+	expect(read(uffd, &m, sizeof(m)) < 0 && errno == EAGAIN,
+	    "  found: no message queued on the userfaultfd (async)");
+	close(uffd);
+}
+
+static int
+case_wp_async_unpopulated(void)
+{
+	size_t len = WPA_PAGES * PSZ;
+	int memfd, pagemap;
+	char *shm, *anon;
+
+	if (wpa_check() == SKIP)
+		return SKIP;
+	memfd = memfd_new(len);
+	pagemap = pagemap_open();
+	shm = map_at(memfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	anon = map_at(-1, len, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, 0);
+	wpa_unpopulated("memfd (shmem)", shm, pagemap);
+	wpa_unpopulated("anonymous", anon, pagemap);
+	munmap(shm, len);
+	munmap(anon, len);
+	close(memfd);
+	close(pagemap);
+	return 0;
+}
+
+/* A scan with PM_SCAN_WP_MATCHING protects again what it reports; one
+ * without leaves it written. CHECK_WPASYNC refuses unregistered memory. */
+static int
+case_wp_async_reprotect(void)
+{
+	size_t len = WPA_PAGES * PSZ;
+	int memfd, pagemap, uffd;
+	char *g, *other;
+	int64_t r;
+
+	if (wpa_check() == SKIP)
+		return SKIP;
+	memfd = memfd_new(len);
+	pagemap = pagemap_open();
+	g = map_at(memfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	other = map_at(memfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	memset(g, 1, len);		/* all populated */
+	if ((uffd = uffd_new(WPA_FEATURES)) < 0)
+		die("userfaultfd");
+	wpa_protect(uffd, g, len);
+	wpa_expect("after the protect", wpa_scan(pagemap, g, WPA_PAGES, true),
+	    0);
+	g[5 * PSZ] = 5;
+	wpa_expect("wrote 5, scan without WP_MATCHING", wpa_scan(pagemap, g,
+	    WPA_PAGES, false), 1u << 5);
+	wpa_expect("again without WP_MATCHING (still written)",
+	    wpa_scan(pagemap, g, WPA_PAGES, false), 1u << 5);
+	wpa_expect("with WP_MATCHING", wpa_scan(pagemap, g, WPA_PAGES, true),
+	    1u << 5);
+	wpa_expect("after it (re-protected)", wpa_scan(pagemap, g, WPA_PAGES,
+	    true), 0);
+	g[5 * PSZ] = 6;
+	g[0] = 6;
+	wpa_expect("wrote 0 and 5 again", wpa_scan(pagemap, g, WPA_PAGES,
+	    true), 1u << 0 | 1u << 5);
+	other[7 * PSZ] = 7;		/* the alias is not tracked */
+	wpa_expect("wrote 7 through another mapping of the memfd",
+	    wpa_scan(pagemap, g, WPA_PAGES, true), 0);
+	expect(g[7 * PSZ] == 7, "found: the guest mapping sees it");
+	r = wpa_scan(pagemap, other, WPA_PAGES, true);
+	expect(r == -EPERM, "CHECK_WPASYNC on an unregistered mapping: %s",
+	    r < 0 ? strerror((int)-r) : "no error");
+	close(uffd);
+	munmap(g, len);
+	munmap(other, len);
+	close(memfd);
+	close(pagemap);
+	return 0;
+}
+
+/* 16-bit real-mode program at GPA 0: inc byte [0x1000]; hlt. */
+static const uint8_t wpa_kvm_prog[] = { 0xfe, 0x06, 0x00, 0x10, 0xf4 };
+
+/* Runs the vCPU from GPA 0 to its hlt. 0, or -errno / -EIO. */
+static int
+wpa_kvm_run(int vcpu, struct kvm_run *run)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	sregs.ds.base = 0;
+	sregs.ds.selector = 0;
+	if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = 0;
+	regs.rflags = 2;
+	if (ioctl(vcpu, KVM_SET_REGS, &regs) < 0)
+		return -errno;
+	if (ioctl(vcpu, KVM_RUN, 0) < 0)
+		return -errno;
+	return run->exit_reason == KVM_EXIT_HLT ? 0 : -EIO;
+}
+
+/* A write a KVM vCPU makes through the EPT/NPT to a page it had mapped
+ * writable before the protect is caught (KVM drops its writable mapping
+ * when the host PTE is write-protected). */
+static int
+case_wp_async_kvm(void)
+{
+	size_t len = WPA_PAGES * PSZ;
+	struct kvm_userspace_memory_region slot = { .slot = 0,
+	    .guest_phys_addr = 0, .memory_size = len };
+	int kvm, vm, vcpu, memfd, pagemap, uffd, n;
+	struct kvm_run *run;
+	char *g;
+
+	if (wpa_check() == SKIP)
+		return SKIP;
+	if ((kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0) {
+		say("SKIP: /dev/kvm: %s (no KVM here: the vCPU-write case "
+		    "cannot run)", strerror(errno));
+		return SKIP;
+	}
+	memfd = memfd_new(len);
+	pagemap = pagemap_open();
+	g = map_at(memfd, len, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	memcpy(g, wpa_kvm_prog, sizeof(wpa_kvm_prog));
+	slot.userspace_addr = (uintptr_t)g;
+	if ((vm = ioctl(kvm, KVM_CREATE_VM, 0)) < 0 ||
+	    ioctl(vm, KVM_SET_USER_MEMORY_REGION, &slot) < 0 ||
+	    (vcpu = ioctl(vm, KVM_CREATE_VCPU, 0)) < 0 ||
+	    (n = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0)) <= 0 ||
+	    (run = mmap(NULL, (size_t)n, PROT_READ | PROT_WRITE, MAP_SHARED,
+	    vcpu, 0)) == MAP_FAILED) {
+		say("SKIP: cannot set up a KVM vCPU: %s", strerror(errno));
+		return SKIP;
+	}
+	expect(wpa_kvm_run(vcpu, run) == 0 && g[0x1000] == 1,
+	    "found: first run: the vCPU wrote page 1 (now %d)", g[0x1000]);
+	if ((uffd = uffd_new(WPA_FEATURES)) < 0)
+		die("userfaultfd");
+	wpa_protect(uffd, g, len);
+	wpa_expect("after the protect", wpa_scan(pagemap, g, WPA_PAGES, true),
+	    0);
+	expect(wpa_kvm_run(vcpu, run) == 0 && g[0x1000] == 2,
+	    "found: second run: the vCPU wrote page 1 (now %d)", g[0x1000]);
+	wpa_expect("after the vCPU's write", wpa_scan(pagemap, g, WPA_PAGES,
+	    true), 1u << 1);
+	wpa_expect("re-scan", wpa_scan(pagemap, g, WPA_PAGES, true), 0);
+	munmap(run, (size_t)n);
+	close(vcpu);
+	close(vm);
+	close(kvm);
+	close(uffd);
+	munmap(g, len);
+	close(memfd);
+	close(pagemap);
+	return 0;
+}
+
 /* ---- main ---- */
 
 static const struct {
@@ -1068,6 +1455,15 @@ static const struct {
 	  "many threads on one page, one CONTINUE wakes all" },
 	{ "thp", case_thp,
 	  "shmem THP here, and MADV_NOHUGEPAGE keeps faults at 4 KiB" },
+	{ "wp_async_cross", case_wp_async_cross,
+	  "WP_ASYNC + PAGEMAP_SCAN of another process's memory, through "
+	  "its passed uffd and pagemap" },
+	{ "wp_async_unpopulated", case_wp_async_unpopulated,
+	  "never-populated pages written after the protect are reported" },
+	{ "wp_async_reprotect", case_wp_async_reprotect,
+	  "PM_SCAN_WP_MATCHING re-protects what it reports" },
+	{ "wp_async_kvm", case_wp_async_kvm,
+	  "a KVM vCPU's write through the EPT is reported" },
 };
 
 int
