@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "bytes.h"
+#include "dirty.h"
 #include "log.h"
 #include "pbcheck.h"
 #include "util.h"
@@ -33,7 +34,8 @@
 #include "vmm.pb-c.h"
 
 #define VMM_READ_CHUNK		(256u << 10)	/* bytes read per event */
-#define VMM_MAX_FDS		4		/* we take at most 2 */
+#define VMM_MAX_FDS		4		/* we take at most 3 */
+#define VMM_PROC_MAGIC		0x9fa0		/* PROC_SUPER_MAGIC */
 #define VMM_OUT_MAX		(2ull * VMM_FRAME_MAX)
 #define VMM_USER_ADDR_MAX	(1ull << 57)	/* above any user address */
 
@@ -75,6 +77,8 @@ struct vmm_session {
 	int			 pfds[VMM_MAX_FDS];	/* received, unclaimed */
 	int			 npfds;
 	struct vmm_guest	 guest;		/* fds are -1 here */
+	struct dirty		*dirty;		/* source: kept tracker */
+	char			 dirty_why[VMM_DIRTY_WHY_MAX];
 	pid_t			 pid;
 	uid_t			 uid;
 	void			*data;
@@ -144,6 +148,7 @@ vmm_session_destroy(struct vmm_session *s)
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->nsessions--;
 	vmm_close_pending_fds(s);
+	dirty_close(s->dirty);	/* removes the write protection */
 	if (s->rev != NULL)
 		event_free(s->rev);
 	if (s->wev != NULL)
@@ -430,11 +435,116 @@ vmm_check_uffd(int fd, const char *what, char *err, size_t errlen)
 }
 
 static const char *
-vmm_fd_names(bool copy, bool dest)
+vmm_fd_names(bool copy, bool dest, bool dirty)
 {
 	if (copy)
 		return "userfaultfd";
+	if (dirty)
+		return "memfd, userfaultfd, pagemap";
 	return dest ? "memfd, userfaultfd" : "memfd";
+}
+
+/* ---- dirty tracking descriptors (source, precopy) --------------------- */
+
+/* dirty_tracking is for a source; it adds two descriptors. */
+static uint32_t
+vmm_dirty_check_layout(const Pcd__VmmAttach *a, char *err, size_t errlen)
+{
+	if (a->dirty_tracking && a->role != PCD__VMM_ROLE__VMM_ROLE_SOURCE) {
+		snprintf(err, errlen, "dirty_tracking is for a source VMM "
+		    "(precopy tracks the writes of the guest that runs)");
+		return VMM_ST_INVALID_ARGUMENT;
+	}
+	return 0;
+}
+
+static int
+vmm_dirty_nfds(const Pcd__VmmAttach *a)
+{
+	return a->dirty_tracking ? 2 : 0;
+}
+
+/* The second and third descriptors: a userfaultfd and a procfs pagemap. */
+static int
+vmm_dirty_check_fds(struct vmm_session *s, char *err, size_t errlen)
+{
+	struct statfs sf;
+	char link[256];
+	size_t n;
+	int r;
+
+	if ((r = vmm_check_uffd(s->pfds[1], "second descriptor", err,
+	    errlen)) < 0)
+		return r;
+	if ((r = vmm_fd_link(s->pfds[2], link, sizeof(link))) < 0 ||
+	    fstatfs(s->pfds[2], &sf) < 0) {
+		snprintf(err, errlen, "third descriptor: cannot inspect it: %s",
+		    strerror(r < 0 ? -r : errno));
+		return -EINVAL;
+	}
+	n = strlen(link);
+	if (sf.f_type != VMM_PROC_MAGIC || n < 8 ||
+	    strcmp(link + n - 8, "/pagemap") != 0) {
+		snprintf(err, errlen, "third descriptor is not a pagemap (it is "
+		    "\"%s\"); send the VMM's open(\"/proc/self/pagemap\")",
+		    link);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A source VMM's dirty-tracking descriptors: takes them from the pending
+ * list into a tracker (s->dirty). A kernel without the features leaves
+ * the attach accepted, postcopy-only (s->dirty_why says why); descriptors
+ * that do not fit refuse it (-errno, err). */
+static int
+vmm_dirty_take(struct vmm_session *s, const Pcd__VmmAttach *a, char *err,
+    size_t errlen)
+{
+	char who[128], why[VMM_DIRTY_WHY_MAX - 128];
+	int r;
+
+	if (!a->dirty_tracking) {
+		snprintf(s->dirty_why, sizeof(s->dirty_why), "the VMM sent no "
+		    "dirty-tracking descriptors (userfaultfd, pagemap): an "
+		    "older VMM; this migration can only run postcopy-only");
+		log_notice("%s: %s", vmm_peer(s, who, sizeof(who)),
+		    s->dirty_why);
+		return 0;
+	}
+	if ((r = vmm_dirty_check_fds(s, err, errlen)) < 0)
+		return r;
+	/* dirty_open takes (and on failure closes) both descriptors. */
+	s->npfds = 1;
+	r = dirty_open(s->pfds[1], s->pfds[2], a->base_addr, a->size,
+	    a->page_size, &s->dirty, why, sizeof(why));
+	if (r == -ENOTSUP) {
+		snprintf(s->dirty_why, sizeof(s->dirty_why), "no dirty "
+		    "tracking: %s; this migration can only run postcopy-only",
+		    why);
+		log_notice("%s: %s", vmm_peer(s, who, sizeof(who)),
+		    s->dirty_why);
+		return 0;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "dirty tracking: %s", why);
+		return r;
+	}
+	log_info("%s: dirty tracking ready (precopy possible)",
+	    vmm_peer(s, who, sizeof(who)));
+	return 0;
+}
+
+struct dirty *
+vmm_session_dirty(struct vmm_session *s)
+{
+	return s->dirty;
+}
+
+const char *
+vmm_session_dirty_why(struct vmm_session *s)
+{
+	return s->dirty_why;
 }
 
 /* Checks the layout; fills err and returns a gRPC code, or 0. */
@@ -443,6 +553,7 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 {
 	long ps = sysconf(_SC_PAGESIZE);
 	bool dest, copy;
+	uint32_t code;
 	int want;
 
 	if (a->version != VMM_PROTOCOL_VERSION) {
@@ -524,11 +635,13 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		    " (offset + size overflows)");
 		return VMM_ST_INVALID_ARGUMENT;
 	}
-	want = copy ? 1 : (dest ? 2 : 1);
+	if ((code = vmm_dirty_check_layout(a, err, errlen)) != 0)
+		return code;
+	want = copy ? 1 : (dest ? 2 : 1 + vmm_dirty_nfds(a));
 	if (nfds != want) {
 		snprintf(err, errlen, "expected %d descriptor%s (%s) with "
 		    "the attach message, got %d", want, want == 1 ? "" : "s",
-		    vmm_fd_names(copy, dest), nfds);
+		    vmm_fd_names(copy, dest, a->dirty_tracking), nfds);
 		return VMM_ST_INVALID_ARGUMENT;
 	}
 	return 0;
@@ -618,6 +731,8 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 		if (r == 0 && dest)
 			r = vmm_check_uffd(s->pfds[1], "second descriptor",
 			    err, sizeof(err));
+		else if (r == 0)
+			r = vmm_dirty_take(s, a, err, sizeof(err));
 	}
 	if (r < 0) {
 		vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, err);
@@ -653,8 +768,11 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	g.uid = s->uid;
 	g.reattach = a->reattach;
 	g.resumed = a->reattach && a->resumed;
+	g.dirty = s->dirty;
+	g.dirty_why = s->dirty_why;
 	s->guest = g;
 	s->guest.memfd = s->guest.uffd = -1;
+	s->guest.dirty = NULL;
 
 	/* Requests the callee makes from inside attached() are held and
 	 * sent after the AttachReply (or dropped if it refuses). */
@@ -664,6 +782,7 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	r = srv->ops->attached != NULL ?
 	    srv->ops->attached(srv->arg, s, &g, err, sizeof(err)) : -ENOTSUP;
 	s->hold = false;
+	s->dirty = g.dirty;	/* NULL if the callee took it */
 	if (r < 0) {
 		s->state = VMM_S_HELLO;
 		s->pause_sent = false;
@@ -859,7 +978,8 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (r == -E2BIG) {
 		if (s->state == VMM_S_HELLO)
 			vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, "too many "
-			    "descriptors: at most 2 (memfd, userfaultfd)");
+			    "descriptors: at most 3 (memfd, userfaultfd, "
+			    "pagemap)");
 		else
 			vmm_session_kill(s, true);
 		return;

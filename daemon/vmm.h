@@ -30,6 +30,7 @@ struct vmm_session;
 #define VMM_FRAME_MAX		(VMM_STATE_MAX + 4096u)	/* any frame */
 #define VMM_SIZE_MAX		(1ull << 44)		/* 16 TiB guest */
 #define VMM_MAX_SESSIONS	256
+#define VMM_DIRTY_WHY_MAX	512
 #define VMM_ATTACH_TIMEOUT_S	10	/* connected but no Attach: closed */
 #define VMM_HUGE_2M		(2u << 20)	/* hugetlbfs page sizes a guest */
 #define VMM_HUGE_1G		(1u << 30)	/* may declare besides the base */
@@ -61,6 +62,12 @@ struct vmm_guest {
 	uid_t		uid;
 	bool		reattach;	/* after a daemon restart */
 	bool		resumed;	/* reattach: the guest already runs */
+	/* Source: the dirty tracker on the VMM's passed userfaultfd and
+	 * pagemap (precopy), or NULL (postcopy-only; dirty_why says why).
+	 * ops->attached may take it (set it NULL); otherwise the session
+	 * keeps it (vmm_session_dirty) and closes it when it ends. */
+	struct dirty	*dirty;
+	const char	*dirty_why;
 };
 
 struct vmm_ops {
@@ -102,6 +109,10 @@ int vmm_session_resume(struct vmm_session *s, const void *state,
 int vmm_session_complete(struct vmm_session *s, bool ok, const char *msg);
 void vmm_session_set_data(struct vmm_session *s, void *data);
 void *vmm_session_data(struct vmm_session *s);
+/* Source: the dirty tracker the session kept (NULL: postcopy-only, or the
+ * migration took it), and why there is none. */
+struct dirty *vmm_session_dirty(struct vmm_session *s);
+const char *vmm_session_dirty_why(struct vmm_session *s);
 
 /* The requests above return 0, -ENOTCONN when the VMM is gone or not
  * attached, -EINVAL for the wrong role or an oversized state, -EALREADY

@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +25,7 @@
 #define PCVMM_CONNECT_MS	5000
 #define PCVMM_REPLY_MS		10000
 #define PCVMM_RETRY_MS		100
+#define PCVMM_UFFD_IOC_NEW	_IO(0xAA, 0x00)	/* USERFAULTFD_IOC_NEW */
 
 struct pcvmm {
 	int		 fd;
@@ -289,7 +292,7 @@ pcvmm_do_attach(struct pcvmm *v, bool reattach, int connect_ms, char *err,
 	const struct pcvmm_attach_args *a = &v->a;
 	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT, *rm = NULL;
 	Pcd__VmmAttach at = PCD__VMM_ATTACH__INIT;
-	int fds[2], nfds = 0, r;
+	int fds[3], nfds = 0, r;
 
 	v->fd = -1;
 	v->inlen = 0;
@@ -301,6 +304,10 @@ pcvmm_do_attach(struct pcvmm *v, bool reattach, int connect_ms, char *err,
 		fds[nfds++] = a->memfd;
 	if (a->uffd >= 0)
 		fds[nfds++] = a->uffd;
+	if (a->role == PCVMM_ROLE_SOURCE && a->track_dirty) {
+		fds[nfds++] = a->pagemap_fd;	/* after the uffd */
+		at.dirty_tracking = true;
+	}
 	at.version = PCVMM_PROTOCOL_VERSION;
 	at.id = (char *)a->id;
 	at.role = (Pcd__VmmRole)a->role;
@@ -399,6 +406,12 @@ pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
 		snprintf(err, errlen, "no migration id");
 		return -EINVAL;
 	}
+	if (a->role == PCVMM_ROLE_SOURCE && a->track_dirty &&
+	    (a->uffd < 0 || a->pagemap_fd < 0 || a->memfd < 0)) {
+		snprintf(err, errlen, "track_dirty needs memfd, uffd and "
+		    "pagemap_fd (see pcvmm_dirty_fds_open)");
+		return -EINVAL;
+	}
 	/* shmem THP must not back guest faults (one fault would map 2 MiB
 	 * the daemon has not filled). Only a mapping the daemon would accept
 	 * can be advised; the daemon reports anything else. */
@@ -437,6 +450,36 @@ fail:
 	free(v->in);
 	free(v);
 	return r;
+}
+
+int
+pcvmm_dirty_fds_open(int *uffd, int *pagemap_fd, char *err, size_t errlen)
+{
+	int dev, fd = -1, r;
+
+	*uffd = *pagemap_fd = -1;
+	if ((dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC)) >= 0) {
+		fd = ioctl(dev, PCVMM_UFFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+	}
+	if (fd < 0)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "userfaultfd for dirty tracking: %s",
+		    strerror(errno));
+		return r;
+	}
+	if ((*pagemap_fd = open("/proc/self/pagemap", O_RDONLY |
+	    O_CLOEXEC)) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "/proc/self/pagemap: %s",
+		    strerror(errno));
+		close(fd);
+		return r;
+	}
+	*uffd = fd;
+	return 0;
 }
 
 int

@@ -1,7 +1,8 @@
 /* pcvmm.h - attach a VMM's guest memory to postcopyd (libpcvmm).
  *
  * A VMM calls pcvmm_attach() once per migration with its guest memory
- * (memfd) and, on the destination, the userfaultfd it created; then it
+ * (memfd) and, on the destination, the userfaultfd it created (on the
+ * source, for precopy, a userfaultfd and its pagemap); then it
  * polls pcvmm_fd() in its own loop and reads events with
  * pcvmm_next_event(): PAUSE (source: stop the vCPUs, answer with
  * pcvmm_send_paused()), RESUME (destination: load the device state, run),
@@ -49,7 +50,18 @@ struct pcvmm_attach_args {
 	 * memfd's own (its huge page size on hugetlbfs), else the base page. */
 	uint32_t	 page_size;
 	int		 memfd;		/* -1 in COPY mode */
-	int		 uffd;		/* destination only, else -1 */
+	/* Destination: the userfaultfd the daemon resolves faults with.
+	 * Source with track_dirty: the dirty-tracking userfaultfd. Else -1. */
+	int		 uffd;
+	/* Source, for precopy: also send uffd (a userfaultfd created for
+	 * dirty tracking, no UFFDIO_API: the daemon does the handshake) and
+	 * pagemap_fd (this process's /proc/self/pagemap, read-only); see
+	 * pcvmm_dirty_fds_open(). Without them the daemon can migrate this
+	 * guest postcopy-only. The guest must write its memory only through
+	 * the mapping at base (writes through another mapping of the memfd
+	 * are not tracked). pagemap_fd is ignored unless track_dirty. */
+	bool		 track_dirty;
+	int		 pagemap_fd;
 	/* While the socket is absent or refuses connections (the daemon is
 	 * (re)starting), retry for this long. 0: 5000 ms; <0: try once. */
 	int		 connect_timeout_ms;
@@ -84,6 +96,13 @@ struct pcvmm_event {
  * and err holds the daemon's message. The caller keeps its own fds open. */
 int pcvmm_attach(const struct pcvmm_attach_args *a, struct pcvmm **out,
     char *err, size_t errlen);
+
+/* Source, for precopy: opens the two descriptors track_dirty sends, a
+ * userfaultfd (O_CLOEXEC|O_NONBLOCK; /dev/userfaultfd, else the syscall)
+ * with no handshake done, and /proc/self/pagemap. The caller keeps them
+ * open for the migration and closes them after. 0 or -errno with err. */
+int pcvmm_dirty_fds_open(int *uffd, int *pagemap_fd, char *err,
+    size_t errlen);
 
 /* The socket to poll for POLLIN. */
 int pcvmm_fd(const struct pcvmm *v);

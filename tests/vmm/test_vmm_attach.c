@@ -30,14 +30,18 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "dirty.h"
 #include "log.h"
 #include "pcvmm.h"
+#include "probe.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
 
@@ -74,6 +78,8 @@ struct tstate {
 	int			 nattached, ndetached;
 	struct vmm_guest	 last;		/* fds -1 */
 	bool			 last_memfd_ok, last_uffd_ok;
+	bool			 last_dirty;	/* a tracker came along */
+	char			 last_dirty_why[512];
 	char			 state[64];	/* device state from Paused */
 	size_t			 state_len;
 	bool			 have_state;
@@ -165,6 +171,9 @@ t_attached(void *arg, struct vmm_session *s, struct vmm_guest *g, char *err,
 	t->last_memfd_ok = g->memfd >= 0 &&
 	    pread(g->memfd, &v, sizeof(v), (off_t)g->offset) == sizeof(v) &&
 	    v == MAGIC;
+	t->last_dirty = g->dirty != NULL;
+	snprintf(t->last_dirty_why, sizeof(t->last_dirty_why), "%s",
+	    g->dirty_why != NULL ? g->dirty_why : "");
 	t->last_uffd_ok = false;
 	if (g->uffd >= 0) {
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", g->uffd);
@@ -481,6 +490,24 @@ test_raw(struct tstate *t)
 	printf("ok: attach without descriptors refused: %s\n", msg);
 	still_serving(t, "no descriptors");
 
+	/* dirty_tracking is for a source. */
+	a.role = PCD__VMM_ROLE__VMM_ROLE_DEST;
+	a.dirty_tracking = true;
+	n = frame(buf, &m);
+	code = raw_exchange(buf, n, msg, sizeof(msg));
+	CHECK(code == 3 && strstr(msg, "dirty_tracking is for a source"),
+	    "dest dirty_tracking: code %d \"%s\"", code, msg);
+	printf("ok: dirty_tracking on a destination refused: %s\n", msg);
+	a.role = PCD__VMM_ROLE__VMM_ROLE_SOURCE;
+	/* ... and a source announcing it sends three descriptors. */
+	n = frame(buf, &m);
+	code = raw_exchange(buf, n, msg, sizeof(msg));
+	CHECK(code == 3 && strstr(msg, "expected 3 descriptors (memfd, "
+	    "userfaultfd, pagemap)"), "dirty no fds: code %d \"%s\"", code,
+	    msg);
+	a.dirty_tracking = false;
+	still_serving(t, "dirty_tracking refusals");
+
 	/* First message not an Attach. */
 	m.body_case = PCD__VMM_MESSAGE__BODY_DETACH;
 	m.detach = &d;
@@ -762,6 +789,137 @@ test_good_and_flow(struct tstate *t)
 	still_serving(t, "the flow");
 }
 
+
+/* 1 when the mapping at p carries the uffd-wp flag ("uw") in smaps. */
+static int
+smaps_uw(const void *p)
+{
+	char line[512], want[32];
+	bool in = false;
+	int uw = -1;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (f == NULL)
+		return -1;
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)p);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, want, strlen(want)) == 0)
+			in = true;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			uw = strstr(line, " uw") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return uw;
+}
+
+/* Precopy's descriptors: a source sending its userfaultfd and pagemap
+ * gets a working tracker (the session keeps it; detaching removes the
+ * protection); one without gets postcopy-only, said plainly; descriptors
+ * that do not fit are refused, naming the problem. */
+static void
+test_dirty_attach(struct tstate *t)
+{
+	struct pcvmm_attach_args a;
+	struct pcvmm *p = NULL;
+	struct live *l;
+	struct dirty *d = NULL;
+	struct vmm v;
+	char err[512], why[256];
+	uint64_t bits = 0, n = 0;
+	int r, before, uffd, pagemap, efd;
+	pid_t child;
+
+	if (dirty_selftest(why, sizeof(why)) < 0) {
+		printf("note: dirty-tracking attach not tested: %s\n", why);
+		return;
+	}
+	vmm_make(&v, 16 * PS, 16 * PS, false);
+	memset(v.map, 1, 16 * PS);
+	CHECK(pcvmm_dirty_fds_open(&uffd, &pagemap, err, sizeof(err)) == 0,
+	    "pcvmm_dirty_fds_open: %s", err);
+	a = args_for(&v, "dirty", PCVMM_ROLE_SOURCE);
+	a.track_dirty = true;
+	a.uffd = uffd;
+	a.pagemap_fd = pagemap;
+	r = pcvmm_attach(&a, &p, err, sizeof(err));
+	CHECK(r == 0, "source attach with dirty tracking: %s", err);
+	pthread_mutex_lock(&t->mu);
+	CHECK(t->last_dirty && t->last_dirty_why[0] == '\0',
+	    "no tracker delivered: %s", t->last_dirty_why);
+	l = live_role(t, "dirty", MIG_ROLE_SOURCE);
+	if (l != NULL)
+		d = vmm_session_dirty(l->s);
+	pthread_mutex_unlock(&t->mu);
+	CHECK(d != NULL, "the session kept no tracker");
+	CHECK(smaps_uw(v.map) == 1, "guest mapping not registered for WP");
+	if (d != NULL) {
+		CHECK(dirty_start(d) == 0, "dirty_start");
+		((char *)v.map)[3 * PS] = 3;
+		((char *)v.map)[9 * PS + 5] = 9;
+		CHECK(dirty_scan(d, &bits, &n) == 0 && n == 2 &&
+		    bits == (1u << 3 | 1u << 9), "scan: pages 0x%llx (%llu)",
+		    (unsigned long long)bits, (unsigned long long)n);
+		printf("ok: dirty tracking through the attached descriptors: "
+		    "pages 0x%llx\n", (unsigned long long)bits);
+	}
+	pthread_mutex_lock(&t->mu);
+	before = t->ndetached;
+	pthread_mutex_unlock(&t->mu);
+	if (r == 0)
+		pcvmm_detach(p, "done");
+	CHECK(wait_detached(t, before + 1), "dirty: detach");
+	CHECK(smaps_uw(v.map) == 0, "detach left the guest registered");
+	((char *)v.map)[4 * PS] = 4;	/* and it can still write */
+	printf("ok: detaching removed the write protection\n");
+
+	/* A VMM that sends none: postcopy-only, said so. */
+	a = args_for(&v, "no-dirty", PCVMM_ROLE_SOURCE);
+	r = pcvmm_attach(&a, &p, err, sizeof(err));
+	CHECK(r == 0, "source attach without: %s", err);
+	pthread_mutex_lock(&t->mu);
+	CHECK(!t->last_dirty && strstr(t->last_dirty_why, "postcopy-only") &&
+	    strstr(t->last_dirty_why, "older VMM"), "why: %s",
+	    t->last_dirty_why);
+	printf("ok: without them: %s\n", t->last_dirty_why);
+	pthread_mutex_unlock(&t->mu);
+	if (r == 0)
+		pcvmm_detach(p, NULL);
+
+	/* The third descriptor is not a pagemap. */
+	efd = eventfd(0, EFD_CLOEXEC);
+	a = args_for(&v, "dirty-bad", PCVMM_ROLE_SOURCE);
+	a.track_dirty = true;
+	a.uffd = uffd;
+	a.pagemap_fd = efd;
+	expect_refused(t, "eventfd as pagemap", &a, -EINVAL,
+	    "third descriptor is not a pagemap");
+	/* Another process's pagemap. */
+	if ((child = fork()) == 0) {
+		pause();
+		_exit(0);
+	}
+	snprintf(why, sizeof(why), "/proc/%d/pagemap", (int)child);
+	close(efd);
+	efd = open(why, O_RDONLY | O_CLOEXEC);
+	CHECK(efd >= 0, "open %s", why);
+	a.pagemap_fd = efd;
+	expect_refused(t, "another process's pagemap", &a, -EINVAL,
+	    "the pagemap is not the same process as the userfaultfd");
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	/* Without the uffd: refused by the library before connecting. */
+	a.uffd = -1;
+	r = pcvmm_attach(&a, &p, err, sizeof(err));
+	CHECK(r == -EINVAL && strstr(err, "track_dirty needs"), "no uffd: %s",
+	    err);
+	close(efd);
+	close(uffd);
+	close(pagemap);
+	vmm_free(&v);
+}
+
 static void
 test_retry_connect(struct tstate *t, const char *dir)
 {
@@ -1025,6 +1183,7 @@ main(int argc, char **argv)
 		test_raw(&t);
 		test_duplicate(&t);
 		test_good_and_flow(&t);
+		test_dirty_attach(&t);
 		test_retry_connect(&t, dir);
 	}
 
