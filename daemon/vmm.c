@@ -504,12 +504,14 @@ vmm_dirty_take(struct vmm_session *s, const Pcd__VmmAttach *a, char *err,
 	char who[128], why[VMM_DIRTY_WHY_MAX - 128];
 	int r;
 
+	/* s->guest is not filled yet: name the VMM from the message. */
+	snprintf(who, sizeof(who), "vmm %s/source (pid %d)", a->id,
+	    (int)s->pid);
 	if (!a->dirty_tracking) {
 		snprintf(s->dirty_why, sizeof(s->dirty_why), "the VMM sent no "
 		    "dirty-tracking descriptors (userfaultfd, pagemap): an "
 		    "older VMM; this migration can only run postcopy-only");
-		log_notice("%s: %s", vmm_peer(s, who, sizeof(who)),
-		    s->dirty_why);
+		log_notice("%s: %s", who, s->dirty_why);
 		return 0;
 	}
 	if ((r = vmm_dirty_check_fds(s, err, errlen)) < 0)
@@ -522,16 +524,14 @@ vmm_dirty_take(struct vmm_session *s, const Pcd__VmmAttach *a, char *err,
 		snprintf(s->dirty_why, sizeof(s->dirty_why), "no dirty "
 		    "tracking: %s; this migration can only run postcopy-only",
 		    why);
-		log_notice("%s: %s", vmm_peer(s, who, sizeof(who)),
-		    s->dirty_why);
+		log_notice("%s: %s", who, s->dirty_why);
 		return 0;
 	}
 	if (r < 0) {
 		snprintf(err, errlen, "dirty tracking: %s", why);
 		return r;
 	}
-	log_info("%s: dirty tracking ready (precopy possible)",
-	    vmm_peer(s, who, sizeof(who)));
+	log_info("%s: dirty tracking ready (precopy possible)", who);
 	return 0;
 }
 

@@ -1,9 +1,11 @@
 /* postcopy-guest - the stand-in VMM of postcopyd's tests, demo and benchmark.
  *
  *   source: fills a memfd with generated content (guestgen), attaches it as
- *           SOURCE, waits for PAUSE, answers PAUSED with a device state that
- *           names the content (seed, size, zero fraction), waits for
- *           COMPLETE.
+ *           SOURCE (with a userfaultfd and its pagemap for precopy's dirty
+ *           tracking), keeps reading (and with --dirty-rate writing) its
+ *           memory until PAUSE, answers PAUSED with a device state that
+ *           names the content (seed, size, zero fraction, writes made),
+ *           waits for COMPLETE.
  *   dest:   creates the memfd and the userfaultfd, maps the guest, attaches
  *           as DEST, waits for RESUME, runs a workload (threads checking
  *           every page they touch, or a KVM vCPU summing every page), waits
@@ -45,13 +47,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guestdirty.h"
 #include "guestgen.h"
 #include "guestkvm.h"
 #include "pcvmm.h"
 
 #define PAGE		GUESTGEN_PAGE
-#define STATE_MAGIC	"PCGUEST1"
-#define STATE_HDR	40
+#define STATE_MAGIC	"PCGUEST2"
+#define STATE_HDR	48	/* magic seed size zero page pad nwrites */
 #define EXIT_SKIP	77
 #define MAX_THREADS	256
 #define MAX_REPORTED	5	/* mismatches printed in detail */
@@ -84,6 +87,8 @@ struct opts {
 	int64_t		 corrupt;	/* --local: deliver this page wrong */
 	uint32_t	 huge;		/* --hugepages: bytes; 0 = base pages */
 	bool		 quiet;
+	double		 dirty_rate;	/* source: pages written per s */
+	bool		 no_track_dirty; /* source: attach like an older VMM */
 };
 
 static double
@@ -183,7 +188,7 @@ get32(const uint8_t *p)
 
 static uint8_t *
 state_encode(const struct guestgen *g, uint64_t size, uint64_t pad,
-    size_t *len)
+    uint64_t nwrites, size_t *len)
 {
 	uint8_t *s = malloc(STATE_HDR + pad);
 
@@ -195,6 +200,7 @@ state_encode(const struct guestgen *g, uint64_t size, uint64_t pad,
 	put32(s + 24, g->zero_q16);
 	put32(s + 28, (uint32_t)guestgen_unit(g));	/* the guest's pages */
 	put64(s + 32, pad);
+	put64(s + 40, nwrites);
 	for (uint64_t i = 0; i < pad; i++)
 		s[STATE_HDR + i] = (uint8_t)(i * 31 + 7);
 	*len = STATE_HDR + pad;
@@ -204,7 +210,7 @@ state_encode(const struct guestgen *g, uint64_t size, uint64_t pad,
 /* Checks the source's device state; fills g. */
 static int
 state_decode(const void *buf, size_t len, uint64_t size, struct guestgen *g,
-    char *err, size_t errlen)
+    uint64_t *nwrites, char *err, size_t errlen)
 {
 	const uint8_t *s = buf;
 	uint64_t ssize, pad;
@@ -234,8 +240,14 @@ state_decode(const void *buf, size_t len, uint64_t size, struct guestgen *g,
 			    " is corrupt", STATE_HDR + i);
 			return -EINVAL;
 		}
+	if (get64(s + 40) > GUESTDIRTY_MAX_WRITES) {
+		snprintf(err, errlen, "device state: %" PRIu64 " source writes "
+		    "is more than this guest can replay", get64(s + 40));
+		return -EINVAL;
+	}
 	g->seed = get64(s + 8);
 	g->zero_q16 = get32(s + 24);
+	*nwrites = get64(s + 40);
 	return 0;
 }
 
@@ -544,7 +556,7 @@ local_stop(struct local *l)
 
 struct wl {
 	const struct opts	*o;
-	const struct guestgen	*g;
+	const struct guestdirty	*x;	/* content at the source's pause */
 	uint8_t			*mem;
 	uint64_t		 npages;
 	uint32_t		*order;		/* random / hotset: a permutation */
@@ -566,21 +578,23 @@ struct wl_thread {
 };
 
 static void
-wl_report(atomic_uint *reported, uint64_t idx, const struct guestgen *g,
+wl_report(atomic_uint *reported, uint64_t idx, const struct guestdirty *x,
     const uint8_t *got, const char *when)
 {
 	static const char *kinds[] = { "zero", "patterned", "random" };
+	const struct guestgen *g = &x->base;
 	uint8_t want[PAGE];
 	size_t off = 0;
 
 	if (atomic_fetch_add(reported, 1) >= MAX_REPORTED)
 		return;
-	guestgen_page(g, idx, want);
+	guestdirty_expect(x, idx, want);
 	while (off < PAGE && got[off] == want[off])
 		off++;
 	fprintf(stderr, "postcopy-guest: MISMATCH %s: page %" PRIu64 " (%s): "
 	    "first difference at byte %zu (got 0x%02x, want 0x%02x), xxh3 "
 	    "%016" PRIx64 " want %016" PRIx64 "\n", when, idx,
+	    guestdirty_written(x, idx) ? "rewritten by the source" :
 	    kinds[guestgen_kind(g, idx)], off, off < PAGE ? got[off] : 0,
 	    off < PAGE ? want[off] : 0, guestgen_hash(got),
 	    guestgen_hash(want));
@@ -601,11 +615,11 @@ wl_access(struct wl *w, uint64_t idx, uint8_t *buf)
 		    (uint32_t)(t1 - t0);
 		atomic_fetch_add(&w->first_touches, 1);
 	}
-	guestgen_page(w->g, idx, buf);
+	guestdirty_expect(w->x, idx, buf);
 	if (memcmp(p, buf, PAGE) != 0) {
 		w->bad[idx] = 1;
 		atomic_fetch_add(&w->mismatched, 1);
-		wl_report(&w->reported, idx, w->g, p, "workload");
+		wl_report(&w->reported, idx, w->x, p, "workload");
 	}
 	atomic_fetch_add(&w->checked, 1);
 }
@@ -655,16 +669,17 @@ struct wl_result {
 };
 
 static void
-wl_threads(const struct opts *o, const struct guestgen *g, struct guest *gu,
+wl_threads(const struct opts *o, const struct guestdirty *x, struct guest *gu,
     uint8_t *bad, struct wl_result *res)
 {
+	const struct guestgen *g = &x->base;
 	struct wl w = { 0 };
 	struct wl_thread *ts;
 	uint32_t *lats;
 	uint64_t n = 0, rng = g->seed ^ 0x5eed;
 
 	w.o = o;
-	w.g = g;
+	w.x = x;
 	w.mem = gu->mem;
 	w.npages = gu->npages;
 	w.bad = bad;
@@ -728,7 +743,7 @@ wl_threads(const struct opts *o, const struct guestgen *g, struct guest *gu,
 /* ---- verification: xxh3 of every page --------------------------------- */
 
 struct vf {
-	const struct guestgen	*g;
+	const struct guestdirty	*x;
 	const uint8_t		*mem;
 	uint64_t		 from, to;
 	uint64_t		 mismatched, zero;
@@ -744,19 +759,19 @@ vf_main(void *arg)
 
 	for (uint64_t i = v->from; i < v->to; i++) {
 		const uint8_t *p = v->mem + i * PAGE;
-		if (guestgen_is_zero(v->g, i))
+		if (guestdirty_is_zero(v->x, i))
 			v->zero++;
-		if (guestgen_hash(p) != guestgen_page_hash(v->g, i)) {
+		if (guestgen_hash(p) != guestdirty_expect_hash(v->x, i)) {
 			v->bad[i] = 1;
 			v->mismatched++;
-			wl_report(v->reported, i, v->g, p, "verify");
+			wl_report(v->reported, i, v->x, p, "verify");
 		}
 	}
 	return NULL;
 }
 
 static uint64_t
-verify(const struct guestgen *g, const struct guest *gu, unsigned nthreads,
+verify(const struct guestdirty *x, const struct guest *gu, unsigned nthreads,
     uint8_t *bad, uint64_t *zero)
 {
 	struct vf vs[MAX_THREADS];
@@ -767,7 +782,7 @@ verify(const struct guestgen *g, const struct guest *gu, unsigned nthreads,
 		nthreads = 1;
 	per = (gu->npages + nthreads - 1) / nthreads;
 	for (unsigned i = 0; i < nthreads; i++) {
-		vs[i] = (struct vf){ .g = g, .mem = gu->mem, .bad = bad,
+		vs[i] = (struct vf){ .x = x, .mem = gu->mem, .bad = bad,
 		    .from = i * per < gu->npages ? i * per : gu->npages,
 		    .reported = &reported };
 		vs[i].to = vs[i].from + per < gu->npages ? vs[i].from + per :
@@ -848,8 +863,10 @@ watcher_main(void *arg)
 	return NULL;
 }
 
+/* dfd: the source's dirty-tracking userfaultfd and pagemap, or -1. */
 static struct pcvmm *
-attach(const struct opts *o, struct guest *gu, enum pcvmm_role role)
+attach(const struct opts *o, struct guest *gu, enum pcvmm_role role,
+    const int dfd[2])
 {
 	struct pcvmm_attach_args a = {
 		.socket_path = o->socket,
@@ -861,7 +878,9 @@ attach(const struct opts *o, struct guest *gu, enum pcvmm_role role)
 		.offset = 0,
 		.page_size = gu->ps,
 		.memfd = gu->memfd,
-		.uffd = role == PCVMM_ROLE_DEST ? gu->uffd : -1,
+		.uffd = role == PCVMM_ROLE_DEST ? gu->uffd : dfd[0],
+		.track_dirty = role == PCVMM_ROLE_SOURCE && dfd[0] >= 0,
+		.pagemap_fd = dfd[1],
 		.connect_timeout_ms = 10000,
 		.reattach_timeout_ms = (int)(o->reattach * 1000),
 	};
@@ -910,14 +929,65 @@ reader_main(void *arg)
 	return (void *)(uintptr_t)(sum & 1);
 }
 
+/* --dirty-rate: the source guest's writes until the pause, at a steady
+ * rate, in the deterministic sequence of guestdirty.h. */
+struct writer {
+	struct guest		*gu;
+	const struct guestgen	*g;
+	double			 rate;		/* pages per second */
+	atomic_bool		 stop;
+	uint64_t		 nwrites;	/* completed */
+	pthread_t		 th;
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct timespec nap = { 0, 1000000 };
+	double t0 = now_s();
+
+	while (!atomic_load(&w->stop)) {
+		double due = (now_s() - t0) * w->rate;
+
+		while (w->nwrites < due && !atomic_load(&w->stop) &&
+		    w->nwrites < GUESTDIRTY_MAX_WRITES) {
+			guestdirty_write(w->g, w->gu->npages, w->nwrites,
+			    w->gu->mem);
+			w->nwrites++;
+		}
+		nanosleep(&nap, NULL);
+	}
+	return NULL;
+}
+
+/* The descriptors precopy's dirty tracking needs, unless told not to send
+ * them (an older VMM) or the kernel cannot give them. */
+static void
+source_dirty_fds(const struct opts *o, int dfd[2])
+{
+	char err[256];
+
+	dfd[0] = dfd[1] = -1;
+	if (o->no_track_dirty) {
+		say(o, "not sending dirty-tracking descriptors "
+		    "(--no-track-dirty): postcopy-only");
+		return;
+	}
+	if (pcvmm_dirty_fds_open(&dfd[0], &dfd[1], err, sizeof(err)) < 0)
+		say(o, "no dirty tracking (%s): postcopy-only", err);
+}
+
 static int
 run_source(const struct opts *o)
 {
 	struct guest gu;
 	struct guestgen g;
 	struct reader rd = { 0 };
+	struct writer wr = { 0 };
 	struct pcvmm_event ev;
 	struct pcvmm *v;
+	int dfd[2];
 	uint8_t *state;
 	size_t slen;
 	uint64_t zero;
@@ -931,37 +1001,52 @@ run_source(const struct opts *o)
 	say(o, "source %s: %" PRIu64 " pages (%" PRIu64 " zero) generated "
 	    "from seed %" PRIu64 " in %.2f s", o->id, gu.npages, zero, o->seed,
 	    now_s() - t0);
-	v = attach(o, &gu, PCVMM_ROLE_SOURCE);
+	source_dirty_fds(o, dfd);
+	v = attach(o, &gu, PCVMM_ROLE_SOURCE, dfd);
 	t_attach = now_s();
-	say(o, "attached as source of %s; running until PAUSE", o->id);
-	rd.gu = &gu;
-	rd.g = &g;
-	if (pthread_create(&rd.th, NULL, reader_main, &rd) != 0)
+	say(o, "attached as source of %s%s; running until PAUSE", o->id,
+	    dfd[0] >= 0 ? " with dirty tracking" : "");
+	rd.gu = wr.gu = &gu;
+	rd.g = wr.g = &g;
+	wr.rate = o->dirty_rate;
+	if (pthread_create(&rd.th, NULL, reader_main, &rd) != 0 ||
+	    (wr.rate > 0 && pthread_create(&wr.th, NULL, writer_main,
+	    &wr) != 0))
 		die(2, "cannot start the source workload");
 
 	wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
+	/* The vCPUs stop: no write after this point. */
 	atomic_store(&rd.stop, true);
+	atomic_store(&wr.stop, true);
 	pthread_join(rd.th, NULL);
+	if (wr.rate > 0)
+		pthread_join(wr.th, NULL);
 	t_pause = now_s();
-	state = state_encode(&g, gu.size, o->state_pad, &slen);
+	state = state_encode(&g, gu.size, o->state_pad, wr.nwrites, &slen);
 	if ((r = pcvmm_send_paused(v, state, slen)) < 0)
 		die(1, "sending PAUSED: %s", strerror(-r));
 	free(state);
-	say(o, "paused after %.2f s; sent %zu bytes of device state",
-	    t_pause - t_attach, slen);
+	say(o, "paused after %.2f s (%" PRIu64 " pages written meanwhile); "
+	    "sent %zu bytes of device state", t_pause - t_attach, wr.nwrites,
+	    slen);
 
 	wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
 	t_done = now_s();
 	pcvmm_detach(v, "migration complete");
+	if (dfd[0] >= 0) {
+		close(dfd[0]);
+		close(dfd[1]);
+	}
 	if (o->json)
 		printf("{\"role\":\"source\",\"id\":\"%s\",\"page_size\":%"
 		    PRIu32 ",\"pages_total\":%"
 		    PRIu64 ",\"zero_pages\":%" PRIu64 ",\"seed\":%" PRIu64
-		    ",\"state_bytes\":%zu,\"paused_after_s\":%.3f,"
+		    ",\"state_bytes\":%zu,\"source_writes\":%" PRIu64
+		    ",\"dirty_tracking\":%s,\"paused_after_s\":%.3f,"
 		    "\"complete_after_pause_s\":%.3f,\"ok\":true,"
 		    "\"message\":\"%s\"}\n", o->id, gu.ps, gu.npages, zero,
-		    o->seed,
-		    slen, t_pause - t_attach, t_done - t_pause, "complete");
+		    o->seed, slen, wr.nwrites, dfd[0] >= 0 ? "true" : "false",
+		    t_pause - t_attach, t_done - t_pause, "complete");
 	fprintf(o->json ? stderr : stdout, "source %s: %" PRIu64 " pages (%"
 	    PRIu64 " zero), paused after %.2f s, complete %.2f s later: %s\n",
 	    o->id, gu.npages, zero, t_pause - t_attach, t_done - t_pause,
@@ -976,6 +1061,7 @@ run_dest(const struct opts *o)
 {
 	struct guest gu;
 	struct guestgen g;
+	struct guestdirty x;
 	struct local loc;
 	struct guestkvm *kvm = NULL;
 	struct guestkvm_result kr = { 0 };
@@ -983,7 +1069,7 @@ run_dest(const struct opts *o)
 	struct pcvmm *v = NULL;
 	struct pcvmm_event ev = { 0 };
 	char err[1024];
-	uint64_t zero = 0, vbad, expect_sum = 0;
+	uint64_t zero = 0, vbad, expect_sum = 0, nwrites = 0;
 	double t_resume, t_wl, t_complete, t_verify, t0 = now_s();
 	bool kvm_ok = true;
 	uint8_t *bad;
@@ -1011,21 +1097,22 @@ run_dest(const struct opts *o)
 		guestgen_init(&g, o->seed, o->zero_fraction);
 		guestgen_set_unit(&g, gu.ps);
 		/* The device state goes through the same codec. */
-		state = state_encode(&g, gu.size, o->state_pad, &slen);
+		state = state_encode(&g, gu.size, o->state_pad, 0, &slen);
 		memset(&g, 0, sizeof(g));
-		if (state_decode(state, slen, gu.size, &g, err, sizeof(err)) < 0)
+		if (state_decode(state, slen, gu.size, &g, &nwrites, err,
+		    sizeof(err)) < 0)
 			die(1, "device state: %s", err);
 		free(state);
 		local_start(&loc, &gu, &g, o);
 	} else {
-		v = attach(o, &gu, PCVMM_ROLE_DEST);
+		v = attach(o, &gu, PCVMM_ROLE_DEST, (const int[2]){ -1, -1 });
 		say(o, "attached as destination of %s (%" PRIu64 " pages, %s); "
 		    "waiting for RESUME", o->id, gu.npages,
 		    o->copy ? "COPY mode" : "memfd");
 		wait_event(v, PCVMM_EV_RESUME, o->timeout, &ev, "RESUME");
 		slen = ev.state_len;
-		if (state_decode(ev.state, ev.state_len, gu.size, &g, err,
-		    sizeof(err)) < 0)
+		if (state_decode(ev.state, ev.state_len, gu.size, &g, &nwrites,
+		    err, sizeof(err)) < 0)
 			die(1, "device state from the source: %s", err);
 		pcvmm_event_clear(&ev);
 	}
@@ -1034,9 +1121,16 @@ run_dest(const struct opts *o)
 		    "%" PRIu32 "-byte pages (--hugepages must match)",
 		    guestgen_unit(&g), gu.ps);
 	t_resume = now_s();
+	/* What the source had at its pause: its generated content and the
+	 * writes it made while precopy ran. */
+	if (guestdirty_init(&x, &g, gu.npages, nwrites) < 0)
+		die(2, "out of memory replaying %" PRIu64 " source writes",
+		    nwrites);
 	say(o, "resumed (%zu bytes of device state: seed %" PRIu64 ", zero "
-	    "fraction %.3f); running the %s workload", slen, g.seed,
-	    guestgen_zero_fraction(&g), o->workload == WL_KVM ? "kvm" :
+	    "fraction %.3f, %" PRIu64 " source writes to %" PRIu64 " pages); "
+	    "running the %s workload", slen, g.seed,
+	    guestgen_zero_fraction(&g), nwrites, x.rewritten,
+	    o->workload == WL_KVM ? "kvm" :
 	    o->workload == WL_THREADS ? "threads" : "no");
 
 	struct watcher wat = { .v = v };
@@ -1044,11 +1138,11 @@ run_dest(const struct opts *o)
 	    pthread_create(&wat.th, NULL, watcher_main, &wat) == 0;
 
 	if (o->workload == WL_THREADS) {
-		wl_threads(o, &g, &gu, bad, &wr);
+		wl_threads(o, &x, &gu, bad, &wr);
 	} else if (o->workload == WL_KVM) {
 		if ((r = guestkvm_run(kvm, &kr, err, sizeof(err))) < 0)
 			die(1, "kvm: %s", err);
-		expect_sum = guestgen_kvm_checksum(&g, gu.npages);
+		expect_sum = guestdirty_kvm_checksum(&x);
 		kvm_ok = kr.checksum == expect_sum &&
 		    kr.pages_read == gu.npages;
 		wr.checked = kr.pages_read;
@@ -1082,7 +1176,8 @@ run_dest(const struct opts *o)
 		say(o, "migration complete: %s", ev.message);
 	}
 	t_complete = now_s();
-	vbad = verify(&g, &gu, o->threads, bad, &zero);
+	vbad = verify(&x, &gu, o->threads, bad, &zero);
+	guestdirty_free(&x);
 	t_verify = now_s();
 	if (o->local)
 		local_stop(&loc);
@@ -1113,14 +1208,15 @@ run_dest(const struct opts *o)
 		    PRIu64 ",\"verify_mismatched\":%" PRIu64 ","
 		    "\"workload\":\"%s\",\"pattern\":\"%s\",\"threads\":%u,"
 		    "\"wall_s\":%.3f,\"complete_wait_s\":%.3f,"
-		    "\"verify_s\":%.3f,\"total_s\":%.3f,\"state_bytes\":%zu",
+		    "\"verify_s\":%.3f,\"total_s\":%.3f,\"state_bytes\":%zu"
+		    ",\"source_writes\":%" PRIu64,
 		    o->local ? "local" : o->id, o->local ? "true" : "false",
 		    o->copy ? "copy" : "minor", gu.ps, gu.npages, wr.checked,
 		    wr.touched, gu.npages, gu.npages - mismatched, zero,
 		    mismatched, wr.mismatched,
 		    vbad, wlname, patname, o->threads, t_wl - t_resume,
 		    t_complete - t_wl, t_verify - t_complete, t_verify - t0,
-		    slen);
+		    slen, nwrites);
 		if (o->workload == WL_THREADS)
 			printf(",\"first_touch_us\":{\"p50\":%.1f,\"p99\":%.1f,"
 			    "\"max\":%.1f}", wr.p50_us, wr.p99_us, wr.max_us);
@@ -1191,6 +1287,12 @@ usage(FILE *f)
 "      --hugepages SIZE     2M or 1G: guest memory is a hugetlbfs memfd of\n"
 "                           huge pages of that size (source and dest must\n"
 "                           agree; --size a multiple of it; not with --copy)\n"
+"      --dirty-rate R       source: keep writing R pages per second until\n"
+"                           the pause (a deterministic sequence from the\n"
+"                           seed; the destination verifies every page\n"
+"                           against what the source had at the pause)\n"
+"      --no-track-dirty     source: send no dirty-tracking descriptors, as\n"
+"                           a VMM older than precopy (postcopy-only)\n"
 "      --copy               dest: anonymous memory, COPY mode (baseline;\n"
 "                           also --mode copy; --mode minor is the default)\n"
 "      --local              no daemon: resolve this process's own faults\n"
@@ -1278,7 +1380,8 @@ int
 main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
-	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE };
+	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE,
+	    O_DIRTY_RATE, O_NO_TRACK };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1302,6 +1405,8 @@ main(int argc, char **argv)
 		{ "local",		no_argument,	   NULL, O_LOCAL },
 		{ "prefill",		required_argument, NULL, O_PREFILL },
 		{ "local-corrupt",	required_argument, NULL, O_CORRUPT },
+		{ "dirty-rate",		required_argument, NULL, O_DIRTY_RATE },
+		{ "no-track-dirty",	no_argument,	   NULL, O_NO_TRACK },
 		{ "json",		no_argument,	   NULL, 'j' },
 		{ "quiet",		no_argument,	   NULL, 'q' },
 		{ "help",		no_argument,	   NULL, 'h' },
@@ -1423,6 +1528,11 @@ main(int argc, char **argv)
 			o.corrupt = (int64_t)parse_u64("--local-corrupt",
 			    optarg);
 			break;
+		case O_DIRTY_RATE:
+			o.dirty_rate = parse_double("--dirty-rate", optarg, 0,
+			    1e7);
+			break;
+		case O_NO_TRACK:	o.no_track_dirty = true; break;
 		case 'j':	o.json = true; break;
 		case 'q':	o.quiet = true; break;
 		case 'h':	usage(stdout); return 0;
@@ -1454,6 +1564,8 @@ main(int argc, char **argv)
 	}
 	if (o.corrupt >= 0 && !o.local)
 		die(2, "--local-corrupt needs --local");
+	if ((o.dirty_rate > 0 || o.no_track_dirty) && o.role != ROLE_SOURCE)
+		die(2, "--dirty-rate and --no-track-dirty are for the source");
 	if (o.copy && o.role == ROLE_SOURCE)
 		die(2, "--copy is for the destination (a source attaches a "
 		    "memfd)");

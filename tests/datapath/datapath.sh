@@ -7,6 +7,7 @@
 #   datapath.sh BUILD_DIR badpeer
 #   datapath.sh BUILD_DIR bandwidth
 #   datapath.sh BUILD_DIR cancel
+#   datapath.sh BUILD_DIR dirty
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
@@ -18,6 +19,11 @@
 #   match the pages (verification must catch it). Each is refused with a
 #   message naming the problem, no byte reaches guest memory, and the same
 #   daemon then completes a good migration.
+# dirty: the source guest keeps writing pages (--dirty-rate) until the
+#   pause; the destination verifies every page against what the source had
+#   at the pause. The source VMM sends its dirty-tracking descriptors (the
+#   daemon says it can track); one that does not (--no-track-dirty) is
+#   attached postcopy-only, and the daemon's log says so.
 set -euo pipefail
 
 B=$(readlink -f "$1"); shift
@@ -39,7 +45,8 @@ migrate_once() {
 	ctl src migrate "$name" "$addr" --tls-dir "$T/certs" ${BANDWIDTH:+--bandwidth $BANDWIDTH} >/dev/null ||
 		fail "migrate $name was refused"
 	"$GUEST" --role source --id "$name" -S "$T/src.vmm" -s "$size" -j -q \
-	    --timeout 300 > "$T/$name.sguest.json" 2> "$T/$name.sguest.log" &
+	    --timeout 300 ${SGUEST_ARGS:-} > "$T/$name.sguest.json" \
+	    2> "$T/$name.sguest.log" &
 	spid=$!
 	PIDS+=($spid)
 	local grc=0 src=0
@@ -127,6 +134,29 @@ cancel)
 	wait $g2 || true
 	echo "c2 (source, connecting): cancelled in $(( (t1 - t0) / 1000000 )) ms"
 	migrate_once after-cancel 64M threads
+	stop_daemons
+	;;
+dirty)
+	start_daemon dst
+	start_daemon src
+	SGUEST_ARGS="--dirty-rate 200000"
+	migrate_once m-dirty 64M threads
+	sw=$(jq -r .source_writes "$T/m-dirty.sguest.json")
+	dw=$(jq -r .source_writes "$T/m-dirty.dguest.json")
+	[ "$(jq -r .dirty_tracking "$T/m-dirty.sguest.json")" = true ] ||
+		fail "m-dirty: the source guest sent no dirty-tracking descriptors"
+	[ "$sw" -gt 0 ] || fail "m-dirty: the source guest wrote no page before the pause"
+	[ "$dw" = "$sw" ] || fail "m-dirty: destination replayed $dw source writes, source made $sw"
+	grep -q "m-dirty/source (pid [0-9]*): dirty tracking ready" "$T/src.log" ||
+		fail "m-dirty: the source daemon did not report dirty tracking"
+	echo "m-dirty: $sw source writes before the pause; every page verified"
+	SGUEST_ARGS="--no-track-dirty"
+	migrate_once m-old 64M threads
+	[ "$(jq -r .dirty_tracking "$T/m-old.sguest.json")" = false ] ||
+		fail "m-old: --no-track-dirty sent descriptors"
+	grep -q "m-old/source (pid [0-9]*): the VMM sent no dirty-tracking descriptors.*postcopy-only" "$T/src.log" ||
+		fail "m-old: the source daemon did not say postcopy-only"
+	echo "m-old: $(grep -o 'the VMM sent no dirty-tracking.*' "$T/src.log" | head -n 1)"
 	stop_daemons
 	;;
 bandwidth)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guestdirty.h"
 #include "guestgen.h"
 
 static int failures;
@@ -22,6 +23,55 @@ cmp64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
+}
+
+/* --dirty-rate: a memory written by the sequence is what the replay
+ * expects (every page), and one write fewer is caught. */
+static void
+test_guestdirty(void)
+{
+	enum { NP = 512, NW = 700 };
+	static uint8_t mem[NP * GUESTGEN_PAGE], buf[GUESTGEN_PAGE];
+	struct guestgen g;
+	struct guestdirty x, y;
+	uint64_t bad = 0, last = 0, written = 0;
+	uint32_t sum = 0;
+
+	guestgen_init(&g, 7, 0.25);
+	for (uint64_t i = 0; i < NP; i++)
+		guestgen_page(&g, i, mem + i * GUESTGEN_PAGE);
+	for (uint64_t i = 0; i < NW; i++)
+		guestdirty_write(&g, NP, i, mem);
+	last = guestdirty_page(&g, NP, NW - 1);
+	CHECK(guestdirty_init(&x, &g, NP, NW) == 0, "init");
+	CHECK(guestdirty_init(&y, &g, NP, NW - 1) == 0, "init");
+	for (uint64_t i = 0; i < NP; i++) {
+		const uint8_t *p = mem + i * GUESTGEN_PAGE;
+
+		guestdirty_expect(&x, i, buf);
+		CHECK(memcmp(p, buf, GUESTGEN_PAGE) == 0, "page %llu",
+		    (unsigned long long)i);
+		CHECK(guestgen_hash(p) == guestdirty_expect_hash(&x, i), "hash");
+		written += guestdirty_written(&x, i) != 0;
+		if (guestdirty_written(&x, i))
+			CHECK(!guestdirty_is_zero(&x, i), "a written page is "
+			    "never zero");
+		bad += guestgen_hash(p) != guestdirty_expect_hash(&y, i);
+		sum = (sum << 1 | sum >> 31) + (uint32_t)(p[0] | p[1] << 8 |
+		    p[2] << 16 | (uint32_t)p[3] << 24) +
+		    (uint32_t)(p[4092] | p[4093] << 8 | p[4094] << 16 |
+		    (uint32_t)p[4095] << 24);
+	}
+	CHECK(written == x.rewritten && written > NP / 2, "rewritten %llu",
+	    (unsigned long long)written);
+	CHECK(bad == 1 && guestgen_hash(mem + last * GUESTGEN_PAGE) !=
+	    guestdirty_expect_hash(&y, last), "one write fewer: %llu bad",
+	    (unsigned long long)bad);
+	CHECK(guestdirty_kvm_checksum(&x) == sum, "kvm checksum of the writes");
+	printf("guestdirty: %d writes to %llu pages replayed; one fewer is "
+	    "caught\n", NW, (unsigned long long)written);
+	guestdirty_free(&x);
+	guestdirty_free(&y);
 }
 
 int
@@ -123,6 +173,7 @@ main(void)
 	CHECK(hzero > runs * 64 * 0.18 && hzero < runs * 64 * 0.32,
 	    "zero huge pages %llu of %llu", (unsigned long long)hzero,
 	    (unsigned long long)runs * 64);
+	test_guestdirty();
 	printf("%s: %llu zero, %llu patterned, %llu random pages\n",
 	    failures ? "FAILED" : "PASSED", (unsigned long long)zero,
 	    (unsigned long long)pattern, (unsigned long long)random);
