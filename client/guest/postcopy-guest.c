@@ -936,7 +936,7 @@ struct writer {
 	const struct guestgen	*g;
 	double			 rate;		/* pages per second */
 	atomic_bool		 stop;
-	uint64_t		 nwrites;	/* completed */
+	atomic_uint_fast64_t	 nwrites;	/* completed */
 	pthread_t		 th;
 };
 
@@ -949,12 +949,12 @@ writer_main(void *arg)
 
 	while (!atomic_load(&w->stop)) {
 		double due = (now_s() - t0) * w->rate;
+		uint64_t n = atomic_load(&w->nwrites);
 
-		while (w->nwrites < due && !atomic_load(&w->stop) &&
-		    w->nwrites < GUESTDIRTY_MAX_WRITES) {
-			guestdirty_write(w->g, w->gu->npages, w->nwrites,
-			    w->gu->mem);
-			w->nwrites++;
+		for (; n < due && !atomic_load(&w->stop) &&
+		    n < GUESTDIRTY_MAX_WRITES; n++) {
+			guestdirty_write(w->g, w->gu->npages, n, w->gu->mem);
+			atomic_store(&w->nwrites, n + 1);
 		}
 		nanosleep(&nap, NULL);
 	}
@@ -1001,11 +1001,8 @@ run_source(const struct opts *o)
 	say(o, "source %s: %" PRIu64 " pages (%" PRIu64 " zero) generated "
 	    "from seed %" PRIu64 " in %.2f s", o->id, gu.npages, zero, o->seed,
 	    now_s() - t0);
-	source_dirty_fds(o, dfd);
-	v = attach(o, &gu, PCVMM_ROLE_SOURCE, dfd);
-	t_attach = now_s();
-	say(o, "attached as source of %s%s; running until PAUSE", o->id,
-	    dfd[0] >= 0 ? " with dirty tracking" : "");
+	/* The guest runs before the migration starts: with --dirty-rate it
+	 * has written at least one page by the time it attaches. */
 	rd.gu = wr.gu = &gu;
 	rd.g = wr.g = &g;
 	wr.rate = o->dirty_rate;
@@ -1013,6 +1010,14 @@ run_source(const struct opts *o)
 	    (wr.rate > 0 && pthread_create(&wr.th, NULL, writer_main,
 	    &wr) != 0))
 		die(2, "cannot start the source workload");
+	for (int i = 0; wr.rate > 0 && atomic_load(&wr.nwrites) == 0 &&
+	    i < 10000; i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	source_dirty_fds(o, dfd);
+	v = attach(o, &gu, PCVMM_ROLE_SOURCE, dfd);
+	t_attach = now_s();
+	say(o, "attached as source of %s%s; running until PAUSE", o->id,
+	    dfd[0] >= 0 ? " with dirty tracking" : "");
 
 	wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
 	/* The vCPUs stop: no write after this point. */
@@ -1022,13 +1027,14 @@ run_source(const struct opts *o)
 	if (wr.rate > 0)
 		pthread_join(wr.th, NULL);
 	t_pause = now_s();
-	state = state_encode(&g, gu.size, o->state_pad, wr.nwrites, &slen);
+	state = state_encode(&g, gu.size, o->state_pad,
+	    atomic_load(&wr.nwrites), &slen);
 	if ((r = pcvmm_send_paused(v, state, slen)) < 0)
 		die(1, "sending PAUSED: %s", strerror(-r));
 	free(state);
 	say(o, "paused after %.2f s (%" PRIu64 " pages written meanwhile); "
-	    "sent %zu bytes of device state", t_pause - t_attach, wr.nwrites,
-	    slen);
+	    "sent %zu bytes of device state", t_pause - t_attach,
+	    (uint64_t)atomic_load(&wr.nwrites), slen);
 
 	wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
 	t_done = now_s();
@@ -1045,7 +1051,8 @@ run_source(const struct opts *o)
 		    ",\"dirty_tracking\":%s,\"paused_after_s\":%.3f,"
 		    "\"complete_after_pause_s\":%.3f,\"ok\":true,"
 		    "\"message\":\"%s\"}\n", o->id, gu.ps, gu.npages, zero,
-		    o->seed, slen, wr.nwrites, dfd[0] >= 0 ? "true" : "false",
+		    o->seed, slen, (uint64_t)atomic_load(&wr.nwrites),
+		    dfd[0] >= 0 ? "true" : "false",
 		    t_pause - t_attach, t_done - t_pause, "complete");
 	fprintf(o->json ? stderr : stdout, "source %s: %" PRIu64 " pages (%"
 	    PRIu64 " zero), paused after %.2f s, complete %.2f s later: %s\n",
