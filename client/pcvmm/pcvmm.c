@@ -25,6 +25,7 @@
 #define PCVMM_CONNECT_MS	5000
 #define PCVMM_REPLY_MS		10000
 #define PCVMM_RETRY_MS		100
+#define PCVMM_MAX_FDS		3	/* memfd, userfaultfd, pagemap */
 #define PCVMM_UFFD_IOC_NEW	_IO(0xAA, 0x00)	/* USERFAULTFD_IOC_NEW */
 
 struct pcvmm {
@@ -84,10 +85,12 @@ pcvmm_write_all(int fd, const uint8_t *buf, size_t len, const int *fds,
 {
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 2)];
+		char		buf[CMSG_SPACE(sizeof(int) * PCVMM_MAX_FDS)];
 	} cbuf;
 	size_t off = 0;
 
+	if (nfds < 0 || nfds > PCVMM_MAX_FDS)
+		return -EINVAL;
 	while (off < len) {
 		struct iovec iov = { (void *)(buf + off), len - off };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -292,7 +295,7 @@ pcvmm_do_attach(struct pcvmm *v, bool reattach, int connect_ms, char *err,
 	const struct pcvmm_attach_args *a = &v->a;
 	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT, *rm = NULL;
 	Pcd__VmmAttach at = PCD__VMM_ATTACH__INIT;
-	int fds[3], nfds = 0, r;
+	int fds[PCVMM_MAX_FDS], nfds = 0, r;
 
 	v->fd = -1;
 	v->inlen = 0;
