@@ -870,6 +870,10 @@ test_dirty_attach(struct tstate *t)
 	if (r == 0)
 		pcvmm_detach(p, "done");
 	CHECK(wait_detached(t, before + 1), "dirty: detach");
+	/* The session closes its tracker right after the detached()
+	 * callback, on the loop thread: give it a moment. */
+	for (int i = 0; i < 200 && smaps_uw(v.map) != 0; i++)
+		usleep(10000);
 	CHECK(smaps_uw(v.map) == 0, "detach left the guest registered");
 	((char *)v.map)[4 * PS] = 4;	/* and it can still write */
 	printf("ok: detaching removed the write protection\n");
