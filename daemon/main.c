@@ -255,8 +255,10 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-int
-main(int argc, char **argv)
+/* Command-line options: -1 to go on, or the exit status. */
+static int
+parse_args(int argc, char **argv, struct daemon *d, int *check,
+    bool *explicit_file)
 {
 	static const struct option opts[] = {
 		{ "config",		required_argument, NULL, 'c' },
@@ -269,38 +271,28 @@ main(int argc, char **argv)
 		{ "help",		no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct daemon d = { 0 };
-	struct event *sigev[3] = { NULL };
-	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
-	struct config cfg;
-	char err[1024];
-	int c, r, ctl_fd = -1, check = 0;
-	bool explicit_file = false;
-
-	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
-	str_copy(d.vmm_socket, PCD_VMM_SOCKET, sizeof(d.vmm_socket));
-	str_copy(d.config_file, PCD_CONFIG_FILE, sizeof(d.config_file));
-	log_init("postcopyd", LOG_LVL_INFO);
+	int c;
 
 	while ((c = getopt_long(argc, argv, "c:s:V:l:nvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			if (str_copy(d.config_file, optarg, sizeof(d.config_file)))
+			if (str_copy(d->config_file, optarg,
+			    sizeof(d->config_file)))
 				fatalx("--config: path too long");
-			explicit_file = true;
+			*explicit_file = true;
 			break;
 		case 's':
 		case 'V':
 		case 'l':
 			/* Checked with the config file, which they override. */
-			if (d.ncli == ARRAY_SIZE(d.cli))
+			if (d->ncli == ARRAY_SIZE(d->cli))
 				fatalx("too many options");
-			d.cli[d.ncli][0] = c == 's' ? "control_socket" :
+			d->cli[d->ncli][0] = c == 's' ? "control_socket" :
 			    c == 'V' ? "vmm_socket" : "log_level";
-			d.cli[d.ncli++][1] = optarg;
+			d->cli[d->ncli++][1] = optarg;
 			break;
 		case 'n':
-			check++;
+			(*check)++;
 			break;
 		case 'K':
 			return check_kernel();
@@ -320,6 +312,26 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	struct event *sigev[3] = { NULL };
+	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct config cfg;
+	char err[1024];
+	int r, ctl_fd = -1, check = 0;
+	bool explicit_file = false;
+
+	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
+	str_copy(d.vmm_socket, PCD_VMM_SOCKET, sizeof(d.vmm_socket));
+	str_copy(d.config_file, PCD_CONFIG_FILE, sizeof(d.config_file));
+	log_init("postcopyd", LOG_LVL_INFO);
+	if ((r = parse_args(argc, argv, &d, &check, &explicit_file)) >= 0)
+		return r;
 
 	if (load_config(&d, &cfg, explicit_file, err, sizeof(err)) < 0) {
 		if (check)
