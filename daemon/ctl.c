@@ -204,7 +204,7 @@ ctl_watch_send(struct ctl_watch *w, bool forced)
 		    RPC_M_WATCH, &ev.base);
 		return true;
 	}
-	final = jobstats_terminal(st.state);
+	final = mig_terminal(st.state);
 	if (!final && !forced && evbuffer_get_length(
 	    bufferevent_get_output(c->bev)) > CTL_WATCH_OUT_MAX)
 		return false;		/* the client is not reading */
@@ -243,16 +243,14 @@ ctl_watch_free(struct ctl_watch *w)
 	free(w);
 }
 
-/* The migration table's notify callback: fan out to watches and libvirt. */
+/* The migration table's notify callback: fan out to watches. (libvirt
+ * follows transitions: main.c's transition hook.) */
 static void
 ctl_notify(void *arg, const char *id)
 {
 	struct ctl_server *s = arg;
 	struct ctl_watch *w, *tmp;
-	struct mig_stats st;
 
-	if (mig_get_stats(s->d->migs, id, &st) == 0)
-		virt_on_state(s->virt, id, st.state);
 	TAILQ_FOREACH_SAFE(w, &s->watches, entry, tmp) {
 		if (strcmp(w->id, id) == 0 && ctl_watch_send(w, false))
 			ctl_watch_free(w);
@@ -464,19 +462,8 @@ ctl_cancel(struct ctl_conn *c, const struct rpc_hdr *h,
 	int r;
 
 	rep.status = &st;
-	/* After switchover the guest runs on the destination and part of its
-	 * memory is still only on the source: nothing can be rolled back. */
-	if (mig_get_stats(s->d->migs, req->id, &ms) == 0 &&
-	    (ms.state == MIG_STATE_POSTCOPY || ms.state == MIG_STATE_PAUSED)) {
-		snprintf(err, sizeof(err), "migration '%s' has switched over "
-		    "(state %s): the guest runs on the destination and pages "
-		    "not yet moved exist only on the source, so it cannot be "
-		    "cancelled; let it complete", req->id,
-		    mig_state_name(ms.state));
-		r = -EBUSY;
-	} else {
-		r = mig_cancel(s->d->migs, req->id, err, sizeof(err));
-	}
+	/* The state machine decides: refused after switchover, with why. */
+	r = mig_cancel(s->d->migs, req->id, err, sizeof(err));
 	if (r < 0 && err[0] == '\0' && r == -ENOENT)
 		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
 	if (mig_get_stats(s->d->migs, req->id, &ms) == 0)
@@ -1234,4 +1221,10 @@ ctl_server_close(struct ctl_server *s)
 	SSL_CTX_free(s->ssl_ctx);
 	virt_free(s->virt);
 	free(s);
+}
+
+struct virt *
+ctl_server_virt(struct ctl_server *s)
+{
+	return s->virt;
 }

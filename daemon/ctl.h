@@ -25,6 +25,8 @@ int ctl_server_open(struct daemon *d, const struct config *cfg, int listen_fd,
 int ctl_server_reconfigure(struct ctl_server *s, const struct config *cfg);
 /* Closes every connection and listener; unlinks the socket it created. */
 void ctl_server_close(struct ctl_server *s);
+/* The libvirt domain controller (main.c feeds it transitions). */
+struct virt *ctl_server_virt(struct ctl_server *s);
 
 /* The checks of Prepare/Migrate arguments that need no daemon state (also
  * what tests/fuzz calls): a valid migration id, TLS dir and peer name that

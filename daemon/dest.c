@@ -595,8 +595,8 @@ dest_session_start(struct dest *d)
 	}
 	d->urgent_started = true;
 	if (d->sessions == 1) {
-		mig_post(m, MIG_EV_CONNECTED | (d->restored &&
-		    atomic_load(&d->switched) ? MIG_EV_RESTORED : 0));
+		mig_post(m, d->restored && atomic_load(&d->switched) ?
+		    MIG_EV_RESTORED : MIG_EV_CONNECTED);
 	} else {
 		atomic_fetch_add(&d->pg.c->reconnects, 1);
 		mig_post_link(m, false, "the source reconnected (session %u)",

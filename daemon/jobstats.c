@@ -7,13 +7,6 @@
 #include "jobstats.h"
 #include "migration.h"
 
-bool
-jobstats_terminal(int state)
-{
-	return state == MIG_STATE_COMPLETED || state == MIG_STATE_FAILED ||
-	    state == MIG_STATE_CANCELLED;
-}
-
 static int
 job_type(enum mig_state s)
 {
@@ -81,7 +74,7 @@ jobstats_params(const struct mig_stats *st, virTypedParameterPtr *params,
 	    VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, ps);
 	ok |= virTypedParamsAddULLong(&p, &n, &max,
 	    VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS, requests);
-	if (jobstats_terminal(st->state))
+	if (mig_terminal(st->state))
 		ok |= virTypedParamsAddBoolean(&p, &n, &max,
 		    VIR_DOMAIN_JOB_SUCCESS, st->state == MIG_STATE_COMPLETED);
 	if (st->errmsg[0] != '\0')

@@ -14,7 +14,6 @@
 
 struct mig_stats;
 
-bool jobstats_terminal(int state);	/* completed, failed, cancelled */
 /* Fills an initialised MigrationInfo; strings may point into *st, which
  * must outlive mi. Undo with jobstats_info_clear. 0 or -ENOMEM. */
 int jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st);

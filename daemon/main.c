@@ -23,6 +23,7 @@
 #include "probe.h"
 #include "sdnotify.h"
 #include "util.h"
+#include "virt.h"
 
 /* How long SIGTERM waits for migrations in postcopy (TimeoutStopSec= of
  * postcopyd.service is longer). */
@@ -96,6 +97,17 @@ probe_at_start(void)
 	log_warnx("destination role unavailable: %s", why);
 }
 
+/* The migration table's transition hook: libvirt follows the migration. */
+static void
+on_transition(void *arg, const char *id, enum mig_role role,
+    enum mig_state from, enum mig_state to)
+{
+	struct daemon *d = arg;
+
+	if (d->ctl != NULL)
+		virt_on_state(ctl_server_virt(d->ctl), id, to);
+}
+
 static size_t
 active_migrations(void *arg)
 {
@@ -126,37 +138,22 @@ on_stop_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* SIGTERM: take no new work (d->stopping), cancel what can be restarted
- * later without harm (migrations that have not switched over: the guest
- * still runs on the source), and give the ones in postcopy, whose guest
- * needs this daemon, PCD_STOP_TIMEOUT_S to finish. */
+/* SIGTERM: take no new work (d->stopping), cancel what the state machine
+ * lets us cancel (migrations that have not switched over: the guest still
+ * runs on the source, the orchestrator can start them again), and give the
+ * ones that switched over, whose guest needs this daemon,
+ * PCD_STOP_TIMEOUT_S to finish. */
 static void
 stop_begin(struct daemon *d, int sig)
 {
 	static const struct timeval tick = { .tv_sec = 0, .tv_usec = 200000 };
-	struct mig_stats *st = NULL;
-	size_t n = 0, cancelled = 0;
-	char err[256];
+	size_t cancelled = 0;
 
 	log_notice("signal %d: shutting down", sig);
 	d->stopping = true;
 	sdnotify_stopping(d->sdn);
-	if (d->migs != NULL && (n = mig_list(d->migs, NULL, 0)) > 0 &&
-	    (st = calloc(n, sizeof(*st))) != NULL) {
-		n = mig_list(d->migs, st, n);
-		for (size_t i = 0; i < n; i++) {
-			if (st[i].state != MIG_STATE_WAITING &&
-			    st[i].state != MIG_STATE_CONNECTING &&
-			    st[i].state != MIG_STATE_PRECOPY)
-				continue;
-			if (mig_cancel(d->migs, st[i].id, err, sizeof(err)) < 0)
-				log_warnx("shutdown: cannot cancel migration "
-				    "%s: %s", st[i].id, err);
-			else
-				cancelled++;
-		}
-		free(st);
-	}
+	if (d->migs != NULL)
+		cancelled = mig_cancel_on_shutdown(d->migs);
 	if (cancelled > 0)
 		log_notice("shutdown: cancelled %zu migration%s before "
 		    "switchover; the orchestrator may start them again",
@@ -376,6 +373,7 @@ main(int argc, char **argv)
 	if (ctl_server_open(&d, &cfg, ctl_fd, &d.ctl) < 0)
 		fatalx("cannot open the control socket %s", d.control_socket);
 	ctl_fd = -1;
+	mig_table_set_transition_hook(d.migs, on_transition, &d);
 	if (cfg.metrics_listen[0] != '\0' &&
 	    metrics_open(&d, cfg.metrics_listen, &d.metrics) < 0)
 		fatalx("cannot serve metrics on %s", cfg.metrics_listen);
@@ -390,6 +388,7 @@ main(int argc, char **argv)
 		if (sigev[i] != NULL)
 			event_free(sigev[i]);
 	metrics_close(d.metrics);
+	mig_table_set_transition_hook(d.migs, NULL, NULL);
 	ctl_server_close(d.ctl);
 	if (d.stop_ev != NULL)
 		event_free(d.stop_ev);

@@ -1,9 +1,12 @@
 /* migration.c - the table of migrations and their state machine.
  *
  * Runs on the event-loop thread. Each migration's data path (source.c,
- * dest.c) runs on threads of its own that post events here through an
- * eventfd (mig_post*); the loop applies them as state transitions, talks to
- * the VMM (vmm.h) and tells the control plane (the notify hook).
+ * dest.c) runs on threads of its own that post typed events here, in order,
+ * through a queue and an eventfd (mig_post*). The loop applies each event
+ * through the transition table of state.c (mig_apply): the table says what
+ * the next state is or why the event is refused; the action of the event
+ * talks to the VMM (vmm.h) and the data path, and the transition tells the
+ * transition hook (libvirt) and the control plane (the notify hook).
  */
 #include "migration.h"
 
@@ -37,14 +40,9 @@ struct mig_table {
 	size_t			 n;
 	mig_notify_fn		 notify;
 	void			*notify_arg;
+	mig_transition_fn	 on_transition;
+	void			*on_transition_arg;
 };
-
-static bool
-mig_terminal(enum mig_state s)
-{
-	return s == MIG_STATE_COMPLETED || s == MIG_STATE_FAILED ||
-	    s == MIG_STATE_CANCELLED;
-}
 
 static void
 mig_notify(struct mig *m)
@@ -53,19 +51,16 @@ mig_notify(struct mig *m)
 		m->t->notify(m->t->notify_arg, m->id);
 }
 
+/* Only ever called with a state the transition table chose. */
 static void
 mig_set_state(struct mig *m, enum mig_state s)
 {
-	if (m->state == s)
+	enum mig_state from = m->state;
+
+	if (from == s)
 		return;
-	/* Terminal states are final. */
-	if (mig_terminal(m->state)) {
-		log_warnx("migration %s: ignoring %s -> %s", m->id,
-		    mig_state_name(m->state), mig_state_name(s));
-		return;
-	}
 	log_info("migration %s (%s): %s -> %s", m->id, mig_role_name(m->role),
-	    mig_state_name(m->state), mig_state_name(s));
+	    mig_state_name(from), mig_state_name(s));
 	m->state = s;
 	if (mig_terminal(s))
 		m->end_ns = now_ns();
@@ -73,6 +68,9 @@ mig_set_state(struct mig *m, enum mig_state s)
 	if (mig_terminal(s) && m->state_path[0] != '\0' &&
 	    unlink(m->state_path) < 0 && errno != ENOENT)
 		log_warn("migration %s: unlink %s", m->id, m->state_path);
+	if (m->t->on_transition != NULL)
+		m->t->on_transition(m->t->on_transition_arg, m->id, m->role,
+		    from, s);
 	mig_notify(m);
 }
 
@@ -111,11 +109,11 @@ mig_release_guest(struct mig *m)
 	m->g.memfd = m->g.uffd = -1;
 }
 
+/* Ends the migration in terminal state s (failed or cancelled): stops the
+ * data path and tells the VMM why. */
 static void
-mig_fail(struct mig *m, enum mig_state s, const char *msg)
+mig_end(struct mig *m, enum mig_state s, const char *msg)
 {
-	if (mig_terminal(m->state))
-		return;
 	snprintf(m->errmsg, sizeof(m->errmsg), "%s", msg);
 	if (s == MIG_STATE_FAILED)
 		log_warnx("migration %s failed: %s", m->id, msg);
@@ -145,8 +143,7 @@ mig_free(struct mig *m)
 		close(m->evfd);
 	if (m->stopfd >= 0)
 		close(m->stopfd);
-	free(m->devstate);
-	pthread_mutex_destroy(&m->lock);
+	mig_queue_destroy(&m->q);
 	free(m);
 }
 
@@ -184,72 +181,64 @@ mig_wake(struct mig *m)
 		log_warn("migration %s: event eventfd", m->id);
 }
 
-void
-mig_post(struct mig *m, unsigned ev)
+/* Queues an event (taking data) and wakes the loop. A post that finds no
+ * memory is counted by the queue, and the loop fails the migration. */
+static void
+mig_post_event(struct mig *m, enum mig_ev ev, const char *text, void *data,
+    size_t len, uint64_t at_ms)
 {
-	pthread_mutex_lock(&m->lock);
-	m->pending |= ev;
-	pthread_mutex_unlock(&m->lock);
+	(void)mig_queue_post(&m->q, ev, text, data, len, at_ms);
 	mig_wake(m);
+}
+
+void
+mig_post(struct mig *m, enum mig_ev ev)
+{
+	mig_post_event(m, ev, NULL, NULL, 0, 0);
 }
 
 void
 mig_post_fail(struct mig *m, const char *fmt, ...)
 {
+	char text[256];
 	va_list ap;
 
-	pthread_mutex_lock(&m->lock);
-	if (!(m->pending & MIG_EV_FAILED)) {
-		va_start(ap, fmt);
-		vsnprintf(m->fail, sizeof(m->fail), fmt, ap);
-		va_end(ap);
-		m->pending |= MIG_EV_FAILED;
-	}
-	pthread_mutex_unlock(&m->lock);
-	mig_wake(m);
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	mig_post_event(m, MIG_EV_FAIL, text, NULL, 0, 0);
 }
 
 void
 mig_post_refused(struct mig *m, const char *fmt, ...)
 {
+	char text[256];
 	va_list ap;
 
-	pthread_mutex_lock(&m->lock);
 	va_start(ap, fmt);
-	vsnprintf(m->refused_new, sizeof(m->refused_new), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	m->pending |= MIG_EV_REFUSED;
-	pthread_mutex_unlock(&m->lock);
-	mig_wake(m);
+	mig_post_event(m, MIG_EV_REFUSED, text, NULL, 0, 0);
 }
 
 void
 mig_post_link(struct mig *m, bool down, const char *fmt, ...)
 {
+	char text[256];
 	va_list ap;
 
-	pthread_mutex_lock(&m->lock);
-	m->link_down = down;
 	va_start(ap, fmt);
-	vsnprintf(m->link_why, sizeof(m->link_why), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	m->pending |= MIG_EV_LINK;
-	pthread_mutex_unlock(&m->lock);
-	mig_wake(m);
+	mig_post_event(m, down ? MIG_EV_LINK_DOWN : MIG_EV_LINK_UP, text, NULL,
+	    0, 0);
 }
 
 void
 mig_post_switchover(struct mig *m, void *state, size_t len,
     uint64_t paused_at_ms)
 {
-	pthread_mutex_lock(&m->lock);
-	free(m->devstate);
-	m->devstate = state;
-	m->devstate_len = len;
-	m->paused_at_ms = paused_at_ms;
-	m->pending |= MIG_EV_SWITCHOVER;
-	pthread_mutex_unlock(&m->lock);
-	mig_wake(m);
+	mig_post_event(m, MIG_EV_DEVICE_STATE, NULL, state, len, paused_at_ms);
 }
 
 uint64_t
@@ -273,120 +262,248 @@ mig_lat_percentile(const uint64_t *hist, double q)
 	return 1ull << (MIG_LAT_BUCKETS - 1);
 }
 
+/* ---- applying events: the actions of the transition table -------------- */
+
+static const struct mig_rule *mig_apply(struct mig *m, struct mig_event *e);
+
+/* An event made on the loop (not queued): text only. */
+static const struct mig_rule *
+mig_apply_kind(struct mig *m, enum mig_ev ev, const char *text)
+{
+	struct mig_event e = { .kind = ev };
+
+	if (text != NULL)
+		snprintf(e.text, sizeof(e.text), "%s", text);
+	return mig_apply(m, &e);
+}
+
+/* A source that entered precopy decides what comes next. There are no
+ * precopy rounds yet: switch over at once (or again, when the channels
+ * came back after the VMM was asked to pause). */
+static void
+mig_precopy_next(struct mig *m)
+{
+	if (m->role == MIG_ROLE_SOURCE && m->state == MIG_STATE_PRECOPY)
+		mig_apply_kind(m, MIG_EV_START_POSTCOPY, NULL);
+}
+
+static void
+mig_act_start(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	char err[256] = "";
+	int r;
+
+	m->started = true;
+	m->t0_ns = now_ns();
+	if (m->role == MIG_ROLE_DEST && m->t->state_dir[0] != '\0')
+		snprintf(m->state_path, sizeof(m->state_path), "%.3900s/%s.pcstate",
+		    m->t->state_dir, m->id);
+	if (m->role == MIG_ROLE_SOURCE)
+		r = source_start(m, err, sizeof(err));
+	else
+		r = dest_start(m, err, sizeof(err));
+	if (r < 0) {
+		mig_apply_kind(m, MIG_EV_FAIL, err[0] ? err : strerror(-r));
+		return;
+	}
+	mig_set_state(m, to);
+}
+
+/* CONNECTED and RESTORED: the channels are up. */
+static void
+mig_act_connected(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	if (m->setup_ns == 0)
+		m->setup_ns = now_ns() - m->t0_ns;
+	mig_set_state(m, to);
+	mig_precopy_next(m);
+}
+
+static void
+mig_act_round_done(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	mig_set_state(m, to);
+}
+
+/* CONVERGED and START_POSTCOPY: ask the source VMM to pause (once). */
+static void
+mig_act_switchover(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	if (!m->pause_asked) {
+		m->pause_wall_ms = wall_ms();
+		if (m->vmm == NULL || vmm_session_pause(m->vmm) < 0) {
+			mig_apply_kind(m, MIG_EV_FAIL, "cannot ask the source "
+			    "VMM to pause");
+			return;
+		}
+		m->pause_asked = true;
+	}
+	mig_set_state(m, to);
+}
+
+/* The source VMM paused: its device state goes to the destination. */
+static void
+mig_act_vmm_paused(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	if (e->len > WIRE_MAX_DEVSTATE) {
+		mig_apply_kind(m, MIG_EV_FAIL, "source VMM device state too "
+		    "large");
+		return;
+	}
+	source_paused(m, e->data, e->len);
+	mig_set_state(m, to);
+}
+
+/* The destination received the Switchover: the guest may run here. */
+static void
+mig_act_device_state(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	int r = m->vmm == NULL ? -ENOTCONN :
+	    vmm_session_resume(m->vmm, e->data, e->len);
+	uint64_t now = wall_ms();
+	char msg[128];
+
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "cannot resume the destination "
+		    "VMM: %s", strerror(-r));
+		mig_apply_kind(m, MIG_EV_FAIL, msg);
+		return;
+	}
+	m->downtime_ms = e->at_ms != 0 && now >= e->at_ms ? now - e->at_ms : 0;
+	mig_set_state(m, to);
+}
+
+static void
+mig_act_link_down(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	if (m->state == to) {
+		/* Still paused: a newer reason (a failed reconnect...). */
+		if (strcmp(m->errmsg, e->text) != 0) {
+			snprintf(m->errmsg, sizeof(m->errmsg), "%s", e->text);
+			mig_notify(m);
+		}
+		return;
+	}
+	snprintf(m->errmsg, sizeof(m->errmsg), "%s", e->text);
+	log_warnx("migration %s: paused: %s", m->id, e->text);
+	mig_set_state(m, to);
+}
+
+static void
+mig_act_link_up(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	m->errmsg[0] = '\0';
+	log_notice("migration %s: resumed: %s", m->id, e->text);
+	mig_set_state(m, to);
+	mig_precopy_next(m);
+}
+
+static void
+mig_act_done(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	uint64_t bad = atomic_load(&m->c.pages_mismatched);
+	char msg[128];
+
+	if (bad != 0) {
+		snprintf(msg, sizeof(msg), "verification failed: %" PRIu64
+		    " pages differ from the source", bad);
+		mig_apply_kind(m, MIG_EV_FAIL, msg);
+		return;
+	}
+	mig_stop_datapath(m);
+	if (m->vmm != NULL)
+		vmm_session_complete(m->vmm, true, "migration completed");
+	mig_release_guest(m);
+	log_notice("migration %s (%s) completed: %" PRIu64 " pages, %" PRIu64
+	    " bytes in %" PRIu64 " ms", m->id, mig_role_name(m->role),
+	    atomic_load(&m->c.pages_valid), atomic_load(&m->c.bytes),
+	    (now_ns() - m->t0_ns) / 1000000);
+	mig_set_state(m, to);
+}
+
+/* FAIL and CANCEL. */
+static void
+mig_act_end(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	mig_end(m, to, e->text[0] != '\0' ? e->text : "no reason given");
+}
+
+static void
+mig_act_refused(struct mig *m, struct mig_event *e, enum mig_state to)
+{
+	snprintf(m->refused, sizeof(m->refused), "%s", e->text);
+	log_warnx("migration %s: refused a peer: %s", m->id, e->text);
+	mig_notify(m);
+}
+
+typedef void (*mig_action_fn)(struct mig *, struct mig_event *,
+    enum mig_state);
+
+/* What an allowed event does; it ends in mig_set_state(m, to) (or in a
+ * FAIL event of its own when the action itself fails). */
+static const mig_action_fn mig_actions[MIG_EV_COUNT] = {
+	[MIG_EV_START]			= mig_act_start,
+	[MIG_EV_CONNECTED]		= mig_act_connected,
+	[MIG_EV_RESTORED]		= mig_act_connected,
+	[MIG_EV_PRECOPY_ROUND_DONE]	= mig_act_round_done,
+	[MIG_EV_CONVERGED]		= mig_act_switchover,
+	[MIG_EV_START_POSTCOPY]		= mig_act_switchover,
+	[MIG_EV_VMM_PAUSED]		= mig_act_vmm_paused,
+	[MIG_EV_DEVICE_STATE]		= mig_act_device_state,
+	[MIG_EV_LINK_DOWN]		= mig_act_link_down,
+	[MIG_EV_LINK_UP]		= mig_act_link_up,
+	[MIG_EV_DONE]			= mig_act_done,
+	[MIG_EV_FAIL]			= mig_act_end,
+	[MIG_EV_CANCEL]			= mig_act_end,
+	[MIG_EV_REFUSED]		= mig_act_refused,
+};
+
+/* Applies one event through the transition table; returns the rule. */
+static const struct mig_rule *
+mig_apply(struct mig *m, struct mig_event *e)
+{
+	const struct mig_rule *r = mig_rule(m->role, m->state, e->kind);
+
+	switch (r->verdict) {
+	case MIG_GO:
+		mig_actions[e->kind](m, e, r->to);
+		break;
+	case MIG_REFUSE:
+		log_warnx("migration %s (%s): cannot %s in state %s: %s", m->id,
+		    mig_role_name(m->role), mig_event_name(e->kind),
+		    mig_state_name(m->state), r->why);
+		break;
+	case MIG_IGNORE:
+		log_debug("migration %s: %s ignored in state %s: %s", m->id,
+		    mig_event_name(e->kind), mig_state_name(m->state), r->why);
+		break;
+	}
+	return r;
+}
+
+/* The eventfd fired: apply the queued events in the order they were
+ * posted. */
 static void
 mig_on_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct mig *m = arg;
-	unsigned ev;
-	uint64_t v, paused_at;
-	char fail[256], refused[256], link_why[256];
-	void *state;
-	size_t state_len;
-	bool link_down;
+	struct mig_event *e;
+	unsigned lost;
+	uint64_t v;
+	char msg[128];
 
 	if (read(m->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("migration %s: event eventfd read", m->id);
-	pthread_mutex_lock(&m->lock);
-	ev = m->pending;
-	m->pending = 0;
-	memcpy(fail, m->fail, sizeof(fail));
-	memcpy(refused, m->refused_new, sizeof(refused));
-	state = m->devstate;
-	state_len = m->devstate_len;
-	paused_at = m->paused_at_ms;
-	link_down = m->link_down;
-	memcpy(link_why, m->link_why, sizeof(link_why));
-	m->devstate = NULL;
-	m->devstate_len = 0;
-	pthread_mutex_unlock(&m->lock);
-
-	if (ev & MIG_EV_REFUSED) {
-		snprintf(m->refused, sizeof(m->refused), "%s", refused);
-		log_warnx("migration %s: refused a peer: %s", m->id, refused);
-		mig_notify(m);
-	}
-	if (ev & MIG_EV_FAILED) {
-		mig_fail(m, MIG_STATE_FAILED, fail);
-		goto out;
-	}
-	if (mig_terminal(m->state))
-		goto out;
-	if ((ev & MIG_EV_LINK) && link_down) {
-		if (m->state != MIG_STATE_PAUSED) {
-			m->state_before_pause = m->state;
-			snprintf(m->errmsg, sizeof(m->errmsg), "%s", link_why);
-			log_warnx("migration %s: paused: %s", m->id, link_why);
-			mig_set_state(m, MIG_STATE_PAUSED);
-		} else if (strcmp(m->errmsg, link_why) != 0) {
-			snprintf(m->errmsg, sizeof(m->errmsg), "%s", link_why);
-			mig_notify(m);
+	while ((e = mig_queue_pop(&m->q, &lost)) != NULL || lost > 0) {
+		if (lost > 0) {
+			snprintf(msg, sizeof(msg), "out of memory: %u event%s "
+			    "of the data path lost", lost, lost == 1 ? "" : "s");
+			mig_apply_kind(m, MIG_EV_FAIL, msg);
 		}
-	} else if ((ev & MIG_EV_LINK) && m->state == MIG_STATE_PAUSED) {
-		m->errmsg[0] = '\0';
-		log_notice("migration %s: resumed: %s", m->id, link_why);
-		mig_set_state(m, m->state_before_pause);
+		if (e != NULL)
+			mig_apply(m, e);
+		mig_event_free(e);
 	}
-	if (ev & MIG_EV_CONNECTED) {
-		m->setup_ns = now_ns() - m->t0_ns;
-		/* On the destination the urgent thread may post the Switchover
-		 * before its main thread posts this: never go back. */
-		if (m->state == MIG_STATE_WAITING ||
-		    m->state == MIG_STATE_CONNECTING)
-			mig_set_state(m, MIG_STATE_PRECOPY);
-		if (ev & MIG_EV_RESTORED)
-			mig_set_state(m, MIG_STATE_POSTCOPY);
-		if (m->role == MIG_ROLE_SOURCE) {
-			int r;
-
-			m->pause_wall_ms = wall_ms();
-			if (m->vmm == NULL || (r = vmm_session_pause(m->vmm)) < 0) {
-				mig_fail(m, MIG_STATE_FAILED, "cannot ask the "
-				    "source VMM to pause");
-				goto out;
-			}
-		}
-	}
-	if (ev & MIG_EV_SWITCHOVER) {
-		int r = m->vmm == NULL ? -ENOTCONN :
-		    vmm_session_resume(m->vmm, state, state_len);
-
-		if (r < 0) {
-			char msg[128];
-			snprintf(msg, sizeof(msg), "cannot resume the destination "
-			    "VMM: %s", strerror(-r));
-			mig_fail(m, MIG_STATE_FAILED, msg);
-			goto out;
-		}
-		uint64_t now = wall_ms();
-		m->downtime_ms = paused_at != 0 && now >= paused_at ?
-		    now - paused_at : 0;
-		if (m->state == MIG_STATE_PAUSED)
-			m->state_before_pause = MIG_STATE_POSTCOPY;
-		else
-			mig_set_state(m, MIG_STATE_POSTCOPY);
-	}
-	if (ev & MIG_EV_DONE) {
-		uint64_t bad = atomic_load(&m->c.pages_mismatched);
-
-		if (bad != 0) {
-			char msg[128];
-			snprintf(msg, sizeof(msg), "verification failed: %" PRIu64
-			    " pages differ from the source", bad);
-			mig_fail(m, MIG_STATE_FAILED, msg);
-			goto out;
-		}
-		mig_stop_datapath(m);
-		if (m->vmm != NULL)
-			vmm_session_complete(m->vmm, true, "migration completed");
-		mig_release_guest(m);
-		log_notice("migration %s (%s) completed: %" PRIu64 " pages, %"
-		    PRIu64 " bytes in %" PRIu64 " ms", m->id,
-		    mig_role_name(m->role), atomic_load(&m->c.pages_valid),
-		    atomic_load(&m->c.bytes), (now_ns() - m->t0_ns) / 1000000);
-		mig_set_state(m, MIG_STATE_COMPLETED);
-	}
-out:
-	free(state);
 }
 
 static void
@@ -449,7 +566,7 @@ mig_new(struct mig_table *t, const char *id, enum mig_role role,
 	m->g.memfd = m->g.uffd = -1;
 	m->start_ms = wall_ms();
 	m->t0_ns = now_ns();
-	pthread_mutex_init(&m->lock, NULL);
+	mig_queue_init(&m->q);
 	m->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->stopfd < 0 || m->evfd < 0) {
@@ -473,29 +590,12 @@ fail:
 	return -ENOMEM;
 }
 
+/* Starts the data path once the VMM attached and Prepare/Migrate came. */
 static void
 mig_maybe_start(struct mig *m)
 {
-	char err[256] = "";
-	int r;
-
-	if (!m->registered || !m->attached || m->started ||
-	    mig_terminal(m->state))
-		return;
-	m->started = true;
-	m->t0_ns = now_ns();
-	if (m->role == MIG_ROLE_DEST && m->t->state_dir[0] != '\0')
-		snprintf(m->state_path, sizeof(m->state_path), "%.3900s/%s.pcstate",
-		    m->t->state_dir, m->id);
-	if (m->role == MIG_ROLE_SOURCE)
-		r = source_start(m, err, sizeof(err));
-	else
-		r = dest_start(m, err, sizeof(err));
-	if (r < 0) {
-		mig_fail(m, MIG_STATE_FAILED, err[0] ? err : strerror(-r));
-		return;
-	}
-	mig_set_state(m, MIG_STATE_CONNECTING);
+	if (m->registered && m->attached && !m->started)
+		mig_apply_kind(m, MIG_EV_START, NULL);
 }
 
 /* Finds or makes the migration that prepare/migrate registers. */
@@ -617,6 +717,7 @@ int
 mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 {
 	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+	const char *why = NULL;
 
 	if (m == NULL) {
 		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
@@ -627,11 +728,28 @@ mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 		    mig_state_name(m->state));
 		return -EALREADY;
 	}
-	if (m->state == MIG_STATE_POSTCOPY)
-		log_warnx("migration %s: cancelled in postcopy: the guest's "
-		    "memory is split between the hosts and is lost", id);
-	mig_fail(m, MIG_STATE_CANCELLED, "cancelled by request");
+	if (!mig_can_cancel(m->role, m->state, &why)) {
+		snprintf(err, errlen, "migration '%s' (state %s) cannot be "
+		    "cancelled: %s", id, mig_state_name(m->state), why);
+		return -EBUSY;
+	}
+	mig_apply_kind(m, MIG_EV_CANCEL, "cancelled by request");
 	return 0;
+}
+
+size_t
+mig_cancel_on_shutdown(struct mig_table *t)
+{
+	size_t n = 0;
+
+	for (struct mig *m = t->head; m != NULL; m = m->next) {
+		if (!mig_can_cancel(m->role, m->state, NULL))
+			continue;
+		if (mig_apply_kind(m, MIG_EV_CANCEL, "cancelled: postcopyd is "
+		    "shutting down")->verdict == MIG_GO)
+			n++;
+	}
+	return n;
 }
 
 int
@@ -647,8 +765,7 @@ mig_resume(struct mig_table *t, const char *id, const char *addr,
 		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
 		return -ENOENT;
 	}
-	if (m->state != MIG_STATE_PAUSED && m->state != MIG_STATE_POSTCOPY &&
-	    m->state != MIG_STATE_PRECOPY) {
+	if (!mig_has_channels(m->state)) {
 		snprintf(err, errlen, "migration '%s' is %s: only a paused or "
 		    "running migration can be resumed", id,
 		    mig_state_name(m->state));
@@ -788,6 +905,14 @@ mig_table_set_notify(struct mig_table *t, mig_notify_fn fn, void *arg)
 	t->notify_arg = arg;
 }
 
+void
+mig_table_set_transition_hook(struct mig_table *t, mig_transition_fn fn,
+    void *arg)
+{
+	t->on_transition = fn;
+	t->on_transition_arg = arg;
+}
+
 /* ---- the VMM attach socket -------------------------------------------- */
 
 static int
@@ -828,20 +953,14 @@ static void
 mig_vmm_paused(void *arg, struct vmm_session *s, const void *state, size_t len)
 {
 	struct mig *m = vmm_session_data(s);
+	struct mig_event e = { .kind = MIG_EV_VMM_PAUSED, .len = len };
 
-	if (m == NULL || m->role != MIG_ROLE_SOURCE || mig_terminal(m->state))
+	if (m == NULL)
 		return;
 	log_info("migration %s: source VMM paused (%zu bytes of device state)",
 	    m->id, len);
-	if (len > WIRE_MAX_DEVSTATE) {
-		mig_fail(m, MIG_STATE_FAILED, "source VMM device state too large");
-		return;
-	}
-	source_paused(m, state, len);
-	if (m->state == MIG_STATE_PAUSED)
-		m->state_before_pause = MIG_STATE_POSTCOPY;
-	else
-		mig_set_state(m, MIG_STATE_POSTCOPY);
+	e.data = (void *)state;		/* not owned: the VMM's buffer */
+	mig_apply(m, &e);
 }
 
 static void
@@ -857,7 +976,7 @@ mig_vmm_detached(void *arg, struct vmm_session *s)
 		return;
 	snprintf(msg, sizeof(msg), "the %s VMM (pid %d) detached",
 	    mig_role_name(m->role), (int)m->g.pid);
-	mig_fail(m, MIG_STATE_FAILED, msg);
+	mig_apply_kind(m, MIG_EV_FAIL, msg);
 }
 
 static const struct vmm_ops mig_vmm_ops = {

@@ -22,20 +22,38 @@ struct mig_table;
 
 enum mig_role { MIG_ROLE_SOURCE = 1, MIG_ROLE_DEST = 2 };
 
+/* The states of a migration, both roles (DESIGN.md "The migration state
+ * machine" has the table; daemon/state.c is the table). */
 enum mig_state {
-	MIG_STATE_WAITING,	/* registered, waiting for VMM and/or peer */
-	MIG_STATE_CONNECTING,	/* TLS channels being set up */
-	MIG_STATE_PRECOPY,	/* channels up, guest still runs on source */
+	MIG_STATE_WAITING,	/* registered: waiting for the VMM to attach
+				 * and/or for Prepare/Migrate */
+	MIG_STATE_SETUP,	/* data path started: the source connects, the
+				 * destination waits for its source */
+	MIG_STATE_PRECOPY,	/* channels up, the guest runs on the source */
+	MIG_STATE_PRECOPY_PAUSED,	/* channels lost before switchover,
+				 * recovering; the guest runs on the source */
+	MIG_STATE_SWITCHOVER,	/* source: the VMM is asked to pause; the
+				 * guest has not left the source yet */
 	MIG_STATE_POSTCOPY,	/* switched over: guest runs on destination */
-	MIG_STATE_PAUSED,	/* postcopy, channels lost, recovering */
+	MIG_STATE_POSTCOPY_PAUSED,	/* switched over, channels lost,
+				 * recovering; the guest waits for its pages */
 	MIG_STATE_COMPLETED,
 	MIG_STATE_FAILED,
 	MIG_STATE_CANCELLED,
+	MIG_STATE_COUNT
 };
 
 const char *mig_state_name(enum mig_state s);
 const char *mig_role_name(enum mig_role r);
 bool mig_id_valid(const char *id);
+
+/* Questions about states, answered by the state machine (state.c). */
+bool mig_terminal(enum mig_state s);	/* completed, failed, cancelled */
+/* The guest has left the source: postcopy (paused or not) or completed. */
+bool mig_switched_over(enum mig_state s);
+/* Whether Cancel is allowed in state s; if not, *why (if why is not NULL)
+ * says why. Allowed in every live state before switchover. */
+bool mig_can_cancel(enum mig_role r, enum mig_state s, const char **why);
 
 /* TLS profile: a directory laid out like QEMU's tls-creds-x509 directory:
  * ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
@@ -68,7 +86,7 @@ struct mig_stats {
 	enum mig_role	 role;
 	enum mig_state	 state;
 	char		 listen[128];	/* dest: the address actually bound */
-	char		 errmsg[256];	/* why FAILED / PAUSED, "" otherwise */
+	char		 errmsg[256];	/* why failed / *-paused, "" otherwise */
 	uint64_t	 page_size;
 	uint64_t	 pages_total;
 	uint64_t	 pages_valid;	/* dest: received and written; src: sent */
@@ -104,6 +122,12 @@ void mig_table_free(struct mig_table *t);
 /* Called on the loop thread whenever a migration changes state (and at most
  * every 100 ms while it makes progress). */
 void mig_table_set_notify(struct mig_table *t, mig_notify_fn fn, void *arg);
+/* Called on the loop thread on every state transition (from != to), before
+ * the notify hook. main.c drives the libvirt domain from it. */
+typedef void (*mig_transition_fn)(void *arg, const char *id,
+    enum mig_role role, enum mig_state from, enum mig_state to);
+void mig_table_set_transition_hook(struct mig_table *t, mig_transition_fn fn,
+    void *arg);
 /* Where destinations keep page state for a restart: dir, or "auto" (or
  * "") for the directory of vmm_socket, or "off". */
 void mig_table_set_state_dir(struct mig_table *t, const char *dir,
@@ -113,7 +137,13 @@ int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
     char *err, size_t errlen);
 int mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
     char *err, size_t errlen);
+/* Cancels migration id if the state machine allows it (before switchover):
+ * 0; -ENOENT; -EALREADY when it is over; -EBUSY with the reason when it has
+ * switched over. */
 int mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen);
+/* SIGTERM: cancels every migration that may be cancelled (see
+ * mig_can_cancel); returns how many were. */
+size_t mig_cancel_on_shutdown(struct mig_table *t);
 /* Recover a migration's channels by hand: on a source, reconnect now (to
  * addr if not NULL/empty: the destination moved); on a destination, drop
  * the channels so the source reconnects. Paused or running migrations

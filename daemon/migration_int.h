@@ -16,23 +16,12 @@
 
 #include "log.h"
 #include "migration.h"
+#include "state.h"
 #include "vmm.h"
 
 struct event;
 struct source;
 struct dest;
-
-/* Events a data-path thread posts to the loop (bit mask). */
-enum {
-	MIG_EV_CONNECTED	= 1 << 0,	/* both channels up */
-	MIG_EV_SWITCHOVER	= 1 << 1,	/* dest: device state arrived */
-	MIG_EV_DONE		= 1 << 2,	/* completed and verified */
-	MIG_EV_FAILED		= 1 << 3,	/* see fail */
-	MIG_EV_REFUSED		= 1 << 4,	/* a bad peer was turned away */
-	MIG_EV_LINK		= 1 << 5,	/* channels lost or back: link_down */
-	MIG_EV_RESTORED		= 1 << 6,	/* dest picked up after a restart,
-						 * its guest already runs */
-};
 
 /* Channels: how long without any byte before a connection counts as lost
  * (both sides send a Ping at least every MIG_PING_MS), and the source's
@@ -92,24 +81,16 @@ struct mig {
 	struct event		*tick;
 	uint64_t		 last_sig;	/* [loop] progress signature */
 
-	pthread_mutex_t		 lock;		/* [lock] below */
-	unsigned		 pending;
-	char			 fail[256];
-	char			 refused_new[256];
-	void			*devstate;
-	size_t			 devstate_len;
-	uint64_t		 paused_at_ms;	/* dest: from Switchover */
-	bool			 link_down;	/* channels lost, recovering */
-	char			 link_why[256];
-	enum mig_state		 state_before_pause;	/* [loop] */
+	struct mig_queue	 q;		/* events, threads -> loop */
+	bool			 pause_asked;	/* [loop] src: VMM asked to pause */
 
 	struct mig_counters	 c;
 	struct source		*src;		/* [loop] owner */
 	struct dest		*dst;		/* [loop] owner */
 };
 
-/* From data-path threads. */
-void mig_post(struct mig *m, unsigned ev);
+/* From data-path threads: events for the loop, in order (state.h). */
+void mig_post(struct mig *m, enum mig_ev ev);
 void mig_post_fail(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
 void mig_post_refused(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
 /* dest: takes ownership of state (malloc'd, may be NULL when len 0). */

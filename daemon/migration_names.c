@@ -9,13 +9,16 @@ mig_state_name(enum mig_state s)
 {
 	switch (s) {
 	case MIG_STATE_WAITING:		return "waiting";
-	case MIG_STATE_CONNECTING:	return "connecting";
+	case MIG_STATE_SETUP:		return "setup";
 	case MIG_STATE_PRECOPY:		return "precopy";
+	case MIG_STATE_PRECOPY_PAUSED:	return "precopy-paused";
+	case MIG_STATE_SWITCHOVER:	return "switchover";
 	case MIG_STATE_POSTCOPY:	return "postcopy";
-	case MIG_STATE_PAUSED:		return "paused";
+	case MIG_STATE_POSTCOPY_PAUSED:	return "postcopy-paused";
 	case MIG_STATE_COMPLETED:	return "completed";
 	case MIG_STATE_FAILED:		return "failed";
 	case MIG_STATE_CANCELLED:	return "cancelled";
+	case MIG_STATE_COUNT:		break;
 	}
 	return "unknown";
 }

@@ -408,7 +408,7 @@ virt_on_state(struct virt *v, const char *id, enum mig_state state)
 
 	if ((d = virt_find(v, id)) == NULL || d->acted)
 		return;
-	if (state != MIG_STATE_POSTCOPY && state != MIG_STATE_COMPLETED)
+	if (!mig_switched_over(state))
 		return;
 	d->acted = true;
 	log_info("migration %s: %s libvirt domain %s", id,

@@ -23,8 +23,9 @@ void virt_free(struct virt *v);		/* joins the worker */
  * result shows up in virt_get). Replaces an earlier entry for id. */
 int virt_track(struct virt *v, const char *id, enum mig_role role,
     const char *uri, const char *domain);
-/* Feeds a migration's state: a source entering postcopy (or completed)
- * suspends its domain, a destination resumes it. Once per migration. */
+/* Feeds a migration's new state (main.c's transition hook): once the guest
+ * has switched over (mig_switched_over), a source suspends its domain and a
+ * destination resumes it. Once per migration. */
 void virt_on_state(struct virt *v, const char *id, enum mig_state state);
 /* What the last action on id's domain found. false if id has no domain. */
 bool virt_get(struct virt *v, const char *id, const char **domain,

@@ -114,7 +114,7 @@ cancel)
 		[ "$(field dst c1 vmm_attached)" = true ] && break
 		sleep 0.05
 	done
-	[ "$(field dst c1 state)" = connecting ] || fail "c1: state $(field dst c1 state), want connecting"
+	[ "$(field dst c1 state)" = setup ] || fail "c1: state $(field dst c1 state), want setup"
 	ctl dst cancel c1 >/dev/null || fail "cancel c1 refused"
 	[ "$(field dst c1 state)" = cancelled ] || fail "c1 not cancelled"
 	rc=0; wait $g1 || rc=$?
@@ -125,14 +125,14 @@ cancel)
 	"$GUEST" --role source --id c2 -S "$T/src.vmm" -s 64M -q --timeout 60 \
 	    > /dev/null 2> "$T/c2.sguest.log" &
 	g2=$!; PIDS+=($g2)
-	wait_state src c2 connecting
+	wait_state src c2 setup
 	t0=$(date +%s%N)
 	ctl src cancel c2 >/dev/null || fail "cancel c2 refused"
 	t1=$(date +%s%N)
 	[ "$(field src c2 state)" = cancelled ] || fail "c2 not cancelled: $(field src c2 state)"
 	[ $(( (t1 - t0) / 1000000 )) -lt 2000 ] || fail "cancel c2 took $(( (t1 - t0) / 1000000 )) ms"
 	wait $g2 || true
-	echo "c2 (source, connecting): cancelled in $(( (t1 - t0) / 1000000 )) ms"
+	echo "c2 (source, setup): cancelled in $(( (t1 - t0) / 1000000 )) ms"
 	migrate_once after-cancel 64M threads
 	stop_daemons
 	;;

@@ -21,7 +21,7 @@
 #   source reconnects and resumes each time. Passes when at least MIN_CUTS
 #   cuts happened, both daemons report COMPLETED with every page verified
 #   and the guest verified every page.
-# resume: Status while the path is down (paused, and why), the Resume RPC on
+# resume: Status while the path is down (postcopy-paused, and why), the Resume RPC on
 #   both sides (postcopyctl resume), a new destination address.
 # stall: a path that stops forwarding (no error) and delivers tiny pieces:
 #   the no-progress timeout pauses, the source reconnects.
@@ -164,7 +164,7 @@ cuts)
 	srec=$(field src cut reconnects); drec=$(field dst cut reconnects)
 	echo "cuts: faultproxy cut $cuts connections; source resumed $srec sessions," \
 	    "destination $drec; $VERIFIED pages verified"
-	paused=$(grep -c "postcopy -> paused\|precopy -> paused" "$T/dst.log" || true)
+	paused=$(grep -c -- "-> postcopy-paused\|-> precopy-paused" "$T/dst.log" || true)
 	echo "cuts: the destination paused $paused times"
 	[ "${cuts:-0}" -ge "$min_cuts" ] || fail "only ${cuts:-0} cuts (wanted $min_cuts)"
 	[ "${srec:-0}" -ge 1 ] || fail "the source never resumed"
@@ -213,12 +213,12 @@ resume)
 	echo "resume: the destination dropped its channels by request; the source reconnected"
 	kill -KILL "$PPID_"
 	wait "$PPID_" 2>/dev/null || true
-	wait_state src man paused
-	wait_state dst man paused
+	wait_state src man postcopy-paused
+	wait_state dst man postcopy-paused
 	sleep 1
 	echo "resume: source status: $(field src man state): $(field src man errmsg)"
 	echo "resume: destination status: $(field dst man state): $(field dst man errmsg)"
-	ctl src status man | grep -q "state:.*paused - channels lost" ||
+	ctl src status man | grep -q "state: *postcopy-paused - channels lost" ||
 		fail "status does not say why the migration is paused"
 	v1=$(field dst man pages_valid)
 	sleep 1
@@ -299,7 +299,7 @@ restart)
 	wait "$PID_dst" 2>/dev/null || true
 	DAEMONS=(src)
 	echo "restart: destination daemon killed (-9) in postcopy with $v1 pages valid"
-	wait_state src rs paused
+	wait_state src rs postcopy-paused
 	# The dead daemon's sockets are still there: wait for the new ones.
 	rm -f "$T/dst.ctl" "$T/dst.vmm"
 	start_daemon dst
