@@ -180,6 +180,7 @@ jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st)
 	mi->pages_verified = st->pages_verified;
 	mi->pages_mismatched = st->pages_mismatched;
 	mi->reconnects = st->reconnects;
+	mi->switched_over = st->switched_over;
 
 	if ((mi->lat_hist = malloc(sizeof(uint64_t) * MIG_LAT_BUCKETS)) == NULL)
 		return -ENOMEM;

@@ -62,6 +62,8 @@ mig_set_state(struct mig *m, enum mig_state s)
 	log_info("migration %s (%s): %s -> %s", m->id, mig_role_name(m->role),
 	    mig_state_name(from), mig_state_name(s));
 	m->state = s;
+	if (mig_switched_over(s))
+		m->switched_over = true;
 	if (mig_terminal(s))
 		m->end_ns = now_ns();
 	/* Over: nothing to pick up after a restart. */
@@ -404,9 +406,13 @@ mig_act_done(struct mig *m, struct mig_event *e, enum mig_state to)
 	uint64_t bad = atomic_load(&m->c.pages_mismatched);
 	char msg[128];
 
-	if (bad != 0) {
-		snprintf(msg, sizeof(msg), "verification failed: %" PRIu64
-		    " pages differ from the source", bad);
+	if (bad != 0 || to != MIG_STATE_COMPLETED) {
+		if (bad != 0)
+			snprintf(msg, sizeof(msg), "verification failed: %"
+			    PRIu64 " pages differ from the source", bad);
+		else
+			snprintf(msg, sizeof(msg), "every page arrived but the "
+			    "guest never switched over");
 		mig_apply_kind(m, MIG_EV_FAIL, msg);
 		return;
 	}
@@ -439,8 +445,8 @@ mig_act_refused(struct mig *m, struct mig_event *e, enum mig_state to)
 typedef void (*mig_action_fn)(struct mig *, struct mig_event *,
     enum mig_state);
 
-/* What an allowed event does; it ends in mig_set_state(m, to) (or in a
- * FAIL event of its own when the action itself fails). */
+/* What an allowed event does; it ends in mig_set_state(m, to), or in a
+ * FAIL event of its own when the action fails (or `to` is failed). */
 static const mig_action_fn mig_actions[MIG_EV_COUNT] = {
 	[MIG_EV_START]			= mig_act_start,
 	[MIG_EV_CONNECTED]		= mig_act_connected,
@@ -853,6 +859,7 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	s->setup_ms = m->setup_ns / 1000000;
 	s->downtime_ms = m->downtime_ms;
 	s->vmm_attached = m->attached && m->vmm != NULL;
+	s->switched_over = m->switched_over;
 }
 
 int

@@ -112,6 +112,8 @@ struct mig_stats {
 	uint64_t	 pages_mismatched;
 	/* Added for reliability: */
 	uint64_t	 reconnects;	/* channel sessions resumed after a loss */
+	bool		 switched_over;	/* the guest left the source (it stays
+					 * true after the end) */
 };
 
 typedef void (*mig_notify_fn)(void *arg, const char *id);

@@ -83,6 +83,8 @@ struct mig {
 
 	struct mig_queue	 q;		/* events, threads -> loop */
 	bool			 pause_asked;	/* [loop] src: VMM asked to pause */
+	bool			 switched_over;	/* [loop] was in a switched-over
+						 * state (mig_switched_over) */
 
 	struct mig_counters	 c;
 	struct source		*src;		/* [loop] owner */

@@ -83,7 +83,9 @@ static const struct mig_rule mig_table[MIG_STATE_COUNT][MIG_EV_COUNT] = {
 		[MIG_EV_DEVICE_STATE]		= GO(POSTCOPY),
 		[MIG_EV_LINK_DOWN]		= GO(PRECOPY_PAUSED),
 		[MIG_EV_LINK_UP]		= NO(R_LINK_IS_UP),
-		[MIG_EV_DONE]			= NO(R_NOT_SWITCHED),
+		/* Every page arrived, but the guest never switched over (the
+		 * destination VMM never ran it): that is no completion. */
+		[MIG_EV_DONE]			= GO(FAILED),
 		[MIG_EV_FAIL]			= GO(FAILED),
 		[MIG_EV_CANCEL]			= GO(CANCELLED),
 		[MIG_EV_REFUSED]		= GO(PRECOPY),

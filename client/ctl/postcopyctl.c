@@ -62,7 +62,9 @@ state_on(const char *state)
 		return "\033[32m";
 	if (strcmp(state, "failed") == 0)
 		return "\033[31m";
-	if (strcmp(state, "cancelled") == 0 || strcmp(state, "paused") == 0)
+	if (strcmp(state, "cancelled") == 0 ||
+	    strcmp(state, "precopy-paused") == 0 ||
+	    strcmp(state, "postcopy-paused") == 0)
 		return "\033[33m";
 	return "";
 }
@@ -561,6 +563,8 @@ print_detail(const Pcd__MigrationInfo *mi)
 	printf("%-20s%s%s%s%s%s\n", "state:", state_on(mi->state), mi->state,
 	    state_off(mi->state), mi->errmsg[0] != '\0' ? " - " : "",
 	    mi->errmsg);
+	printf("%-20s%s\n", "switched over:", mi->switched_over ? "yes (the "
+	    "guest runs on the destination)" : "no");
 	if (mi->listen[0] != '\0')
 		printf("%-20s%s\n", "listen:", mi->listen);
 	printf("%-20s%s\n", "vmm attached:", mi->vmm_attached ? "yes" : "no");

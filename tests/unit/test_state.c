@@ -28,7 +28,7 @@
 static const char *const expected[MIG_STATE_COUNT] = {
 	[MIG_STATE_WAITING]		= "S----------FK-",
 	[MIG_STATE_SETUP]		= "-PQ----Q---FKS",
-	[MIG_STATE_PRECOPY]		= "---PXX-Qp--FKP",
+	[MIG_STATE_PRECOPY]		= "---PXX-Qp-FFKP",
 	[MIG_STATE_PRECOPY_PAUSED]	= "---p--qqpP-FKp",
 	[MIG_STATE_SWITCHOVER]		= "---..-Q-p--FKX",
 	[MIG_STATE_POSTCOPY]		= "-Q-..---q-CF-Q",
