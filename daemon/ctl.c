@@ -138,7 +138,7 @@ ctl_send_error(struct ctl_conn *c, uint32_t call_id, uint16_t method,
 	st.code = code;
 	st.message = msg;
 	log_info("control: %s: call %u: %s: %s", c->peer, call_id,
-	    rpc_code_name(code), msg);
+	    status_name(code), msg);
 	ctl_send(c, RPC_ERROR, RPC_F_END_STREAM, call_id, method,
 	    &st.base);
 }
@@ -154,7 +154,7 @@ ctl_reply(struct ctl_conn *c, const struct rpc_hdr *h,
 static void
 ctl_status(Pcd__Status *st, int r, const char *err)
 {
-	st->code = rpc_code_from_errno(r);
+	st->code = status_from_errno(r);
 	st->message = (char *)(r < 0 ? (err[0] != '\0' ? err :
 	    strerror(-r)) : "");
 }
@@ -197,7 +197,7 @@ ctl_watch_send(struct ctl_watch *w, bool forced)
 
 	ev.status = &status;
 	if ((r = mig_get_stats(c->srv->d->migs, w->id, &st)) < 0) {
-		status.code = RPC_NOT_FOUND;
+		status.code = STATUS_NOT_FOUND;
 		status.message = "migration is gone";
 		ev.final = true;
 		ctl_send(c, RPC_EVENT, RPC_F_END_STREAM, w->call_id,
@@ -493,7 +493,7 @@ ctl_watch(struct ctl_conn *c, const struct rpc_hdr *h,
 		char err[CTL_ERR];
 
 		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
-		st.code = RPC_NOT_FOUND;
+		st.code = STATUS_NOT_FOUND;
 		st.message = err;
 		ev.status = &st;
 		ev.final = true;
@@ -524,7 +524,7 @@ ctl_watch(struct ctl_conn *c, const struct rpc_hdr *h,
 		ctl_watch_free(w);
 	return;
 nomem:
-	ctl_send_error(c, h->call_id, h->method, RPC_RESOURCE_EXHAUSTED,
+	ctl_send_error(c, h->call_id, h->method, STATUS_RESOURCE_EXHAUSTED,
 	    "cannot start a watch: out of memory");
 }
 
@@ -613,7 +613,7 @@ ctl_check_kernel(struct ctl_conn *c, const struct rpc_hdr *h)
 		    "not run: %s", strerror(-rc));
 	rep.summary = summary;
 	if (rc < 0 && rc != -ENOTSUP) {
-		st.code = RPC_INTERNAL;
+		st.code = STATUS_INTERNAL;
 		st.message = summary;
 	}
 	for (int i = 0; i < PROBE_NFEATURES; i++) {
@@ -645,7 +645,7 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 	}
 	if (c->inflight >= c->srv->max_inflight) {
 		protobuf_c_message_free_unpacked(req, NULL);
-		ctl_send_error(c, h->call_id, h->method, RPC_RESOURCE_EXHAUSTED,
+		ctl_send_error(c, h->call_id, h->method, STATUS_RESOURCE_EXHAUSTED,
 		    "%u calls in flight on this connection (max_inflight)",
 		    c->inflight);
 		return;
@@ -689,7 +689,7 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 		ctl_check_kernel(c, h);
 		break;
 	default:
-		ctl_send_error(c, h->call_id, h->method, RPC_UNIMPLEMENTED,
+		ctl_send_error(c, h->call_id, h->method, STATUS_UNIMPLEMENTED,
 		    "method %s is not implemented", m->name);
 		break;
 	}
@@ -723,7 +723,7 @@ ctl_conn_read(struct bufferevent *bev, void *arg)
 
 		evbuffer_copyout(in, hb, sizeof(hb));
 		if ((r = rpc_hdr_decode(hb, c->srv->max_frame, &h)) < 0) {
-			ctl_send_error(c, 0, 0, RPC_INVALID_ARGUMENT,
+			ctl_send_error(c, 0, 0, STATUS_INVALID_ARGUMENT,
 			    r == -EMSGSIZE ? "frame of %u bytes is over the "
 			    "limit (max_frame %u): closing" : "malformed frame "
 			    "header (length %u, version %u): closing", h.len,

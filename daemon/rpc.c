@@ -98,61 +98,6 @@ rpc_method_streams(unsigned index)
 	return index == RPC_M_WATCH;
 }
 
-const char *
-rpc_code_name(uint32_t code)
-{
-	static const char *const names[] = {
-		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-		"DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-		"PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-		"FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-		"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
-	};
-
-	if (code < ARRAY_SIZE(names))
-		return names[code];
-	return "UNKNOWN_CODE";
-}
-
-uint32_t
-rpc_code_from_errno(int err)
-{
-	switch (err < 0 ? -err : err) {
-	case 0:			return RPC_OK;
-	case EINVAL:
-	case ENAMETOOLONG:
-	case EDOM:		return RPC_INVALID_ARGUMENT;
-	case ENOENT:
-	case ESRCH:		return RPC_NOT_FOUND;
-	case EEXIST:		return RPC_ALREADY_EXISTS;
-	case EACCES:		return RPC_PERMISSION_DENIED;
-	case ENOSPC:
-	case EMFILE:
-	case ENFILE:
-	case ENOMEM:
-	case EAGAIN:
-	case EUSERS:		return RPC_RESOURCE_EXHAUSTED;
-	case EPERM:
-	case EBUSY:
-	case EALREADY:
-	case EINPROGRESS:
-	case EISCONN:
-	case ESTALE:		return RPC_FAILED_PRECONDITION;
-	case ECANCELED:		return RPC_CANCELLED;
-	case ERANGE:
-	case EOVERFLOW:		return RPC_OUT_OF_RANGE;
-	case ENOSYS:
-	case EOPNOTSUPP:	return RPC_UNIMPLEMENTED;
-	case ECONNREFUSED:
-	case ECONNRESET:
-	case EHOSTUNREACH:
-	case ENETUNREACH:
-	case ESHUTDOWN:
-	case ETIMEDOUT:		return RPC_UNAVAILABLE;
-	default:		return RPC_INTERNAL;
-	}
-}
-
 uint32_t
 rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
     ProtobufCMessage **req, char *err, size_t errlen)
@@ -163,17 +108,17 @@ rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
 	if (h->kind != RPC_REQUEST || h->reserved != 0) {
 		str_printf(err, errlen, "frame kind %u / reserved %u: only requests "
 		    "(kind 1, reserved 0) are accepted", h->kind, h->reserved);
-		return RPC_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if ((m = rpc_method_get(h->method)) == NULL) {
 		str_printf(err, errlen, "unknown method index %u (service "
 		    "pcd.Control has %u)", h->method, rpc_service()->n_methods);
-		return RPC_UNIMPLEMENTED;
+		return STATUS_UNIMPLEMENTED;
 	}
 	if ((*req = pbcheck_unpack(m->input, n, p)) == NULL) {
 		str_printf(err, errlen, "%s: payload of %zu bytes is not a valid "
 		    "%s", m->name, n, m->input->name);
-		return RPC_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
-	return RPC_OK;
+	return STATUS_OK;
 }

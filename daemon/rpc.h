@@ -11,6 +11,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "status.h"
+
 #define RPC_VERSION		1
 #define RPC_HDR_SIZE		16	/* length field + 12-byte envelope */
 #define RPC_ENVELOPE_SIZE	12
@@ -20,15 +22,6 @@
 
 enum rpc_kind { RPC_REQUEST = 1, RPC_REPLY = 2, RPC_EVENT = 3, RPC_ERROR = 4 };
 #define RPC_F_END_STREAM	0x0001
-
-enum rpc_code {
-	RPC_OK = 0, RPC_CANCELLED = 1, RPC_UNKNOWN = 2,
-	RPC_INVALID_ARGUMENT = 3, RPC_DEADLINE_EXCEEDED = 4,
-	RPC_NOT_FOUND = 5, RPC_ALREADY_EXISTS = 6, RPC_PERMISSION_DENIED = 7,
-	RPC_RESOURCE_EXHAUSTED = 8, RPC_FAILED_PRECONDITION = 9,
-	RPC_ABORTED = 10, RPC_OUT_OF_RANGE = 11, RPC_UNIMPLEMENTED = 12,
-	RPC_INTERNAL = 13, RPC_UNAVAILABLE = 14,
-};
 
 /* Method indices in service pcd.Control (the .proto order). */
 enum rpc_method {
@@ -70,17 +63,13 @@ const ProtobufCMethodDescriptor *rpc_method_get(unsigned index);
 int rpc_method_index(const char *name);		/* -1 if unknown */
 bool rpc_method_streams(unsigned index);
 
-const char *rpc_code_name(uint32_t code);
-/* Maps a -errno from the data path to a status code. */
-uint32_t rpc_code_from_errno(int err);
-
 /* The server's pure decoding step (also what tests/fuzz calls; the
  * client's is rpc_answer_decode in rpc_client.h); h is a header
  * rpc_hdr_decode accepted, p/n its payload.
  *
  * rpc_request_decode: a request (kind 1, reserved 0) for a known
  * method whose payload is that method's input message. 0 and *req (free
- * with protobuf_c_message_free_unpacked), or an rpc_code with err naming
+ * with protobuf_c_message_free_unpacked), or a status code (status.h) with err naming
  * the problem and *req NULL. */
 uint32_t rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p,
     size_t n, ProtobufCMessage **req, char *err, size_t errlen);

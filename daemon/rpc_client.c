@@ -334,7 +334,7 @@ rpc_answer_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
 		return -EPROTO;
 	}
 	st = rpc_answer_status(a->msg);
-	a->code = st != NULL ? st->code : RPC_OK;
+	a->code = st != NULL ? st->code : STATUS_OK;
 	a->message = st != NULL && st->message != NULL ? st->message : "";
 	return 0;
 }

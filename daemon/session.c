@@ -14,6 +14,7 @@
 #include "chan.h"
 #include "log.h"
 #include "session.h"
+#include "status.h"
 #include "tls.h"
 #include "util.h"
 #include "wire.h"
@@ -549,7 +550,8 @@ session_accept_one(struct session *s, int fd, const char *peer,
 		goto fail;
 	if ((r = wire_hello_check(hello, m->id, s->npages * s->ps, s->ps, why,
 	    sizeof(why))) < 0) {
-		session_refuse(c, r == -EPROTONOSUPPORT ? 9 : 3, why);
+		session_refuse(c, r == -EPROTONOSUPPORT ?
+		    STATUS_FAILED_PRECONDITION : STATUS_INVALID_ARGUMENT, why);
 		chan_set_error(c, r, "%s", why);
 		goto fail;
 	}

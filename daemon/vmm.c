@@ -29,6 +29,7 @@
 #include "dirty.h"
 #include "log.h"
 #include "pbcheck.h"
+#include "status.h"
 #include "util.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
@@ -38,20 +39,6 @@
 #define VMM_PROC_MAGIC		0x9fa0		/* PROC_SUPER_MAGIC */
 #define VMM_OUT_MAX		(2ull * VMM_FRAME_MAX)
 #define VMM_USER_ADDR_MAX	(1ull << 57)	/* above any user address */
-
-/* gRPC status codes used in replies (proto/common.proto). */
-enum {
-	VMM_ST_OK = 0,
-	VMM_ST_INVALID_ARGUMENT = 3,
-	VMM_ST_NOT_FOUND = 5,
-	VMM_ST_ALREADY_EXISTS = 6,
-	VMM_ST_PERMISSION_DENIED = 7,
-	VMM_ST_RESOURCE_EXHAUSTED = 8,
-	VMM_ST_FAILED_PRECONDITION = 9,
-	VMM_ST_UNIMPLEMENTED = 12,
-	VMM_ST_INTERNAL = 13,
-	VMM_ST_UNAVAILABLE = 14,
-};
 
 enum vmm_sstate {
 	VMM_S_HELLO,		/* connected, waiting for Attach */
@@ -453,7 +440,7 @@ vmm_dirty_check_layout(const Pcd__VmmAttach *a, char *err, size_t errlen)
 	if (a->dirty_tracking && a->role != PCD__VMM_ROLE__VMM_ROLE_SOURCE) {
 		snprintf(err, errlen, "dirty_tracking is for a source VMM "
 		    "(precopy tracks the writes of the guest that runs)");
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	return 0;
 }
@@ -560,32 +547,32 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		snprintf(err, errlen, "protocol version %u is not supported "
 		    "(this daemon speaks version %u)", a->version,
 		    VMM_PROTOCOL_VERSION);
-		return VMM_ST_FAILED_PRECONDITION;
+		return STATUS_FAILED_PRECONDITION;
 	}
 	if (!mig_id_valid(a->id)) {
 		snprintf(err, errlen, "invalid migration id \"%.*s\": want 1-%d "
 		    "characters of [A-Za-z0-9._-]", MIG_ID_MAX + 1, a->id,
 		    MIG_ID_MAX);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->role != PCD__VMM_ROLE__VMM_ROLE_SOURCE &&
 	    a->role != PCD__VMM_ROLE__VMM_ROLE_DEST) {
 		snprintf(err, errlen, "invalid role %d: want SOURCE (1) or "
 		    "DEST (2)", (int)a->role);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
 	if (a->mode != PCD__VMM_MODE__VMM_MODE_MINOR &&
 	    a->mode != PCD__VMM_MODE__VMM_MODE_COPY) {
 		snprintf(err, errlen, "invalid mode %d: want MINOR (0) or "
 		    "COPY (1)", (int)a->mode);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
 	if (copy && !dest) {
 		snprintf(err, errlen, "COPY mode is for the destination only; "
 		    "a source always attaches a memfd");
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (!vmm_page_huge(a->page_size) &&
 	    (ps <= 0 || a->page_size != (uint64_t)ps)) {
@@ -593,47 +580,47 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		    "(this host's base page), %u (2 MiB huge pages) or %u "
 		    "(1 GiB huge pages)", a->page_size, ps, VMM_HUGE_2M,
 		    VMM_HUGE_1G);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (copy && vmm_page_huge(a->page_size)) {
 		snprintf(err, errlen, "page size %u (huge pages) needs MINOR "
 		    "mode and a hugetlbfs memfd; COPY mode moves base pages "
 		    "only", a->page_size);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->size == 0 || a->size % a->page_size != 0) {
 		snprintf(err, errlen, "size %" PRIu64 " is not a non-zero "
 		    "multiple of the page size %u", a->size, a->page_size);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->size > VMM_SIZE_MAX) {
 		snprintf(err, errlen, "size %" PRIu64 " exceeds the limit of %"
 		    PRIu64 " bytes", a->size, (uint64_t)VMM_SIZE_MAX);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->base_addr == 0 || a->base_addr % a->page_size != 0) {
 		snprintf(err, errlen, "base address 0x%" PRIx64 " is not a "
 		    "non-zero multiple of the page size %u", a->base_addr,
 		    a->page_size);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->base_addr >= VMM_USER_ADDR_MAX ||
 	    a->size > VMM_USER_ADDR_MAX - a->base_addr) {
 		snprintf(err, errlen, "guest mapping 0x%" PRIx64 "+%" PRIu64
 		    " lies outside the user address space", a->base_addr,
 		    a->size);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->offset % a->page_size != 0) {
 		snprintf(err, errlen, "memfd offset %" PRIu64 " is not a "
 		    "multiple of the page size %u", a->offset, a->page_size);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->offset > UINT64_MAX - a->size || (copy && a->offset != 0)) {
 		snprintf(err, errlen, "memfd offset %" PRIu64 " is invalid%s",
 		    a->offset, copy ? " (COPY mode has no memfd: want 0)" :
 		    " (offset + size overflows)");
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if ((code = vmm_dirty_check_layout(a, err, errlen)) != 0)
 		return code;
@@ -642,7 +629,7 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		snprintf(err, errlen, "expected %d descriptor%s (%s) with "
 		    "the attach message, got %d", want, want == 1 ? "" : "s",
 		    vmm_fd_names(copy, dest, a->dirty_tracking), nfds);
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	return 0;
 }
@@ -672,11 +659,11 @@ vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
 	if ((m = (Pcd__VmmMessage *)pbcheck_unpack(
 	    &pcd__vmm_message__descriptor, len, buf)) == NULL) {
 		snprintf(err, errlen, "malformed frame: not a pcd.VmmMessage");
-		return VMM_ST_INVALID_ARGUMENT;
+		return STATUS_INVALID_ARGUMENT;
 	}
 	if (m->body_case != PCD__VMM_MESSAGE__BODY_ATTACH) {
 		snprintf(err, errlen, "the first message must be Attach");
-		code = VMM_ST_FAILED_PRECONDITION;
+		code = STATUS_FAILED_PRECONDITION;
 	} else
 		code = vmm_check_layout(m->attach, nfds, err, errlen);
 	if (code != 0) {
@@ -688,25 +675,6 @@ vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
 }
 
 /* ---- messages from the VMM -------------------------------------------- */
-
-static uint32_t
-vmm_errno_code(int e)
-{
-	switch (e) {
-	case -EINVAL:	return VMM_ST_INVALID_ARGUMENT;
-	case -ENOENT:	return VMM_ST_NOT_FOUND;
-	case -EEXIST:	return VMM_ST_ALREADY_EXISTS;
-	case -EPERM:
-	case -EACCES:	return VMM_ST_PERMISSION_DENIED;
-	case -EBUSY:
-	case -EALREADY:	return VMM_ST_FAILED_PRECONDITION;
-	case -ENOMEM:
-	case -ENOSPC:	return VMM_ST_RESOURCE_EXHAUSTED;
-	case -EAGAIN:	return VMM_ST_UNAVAILABLE;
-	case -EOPNOTSUPP: return VMM_ST_UNIMPLEMENTED;
-	}
-	return VMM_ST_INTERNAL;
-}
 
 static void
 vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
@@ -735,11 +703,11 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 			r = vmm_dirty_take(s, a, err, sizeof(err));
 	}
 	if (r < 0) {
-		vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, err);
+		vmm_refuse(s, STATUS_INVALID_ARGUMENT, err);
 		return;
 	}
 	if (vmm_check_huge_carried(srv, a, err, sizeof(err)) < 0) {
-		vmm_refuse(s, VMM_ST_UNIMPLEMENTED, err);
+		vmm_refuse(s, STATUS_UNIMPLEMENTED, err);
 		return;
 	}
 	TAILQ_FOREACH(o, &srv->sessions, entry) {
@@ -749,7 +717,7 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 			snprintf(err, sizeof(err), "migration %s already has a "
 			    "%s VMM attached (pid %d); detach it first", a->id,
 			    mig_role_name(o->guest.role), (int)o->pid);
-			vmm_refuse(s, VMM_ST_ALREADY_EXISTS, err);
+			vmm_refuse(s, STATUS_ALREADY_EXISTS, err);
 			return;
 		}
 	}
@@ -790,7 +758,7 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 		if (err[0] == '\0')
 			snprintf(err, sizeof(err), "the daemon refused the "
 			    "attach: %s", strerror(-r));
-		vmm_refuse(s, vmm_errno_code(r), err);
+		vmm_refuse(s, status_from_errno(r), err);
 		return;
 	}
 	/* The callee owns the fds now. */
@@ -808,7 +776,7 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 		vmm_session_kill(s, true);
 		return;
 	}
-	vmm_send_attach_reply(s, VMM_ST_OK, "attached");
+	vmm_send_attach_reply(s, STATUS_OK, "attached");
 	if (s->state == VMM_S_ATTACHED) {
 		evbuffer_add_buffer(s->out, held);
 		vmm_session_flush(s);
@@ -977,7 +945,7 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (r == -E2BIG) {
 		if (s->state == VMM_S_HELLO)
-			vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, "too many "
+			vmm_refuse(s, STATUS_INVALID_ARGUMENT, "too many "
 			    "descriptors: at most 3 (memfd, userfaultfd, "
 			    "pagemap)");
 		else
@@ -1007,7 +975,7 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 			    "range (1..%zu%s)", len, cap,
 			    s->state == VMM_S_HELLO ? " before attach" : "");
 			if (s->state == VMM_S_HELLO)
-				vmm_refuse(s, VMM_ST_INVALID_ARGUMENT, msg);
+				vmm_refuse(s, STATUS_INVALID_ARGUMENT, msg);
 			else {
 				log_warnx("%s: %s: closing",
 				    vmm_peer(s, who, sizeof(who)), msg);
@@ -1043,7 +1011,7 @@ vmm_session_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct vmm_session *s = arg;
 
 	if (s->state == VMM_S_HELLO)
-		vmm_refuse(s, VMM_ST_FAILED_PRECONDITION, "no Attach message "
+		vmm_refuse(s, STATUS_FAILED_PRECONDITION, "no Attach message "
 		    "within 10 seconds");
 }
 
@@ -1114,7 +1082,7 @@ vmm_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		char msg[96];
 		snprintf(msg, sizeof(msg), "too many VMM connections (limit "
 		    "%d)", VMM_MAX_SESSIONS);
-		vmm_refuse(s, VMM_ST_RESOURCE_EXHAUSTED, msg);
+		vmm_refuse(s, STATUS_RESOURCE_EXHAUSTED, msg);
 		return;
 	}
 	event_add(s->rev, NULL);

@@ -276,11 +276,11 @@ bench_call(struct bench_ctx *c, struct bench_side *s, unsigned method,
 		    rpc_method_get(method)->name, why);
 		return rc;
 	}
-	if (a->code != RPC_OK) {
+	if (a->code != STATUS_OK) {
 		snprintf(c->err, c->errlen, "%s: %s refused: %s (%s)", s->name,
 		    rpc_method_get(method)->name, a->message ? a->message : "",
-		    rpc_code_name(a->code));
-		rc = a->code == RPC_NOT_FOUND ? -ENOENT : -EPROTO;
+		    status_name(a->code));
+		rc = a->code == STATUS_NOT_FOUND ? -ENOENT : -EPROTO;
 		rpc_answer_clear(a);
 		return rc;
 	}

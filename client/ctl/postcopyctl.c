@@ -193,9 +193,9 @@ ctl_call(struct opts *o, unsigned method, const ProtobufCMessage *req,
 	}
 	if (o->json)
 		print_json(a->msg);
-	if (a->code != RPC_OK) {
+	if (a->code != STATUS_OK) {
 		fprintf(stderr, "%s: %s: %s: %s\n", progname(),
-		    rpc_method_get(method)->name, rpc_code_name(a->code),
+		    rpc_method_get(method)->name, status_name(a->code),
 		    a->message);
 		return EX_RPC;
 	}
@@ -938,11 +938,11 @@ cmd_watch_id(struct opts *o, const char *id, unsigned interval)
 		}
 		if (o->json)
 			print_json(a.msg);
-		if (a.code != RPC_OK || a.hdr.kind == RPC_ERROR) {
+		if (a.code != STATUS_OK || a.hdr.kind == RPC_ERROR) {
 			if (drawn)
 				putchar('\n');
 			fprintf(stderr, "%s: Watch: %s: %s\n", progname(),
-			    rpc_code_name(a.code), a.message);
+			    status_name(a.code), a.message);
 			rpc_answer_clear(&a);
 			rc = EX_RPC;
 			break;

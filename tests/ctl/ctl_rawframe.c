@@ -204,7 +204,7 @@ closing_case(const char *what, const uint8_t hdr[RPC_HDR_SIZE])
 
 	send_all(fd, hdr, RPC_HDR_SIZE);
 	if (recv_answer(fd, &h, &code) < 0 || h.kind != RPC_ERROR ||
-	    h.call_id != 0 || code != RPC_INVALID_ARGUMENT)
+	    h.call_id != 0 || code != STATUS_INVALID_ARGUMENT)
 		fail("%s: no INVALID_ARGUMENT error frame", what);
 	else if (!expect_closed(fd))
 		fail("%s: connection not closed", what);
@@ -228,12 +228,12 @@ staying_case(const char *what, uint8_t version, uint8_t kind,
 	if (recv_answer(fd, &h, &code) < 0 || h.kind != RPC_ERROR ||
 	    h.call_id != 77 || code != want || !(h.flags & RPC_F_END_STREAM))
 		fail("%s: expected error %s on call 77", what,
-		    rpc_code_name(want));
+		    status_name(want));
 	else if (!version_ok(fd))
 		fail("%s: connection unusable afterwards", what);
 	else
 		printf("ok: %s -> %s, connection still serves\n", what,
-		    rpc_code_name(want));
+		    status_name(want));
 	close(fd);
 }
 
@@ -293,17 +293,17 @@ main(int argc, char **argv)
 	closing_case("version 9", hb);
 
 	staying_case("unknown method 999", RPC_VERSION, RPC_REQUEST, 999, 0,
-	    NULL, 0, RPC_UNIMPLEMENTED);
+	    NULL, 0, STATUS_UNIMPLEMENTED);
 	staying_case("Status payload that does not unpack", RPC_VERSION,
 	    RPC_REQUEST, RPC_M_STATUS, 0, junk, sizeof(junk),
-	    RPC_INVALID_ARGUMENT);
+	    STATUS_INVALID_ARGUMENT);
 	staying_case("Prepare payload that does not unpack", RPC_VERSION,
 	    RPC_REQUEST, RPC_M_PREPARE, 0, junk, sizeof(junk),
-	    RPC_INVALID_ARGUMENT);
+	    STATUS_INVALID_ARGUMENT);
 	staying_case("kind REPLY from a client", RPC_VERSION, RPC_REPLY,
-	    RPC_M_VERSION, 0, NULL, 0, RPC_INVALID_ARGUMENT);
+	    RPC_M_VERSION, 0, NULL, 0, STATUS_INVALID_ARGUMENT);
 	staying_case("reserved field set", RPC_VERSION, RPC_REQUEST,
-	    RPC_M_VERSION, 1, NULL, 0, RPC_INVALID_ARGUMENT);
+	    RPC_M_VERSION, 1, NULL, 0, STATUS_INVALID_ARGUMENT);
 
 	/* A frame cut in the middle, then the peer goes away. */
 	fd = conn();
@@ -397,7 +397,7 @@ main(int argc, char **argv)
 			if (recv_answer(fd, &ah, &code) < 0)
 				break;
 			if (ah.kind == RPC_ERROR &&
-			    code == RPC_RESOURCE_EXHAUSTED && ah.call_id == 17)
+			    code == STATUS_RESOURCE_EXHAUSTED && ah.call_id == 17)
 				refused++;
 		}
 		if (refused != 1)

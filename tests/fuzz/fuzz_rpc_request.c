@@ -63,10 +63,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		err[0] = '\0';
 		code = rpc_request_decode(&h, p, n, &req, err, sizeof(err));
 		p += n;
-		if (code != RPC_OK) {
+		if (code != STATUS_OK) {
 			FUZZ_CHECK(req == NULL);
-			FUZZ_CHECK(code == RPC_INVALID_ARGUMENT ||
-			    code == RPC_UNIMPLEMENTED);
+			FUZZ_CHECK(code == STATUS_INVALID_ARGUMENT ||
+			    code == STATUS_UNIMPLEMENTED);
 			FUZZ_CHECK_ERR(err, sizeof(err));
 			continue;	/* the daemon answers and reads on */
 		}

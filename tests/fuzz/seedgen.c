@@ -361,7 +361,7 @@ rpc_seeds(void)
 
 	/* rpc_answer: what postcopyctl reads back. */
 	ok.message = (char *)"";
-	bad.code = RPC_NOT_FOUND;
+	bad.code = STATUS_NOT_FOUND;
 	bad.message = (char *)"no migration 'vm-\"2\"'\n\t\x01";
 	prep_r.status = &ok;
 	prep_r.listen = (char *)"127.0.0.1:40123";

@@ -56,7 +56,7 @@ test_field0(void **state)
 	    sizeof(err)), 0);
 	assert_null(vm);
 	assert_int_equal(rpc_request_decode(&h, field0, sizeof(field0), &m,
-	    err, sizeof(err)), RPC_INVALID_ARGUMENT);
+	    err, sizeof(err)), STATUS_INVALID_ARGUMENT);
 	assert_null(m);
 }
 

@@ -1,6 +1,6 @@
 /* test_rpc - the control RPC framing (daemon/rpc.c) and the JSON writer
  * (daemon/pbjson.c): header round trips, every length/version rule, method
- * lookup from the protoc-c service descriptor, errno mapping, and a
+ * lookup from the protoc-c service descriptor, and a
  * message packed into a frame and read back through the payload.
  */
 #include <errno.h>
@@ -80,22 +80,6 @@ test_methods(void **state)
 	    &pcd__watch_event__descriptor);
 	assert_true(rpc_method_streams(RPC_M_WATCH));
 	assert_false(rpc_method_streams(RPC_M_STATUS));
-}
-
-static void
-test_codes(void **state)
-{
-	assert_int_equal(rpc_code_from_errno(0), RPC_OK);
-	assert_int_equal(rpc_code_from_errno(-ENOENT), RPC_NOT_FOUND);
-	assert_int_equal(rpc_code_from_errno(-EEXIST), RPC_ALREADY_EXISTS);
-	assert_int_equal(rpc_code_from_errno(-EINVAL), RPC_INVALID_ARGUMENT);
-	assert_int_equal(rpc_code_from_errno(-EBUSY), RPC_FAILED_PRECONDITION);
-	assert_int_equal(rpc_code_from_errno(-EUSERS), RPC_RESOURCE_EXHAUSTED);
-	assert_int_equal(rpc_code_from_errno(-ESHUTDOWN), RPC_UNAVAILABLE);
-	assert_int_equal(rpc_code_from_errno(-EIO), RPC_INTERNAL);
-	assert_string_equal(rpc_code_name(RPC_FAILED_PRECONDITION),
-	    "FAILED_PRECONDITION");
-	assert_string_equal(rpc_code_name(999), "UNKNOWN_CODE");
 }
 
 static void
@@ -182,7 +166,6 @@ main(void)
 		cmocka_unit_test(test_hdr_roundtrip),
 		cmocka_unit_test(test_hdr_limits),
 		cmocka_unit_test(test_methods),
-		cmocka_unit_test(test_codes),
 		cmocka_unit_test(test_frame_pack),
 		cmocka_unit_test(test_json),
 	};
