@@ -6,15 +6,12 @@
  * the table's notify callback plus a timer.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -39,6 +36,7 @@
 #include "probe.h"
 #include "rpc.h"
 #include "tls.h"
+#include "unixsock.h"
 #include "util.h"
 #include "virt.h"
 
@@ -84,8 +82,7 @@ struct ctl_server {
 	struct event		*backoff;
 	SSL_CTX			*ssl_ctx;
 	struct virt		*virt;
-	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	bool			 unlink_path;
+	struct unixsock		 sock;		/* the control socket */
 	char			 tcp_listen[128];
 	char			 tls_dir[PATH_MAX];	/* default profile */
 	unsigned		 max_connections;
@@ -945,75 +942,6 @@ ctl_accept_error(struct evconnlistener *l, void *arg)
 
 /* ---- listeners ---- */
 
-static int
-ctl_unix_socket(const char *path, int *out)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char dir[sizeof(sun.sun_path)];
-	struct stat sb;
-	mode_t old;
-	int fd, r;
-
-	if (str_copy(sun.sun_path, path, sizeof(sun.sun_path)) < 0) {
-		log_warnx("control socket path too long: %s", path);
-		return -ENAMETOOLONG;
-	}
-	str_copy(dir, path, sizeof(dir));
-	if (mkdir(dirname(dir), 0755) < 0 && errno != EEXIST) {
-		r = -errno;
-		log_warn("cannot create %s", dir);
-		return r;
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) < 0) {
-		r = -errno;
-		log_warn("control socket");
-		return r;
-	}
-	if (lstat(path, &sb) == 0) {
-		if (!S_ISSOCK(sb.st_mode)) {
-			log_warnx("%s exists and is not a socket: not "
-			    "replacing it", path);
-			close(fd);
-			return -EEXIST;
-		}
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
-		    errno == EAGAIN) {
-			log_warnx("%s: another daemon is listening there", path);
-			close(fd);
-			return -EADDRINUSE;
-		}
-		close(fd);
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0)) < 0)
-			return -errno;
-		if (unlink(path) < 0 && errno != ENOENT) {
-			r = -errno;
-			log_warn("cannot remove the stale socket %s", path);
-			close(fd);
-			return r;
-		}
-	}
-	old = umask(S_IXUSR | S_IXGRP | S_IRWXO);	/* 0660 from bind */
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r < 0) {
-		r = -errno;
-		log_warn("cannot bind the control socket %s", path);
-		close(fd);
-		return r;
-	}
-	if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
-		r = -errno;
-		log_warn("control socket %s", path);
-		unlink(path);
-		close(fd);
-		return r;
-	}
-	*out = fd;
-	return 0;
-}
-
 static SSL_CTX *
 ctl_ssl_ctx(const char *dir)
 {
@@ -1116,7 +1044,8 @@ ctl_server_open(struct daemon *d, const struct config *cfg, int listen_fd,
     struct ctl_server **out)
 {
 	struct ctl_server *s;
-	int fd = listen_fd, r;
+	char err[512];
+	int r;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -ENOMEM;
@@ -1133,19 +1062,17 @@ ctl_server_open(struct daemon *d, const struct config *cfg, int listen_fd,
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (fd < 0) {
-		if ((r = ctl_unix_socket(d->control_socket, &fd)) < 0)
-			goto fail;
-		str_copy(s->path, d->control_socket, sizeof(s->path));
-		s->unlink_path = true;
-	} else {
-		evutil_make_socket_nonblocking(fd);
-		evutil_make_socket_closeonexec(fd);
+	if ((r = unixsock_listen(d->control_socket, 0660, listen_fd,
+	    &s->sock, err, sizeof(err))) < 0) {
+		log_warnx("control socket: %s", err);
+		if (listen_fd >= 0)
+			close(listen_fd);
+		goto fail;
 	}
 	s->unix_lis = evconnlistener_new(d->base, ctl_accept_unix, s,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, s->sock.fd);
 	if (s->unix_lis == NULL) {
-		close(fd);
+		close(s->sock.fd);
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -1214,8 +1141,7 @@ ctl_server_close(struct ctl_server *s)
 		evconnlistener_free(s->unix_lis);
 	if (s->tcp_lis != NULL)
 		evconnlistener_free(s->tcp_lis);
-	if (s->unlink_path)
-		unlink(s->path);
+	unixsock_unlink(&s->sock);
 	if (s->backoff != NULL)
 		event_free(s->backoff);
 	SSL_CTX_free(s->ssl_ctx);

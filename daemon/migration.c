@@ -992,8 +992,8 @@ static const struct vmm_ops mig_vmm_ops = {
 	.detached = mig_vmm_detached,
 };
 
-static int
-mig_table_open(struct event_base *base, const char *vmm_socket, int fd,
+int
+mig_table_new(struct event_base *base, const char *vmm_socket,
     struct mig_table **out)
 {
 	struct mig_table *t = calloc(1, sizeof(*t));
@@ -1003,23 +1003,13 @@ mig_table_open(struct event_base *base, const char *vmm_socket, int fd,
 	if (t == NULL)
 		return -ENOMEM;
 	t->base = base;
-	if (vmm_socket != NULL)
-		r = vmm_server_open(base, vmm_socket, &mig_vmm_ops, t, &t->vmm);
-	else
-		r = vmm_server_open_fd(base, fd, &mig_vmm_ops, t, &t->vmm);
+	r = vmm_server_open(base, vmm_socket, &mig_vmm_ops, t, &t->vmm);
 	if (r < 0) {
 		free(t);
 		return r;
 	}
 	*out = t;
 	return 0;
-}
-
-int
-mig_table_new(struct event_base *base, const char *vmm_socket,
-    struct mig_table **out)
-{
-	return mig_table_open(base, vmm_socket, -1, out);
 }
 
 void

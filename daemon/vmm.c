@@ -17,7 +17,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <linux/magic.h>
@@ -30,6 +29,7 @@
 #include "log.h"
 #include "pbcheck.h"
 #include "status.h"
+#include "unixsock.h"
 #include "util.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
@@ -75,8 +75,7 @@ TAILQ_HEAD(vmm_sessions, vmm_session);
 
 struct vmm_server {
 	struct event_base	*base;
-	int			 fd;
-	char			 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct unixsock		 sock;
 	struct event		*lev;
 	struct event		*backoff;	/* accept paused (EMFILE) */
 	const struct vmm_ops	*ops;
@@ -1092,26 +1091,25 @@ vmm_accept_cb(evutil_socket_t lfd, short what, void *arg)
 }
 
 static int
-vmm_server_start(struct event_base *base, int fd, const struct vmm_ops *ops,
-    void *arg, const char *path, struct vmm_server **out)
+vmm_server_start(struct event_base *base, const struct unixsock *sock,
+    const struct vmm_ops *ops, void *arg, struct vmm_server **out)
 {
 	struct vmm_server *srv;
 
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		return -ENOMEM;
 	srv->base = base;
-	srv->fd = fd;
+	srv->sock = *sock;
 	srv->ops = ops;
 	srv->arg = arg;
 	TAILQ_INIT(&srv->sessions);
-	if (path != NULL)
-		str_copy(srv->path, path, sizeof(srv->path));
-	srv->lev = event_new(base, fd, EV_READ | EV_PERSIST, vmm_accept_cb, srv);
+	srv->lev = event_new(base, sock->fd, EV_READ | EV_PERSIST,
+	    vmm_accept_cb, srv);
 	srv->backoff = evtimer_new(base, vmm_backoff_cb, srv);
 	if (srv->lev == NULL || srv->backoff == NULL ||
 	    event_add(srv->lev, NULL) < 0) {
-		srv->fd = -1;	/* the caller closes it */
-		srv->path[0] = '\0';
+		srv->sock.fd = -1;	/* the caller closes it */
+		srv->sock.created = false;
 		vmm_server_free(srv);
 		return -ENOMEM;
 	}
@@ -1120,65 +1118,21 @@ vmm_server_start(struct event_base *base, int fd, const struct vmm_ops *ops,
 }
 
 int
-vmm_server_open_fd(struct event_base *base, int fd, const struct vmm_ops *ops,
-    void *arg, struct vmm_server **out)
-{
-	int fl;
-
-	if ((fl = fcntl(fd, F_GETFL)) < 0 ||
-	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
-	return vmm_server_start(base, fd, ops, arg, NULL, out);
-}
-
-int
 vmm_server_open(struct event_base *base, const char *path,
     const struct vmm_ops *ops, void *arg, struct vmm_server **out)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct stat st;
-	mode_t old;
-	int fd, r;
+	struct unixsock sock;
+	char err[512];
+	int r;
 
-	if (str_copy(sun.sun_path, path, sizeof(sun.sun_path)) < 0) {
-		log_warnx("vmm socket path %s is too long (max %zu bytes)",
-		    path, sizeof(sun.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		r = -errno;
-		log_warn("vmm socket");
+	if ((r = unixsock_listen(path, 0660, -1, &sock, err,
+	    sizeof(err))) < 0) {
+		log_warnx("VMM socket: %s", err);
 		return r;
 	}
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_warnx("vmm socket %s exists and is not a socket",
-			    path);
-			close(fd);
-			return -EEXIST;
-		}
-		unlink(path);
-	}
-	old = umask(0117);
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r < 0) {
-		r = -errno;
-		log_warn("vmm socket: bind %s", path);
-		close(fd);
-		return r;
-	}
-	if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
-		r = -errno;
-		log_warn("vmm socket: %s", path);
-		unlink(path);
-		close(fd);
-		return r;
-	}
-	if ((r = vmm_server_start(base, fd, ops, arg, path, out)) < 0) {
-		unlink(path);
-		close(fd);
+	if ((r = vmm_server_start(base, &sock, ops, arg, out)) < 0) {
+		unixsock_unlink(&sock);
+		close(sock.fd);
 		return r;
 	}
 	log_info("vmm: listening on %s", path);
@@ -1206,10 +1160,9 @@ vmm_server_free(struct vmm_server *srv)
 		event_free(srv->lev);
 	if (srv->backoff != NULL)
 		event_free(srv->backoff);
-	if (srv->fd >= 0)
-		close(srv->fd);
-	if (srv->path[0] != '\0')
-		unlink(srv->path);
+	unixsock_unlink(&srv->sock);
+	if (srv->sock.fd >= 0)
+		close(srv->sock.fd);
 	free(srv);
 }
 

@@ -90,13 +90,10 @@ struct vmm_ops {
 	unsigned huge_pages;
 };
 
-/* Creates the socket at path (unlink, umask, bind, chmod 0660, listen).
- * ops->attached may refuse; validation failures never reach it. */
+/* Creates the socket at path with unixsock_listen (mode 0660; refused
+ * while another daemon listens there). ops->attached may refuse;
+ * validation failures never reach it. */
 int vmm_server_open(struct event_base *base, const char *path,
-    const struct vmm_ops *ops, void *arg, struct vmm_server **out);
-/* The same on an already listening socket (systemd socket activation);
- * the server owns fd afterwards. */
-int vmm_server_open_fd(struct event_base *base, int fd,
     const struct vmm_ops *ops, void *arg, struct vmm_server **out);
 /* Closes every session (calling ops->detached for attached ones) and the
  * socket; unlinks the path it created. NULL is fine. */

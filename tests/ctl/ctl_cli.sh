@@ -112,3 +112,27 @@ PIDS="$PIDS $!"
 for _ in $(seq 100); do "$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null 2>&1 && break; sleep 0.05; done
 "$POSTCOPYCTL" -s "$T/rundir/b.sock" version >/dev/null || fail "stale socket not replaced"
 ok "socket directory created, second daemon refused, stale socket replaced"
+
+# The VMM socket is made by the same code: a second daemon given the VMM
+# socket of a live one (but its own control socket) is refused with a clear
+# error and leaves that socket alone; once the first is killed, its stale
+# VMM socket is replaced.
+"$POSTCOPYD" -c "$T/none.conf" -s "$T/v1.sock" -V "$T/shared.vmm" >"$T/v1.log" 2>&1 &
+v1pid=$!
+PIDS="$PIDS $v1pid"
+for _ in $(seq 100); do "$POSTCOPYCTL" -s "$T/v1.sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+[ -S "$T/shared.vmm" ] || fail "first daemon made no VMM socket"
+ino=$(stat -c %i "$T/shared.vmm")
+set +e; "$POSTCOPYD" -c "$T/none.conf" -s "$T/v2.sock" -V "$T/shared.vmm" >"$T/v2.log" 2>&1; rc=$?; set -e
+[ $rc != 0 ] && grep -q "VMM socket: $T/shared.vmm: another daemon is listening there" "$T/v2.log" ||
+	fail "second daemon on the same VMM socket: rc $rc $(cat "$T/v2.log")"
+[ ! -e "$T/v2.sock" ] || fail "refused daemon left its control socket"
+kill -0 $v1pid || fail "first daemon died"
+[ "$(stat -c %i "$T/shared.vmm")" = "$ino" ] || fail "first daemon's VMM socket was replaced"
+"$POSTCOPYCTL" -s "$T/v1.sock" version >/dev/null || fail "first daemon stopped answering"
+kill -9 $v1pid; wait $v1pid 2>/dev/null || true
+"$POSTCOPYD" -c "$T/none.conf" -s "$T/v3.sock" -V "$T/shared.vmm" >"$T/v3.log" 2>&1 &
+PIDS="$PIDS $!"
+for _ in $(seq 100); do "$POSTCOPYCTL" -s "$T/v3.sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+"$POSTCOPYCTL" -s "$T/v3.sock" version >/dev/null || fail "stale VMM socket not replaced: $(cat "$T/v3.log")"
+ok "VMM socket: second daemon refused while the first lives, stale socket replaced"
