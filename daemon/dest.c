@@ -289,9 +289,48 @@ dest_urgent_main(void *arg)
 /* ---- the fault loop ---------------------------------------------------- */
 
 static void
-dest_request(struct dest *d, uint64_t i)
+dest_send_request(struct dest *d, uint64_t i, uint32_t n, bool whole)
 {
 	Pcd__Wire__PageRequest rq = PCD__WIRE__PAGE_REQUEST__INIT;
+
+	rq.index = i;
+	rq.count = n;
+	rq.whole = whole;
+	pagestate_count_request(&d->pg);
+	session_send(&d->s, SESSION_URGENT, WIRE_PAGE_REQUEST, &rq.base);
+}
+
+/* A fault on a huge page (page i of it): page i alone first, then every
+ * other page of the huge page not here yet, all demanded ("whole": the
+ * source sends them on the urgent channel back to back, even those its
+ * bulk stream carried, ahead of anything else asked later). */
+static void
+dest_request_huge(struct dest *d, uint64_t i)
+{
+	uint64_t per = place_unit_pages(&d->pl), k = i - i % per;
+	uint64_t end = k + per;
+
+	if (!bm_test(d->pg.valid, i)) {
+		bm_set(d->pg.requested, i);
+		dest_send_request(d, i, 1, true);
+	}
+	while (k < end) {
+		uint32_t n = 0;
+
+		while (k < end && (k == i || bm_test(d->pg.valid, k)))
+			k++;
+		while (k + n < end && n < WIRE_MAX_REQUEST && k + n != i &&
+		    !bm_test(d->pg.valid, k + n))
+			bm_set(d->pg.requested, k + n++);
+		if (n > 0)
+			dest_send_request(d, k, n, true);
+		k += n;
+	}
+}
+
+static void
+dest_request(struct dest *d, uint64_t i)
+{
 	uint32_t n = 1;
 
 	/* Read ahead: the next pages nobody has asked for or holds yet. */
@@ -299,10 +338,7 @@ dest_request(struct dest *d, uint64_t i)
 	    !bm_test(d->pg.valid, i + n) && !bm_test(d->pg.requested, i + n) &&
 	    !bm_set(d->pg.requested, i + n))
 		n++;
-	rq.index = i;
-	rq.count = n;
-	pagestate_count_request(&d->pg);
-	session_send(&d->s, SESSION_URGENT, WIRE_PAGE_REQUEST, &rq.base);
+	dest_send_request(d, i, n, false);
 }
 
 static int
@@ -317,7 +353,7 @@ dest_fault(struct dest *d, uint64_t addr)
 		return 0;
 	}
 	i = (addr - d->pl.base) / d->pg.ps;
-	if (bm_test(d->pg.valid, i)) {
+	if (place_unit_valid(&d->pl, i)) {
 		pagestate_count_fault(&d->pg, true);
 		r = d->pl.ops->map(&d->pl, i, 1);
 		pagestate_lat_record(d->pg.c, (now_ns() - t0) / 1000);
@@ -327,12 +363,17 @@ dest_fault(struct dest *d, uint64_t addr)
 	/* The first fault on a page demands it, even when it was asked for
 	 * as read-ahead or the bulk stream carries it: those copies may sit
 	 * behind megabytes of bulk data. Later faults on it just wait. */
-	bool first = pagestate_fault_add(&d->pg, i, t0);
+	/* On huge pages a fault waits on its huge page (its first page
+	 * stands for it): one demand per huge page. */
+	bool first = pagestate_fault_add(&d->pg, i - i %
+	    place_unit_pages(&d->pl), t0);
 	/* The page may have become valid (and been mapped) meanwhile: the
 	 * mapper may have missed our timestamp; map again (EEXIST wakes). */
-	if (bm_test(d->pg.valid, i))
+	if (place_unit_valid(&d->pl, i))
 		return d->pl.ops->map(&d->pl, i, 1);
-	if (first) {
+	if (first && place_unit_pages(&d->pl) > 1) {
+		dest_request_huge(d, i);
+	} else if (first) {
 		bm_set(d->pg.requested, i);
 		dest_request(d, i);
 	}
@@ -560,15 +601,16 @@ dest_rerequest(struct dest *d)
 	uint64_t n = 0;
 
 	for (uint64_t i = 0; i < d->pg.npages; i++) {
-		Pcd__Wire__PageRequest rq = PCD__WIRE__PAGE_REQUEST__INIT;
-
-		if (!bm_test(d->pg.faulted, i) || bm_test(d->pg.valid, i))
+		if (!bm_test(d->pg.faulted, i) || place_unit_valid(&d->pl, i))
 			continue;
-		bm_set(d->pg.requested, i);
-		rq.index = i;
-		rq.count = 1;
-		pagestate_count_request(&d->pg);
-		session_send(&d->s, SESSION_URGENT, WIRE_PAGE_REQUEST, &rq.base);
+		if (place_unit_pages(&d->pl) > 1) {
+			/* The whole huge page: pieces cut off in the session
+			 * that ended were released and are asked for too. */
+			dest_request_huge(d, i);
+		} else {
+			bm_set(d->pg.requested, i);
+			dest_send_request(d, i, 1, false);
+		}
 		n++;
 	}
 	if (n > 0)
@@ -606,12 +648,34 @@ dest_session_start(struct dest *d)
 	return 0;
 }
 
+/* Huge pages: how many are partly here (some pieces valid, not all: they
+ * stay unmapped until the rest arrives in a later session), and how many
+ * of those a guest thread waits on. */
+static void
+dest_partial_huge(struct dest *d, uint64_t *partial, uint64_t *waited)
+{
+	uint64_t per = place_unit_pages(&d->pl);
+
+	*partial = *waited = 0;
+	for (uint64_t k = 0; per > 1 && k < d->pg.npages; k += per) {
+		bool any = false;
+
+		for (uint64_t i = k; i < k + per && !any; i++)
+			any = bm_test(d->pg.valid, i);
+		if (!any || place_unit_valid(&d->pl, k))
+			continue;
+		(*partial)++;
+		if (bm_test(d->pg.faulted, k))
+			(*waited)++;
+	}
+}
+
 /* Ends a session: channels dropped, the urgent thread joined, pages whose
  * bytes were cut off released. */
 static void
 dest_session_close(struct dest *d)
 {
-	uint64_t released;
+	uint64_t released, partial, waited;
 
 	session_break(&d->s);
 	if (d->urgent_started)
@@ -621,6 +685,11 @@ dest_session_close(struct dest *d)
 	released = pagestate_release_cut(&d->pg);
 	log_info("migration %s: session closed; %" PRIu64 " pages cut off in "
 	    "transfer will be received again", d->m->id, released);
+	dest_partial_huge(d, &partial, &waited);
+	if (partial > 0)
+		log_info("migration %s: %" PRIu64 " huge pages partly here "
+		    "(unmapped until whole), %" PRIu64 " of them with a guest "
+		    "thread waiting", d->m->id, partial, waited);
 }
 
 static bool
@@ -765,9 +834,10 @@ dest_listen(struct mig *m, char *err, size_t errlen)
 static int
 dest_check_guest(const struct mig *m, char *err, size_t errlen)
 {
-	if (m->g.uffd < 0 || m->g.page_size < 512 ||
-	    m->g.page_size > WIRE_MAX_PAGE_SIZE || m->g.size == 0 ||
-	    m->g.size % m->g.page_size != 0) {
+	uint32_t ps = vmm_piece_size(m->g.page_size);
+
+	if (m->g.uffd < 0 || ps < 512 || ps > WIRE_MAX_PAGE_SIZE ||
+	    m->g.size == 0 || m->g.size % m->g.page_size != 0) {
 		snprintf(err, errlen, "unusable destination guest (uffd %d, size "
 		    "%" PRIu64 ", page size %" PRIu32 ")", m->g.uffd, m->g.size,
 		    m->g.page_size);
@@ -781,6 +851,7 @@ dest_start(struct mig *m, char *err, size_t errlen)
 {
 	struct dest *d = dest_get(m);
 	uint64_t npages;
+	uint32_t ps;
 	int r;
 
 	if (d == NULL)
@@ -791,11 +862,16 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	}
 	if ((r = dest_check_guest(m, err, errlen)) < 0)
 		return r;
-	npages = m->g.size / m->g.page_size;
+	/* A huge-page guest moves 4 KiB pieces, mapped a huge page at a
+	 * time. */
+	ps = vmm_piece_size(m->g.page_size);
+	npages = m->g.size / ps;
 	place_init(&d->pl, m->g.mode == VMM_MODE_COPY, &d->pg, m->id, m->g.uffd,
-	    m->g.memfd, m->g.base, m->g.offset, m->g.size, m->g.page_size);
-	pagestate_init(&d->pg, npages, m->g.page_size, &m->c);
-	session_set_guest(&d->s, npages, m->g.page_size);
+	    m->g.memfd, m->g.base, m->g.offset, m->g.size, ps);
+	if (ps != m->g.page_size)
+		place_set_huge(&d->pl, m->g.page_size);
+	pagestate_init(&d->pg, npages, ps, &m->c);
+	session_set_guest(&d->s, npages, ps);
 	if ((r = dest_pagestate(d, err, errlen)) < 0 ||
 	    (r = d->pl.ops->open(&d->pl, err, errlen)) < 0 ||
 	    (r = dest_register(d, err, errlen)) < 0)
@@ -810,9 +886,9 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	}
 	d->main_started = true;
 	log_info("migration %s: destination ready: %" PRIu64 " pages of %"
-	    PRIu32 " bytes at 0x%" PRIx64 " in %s mode, waiting for the source "
-	    "on %s", m->id, npages, m->g.page_size, m->g.base,
-	    d->pl.ops->name, m->listen);
+	    PRIu32 " bytes (mapped %" PRIu32 " bytes at a time) at 0x%" PRIx64
+	    " in %s mode, waiting for the source on %s", m->id, npages, ps,
+	    m->g.page_size, m->g.base, d->pl.ops->name, m->listen);
 	return 0;
 }
 

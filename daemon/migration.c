@@ -834,9 +834,10 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	str_copy(s->listen, m->listen, sizeof(s->listen));
 	str_copy(s->errmsg, m->errmsg, sizeof(s->errmsg));
 	str_copy(s->refused, m->refused, sizeof(s->refused));
-	s->page_size = m->attached ? m->g.page_size : 0;
+	/* Pages as moved: a huge-page guest's 4 KiB pieces. */
+	s->page_size = m->attached ? vmm_piece_size(m->g.page_size) : 0;
 	s->pages_total = m->attached && m->g.page_size ?
-	    m->g.size / m->g.page_size : 0;
+	    m->g.size / vmm_piece_size(m->g.page_size) : 0;
 	s->pages_valid = atomic_load(&m->c.pages_valid);
 	s->pages_zero = atomic_load(&m->c.pages_zero);
 	s->pages_sent_bulk = atomic_load(&m->c.pages_bulk);
@@ -986,7 +987,10 @@ mig_vmm_detached(void *arg, struct vmm_session *s)
 	mig_apply_kind(m, MIG_EV_FAIL, msg);
 }
 
+/* Huge-page guests: moved in 4 KiB pieces, mapped a huge page at a time
+ * (place.c, HUGE). */
 static const struct vmm_ops mig_vmm_ops = {
+	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G,
 	.attached = mig_vmm_attached,
 	.paused = mig_vmm_paused,
 	.detached = mig_vmm_detached,

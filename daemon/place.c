@@ -207,6 +207,103 @@ static const struct place_ops place_minor_ops = {
 	.prealloc = place_minor_prealloc,
 };
 
+/* ---- HUGE (MINOR on hugetlbfs) ------------------------------------------ */
+
+uint64_t
+place_unit_pages(const struct place *pl)
+{
+	return pl->hps > pl->ps ? pl->hps / pl->ps : 1;
+}
+
+bool
+place_unit_valid(const struct place *pl, uint64_t i)
+{
+	uint64_t per = place_unit_pages(pl), k = i - i % per, end = k + per;
+
+	while (k < end) {
+		if (k % 64 == 0 && end - k >= 64) {	/* a whole word */
+			if (atomic_load(&pl->pg->valid[k / 64]) != UINT64_MAX)
+				return false;
+			k += 64;
+			continue;
+		}
+		if (!bm_test(pl->pg->valid, k++))
+			return false;
+	}
+	return true;
+}
+
+/* Maps the huge pages among pages [first, +n) whose pieces are all valid
+ * (one UFFDIO_CONTINUE each, which wakes their waiters); the others wait
+ * for their last piece. Huge pages already mapped are fine. */
+static int
+place_huge_map(struct place *pl, uint64_t first, uint64_t n)
+{
+	uint64_t per = place_unit_pages(pl);
+
+	for (uint64_t hp = first / per; hp <= (first + n - 1) / per; hp++) {
+		uint64_t addr = pl->base + hp * pl->hps;
+		struct uffdio_continue uc = {
+			.range = { .start = addr, .len = pl->hps },
+		};
+		int r;
+
+		if (!place_unit_valid(pl, hp * per))
+			continue;
+		/* EAGAIN: the mm changed under us; again (EEXIST if the
+		 * huge page got mapped after all). */
+		while ((r = ioctl(pl->uffd, UFFDIO_CONTINUE, &uc)) < 0 &&
+		    (errno == EINTR || errno == EAGAIN))
+			;
+		if (r < 0 && errno == EEXIST)	/* a waiter may still sleep */
+			r = place_wake(pl, addr, pl->hps);
+		else if (r < 0)
+			return -errno;
+		pagestate_mapped(pl->pg, hp * per, per);
+	}
+	return 0;
+}
+
+static int
+place_huge_place(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf, char *err, size_t errlen)
+{
+	bool all;
+	int r;
+
+	/* Zero pieces: fallocate allocates (zeroed) the huge pages not yet
+	 * in the page cache and leaves the others, whose pieces may already
+	 * hold data, alone. */
+	if (buf == NULL && fallocate(pl->memfd, 0, (off_t)(pl->off + first *
+	    pl->ps), (off_t)(n * pl->ps)) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "fallocate of zero pages %" PRIu64 "+%"
+		    PRIu64 " in the hugetlbfs memfd failed: %s", first, n,
+		    strerror(-r));
+		return r;
+	}
+	all = pagestate_set_valid(pl->pg, first, n);
+	if ((r = place_huge_map(pl, first, n)) < 0) {
+		snprintf(err, errlen, "UFFDIO_CONTINUE of the huge pages of "
+		    "pages %" PRIu64 "+%" PRIu64 " failed: %s", first, n,
+		    strerror(-r));
+		return r;
+	}
+	return all;
+}
+
+static const struct place_ops place_huge_ops = {
+	.name = "MINOR (huge pages)",
+	.reg_mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR,
+	.bounce = false,
+	.open = place_minor_open,
+	.close = place_minor_close,
+	.buf = place_minor_buf,
+	.place = place_huge_place,
+	.map = place_huge_map,
+	.prealloc = place_minor_prealloc,
+};
+
 /* ---- COPY -------------------------------------------------------------- */
 
 static int
@@ -304,12 +401,20 @@ place_init(struct place *pl, bool copy, struct pagestate *pg, const char *id,
 	*pl = (struct place){
 		.ops = copy ? &place_copy_ops : &place_minor_ops,
 		.pg = pg, .id = id, .uffd = uffd, .memfd = memfd, .base = base,
-		.off = off, .size = size, .ps = ps,
+		.off = off, .size = size, .ps = ps, .hps = ps,
 	};
+}
+
+void
+place_set_huge(struct place *pl, uint64_t hps)
+{
+	pl->ops = &place_huge_ops;
+	pl->hps = hps;
 }
 
 uint32_t
 place_mode_id(const struct place *pl)
 {
-	return pl->ops == &place_copy_ops ? 1 : 0;
+	return pl->ops == &place_copy_ops ? 1 : pl->ops == &place_huge_ops ?
+	    2 : 0;
 }

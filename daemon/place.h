@@ -8,6 +8,10 @@
  *          buffer and are placed with UFFDIO_COPY (zero runs with
  *          UFFDIO_ZEROPAGE), which maps them at once; the page is marked
  *          valid after that.
+ *   HUGE   MINOR on a hugetlbfs memfd: pages (the pieces moved, ps) are
+ *          written through the alias and are valid one by one, but the
+ *          guest mapping takes only whole huge pages (hps): a huge page is
+ *          mapped by one UFFDIO_CONTINUE once every piece of it is valid.
  * Either way a page is claimed (pagestate) before any byte is written, and
  * valid only after all its bytes are in; MINOR maps only valid pages.
  */
@@ -51,7 +55,9 @@ struct place {
 	uint64_t		 base;		/* [const] guest mapping */
 	uint64_t		 off;		/* [const] in the memfd */
 	uint64_t		 size;		/* [const] */
-	uint32_t		 ps;		/* [const] */
+	uint32_t		 ps;		/* [const] page (piece) size */
+	uint64_t		 hps;		/* [const] unit of mapping: ps,
+						 * or the huge page size */
 	uint8_t			*alias;		/* [const] MINOR, once open */
 };
 
@@ -59,6 +65,14 @@ struct place {
 void place_init(struct place *pl, bool copy, struct pagestate *pg,
     const char *id, int uffd, int memfd, uint64_t base, uint64_t off,
     uint64_t size, uint32_t ps);
+/* A guest on huge pages of hps bytes (hugetlbfs memfd, MINOR mode): the
+ * HUGE implementation. Right after place_init. */
+void place_set_huge(struct place *pl, uint64_t hps);
+/* Page i can be mapped: it is valid, and so is every other page of its
+ * unit of mapping (its huge page). */
+bool place_unit_valid(const struct place *pl, uint64_t i);
+/* Pages per unit of mapping (1, or the pages of a huge page). */
+uint64_t place_unit_pages(const struct place *pl);
 /* The page state file records which mode wrote it. */
 uint32_t place_mode_id(const struct place *pl);
 

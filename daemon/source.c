@@ -386,8 +386,9 @@ src_serve_request(struct source *s, struct chan *c,
 		uint32_t n = 1;
 
 		/* The first page was demanded by a fault: always send it. The
-		 * rest is read-ahead: skip what the bulk stream already sent. */
-		if (i != rq->index && !src_claim(s, i)) {
+		 * rest is read-ahead: skip what the bulk stream already sent;
+		 * unless the whole range is demanded (a huge page). */
+		if (i != rq->index && !src_claim(s, i) && !rq->whole) {
 			i++;
 			continue;
 		}
@@ -399,7 +400,7 @@ src_serve_request(struct source *s, struct chan *c,
 			src_claim(s, i);
 		} else {
 			while (i + n < end && src_zero(s, i + n) == zero &&
-			    src_claim(s, i + n))
+			    (src_claim(s, i + n) || rq->whole))
 				n++;
 		}
 		r = src_send_run(s, c, i, n, zero);
@@ -677,10 +678,12 @@ int
 source_start(struct mig *m, char *err, size_t errlen)
 {
 	struct source *s;
+	/* A huge-page guest is moved in 4 KiB pieces, in huge-page order. */
+	uint32_t ps = vmm_piece_size(m->g.page_size);
 	int r;
 
-	if (m->g.page_size < 512 || m->g.page_size > WIRE_MAX_PAGE_SIZE ||
-	    m->g.size == 0 || m->g.size % m->g.page_size != 0) {
+	if (ps < 512 || ps > WIRE_MAX_PAGE_SIZE || m->g.size == 0 ||
+	    m->g.size % m->g.page_size != 0) {
 		snprintf(err, errlen, "unusable guest layout (size %" PRIu64
 		    ", page size %" PRIu32 ")", m->g.size, m->g.page_size);
 		return -EINVAL;
@@ -690,7 +693,7 @@ source_start(struct mig *m, char *err, size_t errlen)
 	s->m = m;
 	s->c = &m->c;
 	str_copy(s->addr, m->addr, sizeof(s->addr));
-	s->ps = m->g.page_size;
+	s->ps = ps;
 	s->npages = m->g.size / s->ps;
 	atomic_store(&s->cursor_hint, SRC_NO_HINT);
 	session_init(&s->s, m);

@@ -35,6 +35,18 @@ struct vmm_session;
 #define VMM_HUGE_2M		(2u << 20)	/* hugetlbfs page sizes a guest */
 #define VMM_HUGE_1G		(1u << 30)	/* may declare besides the base */
 
+#define VMM_PIECE		4096u		/* what a huge-page guest moves */
+
+/* The page size the data path moves for a guest of page_size pages: a
+ * huge-page guest is moved in VMM_PIECE pieces (its huge page is the unit
+ * of mapping only). */
+static inline uint32_t
+vmm_piece_size(uint32_t page_size)
+{
+	return page_size == VMM_HUGE_2M || page_size == VMM_HUGE_1G ?
+	    VMM_PIECE : page_size;
+}
+
 /* vmm_ops.huge_pages: the huge page sizes the migration layer can carry. */
 #define VMM_CARRY_2M		0x1u
 #define VMM_CARRY_1G		0x2u

@@ -9,6 +9,10 @@
 #   rel.sh BUILD_DIR stall [SIZE]
 #   rel.sh BUILD_DIR statedir [SIZE]
 #
+# GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
+# e.g. --hugepages 2M; with HUGE_CUT set, cuts also wants a cut inside a
+# huge page a guest thread waited on.
+#
 # load: 4 migrations at once on one pair of daemons; the first destination
 #   guest faults with 64 threads at once, the others with 8. Passes when
 #   every guest verified every page (no thread saw a wrong byte, none hung:
@@ -147,14 +151,15 @@ cuts)
 	note "source -> faultproxy $via -> destination (cut every ~400 KiB)"
 	BANDWIDTH=${BANDWIDTH:-8M}
 	"$GUEST" --role dest --id cut -S "$T/dst.vmm" -s "$size" \
-	    -j -q --timeout 240 -w threads --threads "${CUT_THREADS:-8}" > "$T/cut.dguest.json" \
-	    2> "$T/cut.dguest.log" &
+	    -j -q --timeout 240 -w threads --threads "${CUT_THREADS:-8}" \
+	    ${GUEST_ARGS:-} > "$T/cut.dguest.json" 2> "$T/cut.dguest.log" &
 	GPID=$!
 	PIDS+=($GPID)
 	ctl src migrate cut "$via" --tls-dir "$T/certs" --bandwidth "$BANDWIDTH" >/dev/null ||
 		fail "migrate cut was refused"
 	"$GUEST" --role source --id cut -S "$T/src.vmm" -s "$size" -j -q \
-	    --timeout 240 > "$T/cut.sguest.json" 2> "$T/cut.sguest.log" &
+	    --timeout 240 ${GUEST_ARGS:-} > "$T/cut.sguest.json" \
+	    2> "$T/cut.sguest.log" &
 	SPID=$!
 	PIDS+=($SPID)
 	check_migration cut "$GPID" "$SPID"
@@ -168,6 +173,15 @@ cuts)
 	echo "cuts: the destination paused $paused times"
 	[ "${cuts:-0}" -ge "$min_cuts" ] || fail "only ${cuts:-0} cuts (wanted $min_cuts)"
 	[ "${srec:-0}" -ge 1 ] || fail "the source never resumed"
+	if [ -n "${HUGE_CUT:-}" ]; then
+		# Huge pages: some cut fell inside a huge page a guest thread
+		# waited on (its pieces on the urgent channel); it stayed
+		# unmapped until whole, and the guest verified every page.
+		w=$(sed -n 's/.*huge pages partly here.*, \([0-9]*\) of them with a guest thread waiting/\1/p' \
+		    "$T/dst.log" | awk '{ s += $1 } END { print s + 0 }')
+		echo "cuts: $w times a cut left a huge page a guest thread waited on partly here"
+		[ "$w" -ge 1 ] || fail "no cut fell inside a huge page a guest thread waited on"
+	fi
 	stop_daemons
 	;;
 resume)
@@ -281,14 +295,15 @@ restart)
 	start_daemon src
 	addr=$(prepare dst rs)
 	"$GUEST" --role dest --id rs -S "$T/dst.vmm" -s "$size" -j -q \
-	    --timeout 240 --reattach 60 -w threads --threads 4 \
+	    --timeout 240 --reattach 60 -w threads --threads 4 ${GUEST_ARGS:-} \
 	    > "$T/rs.dguest.json" 2> "$T/rs.dguest.log" &
 	GPID=$!
 	PIDS+=($GPID)
 	ctl src migrate rs "$addr" --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
 		fail "migrate rs was refused"
 	"$GUEST" --role source --id rs -S "$T/src.vmm" -s "$size" -j -q \
-	    --timeout 240 > "$T/rs.sguest.json" 2> "$T/rs.sguest.log" &
+	    --timeout 240 ${GUEST_ARGS:-} > "$T/rs.sguest.json" \
+	    2> "$T/rs.sguest.log" &
 	SPID=$!
 	PIDS+=($SPID)
 	wait_state dst rs postcopy
