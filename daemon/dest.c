@@ -630,12 +630,14 @@ dest_session_start(struct dest *d)
 			return -EAGAIN;
 		}
 		d->fault_started = true;
+		pthread_setname_np(d->fault_thr, "pcd-dst-fault");
 	}
 	if (pthread_create(&d->urgent_thr, NULL, dest_urgent_main, d) != 0) {
 		mig_post_fail(m, "cannot start the urgent thread");
 		return -EAGAIN;
 	}
 	d->urgent_started = true;
+	pthread_setname_np(d->urgent_thr, "pcd-dst-urgent");
 	if (d->sessions == 1) {
 		mig_post(m, d->restored && atomic_load(&d->switched) ?
 		    MIG_EV_RESTORED : MIG_EV_CONNECTED);
@@ -885,6 +887,7 @@ dest_start(struct mig *m, char *err, size_t errlen)
 		return -EAGAIN;
 	}
 	d->main_started = true;
+	pthread_setname_np(d->main_thr, "pcd-dst-bulk");
 	log_info("migration %s: destination ready: %" PRIu64 " pages of %"
 	    PRIu32 " bytes (mapped %" PRIu32 " bytes at a time) at 0x%" PRIx64
 	    " in %s mode, waiting for the source on %s", m->id, npages, ps,

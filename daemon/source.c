@@ -429,6 +429,7 @@ src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start the bulk thread");
 		return -EAGAIN;
 	}
+	pthread_setname_np(s->bulk_thr, "pcd-src-bulk");
 	s->bulk_started = true;
 	return 0;
 }
@@ -707,6 +708,7 @@ source_start(struct mig *m, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start the source thread");
 		goto fail;
 	}
+	pthread_setname_np(s->main_thr, "pcd-src-urgent");
 	s->main_started = true;
 	return 0;
 fail:

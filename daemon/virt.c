@@ -308,6 +308,7 @@ virt_new(struct event_base *base, struct virt **out)
 	if ((r = -pthread_create(&v->thread, NULL, virt_worker, v)) < 0)
 		goto fail;
 	v->started = true;
+	pthread_setname_np(v->thread, "pcd-libvirt");
 	*out = v;
 	return 0;
 fail:

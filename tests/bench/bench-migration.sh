@@ -39,7 +39,7 @@ jq -e '
 	    (.daemon_rss_kib | (.source | num and . > 0) and (.destination | num and . > 0)) and
 	    (.cpu_s | (.source | num and . > 0) and (.destination | num and . > 0) and
 	        (.destination_per_gib | num and . > 0) and
-	        (.threads.destination | length > 0) and
+	        (.threads.destination | has("pcd-dst-bulk")) and (.threads.source | has("pcd-src-bulk")) and
 	        (.destination as $t | [.threads.destination[]] | add <= $t * 1.05 + 0.02))) and
 	(.baselines | (.tls_raw_gbps | num and . > 0) and (.tls_rtt_us | num and . > 0) and
 	    (.uffd_floor_us | num and . > 0) and (.uffd_floor_loaded_us | num and . > 0) and
