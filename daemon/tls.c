@@ -196,6 +196,57 @@ tls_ctx_free(struct tls_ctx *c)
 	free(c);
 }
 
+/* The name the peer's certificate must carry: an IP address or a DNS
+ * name (no partial wildcards); a client also sends it as SNI. */
+static int
+tls_expect_peer(const struct tls_ctx *c, SSL *ssl, const char *peer_name)
+{
+	unsigned char ip[16];
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+
+	if (inet_pton(AF_INET, peer_name, ip) == 1 ||
+	    inet_pton(AF_INET6, peer_name, ip) == 1)
+		return X509_VERIFY_PARAM_set1_ip_asc(vp, peer_name) == 1 ? 0 : -1;
+	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (X509_VERIFY_PARAM_set1_host(vp, peer_name, 0) != 1)
+		return -1;
+	if (!c->server)
+		SSL_set_tlsext_host_name(ssl, peer_name);
+	return 0;
+}
+
+/* Why a handshake failed, in the words an operator needs: a rejected
+ * certificate, a peer that does not speak TLS 1.3, no client certificate. */
+static void
+tls_explain_failure(const struct tls_ctx *c, SSL *ssl, int e, char *err,
+    size_t errlen)
+{
+	long v = SSL_get_verify_result(ssl);
+	char why[384] = "";
+
+	if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+		snprintf(why, sizeof(why), "connection closed by peer during the "
+		    "handshake%s", c->server ? "" :
+		    " (did the peer refuse our certificate?)");
+	else
+		tls_errors(why, sizeof(why));
+	if (v != X509_V_OK)
+		snprintf(err, errlen, "TLS handshake failed: peer certificate "
+		    "rejected: %s (%s)", X509_verify_cert_error_string(v), why);
+	else if (strstr(why, "wrong version number") ||
+	    strstr(why, "http request") ||
+	    strstr(why, "packet length too long") ||
+	    strstr(why, "record layer failure"))
+		snprintf(err, errlen, "TLS handshake failed: peer does not "
+		    "speak TLS 1.3 (plaintext?): %s", why);
+	else if (strstr(why, "peer did not return a certificate"))
+		snprintf(err, errlen, "TLS handshake failed: peer presented no "
+		    "certificate (mutual TLS is required): %s", why);
+	else
+		snprintf(err, errlen, "TLS handshake failed: %s",
+		    why[0] ? why : "unknown error");
+}
+
 int
 tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
     int timeout_ms, SSL **out, char *err, size_t errlen)
@@ -217,25 +268,11 @@ tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
 		SSL_free(ssl);
 		return -ENOMEM;
 	}
-	if (peer_name != NULL && *peer_name != '\0') {
-		unsigned char ip[16];
-		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-
-		if (inet_pton(AF_INET, peer_name, ip) == 1 ||
-		    inet_pton(AF_INET6, peer_name, ip) == 1)
-			r = X509_VERIFY_PARAM_set1_ip_asc(vp, peer_name);
-		else {
-			X509_VERIFY_PARAM_set_hostflags(vp,
-			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-			r = X509_VERIFY_PARAM_set1_host(vp, peer_name, 0);
-			if (!c->server)
-				SSL_set_tlsext_host_name(ssl, peer_name);
-		}
-		if (r != 1) {
-			snprintf(err, errlen, "bad expected peer name '%s'", peer_name);
-			SSL_free(ssl);
-			return -EINVAL;
-		}
+	if (peer_name != NULL && *peer_name != '\0' &&
+	    tls_expect_peer(c, ssl, peer_name) != 0) {
+		snprintf(err, errlen, "bad expected peer name '%s'", peer_name);
+		SSL_free(ssl);
+		return -EINVAL;
 	}
 	for (;;) {
 		struct pollfd p[2] = { { .fd = fd }, { .fd = stopfd, .events = POLLIN } };
@@ -251,32 +288,7 @@ tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
 		else if (e == SSL_ERROR_WANT_WRITE)
 			p[0].events = POLLOUT;
 		else {
-			long v = SSL_get_verify_result(ssl);
-			char why[384] = "";
-
-			if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
-				snprintf(why, sizeof(why), "connection closed by "
-				    "peer during the handshake%s",
-				    c->server ? "" : " (did the peer refuse our certificate?)");
-			else
-				tls_errors(why, sizeof(why));
-			if (v != X509_V_OK)
-				snprintf(err, errlen, "TLS handshake failed: peer "
-				    "certificate rejected: %s (%s)",
-				    X509_verify_cert_error_string(v), why);
-			else if (strstr(why, "wrong version number") ||
-			    strstr(why, "http request") ||
-			    strstr(why, "packet length too long") ||
-			    strstr(why, "record layer failure"))
-				snprintf(err, errlen, "TLS handshake failed: peer "
-				    "does not speak TLS 1.3 (plaintext?): %s", why);
-			else if (strstr(why, "peer did not return a certificate"))
-				snprintf(err, errlen, "TLS handshake failed: peer "
-				    "presented no certificate (mutual TLS is "
-				    "required): %s", why);
-			else
-				snprintf(err, errlen, "TLS handshake failed: %s",
-				    why[0] ? why : "unknown error");
+			tls_explain_failure(c, ssl, e, err, errlen);
 			ERR_clear_error();
 			SSL_free(ssl);
 			return -EPROTO;

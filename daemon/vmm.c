@@ -675,71 +675,92 @@ vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
 
 /* ---- messages from the VMM -------------------------------------------- */
 
-static void
-vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
+/* The descriptors (memfd, userfaultfd, dirty tracking), the page size the
+ * data path can carry and the one-VMM-per-role rule. Returns 0, or the
+ * status to refuse with and the reason in err. */
+static int
+vmm_attach_check(struct vmm_session *s, const Pcd__VmmAttach *a, char *err,
+    size_t errlen)
 {
 	struct vmm_server *srv = s->srv;
 	struct vmm_session *o;
-	struct vmm_guest g;
-	struct evbuffer *held;
-	char err[512] = "";
-	char who[128], pname[32];
-	bool dest, copy;
+	bool dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
 	int r;
 
 	/* vmm_attach_parse checked the layout. */
-	dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
-	copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
-	if (copy) {
-		r = vmm_check_uffd(s->pfds[0], "the descriptor", err,
-		    sizeof(err));
+	if (a->mode == PCD__VMM_MODE__VMM_MODE_COPY) {
+		r = vmm_check_uffd(s->pfds[0], "the descriptor", err, errlen);
 	} else {
-		r = vmm_check_memfd(s->pfds[0], a, dest, err, sizeof(err));
+		r = vmm_check_memfd(s->pfds[0], a, dest, err, errlen);
 		if (r == 0 && dest)
 			r = vmm_check_uffd(s->pfds[1], "second descriptor",
-			    err, sizeof(err));
+			    err, errlen);
 		else if (r == 0)
-			r = vmm_dirty_take(s, a, err, sizeof(err));
+			r = vmm_dirty_take(s, a, err, errlen);
 	}
-	if (r < 0) {
-		vmm_refuse(s, STATUS_INVALID_ARGUMENT, err);
-		return;
-	}
-	if (vmm_check_huge_carried(srv, a, err, sizeof(err)) < 0) {
-		vmm_refuse(s, STATUS_UNIMPLEMENTED, err);
-		return;
-	}
+	if (r < 0)
+		return STATUS_INVALID_ARGUMENT;
+	if (vmm_check_huge_carried(srv, a, err, errlen) < 0)
+		return STATUS_UNIMPLEMENTED;
 	TAILQ_FOREACH(o, &srv->sessions, entry) {
 		if (o != s && o->accepted && o->state != VMM_S_DEAD &&
 		    o->guest.role == (enum mig_role)a->role &&
 		    strcmp(o->guest.id, a->id) == 0) {
-			snprintf(err, sizeof(err), "migration %s already has a "
-			    "%s VMM attached (pid %d); detach it first", a->id,
+			snprintf(err, errlen, "migration %s already has a %s VMM "
+			    "attached (pid %d); detach it first", a->id,
 			    mig_role_name(o->guest.role), (int)o->pid);
-			vmm_refuse(s, STATUS_ALREADY_EXISTS, err);
-			return;
+			return STATUS_ALREADY_EXISTS;
 		}
 	}
+	return STATUS_OK;
+}
 
-	memset(&g, 0, sizeof(g));
-	str_copy(g.id, a->id, sizeof(g.id));
-	g.role = dest ? MIG_ROLE_DEST : MIG_ROLE_SOURCE;
-	g.mode = copy ? VMM_MODE_COPY : VMM_MODE_MINOR;
-	g.memfd = copy ? -1 : s->pfds[0];
-	g.uffd = copy ? s->pfds[0] : (dest ? s->pfds[1] : -1);
-	g.base = a->base_addr;
-	g.size = a->size;
-	g.offset = a->offset;
-	g.page_size = a->page_size;
-	g.pid = s->pid;
-	g.uid = s->uid;
-	g.reattach = a->reattach;
-	g.resumed = a->reattach && a->resumed;
-	g.dirty = s->dirty;
-	g.dirty_why = s->dirty_why;
-	s->guest = g;
+/* The guest the attach describes; the session keeps a copy without the
+ * descriptors, which pass to the callee. */
+static void
+vmm_attach_guest(struct vmm_session *s, const Pcd__VmmAttach *a,
+    struct vmm_guest *g)
+{
+	bool dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
+	bool copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
+
+	memset(g, 0, sizeof(*g));
+	str_copy(g->id, a->id, sizeof(g->id));
+	g->role = dest ? MIG_ROLE_DEST : MIG_ROLE_SOURCE;
+	g->mode = copy ? VMM_MODE_COPY : VMM_MODE_MINOR;
+	g->memfd = copy ? -1 : s->pfds[0];
+	g->uffd = copy ? s->pfds[0] : (dest ? s->pfds[1] : -1);
+	g->base = a->base_addr;
+	g->size = a->size;
+	g->offset = a->offset;
+	g->page_size = a->page_size;
+	g->pid = s->pid;
+	g->uid = s->uid;
+	g->reattach = a->reattach;
+	g->resumed = a->reattach && a->resumed;
+	g->dirty = s->dirty;
+	g->dirty_why = s->dirty_why;
+	s->guest = *g;
 	s->guest.memfd = s->guest.uffd = -1;
 	s->guest.dirty = NULL;
+}
+
+static void
+vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
+{
+	struct vmm_server *srv = s->srv;
+	struct vmm_guest g;
+	struct evbuffer *held;
+	char err[512] = "";
+	char who[128], pname[32];
+	bool copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
+	int r;
+
+	if ((r = vmm_attach_check(s, a, err, sizeof(err))) != STATUS_OK) {
+		vmm_refuse(s, r, err);
+		return;
+	}
+	vmm_attach_guest(s, a, &g);
 
 	/* Requests the callee makes from inside attached() are held and
 	 * sent after the AttachReply (or dropped if it refuses). */
