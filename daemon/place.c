@@ -137,6 +137,23 @@ place_minor_map(struct place *pl, uint64_t first, uint64_t n)
 	return 0;
 }
 
+/* Zero pages cost no bytes: fallocate puts zeroed pages in the page cache
+ * (whole huge pages on hugetlbfs, leaving those already there alone). */
+static int
+place_zero_alloc(struct place *pl, uint64_t first, uint64_t n,
+    const char *what, char *err, size_t errlen)
+{
+	int r;
+
+	if (fallocate(pl->memfd, 0, (off_t)(pl->off + first * pl->ps),
+	    (off_t)(n * pl->ps)) == 0)
+		return 0;
+	r = -errno;
+	snprintf(err, errlen, "fallocate of zero pages %" PRIu64 "+%" PRIu64
+	    " in the %s failed: %s", first, n, what, strerror(-r));
+	return r;
+}
+
 static int
 place_minor_place(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen)
@@ -146,13 +163,9 @@ place_minor_place(struct place *pl, uint64_t first, uint64_t n,
 
 	/* A zero page needs to be in the page cache for a MINOR fault:
 	 * allocate zeroed pages without writing each. */
-	if (buf == NULL && fallocate(pl->memfd, 0, (off_t)(pl->off + first *
-	    pl->ps), (off_t)(n * pl->ps)) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "fallocate of zero pages %" PRIu64 "+%"
-		    PRIu64 " in the memfd failed: %s", first, n, strerror(-r));
+	if (buf == NULL && (r = place_zero_alloc(pl, first, n, "memfd", err,
+	    errlen)) < 0)
 		return r;
-	}
 	all = pagestate_set_valid(pl->pg, first, n);
 	if ((r = place_minor_map(pl, first, n)) < 0) {
 		snprintf(err, errlen, "UFFDIO_CONTINUE of pages %" PRIu64 "+%"
@@ -274,14 +287,9 @@ place_huge_place(struct place *pl, uint64_t first, uint64_t n,
 	/* Zero pieces: fallocate allocates (zeroed) the huge pages not yet
 	 * in the page cache and leaves the others, whose pieces may already
 	 * hold data, alone. */
-	if (buf == NULL && fallocate(pl->memfd, 0, (off_t)(pl->off + first *
-	    pl->ps), (off_t)(n * pl->ps)) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "fallocate of zero pages %" PRIu64 "+%"
-		    PRIu64 " in the hugetlbfs memfd failed: %s", first, n,
-		    strerror(-r));
+	if (buf == NULL && (r = place_zero_alloc(pl, first, n,
+	    "hugetlbfs memfd", err, errlen)) < 0)
 		return r;
-	}
 	all = pagestate_set_valid(pl->pg, first, n);
 	if ((r = place_huge_map(pl, first, n)) < 0) {
 		snprintf(err, errlen, "UFFDIO_CONTINUE of the huge pages of "

@@ -8,23 +8,11 @@
 #define GUESTDIRTY_PAGE_SALT	0x6469727479706167ull	/* "dirtypag" */
 #define GUESTDIRTY_VER_SALT	0x76657273696f6e21ull	/* "version!" */
 
-static uint64_t
-guestdirty_mix(uint64_t x)
-{
-	/* splitmix64's finalizer */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
 uint64_t
 guestdirty_page(const struct guestgen *g, uint64_t npages, uint64_t i)
 {
-	return guestdirty_mix(g->seed ^ GUESTDIRTY_PAGE_SALT ^
-	    guestdirty_mix(i + 1)) % npages;
+	return guestgen_mix(g->seed ^ GUESTDIRTY_PAGE_SALT ^
+	    guestgen_mix(i + 1)) % npages;
 }
 
 /* The generator of version i: the same page layout, another seed, no
@@ -34,8 +22,8 @@ guestdirty_version(const struct guestgen *g, uint64_t i)
 {
 	struct guestgen v = *g;	/* the same unit (huge pages) */
 
-	v.seed = guestdirty_mix(g->seed ^ GUESTDIRTY_VER_SALT ^
-	    guestdirty_mix(i + 1));
+	v.seed = guestgen_mix(g->seed ^ GUESTDIRTY_VER_SALT ^
+	    guestgen_mix(i + 1));
 	v.zero_q16 = 0;
 	return v;
 }

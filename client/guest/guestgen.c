@@ -7,7 +7,7 @@
 
 #define GOLDEN	0x9e3779b97f4a7c15ull
 
-static inline uint64_t
+uint64_t
 guestgen_mix(uint64_t x)
 {
 	/* splitmix64's finalizer */

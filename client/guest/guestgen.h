@@ -49,4 +49,7 @@ uint64_t guestgen_hash(const void *p);
  * [0, npages): for each page, sum = rol(sum, 1) + dword(0) + dword(4092). */
 uint32_t guestgen_kvm_checksum(const struct guestgen *g, uint64_t npages);
 
+/* splitmix64's finalizer: the one 64-bit mixer of the generators. */
+uint64_t guestgen_mix(uint64_t x);
+
 #endif
