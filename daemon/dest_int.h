@@ -1,0 +1,52 @@
+/* dest_int.h - what the destination's files share: struct dest, used by
+ * dest.c (accepting, receiving, completion) and dest_fault.c (the fault
+ * thread and page requests). Nothing outside the destination includes it.
+ */
+#ifndef PCD_DEST_INT_H
+#define PCD_DEST_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migration_int.h"
+#include "pagestate.h"
+#include "place.h"
+#include "session.h"
+
+#define DEST_LINGER_MS		5000	/* after Complete: wait for the source */
+#define DEST_READAHEAD		8	/* pages requested per remote fault */
+#define DEST_UFFD_BATCH		64	/* events per read */
+#define DEST_HAVE_MAX		60000	/* ranges in a Welcome (its 1 MiB cap) */
+
+struct dest {
+	struct mig		*m;		/* [const] */
+	struct session		 s;		/* channels, stop, broken */
+	struct pagestate	 pg;
+	struct place		 pl;
+	pthread_t		 main_thr, urgent_thr, fault_thr;
+	bool			 main_started, urgent_started, fault_started;
+	bool			 registered;	/* [main] guest range */
+	atomic_bool		 unregistered;	/* every page mapped */
+	atomic_bool		 switched;	/* Switchover arrived */
+	unsigned		 sessions;	/* [main] */
+	bool			 restored;	/* [const] after a restart */
+
+	/* Digests are compared as they arrive (the source sends them after
+	 * its last page, so nearly every page is here by then); those of
+	 * pages still in flight wait in a short list. [main] */
+	uint64_t		 digests;	/* received this session */
+	uint64_t		 verified, mismatched, first_bad;
+	struct dest_digest {
+		uint64_t	 index;
+		uint64_t	 hash;
+	}			*deferred;
+	size_t			 ndeferred, deferred_cap;
+};
+
+/* dest_fault.c */
+void	*dest_fault_main(void *arg);	/* the fault thread */
+void	 dest_rerequest(struct dest *d);
+
+#endif
