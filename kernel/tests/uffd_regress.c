@@ -1199,7 +1199,7 @@ case_wp_async_cross(void)
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	struct uffdio_api api = { .api = UFFD_API, .features = WPA_FEATURES };
-	int sv[2], fds[2], st;
+	int sv[2], fds[2], st = 0;
 	unsigned char quit = 0xff;
 	pid_t pid;
 
