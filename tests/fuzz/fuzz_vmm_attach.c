@@ -20,7 +20,7 @@
 static void
 check_accepted(const Pcd__VmmAttach *a, int nfds)
 {
-	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t ps = a->page_size;
 	int dest = a->role == PCD__VMM_ROLE__VMM_ROLE_DEST;
 	int copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
 
@@ -31,7 +31,9 @@ check_accepted(const Pcd__VmmAttach *a, int nfds)
 	FUZZ_CHECK(a->mode == PCD__VMM_MODE__VMM_MODE_MINOR || copy);
 	FUZZ_CHECK(!copy || dest);
 	/* The layout is page aligned and lies in the user address space. */
-	FUZZ_CHECK(a->page_size == ps);
+	/* Base pages, or 2 MiB / 1 GiB huge pages (hugetlbfs guests). */
+	FUZZ_CHECK(ps == (uint64_t)sysconf(_SC_PAGESIZE) || ps == 2ull << 20 ||
+	    ps == 1ull << 30);
 	FUZZ_CHECK(a->size > 0 && a->size % ps == 0 && a->size <= VMM_SIZE_MAX);
 	FUZZ_CHECK(a->base_addr > 0 && a->base_addr % ps == 0);
 	FUZZ_CHECK(a->base_addr + a->size > a->base_addr);
