@@ -41,7 +41,10 @@ check_accepted(const Pcd__VmmAttach *a, int nfds)
 	FUZZ_CHECK(a->offset % ps == 0);
 	FUZZ_CHECK(a->offset + a->size > a->offset);
 	FUZZ_CHECK(!copy || a->offset == 0);
-	FUZZ_CHECK(nfds == (copy ? 1 : dest ? 2 : 1));
+	/* memfd (+ userfaultfd on a MINOR destination; + userfaultfd and
+	 * pagemap on a source that offers dirty tracking for precopy). */
+	FUZZ_CHECK(nfds == (copy ? 1 : dest ? 2 : a->dirty_tracking ? 3 : 1));
+	FUZZ_CHECK(!a->dirty_tracking || !dest);
 }
 
 /* What the daemon accepted, re-encoded, is accepted again. */
