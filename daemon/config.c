@@ -26,6 +26,12 @@ config_defaults(struct config *c)
 	str_copy(c->tls_dir, "/etc/postcopyd/tls", sizeof(c->tls_dir));
 	c->max_migrations = 8;
 	c->max_connections = 64;
+	c->max_tcp_connections = 16;
+	c->control_handshake_timeout = 10;
+	c->control_idle_timeout = 300;
+	c->vmm_unclaimed_max = 4;
+	c->vmm_unclaimed_timeout = 60;
+	c->vmm_wait_timeout = 300;
 	c->max_frame = RPC_MAX_FRAME_DEFAULT;
 	c->max_inflight = 16;
 	str_copy(c->state_dir, "auto", sizeof(c->state_dir));
@@ -164,6 +170,24 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 	if (strcmp(key, "max_connections") == 0)
 		return set_uint(&c->max_connections, key, v, 1, 4096, err,
 		    errlen);
+	if (strcmp(key, "max_tcp_connections") == 0)
+		return set_uint(&c->max_tcp_connections, key, v, 1, 4096, err,
+		    errlen);
+	if (strcmp(key, "control_handshake_timeout") == 0)
+		return set_uint(&c->control_handshake_timeout, key, v, 1, 600,
+		    err, errlen);
+	if (strcmp(key, "control_idle_timeout") == 0)
+		return set_uint(&c->control_idle_timeout, key, v, 1, 86400,
+		    err, errlen);
+	if (strcmp(key, "vmm_unclaimed_max") == 0)
+		return set_uint(&c->vmm_unclaimed_max, key, v, 0, 256, err,
+		    errlen);
+	if (strcmp(key, "vmm_unclaimed_timeout") == 0)
+		return set_uint(&c->vmm_unclaimed_timeout, key, v, 1, 3600,
+		    err, errlen);
+	if (strcmp(key, "vmm_wait_timeout") == 0)
+		return set_uint(&c->vmm_wait_timeout, key, v, 1, 86400, err,
+		    errlen);
 	if (strcmp(key, "max_inflight") == 0)
 		return set_uint(&c->max_inflight, key, v, 1, 1024, err,
 		    errlen);
@@ -243,7 +267,7 @@ config_split(char *line, char **key, char **value, char *err, size_t errlen)
 	return 0;
 }
 
-#define CONFIG_NKEYS	16
+#define CONFIG_NKEYS	32
 
 int
 config_parse_file(const char *path, struct config *c, char *err,
@@ -366,7 +390,14 @@ config_dump(const struct config *c, FILE *f)
 	dump_text(f, "tls_dir", c->tls_dir);
 	fprintf(f, "max_migrations = %u\n", c->max_migrations);
 	fprintf(f, "max_connections = %u\n", c->max_connections);
+	fprintf(f, "max_tcp_connections = %u\n", c->max_tcp_connections);
+	fprintf(f, "control_handshake_timeout = %u\n",
+	    c->control_handshake_timeout);
+	fprintf(f, "control_idle_timeout = %u\n", c->control_idle_timeout);
 	fprintf(f, "max_frame = %u\n", c->max_frame);
 	fprintf(f, "max_inflight = %u\n", c->max_inflight);
+	fprintf(f, "vmm_unclaimed_max = %u\n", c->vmm_unclaimed_max);
+	fprintf(f, "vmm_unclaimed_timeout = %u\n", c->vmm_unclaimed_timeout);
+	fprintf(f, "vmm_wait_timeout = %u\n", c->vmm_wait_timeout);
 	fprintf(f, "state_dir = %s\n", c->state_dir);
 }

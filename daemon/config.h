@@ -23,9 +23,18 @@ struct config {
 	char		control_tls_dir[PATH_MAX];
 	char		tls_dir[PATH_MAX];	/* default migration TLS profile */
 	unsigned	max_migrations;
-	unsigned	max_connections;
+	unsigned	max_connections;	/* over the Unix socket */
+	unsigned	max_tcp_connections;	/* over control_tcp_listen */
+	unsigned	control_handshake_timeout;	/* s, TCP+TLS */
+	unsigned	control_idle_timeout;	/* s without a call */
 	uint32_t	max_frame;
 	unsigned	max_inflight;
+	/* VMMs attached for ids not (yet) prepared or migrated here: how
+	 * many are held, and for how long (s). */
+	unsigned	vmm_unclaimed_max;
+	unsigned	vmm_unclaimed_timeout;
+	/* s a Prepare'd or Migrate'd migration waits for its VMM. */
+	unsigned	vmm_wait_timeout;
 	/* Where a destination keeps each migration's page state (so a
 	 * restarted daemon picks the migration up); "auto" = the directory of
 	 * vmm_socket, "off" = nowhere. */

@@ -73,6 +73,11 @@ struct ctl_conn {
 	bool			 closing;	/* close once output is sent */
 	bool			 throttled;	/* reading paused */
 	bool			 tls;
+	bool			 handshaken;	/* TLS up */
+	bool			 refusing;	/* over budget: told, closed */
+	bool			 lingering;	/* closing, all sent */
+	uid_t			 uid;		/* Unix socket peer */
+	struct event		*timer;		/* handshake, idle, close */
 };
 
 struct ctl_server {
@@ -85,11 +90,15 @@ struct ctl_server {
 	struct unixsock		 sock;		/* the control socket */
 	char			 tcp_listen[128];
 	char			 tls_dir[PATH_MAX];	/* default profile */
-	unsigned		 max_connections;
+	unsigned		 max_connections;	/* Unix socket */
+	unsigned		 max_tcp_connections;
+	unsigned		 handshake_timeout;	/* s */
+	unsigned		 idle_timeout;		/* s */
 	unsigned		 max_inflight;
 	unsigned		 max_migrations;
 	uint32_t		 max_frame;
-	unsigned		 nconns;
+	unsigned		 nunix, ntcp, nrefusing;
+	unsigned		 refused[2];	/* [tls]: since last below */
 	TAILQ_HEAD(, ctl_conn)	 conns;
 	TAILQ_HEAD(, ctl_watch)	 watches;
 };
@@ -132,6 +141,7 @@ ctl_send_error(struct ctl_conn *c, uint32_t call_id, uint16_t method,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	utf8_sanitize(msg);
 	st.code = code;
 	st.message = msg;
 	log_info("control: %s: call %u: %s: %s", c->peer, call_id,
@@ -149,10 +159,10 @@ ctl_reply(struct ctl_conn *c, const struct rpc_hdr *h,
 
 /* Fills status from a data-path result. */
 static void
-ctl_status(Pcd__Status *st, int r, const char *err)
+ctl_status(Pcd__Status *st, int r, char *err)
 {
 	st->code = status_from_errno(r);
-	st->message = (char *)(r < 0 ? (err[0] != '\0' ? err :
+	st->message = (char *)(r < 0 ? (err[0] != '\0' ? utf8_sanitize(err) :
 	    strerror(-r)) : "");
 }
 
@@ -160,11 +170,14 @@ ctl_status(Pcd__Status *st, int r, const char *err)
 
 static int
 ctl_info(struct ctl_server *s, Pcd__MigrationInfo *mi,
-    const struct mig_stats *st)
+    struct mig_stats *st)
 {
 	const char *dom, *state, *error;
 	int r;
 
+	/* Both may quote a peer, cut to fit. */
+	utf8_sanitize(st->errmsg);
+	utf8_sanitize(st->refused);
 	pcd__migration_info__init(mi);
 	if ((r = jobstats_info_fill(mi, st)) < 0)
 		return r;
@@ -270,11 +283,8 @@ int
 ctl_args_check(const char *id, const Pcd__TlsProfile *tls,
     const Pcd__LibvirtDomain *lv, char *err, size_t errlen)
 {
-	if (!mig_id_valid(id)) {
-		snprintf(err, errlen, "migration id '%.64s' is not 1..%d "
-		    "characters of [A-Za-z0-9._-]", id, MIG_ID_MAX);
+	if (mig_id_check(id, "control", err, errlen) < 0)
 		return -EINVAL;
-	}
 	if (tls != NULL && (strlen(tls->dir) >= PATH_MAX ||
 	    strlen(tls->peer_name) >= 256)) {
 		snprintf(err, errlen, "TLS directory or peer name too long");
@@ -437,7 +447,8 @@ ctl_status_call(struct ctl_conn *c, const struct rpc_hdr *h,
 	rep.n_migrations = n;
 	goto out;
 nomem:
-	ctl_status(&st, -ENOMEM, "out of memory");
+	snprintf(err, sizeof(err), "out of memory");
+	ctl_status(&st, -ENOMEM, err);
 out:
 	ctl_reply(c, h, &rep.base);
 	for (size_t i = 0; i < filled; i++)
@@ -627,6 +638,26 @@ ctl_check_kernel(struct ctl_conn *c, const struct rpc_hdr *h)
 
 /* ---- dispatch ---- */
 
+/* Every request that names a migration has it in field "id" (Status: may
+ * be empty, meaning all): checked here, once, so no handler echoes or
+ * looks up an id that is not one. */
+static int
+ctl_check_id(const ProtobufCMessage *req, char *err, size_t errlen)
+{
+	const ProtobufCFieldDescriptor *f;
+	const char *id;
+
+	f = protobuf_c_message_descriptor_get_field_by_name(req->descriptor,
+	    "id");
+	if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING)
+		return 0;
+	id = *(const char *const *)((const char *)req + f->offset);
+	if (req->descriptor == &pcd__status_request__descriptor &&
+	    (id == NULL || id[0] == '\0'))
+		return 0;
+	return mig_id_check(id, req->descriptor->short_name, err, errlen);
+}
+
 static void
 ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
     size_t n)
@@ -645,6 +676,12 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 		ctl_send_error(c, h->call_id, h->method, STATUS_RESOURCE_EXHAUSTED,
 		    "%u calls in flight on this connection (max_inflight)",
 		    c->inflight);
+		return;
+	}
+	if (ctl_check_id(req, err, sizeof(err)) < 0) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		ctl_send_error(c, h->call_id, h->method, STATUS_INVALID_ARGUMENT,
+		    "%s", err);
 		return;
 	}
 	m = rpc_method_get(h->method);
@@ -693,16 +730,81 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 	protobuf_c_message_free_unpacked(req, NULL);
 }
 
-/* ---- connections ---- */
+/* ---- connections ----
+ *
+ * Budgets: the Unix socket and the TCP listener count separately
+ * (max_connections, max_tcp_connections), so peers that never start TLS
+ * cannot take the local socket's place; past its budget the Unix socket
+ * keeps CTL_UNIX_RESERVE more for root and the daemon's own user. A
+ * connection over budget is told so with a RESOURCE_EXHAUSTED error frame
+ * (call id 0) and closed: at once on the Unix socket; over TCP after the
+ * TLS handshake (no frame can be sent before), for at most CTL_REFUSING
+ * such peers at a time, and beyond those closed without a word.
+ * Deadlines: a TCP connection finishes TLS within
+ * control_handshake_timeout; any connection without a Watch open that
+ * sends no complete call for control_idle_timeout is closed (with a
+ * DEADLINE_EXCEEDED error frame); a closing connection whose peer does not
+ * read is dropped after CTL_CLOSE_GRACE_SEC. */
+
+#define CTL_UNIX_RESERVE	4
+#define CTL_REFUSING		4
+#define CTL_CLOSE_GRACE_SEC	5
+
+static void
+ctl_conn_arm(struct ctl_conn *c, unsigned sec)
+{
+	struct timeval tv = { sec, 0 };
+
+	if (c->timer != NULL)
+		evtimer_add(c->timer, &tv);
+}
+
+/* The last answer is sent: half-close, and read (discarding) until the
+ * peer closes or the grace ends. Closing with its request unread would
+ * send a TCP reset, which can destroy our answer before it is read. */
+static void
+ctl_conn_linger(struct ctl_conn *c)
+{
+	c->lingering = true;
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	bufferevent_enable(c->bev, EV_READ);
+	ctl_conn_arm(c, CTL_CLOSE_GRACE_SEC);
+}
 
 static void
 ctl_conn_close_later(struct ctl_conn *c)
 {
 	c->closing = true;
-	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		ctl_conn_free(c);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		ctl_conn_linger(c);
+		return;
+	}
+	ctl_conn_arm(c, CTL_CLOSE_GRACE_SEC);
+}
+
+/* A length below the envelope or over max_frame is refused as soon as its
+ * 4 bytes are in: a bare length must not hold the connection open. */
+static bool
+ctl_conn_bad_len(struct ctl_conn *c, struct evbuffer *in)
+{
+	uint8_t lb[4];
+	uint32_t len;
+
+	if (evbuffer_get_length(in) < 4 ||
+	    evbuffer_get_length(in) >= RPC_HDR_SIZE)
+		return false;
+	evbuffer_copyout(in, lb, sizeof(lb));
+	len = (uint32_t)lb[0] << 24 | (uint32_t)lb[1] << 16 |
+	    (uint32_t)lb[2] << 8 | lb[3];
+	if (len >= RPC_ENVELOPE_SIZE && len <= c->srv->max_frame)
+		return false;
+	ctl_send_error(c, 0, 0, STATUS_INVALID_ARGUMENT, len > c->srv->max_frame ?
+	    "frame of %u bytes is over the limit (max_frame %u): closing" :
+	    "frame length %u is below the %u-byte envelope: closing", len,
+	    len > c->srv->max_frame ? c->srv->max_frame : RPC_ENVELOPE_SIZE);
+	ctl_conn_close_later(c);
+	return true;
 }
 
 static void
@@ -714,6 +816,10 @@ ctl_conn_read(struct bufferevent *bev, void *arg)
 	struct rpc_hdr h;
 	int r;
 
+	if (c->refusing || c->closing) {   /* read, so close sends no RST */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	while (!c->closing && evbuffer_get_length(in) >= RPC_HDR_SIZE) {
 		size_t n;
 		uint8_t *p;
@@ -740,7 +846,11 @@ ctl_conn_read(struct bufferevent *bev, void *arg)
 		}
 		ctl_dispatch(c, &h, p, n);
 		evbuffer_drain(in, n);
+		if (!c->closing)
+			ctl_conn_arm(c, c->srv->idle_timeout);
 	}
+	if (!c->closing && ctl_conn_bad_len(c, in))
+		return;
 	if (!c->closing && evbuffer_get_length(bufferevent_get_output(bev)) >
 	    CTL_OUT_MAX) {
 		c->throttled = true;
@@ -754,8 +864,9 @@ ctl_conn_write(struct bufferevent *bev, void *arg)
 	struct ctl_conn *c = arg;
 
 	if (c->closing) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			ctl_conn_free(c);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+		    !c->lingering)
+			ctl_conn_linger(c);
 		return;
 	}
 	if (c->throttled) {
@@ -765,24 +876,79 @@ ctl_conn_write(struct bufferevent *bev, void *arg)
 }
 
 static void
+ctl_conn_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct ctl_server *s = c->srv;
+
+	if (c->closing) {
+		if (!c->lingering)
+			log_info("control: %s does not read its last answer: "
+			    "dropped", c->peer);
+		ctl_conn_free(c);
+	} else if (c->tls && !c->handshaken) {
+		log_info("control: %s: no TLS handshake within %u s "
+		    "(control_handshake_timeout): closed", c->peer,
+		    s->handshake_timeout);
+		ctl_conn_free(c);
+	} else if (c->inflight > 0) {
+		ctl_conn_arm(c, s->idle_timeout);	/* a Watch is open */
+	} else {
+		ctl_send_error(c, 0, 0, STATUS_DEADLINE_EXCEEDED, "no call for %u "
+		    "s (control_idle_timeout): closing", s->idle_timeout);
+		ctl_conn_close_later(c);
+	}
+}
+
+/* Over budget: the error frame, then close. */
+static void
+ctl_conn_refuse(struct ctl_conn *c)
+{
+	struct ctl_server *s = c->srv;
+
+	if (c->tls)
+		ctl_send_error(c, 0, 0, STATUS_RESOURCE_EXHAUSTED, "%u TCP "
+		    "control connections are open (max_tcp_connections): "
+		    "try again later", s->ntcp);
+	else
+		ctl_send_error(c, 0, 0, STATUS_RESOURCE_EXHAUSTED, "%u control "
+		    "connections are open on the Unix socket "
+		    "(max_connections %u): try again later", s->nunix,
+		    s->max_connections);
+	ctl_conn_close_later(c);
+}
+
+static void
+ctl_conn_tls_up(struct ctl_conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	X509 *cert = ssl != NULL ? SSL_get_peer_certificate(ssl) : NULL;
+	char subj[96] = "?";
+	size_t l = strlen(c->peer);
+
+	/* Name the peer by its certificate. */
+	if (cert != NULL) {
+		X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+		    NID_commonName, subj, sizeof(subj));
+		X509_free(cert);
+	}
+	snprintf(c->peer + l, sizeof(c->peer) - l, " CN=%s", subj);
+	c->handshaken = true;
+	if (c->refusing) {
+		ctl_conn_refuse(c);
+		return;
+	}
+	log_info("control: TLS client %s connected", c->peer);
+	ctl_conn_arm(c, c->srv->idle_timeout);
+}
+
+static void
 ctl_conn_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct ctl_conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		/* TLS handshake done: name the peer by its certificate. */
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		X509 *cert = ssl != NULL ? SSL_get_peer_certificate(ssl) : NULL;
-		char subj[96] = "?";
-		size_t l = strlen(c->peer);
-
-		if (cert != NULL) {
-			X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
-			    NID_commonName, subj, sizeof(subj));
-			X509_free(cert);
-		}
-		snprintf(c->peer + l, sizeof(c->peer) - l, " CN=%s", subj);
-		log_info("control: TLS client %s connected", c->peer);
+		ctl_conn_tls_up(c);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -806,17 +972,95 @@ static void
 ctl_conn_free(struct ctl_conn *c)
 {
 	struct ctl_watch *w, *tmp;
+	struct ctl_server *s;
 
 	if (c == NULL)
 		return;
-	TAILQ_FOREACH_SAFE(w, &c->srv->watches, entry, tmp)
+	s = c->srv;
+	TAILQ_FOREACH_SAFE(w, &s->watches, entry, tmp)
 		if (w->conn == c)
 			ctl_watch_free(w);
-	TAILQ_REMOVE(&c->srv->conns, c, entry);
-	c->srv->nconns--;
+	TAILQ_REMOVE(&s->conns, c, entry);
+	if (c->refusing)
+		s->nrefusing--;
+	else if (c->tls)
+		s->ntcp--;
+	else
+		s->nunix--;
+	if (!c->refusing && s->refused[c->tls] > 0) {
+		log_notice("control: %s connections below the limit again; %u "
+		    "refused meanwhile", c->tls ? "TCP" : "Unix",
+		    s->refused[c->tls]);
+		s->refused[c->tls] = 0;
+	}
+	if (c->timer != NULL)
+		event_free(c->timer);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	free(c);
+}
+
+static void
+ctl_conn_name(struct ctl_conn *c, evutil_socket_t fd, struct sockaddr *sa)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (!c->tls) {
+		struct ucred cr;
+		socklen_t len = sizeof(cr);
+
+		c->uid = (uid_t)-1;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+			c->uid = cr.uid;
+			snprintf(c->peer, sizeof(c->peer), "uid %u pid %d",
+			    (unsigned)cr.uid, (int)cr.pid);
+		} else
+			snprintf(c->peer, sizeof(c->peer), "uid ? pid ?");
+		return;
+	}
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(c->peer, sizeof(c->peer), "tcp %s:%u", host, port);
+}
+
+/* Whether c fits the budget of its listener; false: refuse it. */
+static bool
+ctl_conn_budget(struct ctl_server *s, struct ctl_conn *c)
+{
+	if (c->tls)
+		return s->ntcp < s->max_tcp_connections;
+	if (s->nunix < s->max_connections)
+		return true;
+	return s->nunix < s->max_connections + CTL_UNIX_RESERVE &&
+	    (c->uid == 0 || c->uid == geteuid());
+}
+
+static struct bufferevent *
+ctl_conn_bev(struct ctl_server *s, evutil_socket_t fd, bool tls)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (!tls)
+		return bufferevent_socket_new(s->d->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	if ((ssl = SSL_new(s->ssl_ctx)) == NULL)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(s->d->base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		SSL_free(ssl);
+	return bev;
 }
 
 static void
@@ -824,67 +1068,46 @@ ctl_conn_new(struct ctl_server *s, evutil_socket_t fd, struct sockaddr *sa,
     bool tls)
 {
 	struct ctl_conn *c;
-	SSL *ssl = NULL;
 
-	if (s->nconns >= s->max_connections) {
-		log_warnx("control: %u connections open (max_connections): "
-		    "refusing another", s->nconns);
-		evutil_closesocket(fd);
-		return;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		evutil_closesocket(fd);
 		return;
 	}
 	c->srv = s;
 	c->tls = tls;
-	if (!tls) {
-		struct ucred cr;
-		socklen_t len = sizeof(cr);
-
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
-			snprintf(c->peer, sizeof(c->peer), "uid %u pid %d",
-			    (unsigned)cr.uid, (int)cr.pid);
-		else
-			snprintf(c->peer, sizeof(c->peer), "uid ? pid ?");
-	} else {
-		char host[INET6_ADDRSTRLEN] = "?";
-		unsigned port = 0;
-
-		if (sa->sa_family == AF_INET) {
-			struct sockaddr_in *sin = (struct sockaddr_in *)sa;
-
-			inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-			port = ntohs(sin->sin_port);
-		} else if (sa->sa_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-
-			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-			port = ntohs(s6->sin6_port);
-		}
-		snprintf(c->peer, sizeof(c->peer), "tcp %s:%u", host, port);
-		if ((ssl = SSL_new(s->ssl_ctx)) == NULL) {
+	ctl_conn_name(c, fd, sa);
+	if (!ctl_conn_budget(s, c)) {
+		/* Once per spell of being full: a flood must not flood the
+		 * log too. */
+		if (s->refused[tls]++ == 0)
+			log_warnx("control: %s: %u %s connections open: "
+			    "refusing more", c->peer, tls ? s->ntcp : s->nunix,
+			    tls ? "TCP (max_tcp_connections)" :
+			    "Unix (max_connections)");
+		if (tls && s->nrefusing >= CTL_REFUSING) {
 			evutil_closesocket(fd);
 			free(c);
 			return;
 		}
-		c->bev = bufferevent_openssl_socket_new(s->d->base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		c->refusing = true;
 	}
-	if (!tls)
-		c->bev = bufferevent_socket_new(s->d->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	c->timer = evtimer_new(s->d->base, ctl_conn_timeout, c);
+	if (c->timer == NULL || (c->bev = ctl_conn_bev(s, fd, tls)) == NULL) {
 		log_warnx("control: cannot set up a connection for %s",
 		    c->peer);
-		if (ssl != NULL)
-			SSL_free(ssl);
+		if (c->timer != NULL)
+			event_free(c->timer);
 		evutil_closesocket(fd);
 		free(c);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&s->conns, c, entry);
-	s->nconns++;
+	if (c->refusing)
+		s->nrefusing++;
+	else if (tls)
+		s->ntcp++;
+	else
+		s->nunix++;
 	bufferevent_setcb(c->bev, ctl_conn_read, ctl_conn_write,
 	    ctl_conn_event, c);
 	/* Never buffer more than one frame of input per connection. */
@@ -893,6 +1116,10 @@ ctl_conn_new(struct ctl_server *s, evutil_socket_t fd, struct sockaddr *sa,
 	bufferevent_setwatermark(c->bev, EV_WRITE, CTL_OUT_MAX / 2, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	log_debug("control: %s connected", c->peer);
+	if (c->refusing && !tls)
+		ctl_conn_refuse(c);
+	else
+		ctl_conn_arm(c, tls ? s->handshake_timeout : s->idle_timeout);
 }
 
 static void
@@ -1033,6 +1260,9 @@ static void
 ctl_limits(struct ctl_server *s, const struct config *cfg)
 {
 	s->max_connections = cfg->max_connections;
+	s->max_tcp_connections = cfg->max_tcp_connections;
+	s->handshake_timeout = cfg->control_handshake_timeout;
+	s->idle_timeout = cfg->control_idle_timeout;
 	s->max_inflight = cfg->max_inflight;
 	s->max_migrations = cfg->max_migrations;
 	s->max_frame = cfg->max_frame;

@@ -212,6 +212,8 @@ reload(struct daemon *d)
 		log_warnx("control_socket/vmm_socket changes take effect at "
 		    "the next start");
 	log_set_level(nc.log_level);
+	mig_table_set_vmm_limits(d->migs, nc.vmm_unclaimed_max,
+	    nc.vmm_unclaimed_timeout, nc.vmm_wait_timeout);
 	if (d->ctl != NULL && ctl_server_reconfigure(d->ctl, &nc) < 0)
 		log_warnx("control listener settings not changed");
 	if (strcmp(nc.metrics_listen, d->cfg->metrics_listen) != 0) {
@@ -369,6 +371,8 @@ main(int argc, char **argv)
 		fatalx("cannot open the VMM socket %s: %s", d.vmm_socket,
 		    strerror(-r));
 	mig_table_set_state_dir(d.migs, cfg.state_dir, d.vmm_socket);
+	mig_table_set_vmm_limits(d.migs, cfg.vmm_unclaimed_max,
+	    cfg.vmm_unclaimed_timeout, cfg.vmm_wait_timeout);
 	/* The control server owns ctl_fd from here on. */
 	if (ctl_server_open(&d, &cfg, ctl_fd, &d.ctl) < 0)
 		fatalx("cannot open the control socket %s", d.control_socket);

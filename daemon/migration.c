@@ -42,6 +42,7 @@ struct mig_table {
 	void			*notify_arg;
 	mig_transition_fn	 on_transition;
 	void			*on_transition_arg;
+	unsigned		 vmm_wait_s;	/* vmm_wait_timeout */
 };
 
 static void
@@ -141,6 +142,8 @@ mig_free(struct mig *m)
 		event_free(m->ev);
 	if (m->tick != NULL)
 		event_free(m->tick);
+	if (m->vmm_wait != NULL)
+		event_free(m->vmm_wait);
 	if (m->evfd >= 0)
 		close(m->evfd);
 	if (m->stopfd >= 0)
@@ -611,11 +614,8 @@ mig_register(struct mig_table *t, const char *id, enum mig_role role,
 {
 	struct mig *m;
 
-	if (id == NULL || !mig_id_valid(id)) {
-		snprintf(err, errlen, "invalid migration id '%.80s' (1..%d of "
-		    "[A-Za-z0-9._-])", id ? id : "", MIG_ID_MAX);
+	if (mig_id_check(id, "migration", err, errlen) < 0)
 		return -EINVAL;
-	}
 	m = mig_find(t, id);
 	if (m != NULL && !mig_terminal(m->state)) {
 		if (m->registered) {
@@ -647,6 +647,44 @@ mig_check_tls(const struct mig_tls *tls, bool server, char *err, size_t errlen)
 		return r;
 	tls_ctx_free(c);
 	return 0;
+}
+
+static void
+mig_vmm_wait_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+	char msg[192];
+
+	if (m->attached || mig_terminal(m->state))
+		return;
+	snprintf(msg, sizeof(msg), "no %s VMM attached within %u s "
+	    "(vmm_wait_timeout): attach the VMM, then %s again",
+	    mig_role_name(m->role), m->t->vmm_wait_s,
+	    m->role == MIG_ROLE_SOURCE ? "migrate" : "prepare");
+	mig_apply_kind(m, MIG_EV_FAIL, msg);
+}
+
+/* Prepare/Migrate registered m: a VMM already held for its id attaches
+ * now; otherwise the VMM has vmm_wait_timeout to come. */
+static void
+mig_vmm_claim(struct mig *m)
+{
+	struct timeval tv = { m->t->vmm_wait_s, 0 };
+
+	if (m->attached || vmm_server_claim(m->t->vmm, m->id, (int)m->role))
+		return;
+	if (m->vmm_wait == NULL)
+		m->vmm_wait = evtimer_new(m->t->base, mig_vmm_wait_expired, m);
+	if (m->vmm_wait != NULL)
+		evtimer_add(m->vmm_wait, &tv);
+}
+
+void
+mig_table_set_vmm_limits(struct mig_table *t, unsigned unclaimed_max,
+    unsigned unclaimed_timeout_s, unsigned wait_timeout_s)
+{
+	vmm_server_set_pool(t->vmm, unclaimed_max, unclaimed_timeout_s);
+	t->vmm_wait_s = wait_timeout_s > 0 ? wait_timeout_s : 1;
 }
 
 int
@@ -685,6 +723,7 @@ mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
 	log_info("migration %s: destination prepared, listening on %s",
 	    m->id, m->listen);
 	mig_notify(m);
+	mig_vmm_claim(m);
 	mig_maybe_start(m);
 	return 0;
 }
@@ -715,6 +754,7 @@ mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
 	log_info("migration %s: source registered, destination %s%s", m->id,
 	    m->addr, m->attached ? "" : " (waiting for the VMM to attach)");
 	mig_notify(m);
+	mig_vmm_claim(m);
 	mig_maybe_start(m);
 	return 0;
 }
@@ -815,6 +855,11 @@ mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
 		    "bandwidth limit applies on the source", id);
 		return -EINVAL;
 	}
+	if (mig_terminal(m->state)) {
+		snprintf(err, errlen, "migration '%s' is %s: it has no bulk "
+		    "stream left to limit", id, mig_state_name(m->state));
+		return -EALREADY;
+	}
 	atomic_store(&m->bandwidth_bps, bps);
 	log_info("migration %s: bulk bandwidth limit %" PRIu64 " B/s%s", id,
 	    bps, bps == 0 ? " (unlimited)" : "");
@@ -867,7 +912,20 @@ int
 mig_get_stats(struct mig_table *t, const char *id, struct mig_stats *out)
 {
 	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+	struct vmm_guest g;
 
+	if (m == NULL && id != NULL && vmm_server_held(t->vmm, id, &g)) {
+		/* A VMM waits in vmm.c's pool for this id to be prepared:
+		 * shown (waiting, VMM attached) but not a migration. */
+		memset(out, 0, sizeof(*out));
+		str_copy(out->id, id, sizeof(out->id));
+		out->role = g.role;
+		out->state = MIG_STATE_WAITING;
+		out->page_size = g.page_size;
+		out->pages_total = g.size / g.page_size;
+		out->vmm_attached = true;
+		return 0;
+	}
 	if (m == NULL)
 		return -ENOENT;
 	mig_fill_stats(m, out);
@@ -929,7 +987,6 @@ mig_vmm_attached(void *arg, struct vmm_session *s, struct vmm_guest *g,
 {
 	struct mig_table *t = arg;
 	struct mig *m = mig_find(t, g->id);
-	int r;
 
 	if (m != NULL && !mig_terminal(m->state)) {
 		if (m->role != g->role) {
@@ -943,8 +1000,11 @@ mig_vmm_attached(void *arg, struct vmm_session *s, struct vmm_guest *g,
 			    "VMM attached", g->id);
 			return -EBUSY;
 		}
-	} else if ((r = mig_new(t, g->id, g->role, &m, err, errlen)) < 0)
-		return r;
+	} else {
+		return VMM_HOLD;	/* nobody prepared it: vmm.c's pool */
+	}
+	if (m->vmm_wait != NULL)
+		event_del(m->vmm_wait);
 	m->g = *g;
 	m->vmm = s;
 	m->attached = true;
@@ -1007,6 +1067,7 @@ mig_table_new(struct event_base *base, const char *vmm_socket,
 	if (t == NULL)
 		return -ENOMEM;
 	t->base = base;
+	t->vmm_wait_s = 300;
 	r = vmm_server_open(base, vmm_socket, &mig_vmm_ops, t, &t->vmm);
 	if (r < 0) {
 		free(t);

@@ -46,6 +46,13 @@ enum mig_state {
 const char *mig_state_name(enum mig_state s);
 const char *mig_role_name(enum mig_role r);
 bool mig_id_valid(const char *id);
+/* The one check of a peer-supplied id (control calls, VMM attach, wire
+ * Hello): 0, or -EINVAL with err saying what is wrong, the id quoted with
+ * str_quote (never raw bytes: err may go into a protobuf string). what
+ * names where it came from ("Prepare", "Attach", "Hello"). Strings that
+ * went through pbcheck_unpack carry no NUL and are valid UTF-8; this adds
+ * the syntax. */
+int mig_id_check(const char *id, const char *what, char *err, size_t errlen);
 
 /* Questions about states, answered by the state machine (state.c). */
 bool mig_terminal(enum mig_state s);	/* completed, failed, cancelled */
@@ -134,6 +141,11 @@ void mig_table_set_transition_hook(struct mig_table *t, mig_transition_fn fn,
  * "") for the directory of vmm_socket, or "off". */
 void mig_table_set_state_dir(struct mig_table *t, const char *dir,
     const char *vmm_socket);
+/* vmm_unclaimed_max, vmm_unclaimed_timeout (the pool of VMMs attached for
+ * ids nobody prepared here: vmm.h) and vmm_wait_timeout (how long a
+ * prepared or migrated migration waits for its VMM before it fails). */
+void mig_table_set_vmm_limits(struct mig_table *t, unsigned unclaimed_max,
+    unsigned unclaimed_timeout_s, unsigned wait_timeout_s);
 
 int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
     char *err, size_t errlen);
@@ -154,6 +166,8 @@ int mig_resume(struct mig_table *t, const char *id, const char *addr,
     char *err, size_t errlen);
 int mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
     char *err, size_t errlen);
+/* One migration, or a VMM held for that id before its Prepare/Migrate
+ * (state waiting, vmm_attached; vmm.h's pool): not in mig_list. */
 int mig_get_stats(struct mig_table *t, const char *id, struct mig_stats *out);
 /* Fills up to max entries, returns how many migrations exist. */
 size_t mig_list(struct mig_table *t, struct mig_stats *out, size_t max);

@@ -79,6 +79,7 @@ struct mig {
 	int			 evfd;		/* eventfd: threads -> loop */
 	struct event		*ev;
 	struct event		*tick;
+	struct event		*vmm_wait;	/* [loop] registered, no VMM */
 	uint64_t		 last_sig;	/* [loop] progress signature */
 
 	struct mig_queue	 q;		/* events, threads -> loop */

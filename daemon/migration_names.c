@@ -1,8 +1,11 @@
 /* migration_names.c - names and id syntax from migration.h, kept apart from
  * the migration engine so every tool and test can use them. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "migration.h"
+#include "util.h"
 
 const char *
 mig_state_name(enum mig_state s)
@@ -54,4 +57,18 @@ mig_id_valid(const char *id)
 			return false;
 	}
 	return true;
+}
+
+int
+mig_id_check(const char *id, const char *what, char *err, size_t errlen)
+{
+	char q[MIG_ID_MAX + 16];
+
+	if (mig_id_valid(id))
+		return 0;
+	if (err != NULL)
+		snprintf(err, errlen, "%s: invalid migration id '%s' (want "
+		    "1..%d characters of [A-Za-z0-9._-], not '.' or '..')",
+		    what, str_quote(q, sizeof(q), id), MIG_ID_MAX);
+	return -EINVAL;
 }

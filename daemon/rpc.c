@@ -103,6 +103,7 @@ rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
     ProtobufCMessage **req, char *err, size_t errlen)
 {
 	const ProtobufCMethodDescriptor *m;
+	char why[160];
 
 	*req = NULL;
 	if (h->kind != RPC_REQUEST || h->reserved != 0) {
@@ -115,9 +116,10 @@ rpc_request_decode(const struct rpc_hdr *h, const uint8_t *p, size_t n,
 		    "pcd.Control has %u)", h->method, rpc_service()->n_methods);
 		return STATUS_UNIMPLEMENTED;
 	}
-	if ((*req = pbcheck_unpack(m->input, n, p)) == NULL) {
+	if ((*req = pbcheck_unpack_why(m->input, n, p, why,
+	    sizeof(why))) == NULL) {
 		str_printf(err, errlen, "%s: payload of %zu bytes is not a valid "
-		    "%s", m->name, n, m->input->name);
+		    "%s (%s)", m->name, n, m->input->name, why);
 		return STATUS_INVALID_ARGUMENT;
 	}
 	return STATUS_OK;

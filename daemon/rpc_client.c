@@ -389,6 +389,24 @@ rpc_answer_clear(struct rpc_answer *a)
 }
 
 int
+rpc_client_refusal(struct rpc_client *c, int r, struct rpc_answer *a,
+    char *err, size_t errlen)
+{
+	char why[256];
+
+	/* A daemon that refuses a connection (too many open) says so in an
+	 * error frame and closes; the request may meet the closed socket. */
+	if (r != -EPIPE && r != -ECONNRESET)
+		return r;
+	if (rpc_client_recv(c, RPC_REFUSAL_WAIT_MS, a, why, sizeof(why)) < 0)
+		return r;
+	if (a->hdr.kind == RPC_ERROR && a->hdr.call_id == 0)
+		return 0;
+	rpc_answer_clear(a);
+	return r;
+}
+
+int
 rpc_client_call(struct rpc_client *c, unsigned method,
     const ProtobufCMessage *req, int timeout_ms, struct rpc_answer *a,
     char *err, size_t errlen)
@@ -397,7 +415,7 @@ rpc_client_call(struct rpc_client *c, unsigned method,
 	int r;
 
 	if ((r = rpc_client_send(c, method, req, &id, err, errlen)) < 0)
-		return r;
+		return rpc_client_refusal(c, r, a, err, errlen);
 	for (;;) {
 		if ((r = rpc_client_recv(c, timeout_ms, a, err, errlen)) < 0)
 			return r;

@@ -41,7 +41,14 @@ int rpc_client_recv(struct rpc_client *c, int timeout_ms,
     struct rpc_answer *a, char *err, size_t errlen);
 void rpc_answer_clear(struct rpc_answer *a);
 
-/* send + recv of a unary call. */
+/* After rpc_client_send failed with r: a daemon that turned the connection
+ * away (e.g. too many open) sent an ERROR frame with call id 0 before it
+ * closed. 0 and *a when that frame is there, else r. */
+#define RPC_REFUSAL_WAIT_MS	1000
+int rpc_client_refusal(struct rpc_client *c, int r, struct rpc_answer *a,
+    char *err, size_t errlen);
+
+/* send + recv of a unary call (and rpc_client_refusal). */
 int rpc_client_call(struct rpc_client *c, unsigned method,
     const ProtobufCMessage *req, int timeout_ms, struct rpc_answer *a,
     char *err, size_t errlen);

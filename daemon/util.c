@@ -104,3 +104,89 @@ str_printf(char *dst, size_t len, const char *fmt, ...)
 	vsnprintf(dst, len, fmt, ap);
 	va_end(ap);
 }
+
+/* Length of the well-formed UTF-8 character at p[0..n), or 0. */
+static size_t
+utf8_char(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0];
+	uint32_t cp, min;
+	size_t k;
+
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0) {
+		k = 1, cp = c & 0x1f, min = 0x80;
+	} else if ((c & 0xf0) == 0xe0) {
+		k = 2, cp = c & 0x0f, min = 0x800;
+	} else if ((c & 0xf8) == 0xf0) {
+		k = 3, cp = c & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n <= k)
+		return 0;
+	for (size_t j = 1; j <= k; j++) {
+		if ((p[j] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[j] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return k + 1;
+}
+
+bool
+utf8_valid(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0, k; i < n; i += k)
+		if ((k = utf8_char(p + i, n - i)) == 0)
+			return false;
+	return true;
+}
+
+char *
+utf8_sanitize(char *s)
+{
+	size_t n = strlen(s);
+
+	for (size_t i = 0, k; i < n; i += k) {
+		if ((k = utf8_char((const uint8_t *)s + i, n - i)) == 0) {
+			s[i] = '?';
+			k = 1;
+		}
+	}
+	return s;
+}
+
+const char *
+str_quote(char *dst, size_t dstlen, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (dstlen == 0)
+		return dst;
+	for (const char *s = src != NULL ? src : ""; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		size_t need = c >= 0x20 && c < 0x7f ? 1 : 4;
+
+		if (o + need + 4 > dstlen) {	/* room for "..." and NUL */
+			if (o + 4 <= dstlen) {
+				memcpy(dst + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (need == 1) {
+			dst[o++] = (char)c;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	dst[o] = '\0';
+	return dst;
+}

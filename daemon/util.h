@@ -2,6 +2,7 @@
 #ifndef PCD_UTIL_H
 #define PCD_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -30,6 +31,17 @@ int str_copy(char *dst, const char *src, size_t dstlen);
  * err is NULL or errlen 0. */
 void str_printf(char *dst, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Whether p[0..n) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF). */
+bool utf8_valid(const uint8_t *p, size_t n);
+/* Makes s well-formed UTF-8 in place: every byte of an ill-formed
+ * sequence (e.g. a multi-byte character cut by a "%.64s") becomes '?'.
+ * Returns s. For text the daemon puts into a protobuf string. */
+char *utf8_sanitize(char *s);
+/* Copies peer-supplied text for an error message or log line: printable
+ * ASCII as is, every other byte as \xNN, cut with "..." to fit dst. The
+ * result is always ASCII (valid UTF-8), whatever src holds. */
+const char *str_quote(char *dst, size_t dstlen, const char *src);
 
 static inline uint64_t
 now_ns(void)

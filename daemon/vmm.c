@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <linux/magic.h>
+#include <linux/userfaultfd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -28,6 +29,7 @@
 #include "dirty.h"
 #include "log.h"
 #include "pbcheck.h"
+#include "probe.h"
 #include "status.h"
 #include "unixsock.h"
 #include "util.h"
@@ -42,6 +44,7 @@
 
 enum vmm_sstate {
 	VMM_S_HELLO,		/* connected, waiting for Attach */
+	VMM_S_HELD,		/* attached for an id nobody prepared: pool */
 	VMM_S_ATTACHED,		/* accepted by ops->attached */
 	VMM_S_CLOSING,		/* flushing output, then reaped */
 	VMM_S_DEAD,		/* reap scheduled */
@@ -66,6 +69,8 @@ struct vmm_session {
 	struct vmm_guest	 guest;		/* fds are -1 here */
 	struct dirty		*dirty;		/* source: kept tracker */
 	char			 dirty_why[VMM_DIRTY_WHY_MAX];
+	struct vmm_guest	 held;		/* VMM_S_HELD: with its fds */
+	bool			 in_pool;
 	pid_t			 pid;
 	uid_t			 uid;
 	void			*data;
@@ -82,12 +87,15 @@ struct vmm_server {
 	void			*arg;
 	struct vmm_sessions	 sessions;
 	unsigned		 nsessions;
+	unsigned		 pool_max, pool_timeout_s, nheld;
 };
 
 static void vmm_session_read_cb(evutil_socket_t, short, void *);
 static void vmm_session_write_cb(evutil_socket_t, short, void *);
 static void vmm_session_reap_cb(evutil_socket_t, short, void *);
 static void vmm_session_timeout_cb(evutil_socket_t, short, void *);
+static void vmm_pool_leave(struct vmm_session *s);
+static int vmm_send_complete(struct vmm_session *s, bool ok, const char *msg);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -108,6 +116,21 @@ vmm_peer(const struct vmm_session *s, char *buf, size_t len)
 	else
 		snprintf(buf, len, "vmm pid %d", (int)s->pid);
 	return buf;
+}
+
+/* Takes s out of the pool of unclaimed VMMs, closing the fds it holds. */
+static void
+vmm_pool_leave(struct vmm_session *s)
+{
+	if (!s->in_pool)
+		return;
+	s->in_pool = false;
+	s->srv->nheld--;
+	if (s->held.memfd >= 0)
+		close(s->held.memfd);
+	if (s->held.uffd >= 0)
+		close(s->held.uffd);
+	s->held.memfd = s->held.uffd = -1;
 }
 
 /* Schedules teardown; safe to call from anywhere, any number of times. */
@@ -135,6 +158,7 @@ vmm_session_destroy(struct vmm_session *s)
 	srv->nsessions--;
 	vmm_close_pending_fds(s);
 	dirty_close(s->dirty);	/* removes the write protection */
+	vmm_pool_leave(s);
 	if (s->rev != NULL)
 		event_free(s->rev);
 	if (s->wev != NULL)
@@ -221,9 +245,11 @@ vmm_send_attach_reply(struct vmm_session *s, uint32_t code, const char *msg)
 	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
 	Pcd__VmmAttachReply r = PCD__VMM_ATTACH_REPLY__INIT;
 	Pcd__Status st = PCD__STATUS__INIT;
+	char buf[1024];
 
+	str_copy(buf, msg, sizeof(buf));
 	st.code = code;
-	st.message = (char *)msg;
+	st.message = utf8_sanitize(buf);
 	r.status = &st;
 	r.version = VMM_PROTOCOL_VERSION;
 	r.daemon_version = (char *)"postcopyd " PCD_VERSION;
@@ -420,6 +446,81 @@ vmm_check_uffd(int fd, const char *what, char *err, size_t errlen)
 	return 0;
 }
 
+/* Whether the VMMs of [base, end) in /proc/PID/smaps (f) are all there
+ * and registered for MISSING faults (VmFlags "um"). 1 yes, 0 no. */
+static int
+vmm_smaps_registered(FILE *f, uint64_t base, uint64_t end)
+{
+	char line[PATH_MAX + 128];
+	uint64_t covered = base, vs = 0, ve = 0;
+	bool inside = false;
+
+	while (covered < end && fgets(line, sizeof(line), f) != NULL) {
+		unsigned long long a, b;
+
+		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 &&
+		    strchr(line, ':') != NULL && line[0] != 'V') {
+			vs = a, ve = b;
+			inside = vs < end && ve > base;
+			continue;
+		}
+		if (!inside || strncmp(line, "VmFlags:", 8) != 0)
+			continue;
+		if (vs > covered || strstr(line + 8, " um") == NULL)
+			return 0;
+		covered = ve < end ? ve : end;
+	}
+	return covered >= end;
+}
+
+/* A userfaultfd acts on the address space of the process that created it,
+ * whoever holds it. Registers the guest range through it (the registration
+ * the fault loop needs; a no-op when already registered), which fails
+ * when its creator has no such shmem mapping, then checks that the VMM's
+ * own mapping of that range is the one now registered: a uffd made by,
+ * say, a child forked after the guest was mapped registers the child's
+ * copy of the mapping instead. The second check needs /proc/PID/smaps of
+ * the VMM (same user, or root); when it cannot be read (a daemon confined
+ * with ProtectProc=invisible, another user) the first one stands alone.
+ * On re-attach the VMM's mapping is registered already, so only the first
+ * check tells. */
+static int
+vmm_check_uffd_owner(struct vmm_session *s, int uffd, const Pcd__VmmAttach *a,
+    bool copy, char *err, size_t errlen)
+{
+	uint64_t mode = copy ? UFFDIO_REGISTER_MODE_MISSING :
+	    UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
+	char why[400], path[64], who[128];
+	FILE *f;
+	int r;
+
+	if ((r = probe_uffd(uffd, a->base_addr, a->size, mode, NULL, why,
+	    sizeof(why))) < 0 && r != -ENOTSUP) {
+		snprintf(err, errlen, "the userfaultfd does not act on this "
+		    "VMM's guest memory (was it created by another process?): "
+		    "%s", why);
+		return -EINVAL;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)s->pid);
+	if (s->pid <= 0 || (f = fopen(path, "re")) == NULL) {
+		log_debug("%s: %s: %s: the userfaultfd's owner is not "
+		    "checked", vmm_peer(s, who, sizeof(who)), path,
+		    strerror(errno));
+		return 0;
+	}
+	r = vmm_smaps_registered(f, a->base_addr, a->base_addr + a->size);
+	fclose(f);
+	if (r == 0) {
+		snprintf(err, errlen, "the userfaultfd was created by another "
+		    "process: registering 0x%" PRIx64 "+0x%" PRIx64 " through "
+		    "it did not register the VMM's (pid %d) own mapping of "
+		    "that range; send a userfaultfd the VMM made itself",
+		    a->base_addr, a->size, (int)s->pid);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static const char *
 vmm_fd_names(bool copy, bool dest, bool dirty)
 {
@@ -548,12 +649,8 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		    VMM_PROTOCOL_VERSION);
 		return STATUS_FAILED_PRECONDITION;
 	}
-	if (!mig_id_valid(a->id)) {
-		snprintf(err, errlen, "invalid migration id \"%.*s\": want 1-%d "
-		    "characters of [A-Za-z0-9._-]", MIG_ID_MAX + 1, a->id,
-		    MIG_ID_MAX);
+	if (mig_id_check(a->id, "Attach", err, errlen) < 0)
 		return STATUS_INVALID_ARGUMENT;
-	}
 	if (a->role != PCD__VMM_ROLE__VMM_ROLE_SOURCE &&
 	    a->role != PCD__VMM_ROLE__VMM_ROLE_DEST) {
 		snprintf(err, errlen, "invalid role %d: want SOURCE (1) or "
@@ -652,12 +749,14 @@ vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
     Pcd__VmmMessage **out, char *err, size_t errlen)
 {
 	Pcd__VmmMessage *m;
+	char why[160];
 	uint32_t code;
 
 	*out = NULL;
-	if ((m = (Pcd__VmmMessage *)pbcheck_unpack(
-	    &pcd__vmm_message__descriptor, len, buf)) == NULL) {
-		snprintf(err, errlen, "malformed frame: not a pcd.VmmMessage");
+	if ((m = (Pcd__VmmMessage *)pbcheck_unpack_why(
+	    &pcd__vmm_message__descriptor, len, buf, why,
+	    sizeof(why))) == NULL) {
+		snprintf(err, errlen, "malformed frame: %s", why);
 		return STATUS_INVALID_ARGUMENT;
 	}
 	if (m->body_case != PCD__VMM_MESSAGE__BODY_ATTACH) {
@@ -674,6 +773,140 @@ vmm_attach_parse(const uint8_t *buf, size_t len, int nfds,
 }
 
 /* ---- messages from the VMM -------------------------------------------- */
+
+/* ---- the pool of VMMs attached for ids nobody prepared ----------------
+ *
+ * A VMM may attach before the orchestrator prepares (or migrates) its id,
+ * e.g. a VMM re-attaching across a daemon restart. Such VMMs are held here
+ * with their descriptors, at most pool_max of them and each for
+ * pool_timeout_s, and never become migrations: invented ids cannot take
+ * the orchestrator's max_migrations, and Prepare is never refused because
+ * of them. Prepare/Migrate claims a held VMM (vmm_server_claim). */
+
+static void
+vmm_pool_enter(struct vmm_session *s, const struct vmm_guest *g)
+{
+	struct vmm_server *srv = s->srv;
+	struct timeval tv = { srv->pool_timeout_s, 0 };
+	char msg[256], who[128];
+
+	if (srv->nheld >= srv->pool_max) {
+		s->state = VMM_S_HELLO;
+		if (srv->pool_max == 0)
+			snprintf(msg, sizeof(msg), "no migration '%s' is "
+			    "prepared on this daemon: prepare (or migrate) it "
+			    "first", g->id);
+		else
+			snprintf(msg, sizeof(msg), "no migration '%s' is "
+			    "prepared on this daemon, and %u VMMs already wait "
+			    "for theirs (vmm_unclaimed_max): prepare (or "
+			    "migrate) it first", g->id, srv->nheld);
+		vmm_refuse(s, STATUS_RESOURCE_EXHAUSTED, msg);
+		return;
+	}
+	s->held = *g;
+	s->npfds = 0;			/* the fds are in s->held now */
+	s->in_pool = true;
+	srv->nheld++;
+	s->state = VMM_S_HELD;
+	evtimer_add(s->timer, &tv);
+	log_info("%s: no migration '%s' here yet: held for up to %u s (%u "
+	    "held)", vmm_peer(s, who, sizeof(who)), g->id, srv->pool_timeout_s,
+	    srv->nheld);
+	snprintf(msg, sizeof(msg), "attached; waiting up to %u s for "
+	    "migration '%s' to be prepared here", srv->pool_timeout_s, g->id);
+	vmm_send_attach_reply(s, STATUS_OK, msg);
+}
+
+static void
+vmm_pool_expire(struct vmm_session *s)
+{
+	char msg[256], who[128];
+
+	snprintf(msg, sizeof(msg), "no migration '%s' was prepared (or "
+	    "migrated) on this daemon within %u s of the attach "
+	    "(vmm_unclaimed_timeout)", s->guest.id, s->srv->pool_timeout_s);
+	log_warnx("%s: %s: closing", vmm_peer(s, who, sizeof(who)), msg);
+	vmm_pool_leave(s);
+	s->state = VMM_S_CLOSING;
+	event_del(s->rev);
+	if (vmm_send_complete(s, false, msg) < 0)
+		vmm_session_kill(s, false);
+}
+
+void
+vmm_server_set_pool(struct vmm_server *srv, unsigned max, unsigned timeout_s)
+{
+	srv->pool_max = max;
+	srv->pool_timeout_s = timeout_s > 0 ? timeout_s : 1;
+}
+
+/* Offers a held VMM to its migration, as at attach time. */
+static void
+vmm_pool_claim(struct vmm_session *s)
+{
+	struct vmm_server *srv = s->srv;
+	struct vmm_guest g = s->held;
+	char err[512] = "", who[128];
+	int r;
+
+	s->held.memfd = s->held.uffd = -1;	/* offered with g */
+	vmm_pool_leave(s);
+	event_del(s->timer);
+	s->state = VMM_S_ATTACHED;
+	s->hold = true;
+	r = srv->ops->attached(srv->arg, s, &g, err, sizeof(err));
+	s->hold = false;
+	if (r == 0) {
+		s->accepted = true;
+		log_info("%s: claimed by its migration",
+		    vmm_peer(s, who, sizeof(who)));
+		vmm_session_flush(s);
+		return;
+	}
+	if (g.memfd >= 0)
+		close(g.memfd);
+	if (g.uffd >= 0)
+		close(g.uffd);
+	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+	if (err[0] == '\0')
+		snprintf(err, sizeof(err), "the daemon refused the attach: %s",
+		    r == VMM_HOLD ? "no migration" : strerror(-r));
+	log_warnx("%s: %s: closing", vmm_peer(s, who, sizeof(who)), err);
+	s->state = VMM_S_CLOSING;
+	event_del(s->rev);
+	if (vmm_send_complete(s, false, err) < 0)
+		vmm_session_kill(s, false);
+}
+
+bool
+vmm_server_held(struct vmm_server *srv, const char *id, struct vmm_guest *out)
+{
+	struct vmm_session *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, entry) {
+		if (s->state == VMM_S_HELD && strcmp(s->guest.id, id) == 0) {
+			*out = s->guest;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool
+vmm_server_claim(struct vmm_server *srv, const char *id, int role)
+{
+	struct vmm_session *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, entry) {
+		if (s->state == VMM_S_HELD && (int)s->guest.role == role &&
+		    strcmp(s->guest.id, id) == 0) {
+			vmm_pool_claim(s);
+			return true;
+		}
+	}
+	return false;
+}
 
 /* The descriptors (memfd, userfaultfd, dirty tracking), the page size the
  * data path can carry and the one-VMM-per-role rule. Returns 0, or the
@@ -702,8 +935,13 @@ vmm_attach_check(struct vmm_session *s, const Pcd__VmmAttach *a, char *err,
 		return STATUS_INVALID_ARGUMENT;
 	if (vmm_check_huge_carried(srv, a, err, errlen) < 0)
 		return STATUS_UNIMPLEMENTED;
+	if (dest && vmm_check_uffd_owner(s, s->pfds[a->mode ==
+	    PCD__VMM_MODE__VMM_MODE_COPY ? 0 : 1], a, a->mode ==
+	    PCD__VMM_MODE__VMM_MODE_COPY, err, errlen) < 0)
+		return STATUS_INVALID_ARGUMENT;
 	TAILQ_FOREACH(o, &srv->sessions, entry) {
-		if (o != s && o->accepted && o->state != VMM_S_DEAD &&
+		if (o != s && (o->accepted || o->in_pool) &&
+		    o->state != VMM_S_DEAD &&
 		    o->guest.role == (enum mig_role)a->role &&
 		    strcmp(o->guest.id, a->id) == 0) {
 			snprintf(err, errlen, "migration %s already has a %s VMM "
@@ -771,6 +1009,12 @@ vmm_handle_attach(struct vmm_session *s, const Pcd__VmmAttach *a)
 	    srv->ops->attached(srv->arg, s, &g, err, sizeof(err)) : -ENOTSUP;
 	s->hold = false;
 	s->dirty = g.dirty;	/* NULL if the callee took it */
+	if (r == VMM_HOLD) {
+		s->pause_sent = false;
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		vmm_pool_enter(s, &g);
+		return;
+	}
 	if (r < 0) {
 		s->state = VMM_S_HELLO;
 		s->pause_sent = false;
@@ -824,7 +1068,7 @@ vmm_handle_frame(struct vmm_session *s, const uint8_t *buf, size_t len)
 			return false;
 		}
 		vmm_handle_attach(s, m->attach);
-		ok = s->state == VMM_S_ATTACHED;
+		ok = s->state == VMM_S_ATTACHED || s->state == VMM_S_HELD;
 		goto out;
 	}
 	m = (Pcd__VmmMessage *)pbcheck_unpack(
@@ -956,7 +1200,8 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 	char who[128];
 	int r;
 
-	if (s->state != VMM_S_HELLO && s->state != VMM_S_ATTACHED)
+	if (s->state != VMM_S_HELLO && s->state != VMM_S_ATTACHED &&
+	    s->state != VMM_S_HELD)
 		return;
 	if (budget == 0 || budget > VMM_READ_CHUNK)	/* cannot happen */
 		budget = VMM_READ_CHUNK;
@@ -1004,12 +1249,13 @@ vmm_session_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (!vmm_handle_frame(s, p + 4, len)) {
-			if (s->state == VMM_S_ATTACHED || s->state == VMM_S_HELLO)
+			if (s->state == VMM_S_ATTACHED ||
+			    s->state == VMM_S_HELLO || s->state == VMM_S_HELD)
 				vmm_session_kill(s, true);
 			return;
 		}
 		off += 4 + (size_t)len;
-		if (s->state != VMM_S_ATTACHED)
+		if (s->state != VMM_S_ATTACHED && s->state != VMM_S_HELD)
 			return;
 		cap = VMM_FRAME_MAX;
 	}
@@ -1033,6 +1279,8 @@ vmm_session_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->state == VMM_S_HELLO)
 		vmm_refuse(s, STATUS_FAILED_PRECONDITION, "no Attach message "
 		    "within 10 seconds");
+	else if (s->state == VMM_S_HELD)
+		vmm_pool_expire(s);
 }
 
 /* ---- the listening socket --------------------------------------------- */
@@ -1077,6 +1325,7 @@ vmm_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	s->fd = fd;
 	s->state = VMM_S_HELLO;
 	s->guest.memfd = s->guest.uffd = -1;
+	s->held.memfd = s->held.uffd = -1;
 	s->pid = -1;
 	s->uid = (uid_t)-1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
@@ -1123,6 +1372,8 @@ vmm_server_start(struct event_base *base, const struct unixsock *sock,
 	srv->sock = *sock;
 	srv->ops = ops;
 	srv->arg = arg;
+	srv->pool_max = 4;
+	srv->pool_timeout_s = 60;
 	TAILQ_INIT(&srv->sessions);
 	srv->lev = event_new(base, sock->fd, EV_READ | EV_PERSIST,
 	    vmm_accept_cb, srv);
@@ -1230,15 +1481,21 @@ vmm_session_resume(struct vmm_session *s, const void *state, size_t len)
 int
 vmm_session_complete(struct vmm_session *s, bool ok, const char *msg)
 {
+	if (s == NULL || s->state != VMM_S_ATTACHED)
+		return -ENOTCONN;
+	return vmm_send_complete(s, ok, msg);
+}
+
+static int
+vmm_send_complete(struct vmm_session *s, bool ok, const char *msg)
+{
 	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
 	Pcd__VmmComplete c = PCD__VMM_COMPLETE__INIT;
 	char buf[1024];
 
-	if (s == NULL || s->state != VMM_S_ATTACHED)
-		return -ENOTCONN;
 	str_copy(buf, msg != NULL ? msg : "", sizeof(buf));
 	c.ok = ok;
-	c.message = buf;
+	c.message = utf8_sanitize(buf);
 	m.body_case = PCD__VMM_MESSAGE__BODY_COMPLETE;
 	m.complete = &c;
 	return vmm_session_send(s, &m);

@@ -82,12 +82,19 @@ struct vmm_guest {
 	const char	*dirty_why;
 };
 
+/* ops->attached's answer for an id with no migration here (yet): the
+ * server holds the VMM in its small pool of unclaimed VMMs (answering the
+ * attach), until vmm_server_claim offers it again or the pool's timeout
+ * ends it; a full or disabled pool refuses the attach instead. */
+#define VMM_HOLD	1
+
 struct vmm_ops {
 	/* A VMM attached. Return 0 to accept: the callee then owns
 	 * g->memfd and g->uffd. Return -errno with err filled to refuse: the
-	 * VMM receives err and the fds are closed. Requests made on s from
-	 * inside this callback (e.g. vmm_session_pause) are sent right after
-	 * the AttachReply, or dropped on refusal. */
+	 * VMM receives err and the fds are closed. Return VMM_HOLD: see
+	 * above. Requests made on s from inside this callback (e.g.
+	 * vmm_session_pause) are sent right after the AttachReply, or dropped
+	 * on refusal. */
 	int	(*attached)(void *arg, struct vmm_session *s,
 		    struct vmm_guest *g, char *err, size_t errlen);
 	/* Source VMM answered a pause request: vCPUs stopped, here is its
@@ -110,6 +117,19 @@ int vmm_server_open(struct event_base *base, const char *path,
 /* Closes every session (calling ops->detached for attached ones) and the
  * socket; unlinks the path it created. NULL is fine. */
 void vmm_server_free(struct vmm_server *srv);
+
+/* The pool of VMMs attached for ids nobody prepared (VMM_HOLD): at most
+ * max of them (0: refuse such attaches), each for timeout_s seconds, then
+ * told (Complete, failed) and closed. They take no migration's place. */
+void vmm_server_set_pool(struct vmm_server *srv, unsigned max,
+    unsigned timeout_s);
+/* A migration for id/role now exists: offers it the held VMM of that id
+ * and role, if any, through ops->attached (which must not answer
+ * VMM_HOLD now). true when one was offered. */
+bool vmm_server_claim(struct vmm_server *srv, const char *id, int role);
+/* Whether a VMM is held for id; *out gets its layout (fds -1). */
+bool vmm_server_held(struct vmm_server *srv, const char *id,
+    struct vmm_guest *out);
 
 /* Requests to the VMM (replies arrive through vmm_ops). */
 int vmm_session_pause(struct vmm_session *s);		/* source */

@@ -149,6 +149,7 @@ wire_body_decode(unsigned type, const uint8_t *buf, size_t len,
 {
 	const ProtobufCMessageDescriptor *d = wire_body_descriptor(type);
 	ProtobufCMessage *m;
+	char why[160];
 
 	*out = NULL;
 	if (d == NULL) {
@@ -160,10 +161,10 @@ wire_body_decode(unsigned type, const uint8_t *buf, size_t len,
 		    wire_type_name(type), len);
 		return -EPROTO;
 	}
-	m = pbcheck_unpack(d, len, buf);
+	m = pbcheck_unpack_why(d, len, buf, why, sizeof(why));
 	if (m == NULL) {
 		snprintf(err, errlen, "%s frame: malformed protobuf body "
-		    "(%zu bytes)", wire_type_name(type), len);
+		    "(%zu bytes: %s)", wire_type_name(type), len, why);
 		return -EPROTO;
 	}
 	if (type == WIRE_DIGEST) {
@@ -195,11 +196,11 @@ wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
 		    (int)h->channel);
 		return -EPROTO;
 	}
-	if (h->migration_id == NULL || !mig_id_valid(h->migration_id) ||
-	    strcmp(h->migration_id, id) != 0) {
-		snprintf(err, errlen, "Hello for migration '%.64s', this "
-		    "listener serves '%s'", h->migration_id ? h->migration_id : "",
-		    id);
+	if (mig_id_check(h->migration_id, "Hello", err, errlen) < 0)
+		return -EPROTO;
+	if (strcmp(h->migration_id, id) != 0) {
+		snprintf(err, errlen, "Hello for migration '%s', this "
+		    "listener serves '%s'", h->migration_id, id);
 		return -EPROTO;
 	}
 	if (h->page_size != page_size) {

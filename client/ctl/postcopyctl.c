@@ -25,6 +25,7 @@
 #include "daemon.h"
 #include "pbjson.h"
 #include "rpc_client.h"
+#include "status.h"
 #include "util.h"
 
 #define EX_OK		0
@@ -916,11 +917,18 @@ cmd_watch_id(struct opts *o, const char *id, unsigned interval)
 		return rc;
 	req.id = (char *)id;
 	req.interval_ms = interval;
-	if (rpc_client_send(c, RPC_M_WATCH, &req.base, &call, err,
-	    sizeof(err)) < 0) {
+	if ((r = rpc_client_send(c, RPC_M_WATCH, &req.base, &call, err,
+	    sizeof(err))) < 0) {
+		rc = EX_CONN;
+		if (rpc_client_refusal(c, r, &a, err, sizeof(err)) == 0) {
+			snprintf(err, sizeof(err), "%s: %s",
+			    status_name(a.code), a.message);
+			rpc_answer_clear(&a);
+			rc = EX_RPC;
+		}
 		fprintf(stderr, "%s: watch: %s\n", progname(), err);
 		rpc_client_close(c);
-		return EX_CONN;
+		return rc;
 	}
 	for (;;) {
 		const Pcd__WatchEvent *ev;

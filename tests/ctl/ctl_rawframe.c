@@ -19,13 +19,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "common.pb-c.h"
 #include "control.pb-c.h"
 #include "rpc.h"
+#include "vmm.pb-c.h"
 #include "util.h"
 
 static const char *sock_path;
 static int failures;
+
+static void check_alive(const char *after);
+static bool expect_closed(int fd);
 
 static void __attribute__((format(printf, 1, 2)))
 fail(const char *fmt, ...)
@@ -153,6 +160,290 @@ recv_answer(int fd, struct rpc_hdr *h, uint32_t *code)
 	return 0;
 }
 
+/* Like recv_answer, also copying the status message (raw bytes) to msg. */
+static int
+recv_status(int fd, struct rpc_hdr *h, uint32_t *code, char *msg,
+    size_t msglen)
+{
+	uint8_t hb[RPC_HDR_SIZE], *p = NULL;
+	const ProtobufCMessageDescriptor *d = &pcd__status__descriptor;
+	const ProtobufCMethodDescriptor *m;
+	ProtobufCMessage *pm;
+	const Pcd__Status *st;
+	size_t n;
+	int r;
+
+	if ((r = read_full(fd, hb, sizeof(hb), 5000)) < 0)
+		return r;
+	if (rpc_hdr_decode(hb, RPC_MAX_FRAME_LIMIT, h) < 0)
+		return -EPROTO;
+	n = rpc_payload_len(h);
+	if (n > 0 && ((p = malloc(n)) == NULL ||
+	    read_full(fd, p, n, 5000) < 0)) {
+		free(p);
+		return -EPROTO;
+	}
+	if (h->kind != RPC_ERROR) {
+		if ((m = rpc_method_get(h->method)) == NULL) {
+			free(p);
+			return -EPROTO;
+		}
+		d = m->output;
+	}
+	/* Plain protobuf-c: it does not check UTF-8, so the test can. */
+	if ((pm = protobuf_c_message_unpack(d, NULL, n, p)) == NULL) {
+		free(p);
+		return -EPROTO;
+	}
+	st = h->kind == RPC_ERROR ? (const Pcd__Status *)pm :
+	    *(Pcd__Status **)((char *)pm +
+	    protobuf_c_message_descriptor_get_field(d, 1)->offset);
+	*code = st != NULL ? st->code : 0;
+	str_copy(msg, st != NULL && st->message != NULL ? st->message : "",
+	    msglen);
+	protobuf_c_message_free_unpacked(pm, NULL);
+	free(p);
+	return 0;
+}
+
+/* A request whose payload is given as raw protobuf bytes; the answer's
+ * code must be want, its message valid UTF-8 and contain expect. */
+static void
+raw_call(const char *what, uint16_t method, const void *p, size_t n,
+    uint32_t want, const char *expect)
+{
+	struct rpc_hdr h;
+	char msg[1024];
+	uint32_t code;
+	int fd = conn();
+
+	send_frame(fd, RPC_VERSION, RPC_REQUEST, 5, method, 0, p, n);
+	if (recv_status(fd, &h, &code, msg, sizeof(msg)) < 0)
+		fail("%s: no answer", what);
+	else if (code != want)
+		fail("%s: code %s, expected %s (%s)", what,
+		    status_name(code), status_name(want), msg);
+	else if (!utf8_valid((const uint8_t *)msg, strlen(msg)))
+		fail("%s: the answer's message is not valid UTF-8", what);
+	else if (strstr(msg, expect) == NULL)
+		fail("%s: message \"%s\" does not say \"%s\"", what, msg,
+		    expect);
+	else
+		printf("ok: %s -> %s: %s\n", what, status_name(code), msg);
+	close(fd);
+}
+
+/* Attach frames with bad ids on the VMM socket (no descriptors: the id is
+ * checked first). The AttachReply must refuse and say why, in UTF-8. */
+static void
+vmm_raw_attach(const char *vmm_path, const char *what, const uint8_t *id,
+    size_t idlen, const char *expect)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	uint8_t att[128], frame[160], in[2048];
+	size_t an = 0, fn = 0;
+	Pcd__VmmMessage *m;
+	ssize_t got = 0, r;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	/* VmmAttach{version=1, id, role=SOURCE, base=4096, size=4096,
+	 * page_size=4096} inside VmmMessage{attach=1}. */
+	att[an++] = 0x08; att[an++] = 0x01;
+	att[an++] = 0x12; att[an++] = (uint8_t)idlen;
+	memcpy(att + an, id, idlen); an += idlen;
+	att[an++] = 0x18; att[an++] = 0x01;
+	att[an++] = 0x20; att[an++] = 0x80; att[an++] = 0x20;
+	att[an++] = 0x28; att[an++] = 0x80; att[an++] = 0x20;
+	att[an++] = 0x38; att[an++] = 0x80; att[an++] = 0x20;
+	fn = 4;
+	frame[fn++] = 0x0a; frame[fn++] = (uint8_t)an;
+	memcpy(frame + fn, att, an); fn += an;
+	frame[0] = (uint8_t)(fn - 4); frame[1] = frame[2] = frame[3] = 0;
+	str_copy(sun.sun_path, vmm_path, sizeof(sun.sun_path));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fail("%s: cannot connect to %s", what, vmm_path);
+		return;
+	}
+	send_all(fd, frame, fn);
+	while ((r = recv(fd, in + got, sizeof(in) - (size_t)got, 0)) > 0)
+		got += r;
+	close(fd);
+	if (got < 4 || (m = pcd__vmm_message__unpack(NULL, (size_t)got - 4,
+	    in + 4)) == NULL || m->body_case !=
+	    PCD__VMM_MESSAGE__BODY_ATTACH_REPLY) {
+		fail("%s: no AttachReply", what);
+		return;
+	}
+	if (m->attach_reply->status == NULL ||
+	    m->attach_reply->status->code == 0)
+		fail("%s: attach not refused", what);
+	else if (!utf8_valid((const uint8_t *)m->attach_reply->status->message,
+	    strlen(m->attach_reply->status->message)))
+		fail("%s: AttachReply message is not valid UTF-8", what);
+	else if (strstr(m->attach_reply->status->message, expect) == NULL)
+		fail("%s: AttachReply \"%s\" does not say \"%s\"", what,
+		    m->attach_reply->status->message, expect);
+	else
+		printf("ok: %s -> refused: %s\n", what,
+		    m->attach_reply->status->message);
+	pcd__vmm_message__free_unpacked(m, NULL);
+}
+
+/* --ids CTL_SOCKET VMM_SOCKET: ids with a NUL inside or invalid UTF-8
+ * are refused by control calls and VMM attaches, and no answer carries a
+ * byte that is not UTF-8. */
+static int
+ids_main(const char *vmm_path)
+{
+	static const uint8_t nul_id[] = { 0x0a, 0x03, 'a', 0x00, 'b' };
+	static const uint8_t bad_id[] = { 0x0a, 0x02, 0xff, 0xfe };
+	uint8_t long_id[2 + 66];
+	static const uint8_t a0b[] = { 'a', 0x00, 'b' };
+	static const uint8_t ff[] = { 'v', 0xff };
+	static const uint8_t e9[] = { 'v', 0xc3, 0xa9 };
+
+	/* 22 three-byte characters: a "%.64s" would cut the last one. */
+	long_id[0] = 0x0a;
+	long_id[1] = 66;
+	for (int i = 0; i < 22; i++)
+		memcpy(long_id + 2 + 3 * i, "\xe2\x82\xac", 3);
+	check_alive("nothing");
+	raw_call("Prepare id \"a\\0b\"", RPC_M_PREPARE, nul_id,
+	    sizeof(nul_id), STATUS_INVALID_ARGUMENT, "contains a NUL byte");
+	raw_call("Status id \"a\\0b\"", RPC_M_STATUS, nul_id,
+	    sizeof(nul_id), STATUS_INVALID_ARGUMENT, "contains a NUL byte");
+	raw_call("Prepare id \\xff\\xfe", RPC_M_PREPARE, bad_id,
+	    sizeof(bad_id), STATUS_INVALID_ARGUMENT, "not valid UTF-8");
+	raw_call("Status id \\xff\\xfe", RPC_M_STATUS, bad_id,
+	    sizeof(bad_id), STATUS_INVALID_ARGUMENT, "not valid UTF-8");
+	raw_call("Cancel id of 22 euro signs", RPC_M_CANCEL, long_id,
+	    sizeof(long_id), STATUS_INVALID_ARGUMENT, "\\xe2\\x82\\xac");
+	raw_call("Watch id of 22 euro signs", RPC_M_WATCH, long_id,
+	    sizeof(long_id), STATUS_INVALID_ARGUMENT, "\\xe2\\x82\\xac");
+	/* Nothing called "a" was made from "a\0b". */
+	raw_call("Status a", RPC_M_STATUS, "\x0a\x01" "a", 3, STATUS_NOT_FOUND,
+	    "no migration 'a'");
+	vmm_raw_attach(vmm_path, "Attach id \"a\\0b\"", a0b, sizeof(a0b),
+	    "contains a NUL byte");
+	vmm_raw_attach(vmm_path, "Attach id v\\xff", ff, sizeof(ff),
+	    "not valid UTF-8");
+	vmm_raw_attach(vmm_path, "Attach id v\\xc3\\xa9", e9, sizeof(e9),
+	    "'v\\xc3\\xa9'");
+	check_alive("bad ids");
+	return failures == 0 ? 0 : 1;
+}
+
+/* Connects to "unix:PATH" or "tcp:HOST:PORT" (numeric IPv4). */
+static int
+conn_target(const char *target)
+{
+	int fd;
+
+	if (strncmp(target, "unix:", 5) == 0) {
+		sock_path = target + 5;
+		return conn();
+	}
+	if (strncmp(target, "tcp:", 4) == 0) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		char host[64];
+		uint16_t port;
+
+		if (parse_hostport(target + 4, host, sizeof(host), &port) < 0 ||
+		    inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
+			fprintf(stderr, "bad target %s\n", target);
+			exit(2);
+		}
+		sin.sin_port = htons(port);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sin,
+		    sizeof(sin)) < 0) {
+			fprintf(stderr, "cannot connect to %s: %s\n", target,
+			    strerror(errno));
+			exit(1);
+		}
+		return fd;
+	}
+	fprintf(stderr, "bad target %s\n", target);
+	exit(2);
+}
+
+/* --hold TARGET N SECS: opens N connections that send nothing and waits
+ * up to SECS for the daemon to close every one (over budget: at once;
+ * otherwise at the handshake or idle deadline). Prints what it saw; exit
+ * 0 when all were closed in time. Plaintext on a TCP port is a peer that
+ * never starts TLS. */
+static int
+hold_main(const char *target, int n, int secs)
+{
+	struct pollfd *pf = calloc((size_t)n, sizeof(*pf));
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)secs * 1000000000ull;
+	int open = n, frames = 0;
+
+	for (int i = 0; i < n; i++) {
+		pf[i].fd = conn_target(target);
+		pf[i].events = POLLIN;
+	}
+	printf("holding %d idle connections to %s\n", n, target);
+	fflush(stdout);
+	while (open > 0 && now_ns() < end) {
+		int left = (int)((end - now_ns()) / 1000000) + 1;
+
+		if (poll(pf, (nfds_t)n, left) <= 0)
+			continue;
+		for (int i = 0; i < n; i++) {
+			char buf[4096];
+			ssize_t r;
+
+			if (pf[i].fd < 0 || pf[i].revents == 0)
+				continue;
+			if ((r = recv(pf[i].fd, buf, sizeof(buf), 0)) > 0) {
+				frames++;
+				continue;
+			}
+			close(pf[i].fd);
+			pf[i].fd = -1;
+			open--;
+		}
+	}
+	printf("%d of %d closed by the daemon after %.1f s (%d reads with "
+	    "data)\n", n - open, n, (double)(now_ns() - t0) / 1e9, frames);
+	for (int i = 0; i < n; i++)
+		if (pf[i].fd >= 0)
+			close(pf[i].fd);
+	free(pf);
+	return open == 0 ? 0 : 1;
+}
+
+/* --zero-len SOCKET: a bare 4-byte length of 0 is answered with an
+ * INVALID_ARGUMENT error and the connection closed within a second. */
+static int
+zero_len_main(void)
+{
+	static const uint8_t zero[4];
+	struct rpc_hdr h;
+	char msg[512];
+	uint32_t code;
+	int fd = conn(), r;
+	uint64_t t0 = now_ns();
+
+	send_all(fd, zero, sizeof(zero));
+	r = recv_status(fd, &h, &code, msg, sizeof(msg));
+	if (r < 0 || h.kind != RPC_ERROR || code != STATUS_INVALID_ARGUMENT)
+		fail("length 0: no INVALID_ARGUMENT error frame (%s)",
+		    strerror(-r));
+	else if (now_ns() - t0 > 1000000000ull)
+		fail("length 0: answered after %.1f s, not at once",
+		    (double)(now_ns() - t0) / 1e9);
+	else if (!expect_closed(fd))
+		fail("length 0: connection not closed");
+	else
+		printf("ok: a bare length of 0 -> %s, closed (%s)\n",
+		    status_name(code), msg);
+	close(fd);
+	check_alive("a bare length of 0");
+	return failures == 0 ? 0 : 1;
+}
+
 /* Expects EOF (after optional answers) within the timeout. */
 static bool
 expect_closed(int fd)
@@ -268,6 +559,16 @@ main(int argc, char **argv)
 			printf("ok: %d connections held past the fd limit, "
 			    "daemon serves again\n", n);
 		return failures == 0 ? 0 : 1;
+	}
+	if (argc == 5 && strcmp(argv[1], "--hold") == 0)
+		return hold_main(argv[2], atoi(argv[3]), atoi(argv[4]));
+	if (argc == 3 && strcmp(argv[1], "--zero-len") == 0) {
+		sock_path = argv[2];
+		return zero_len_main();
+	}
+	if (argc == 4 && strcmp(argv[1], "--ids") == 0) {
+		sock_path = argv[2];
+		return ids_main(argv[3]);
 	}
 	if (argc != 4) {
 		fprintf(stderr, "usage: ctl_rawframe SOCKET MIGRATION_ID "
@@ -407,10 +708,11 @@ main(int argc, char **argv)
 		close(fd);
 	}
 
-	/* Connections beyond max_connections are closed at once; the ones
-	 * within the limit keep serving. */
+	/* Connections beyond max_connections (plus the 4 kept for root and
+	 * the daemon's own user, which this test runs as) are closed at
+	 * once; the ones within the limit keep serving. */
 	{
-		int maxc = atoi(argv[3]), fds[64], n = 0, extra;
+		int maxc = atoi(argv[3]) + 4, fds[64], n = 0, extra;
 
 		usleep(200000);		/* let the daemon see earlier closes */
 		for (; n < maxc && n < 64; n++)

@@ -69,6 +69,26 @@ test_log_level_parse(void **state)
 	assert_int_equal(log_level_parse("loud"), -1);
 }
 
+static void
+test_utf8(void **state)
+{
+	char q[16], s[16];
+
+	assert_true(utf8_valid((const uint8_t *)"a\xc3\xa9\xe2\x82\xac", 6));
+	assert_false(utf8_valid((const uint8_t *)"\xff", 1));
+	assert_false(utf8_valid((const uint8_t *)"\xc3", 1));	/* cut */
+	assert_false(utf8_valid((const uint8_t *)"\xc0\x80", 2));	/* overlong */
+	assert_false(utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));	/* surrogate */
+	assert_false(utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4));
+	assert_string_equal(str_quote(q, sizeof(q), "a\xff\x01" "b"),
+	    "a\\xff\\x01b");
+	assert_string_equal(str_quote(q, sizeof(q), "0123456789abcdefgh"),
+	    "0123456789ab...");
+	assert_string_equal(str_quote(q, 6, "\xff\xff"), "...");
+	str_copy(s, "x\xc3\xa9\xe2\x82y\xff", sizeof(s));
+	assert_string_equal(utf8_sanitize(s), "x\xc3\xa9??y?");
+}
+
 int
 main(void)
 {
@@ -76,6 +96,7 @@ main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_hostport),
 		cmocka_unit_test(test_str_copy),
+		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_log_level_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -150,6 +150,39 @@ test_bodies(void **state)
 	    sizeof(err)), -EPROTO);
 }
 
+/* Ids a peer cannot smuggle: protobuf-c would hand "a\0b" over as "a",
+ * and lets invalid UTF-8 through. Both are refused at decode, and the
+ * refusal names the field. A bad but decodable id is quoted, never copied
+ * raw into the message. */
+static void
+test_hello_ids(void **state)
+{
+	/* Hello{version=1, migration_id=<id>, channel=BULK} by hand. */
+	static const uint8_t nul[] = { 0x08, 0x01, 0x12, 0x03, 'a', 0x00,
+	    'b', 0x18, 0x01 };
+	static const uint8_t bad8[] = { 0x08, 0x01, 0x12, 0x02, 0xc3, 0x28,
+	    0x18, 0x01 };
+	static const uint8_t utf8[] = { 0x08, 0x01, 0x12, 0x02, 0xc3, 0xa9,
+	    0x18, 0x01 };
+	ProtobufCMessage *m;
+	char err[300];
+
+	assert_int_equal(wire_body_decode(WIRE_HELLO, nul, sizeof(nul), &m,
+	    err, sizeof(err)), -EPROTO);
+	assert_null(m);
+	assert_non_null(strstr(err, "migration_id: contains a NUL byte"));
+	assert_int_equal(wire_body_decode(WIRE_HELLO, bad8, sizeof(bad8), &m,
+	    err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "migration_id: is not valid UTF-8"));
+	/* Valid UTF-8, but not an id: refused by the check, quoted. */
+	assert_int_equal(wire_body_decode(WIRE_HELLO, utf8, sizeof(utf8), &m,
+	    err, sizeof(err)), 0);
+	assert_int_equal(wire_hello_check((Pcd__Wire__Hello *)m, "vm1",
+	    0, 4096, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "'\\xc3\\xa9'"));
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int
 main(void)
 {
@@ -158,6 +191,7 @@ main(void)
 		cmocka_unit_test(test_bad_fields),
 		cmocka_unit_test(test_bad_magic_and_reserved),
 		cmocka_unit_test(test_bodies),
+		cmocka_unit_test(test_hello_ids),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
