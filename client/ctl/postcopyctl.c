@@ -7,6 +7,12 @@
  * by --help is missing there). --json is taken before or after the
  * subcommand; colours only on a terminal, never with NO_COLOR or
  * TERM=dumb; the watch progress bar only on a terminal.
+ *
+ * The subcommands are the rows of cmds[] (name, handler, operand count,
+ * synopsis, help); sub_parse checks a command line against its row, and
+ * ctl_unary makes the call and hands the reply to the command's printer.
+ * A new subcommand is a row plus its handler (and, for a new option, a
+ * line in sub_parse and in the man page).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,17 +44,42 @@ struct opts {
 	const char	*connect;	/* host:port, with tls_dir */
 	const char	*tls_dir;
 	bool		 json;
+	bool		 json_own;	/* the command prints its JSON */
 	int		 timeout_ms;
 };
 
-struct cmd {
-	const char	*name;
-	int		(*fn)(struct opts *, int, char **);
-	const char	*args;
-	const char	*help;
+/* A subcommand's options (each belongs to the commands whose synopsis
+ * names it). */
+struct subopt {
+	const char	*listen;
+	const char	*tls_dir;
+	const char	*peer;
+	const char	*lv_uri;
+	const char	*lv_dom;
+	const char	*bandwidth;
+	bool		 libvirt;
+	bool		 watch;
+	unsigned	 interval_ms;
 };
 
-static const struct cmd *cmd_find(const char *name);
+/* A subcommand's parsed command line, handed to its handler. */
+struct sub {
+	struct opts	*o;
+	struct subopt	 so;
+	char		**arg;		/* the operands */
+	int		 narg;
+};
+
+/* One subcommand: a row of cmds[] (at the end of the file). The synopsis
+ * lists its operands and the options it takes (sub_parse refuses the
+ * others); the handler runs after the command line has been checked. */
+struct cmd {
+	const char	*name;
+	int		(*fn)(struct sub *);
+	int		 min_args, max_args;	/* operands */
+	const char	*args;		/* synopsis */
+	const char	*help;
+};
 
 /* Set once in main: stdout is a terminal that wants colours. */
 static bool colour;
@@ -172,62 +203,57 @@ print_json(const ProtobufCMessage *m)
 	fflush(stdout);
 }
 
-/* One unary call: connect, call, report an error status. On EX_OK or
- * EX_RPC, *a holds the reply (clear it). */
+/* Prints a successful reply (nothing but its verdict with --json: the
+ * reply was printed as JSON, unless the command prints its own) and
+ * returns the exit code. */
+typedef int (*reply_fn)(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep);
+
+/* One unary call: connect, call, report an error status, print the reply
+ * (pr may be NULL). Returns the exit code. */
 static int
-ctl_call(struct opts *o, unsigned method, const ProtobufCMessage *req,
-    struct rpc_answer *a)
+ctl_unary(const struct sub *s, unsigned method, const ProtobufCMessage *req,
+    reply_fn pr)
 {
+	const char *mname = rpc_method_get(method)->name;
 	struct rpc_client *c;
+	struct rpc_answer a;
 	char err[512];
 	int rc, r;
 
-	memset(a, 0, sizeof(*a));
-	if ((rc = ctl_connect(o, &c)) != EX_OK)
+	memset(&a, 0, sizeof(a));
+	if ((rc = ctl_connect(s->o, &c)) != EX_OK)
 		return rc;
-	r = rpc_client_call(c, method, req, o->timeout_ms, a, err, sizeof(err));
+	r = rpc_client_call(c, method, req, s->o->timeout_ms, &a, err,
+	    sizeof(err));
 	rpc_client_close(c);
 	if (r < 0) {
-		fprintf(stderr, "%s: %s: %s\n", progname(),
-		    rpc_method_get(method)->name, err);
-		return r == -EPROTO || r == -EMSGSIZE ? EX_RPC : EX_CONN;
+		fprintf(stderr, "%s: %s: %s\n", progname(), mname, err);
+		rc = r == -EPROTO || r == -EMSGSIZE ? EX_RPC : EX_CONN;
+	} else if (s->o->json && !s->o->json_own) {
+		print_json(a.msg);
 	}
-	if (o->json)
-		print_json(a->msg);
-	if (a->code != STATUS_OK) {
-		fprintf(stderr, "%s: %s: %s: %s\n", progname(),
-		    rpc_method_get(method)->name, status_name(a->code),
-		    a->message);
-		return EX_RPC;
+	if (r >= 0 && a.code != STATUS_OK) {
+		fprintf(stderr, "%s: %s: %s: %s\n", progname(), mname,
+		    status_name(a.code), a.message);
+		rc = EX_RPC;
+	} else if (r >= 0 && pr != NULL) {
+		rc = pr(s, req, a.msg);
 	}
-	return EX_OK;
+	rpc_answer_clear(&a);
+	return rc;
 }
 
 /* ---- option parsing of subcommands ---- */
 
 static int
-sub_usage(const char *name, FILE *f)
+sub_usage(const struct cmd *c, FILE *f)
 {
-	const struct cmd *c = cmd_find(name);
-
 	fprintf(f, "usage: %s [global options] %s%s%s [--json]\n\n%s\n",
 	    progname(), c->name, c->args[0] != '\0' ? " " : "", c->args,
 	    c->help);
 	return f == stdout ? EX_OK : EX_USAGE;
 }
-
-/* Parses subcommand options; returns -1 to continue, or an exit code. */
-struct subopt {
-	const char	*listen;
-	const char	*tls_dir;
-	const char	*peer;
-	const char	*lv_uri;
-	const char	*lv_dom;
-	const char	*bandwidth;
-	bool		 libvirt;
-	bool		 watch;
-	unsigned	 interval_ms;
-};
 
 /* Whether a command's synopsis lists flag as a whole word. */
 static bool
@@ -241,12 +267,10 @@ args_have(const char *args, const char *flag)
 	return false;
 }
 
-/* Parses a subcommand's options and checks it got lo_args..hi_args
- * operands. Returns -1 to go on (operands from *optind_out), otherwise the
- * exit code (usage printed). */
+/* Parses command c's options into s and checks it got its number of
+ * operands. Returns -1 to go on, otherwise the exit code (usage printed). */
 static int
-sub_parse(struct opts *o, const char *name, int argc, char **argv,
-    int lo_args, int hi_args, struct subopt *so, int *optind_out)
+sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 {
 	static const struct option lo[] = {
 		{ "listen",	required_argument, NULL, 'L' },
@@ -262,7 +286,8 @@ sub_parse(struct opts *o, const char *name, int argc, char **argv,
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const struct cmd *c = cmd_find(name);
+	struct subopt *so = &s->so;
+	const char *name = c->name;
 	int ch;
 
 	optind = 0;	/* glibc: full re-initialisation, argv[0] skipped */
@@ -292,18 +317,18 @@ sub_parse(struct opts *o, const char *name, int argc, char **argv,
 			break;
 		}
 		case 'j':	/* every subcommand takes it */
-			o->json = true;
+			s->o->json = true;
 			continue;
 		case 'h':
-			return sub_usage(name, stdout);
+			return sub_usage(c, stdout);
 		default:
-			return sub_usage(name, stderr);
+			return sub_usage(c, stderr);
 		}
 		/* Each option belongs to some subcommands only. */
 		if (!args_have(c->args, flag)) {
 			fprintf(stderr, "%s: %s does not take %s\n",
 			    progname(), name, flag);
-			return sub_usage(name, stderr);
+			return sub_usage(c, stderr);
 		}
 	}
 	if ((so->lv_uri == NULL) != (so->lv_dom == NULL)) {
@@ -311,92 +336,107 @@ sub_parse(struct opts *o, const char *name, int argc, char **argv,
 		    "together\n", progname(), name);
 		return EX_USAGE;
 	}
-	if (argc - optind < lo_args || argc - optind > hi_args) {
+	if (argc - optind < c->min_args || argc - optind > c->max_args) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n",
 		    progname(), name);
-		return sub_usage(name, stderr);
+		return sub_usage(c, stderr);
 	}
-	*optind_out = optind;
+	s->arg = argv + optind;
+	s->narg = argc - optind;
 	return -1;
 }
 
 /* ---- subcommands ---- */
 
+/* The TLS profile and libvirt domain options prepare and migrate share. */
+static void
+sub_tls_libvirt(const struct subopt *so, Pcd__TlsProfile *tls,
+    Pcd__LibvirtDomain *lv, Pcd__LibvirtDomain **lvp)
+{
+	tls->dir = (char *)(so->tls_dir != NULL ? so->tls_dir : "");
+	tls->peer_name = (char *)(so->peer != NULL ? so->peer : "");
+	if (so->lv_uri != NULL) {
+		lv->uri = (char *)so->lv_uri;
+		lv->domain = (char *)so->lv_dom;
+		*lvp = lv;
+	}
+}
+
+/* A bulk bandwidth operand or option: a size in bytes/s. */
 static int
-cmd_prepare(struct opts *o, int argc, char **argv)
+sub_bandwidth(const char *cmd, const char *what, const char *arg,
+    uint64_t *bps)
+{
+	if (parse_size(arg, bps) == 0)
+		return EX_OK;
+	fprintf(stderr, "%s: %s: %s'%s' is not a size (bytes/s: 100M, 1G, "
+	    "0 = unlimited)\n", progname(), cmd, what, arg);
+	return EX_USAGE;
+}
+
+static int
+print_prepare(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep)
+{
+	if (!s->o->json)
+		printf("migration %s: prepared, listening on %s\n",
+		    ((const Pcd__PrepareRequest *)req)->id,
+		    ((const Pcd__PrepareReply *)rep)->listen);
+	return EX_OK;
+}
+
+static int
+cmd_prepare(struct sub *s)
 {
 	Pcd__PrepareRequest req = PCD__PREPARE_REQUEST__INIT;
 	Pcd__TlsProfile tls = PCD__TLS_PROFILE__INIT;
 	Pcd__LibvirtDomain lv = PCD__LIBVIRT_DOMAIN__INIT;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	int rc, i;
 
-	if ((rc = sub_parse(o, "prepare", argc, argv, 1, 1, &so, &i)) >= 0)
-		return rc;
-	req.id = argv[i];
-	req.listen = (char *)(so.listen != NULL ? so.listen : "0.0.0.0:0");
-	tls.dir = (char *)(so.tls_dir != NULL ? so.tls_dir : "");
-	tls.peer_name = (char *)(so.peer != NULL ? so.peer : "");
+	req.id = s->arg[0];
+	req.listen = (char *)(s->so.listen != NULL ? s->so.listen :
+	    "0.0.0.0:0");
 	req.tls = &tls;
-	if (so.lv_uri != NULL) {
-		lv.uri = (char *)so.lv_uri;
-		lv.domain = (char *)so.lv_dom;
-		req.libvirt = &lv;
-	}
-	rc = ctl_call(o, RPC_M_PREPARE, &req.base, &a);
-	if (rc == EX_OK && !o->json)
-		printf("migration %s: prepared, listening on %s\n", req.id,
-		    ((Pcd__PrepareReply *)a.msg)->listen);
-	rpc_answer_clear(&a);
-	return rc;
+	sub_tls_libvirt(&s->so, &tls, &lv, &req.libvirt);
+	return ctl_unary(s, RPC_M_PREPARE, &req.base, print_prepare);
 }
 
 static int cmd_watch_id(struct opts *o, const char *id, unsigned interval);
 
 static int
-cmd_migrate(struct opts *o, int argc, char **argv)
+print_migrate(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep)
+{
+	const Pcd__MigrateRequest *m = (const Pcd__MigrateRequest *)req;
+	char buf[32];
+
+	(void)rep;
+	if (!s->o->json)
+		printf("migration %s: started to %s (bulk bandwidth %s)\n",
+		    m->id, m->dest, m->bandwidth_bps == 0 ? "unlimited" :
+		    fmt_rate(buf, sizeof(buf), (double)m->bandwidth_bps));
+	return EX_OK;
+}
+
+static int
+cmd_migrate(struct sub *s)
 {
 	Pcd__MigrateRequest req = PCD__MIGRATE_REQUEST__INIT;
 	Pcd__TlsProfile tls = PCD__TLS_PROFILE__INIT;
 	Pcd__LibvirtDomain lv = PCD__LIBVIRT_DOMAIN__INIT;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	char buf[32];
-	int rc, i;
+	int rc;
 
-	if ((rc = sub_parse(o, "migrate", argc, argv, 2, 2, &so, &i)) >= 0)
+	req.id = s->arg[0];
+	req.dest = s->arg[1];
+	if (s->so.bandwidth != NULL && (rc = sub_bandwidth("migrate",
+	    "--bandwidth ", s->so.bandwidth, &req.bandwidth_bps)) != EX_OK)
 		return rc;
-	req.id = argv[i];
-	req.dest = argv[i + 1];
-	if (so.bandwidth != NULL &&
-	    parse_size(so.bandwidth, &req.bandwidth_bps) < 0) {
-		fprintf(stderr, "%s: migrate: --bandwidth '%s' is not a size "
-		    "(bytes/s: 100M, 1G, 0 = unlimited)\n", progname(),
-		    so.bandwidth);
-		return EX_USAGE;
-	}
-	tls.dir = (char *)(so.tls_dir != NULL ? so.tls_dir : "");
-	tls.peer_name = (char *)(so.peer != NULL ? so.peer : "");
 	req.tls = &tls;
-	if (so.lv_uri != NULL) {
-		lv.uri = (char *)so.lv_uri;
-		lv.domain = (char *)so.lv_dom;
-		req.libvirt = &lv;
-	}
-	rc = ctl_call(o, RPC_M_MIGRATE, &req.base, &a);
-	rpc_answer_clear(&a);
-	if (rc != EX_OK)
-		return rc;
-	if (!o->json)
-		printf("migration %s: started to %s (bulk bandwidth %s)\n",
-		    req.id, req.dest, req.bandwidth_bps == 0 ? "unlimited" :
-		    fmt_rate(buf, sizeof(buf), (double)req.bandwidth_bps));
-	if (so.watch)
-		return cmd_watch_id(o, req.id, 0);
-	return EX_OK;
+	sub_tls_libvirt(&s->so, &tls, &lv, &req.libvirt);
+	rc = ctl_unary(s, RPC_M_MIGRATE, &req.base, print_migrate);
+	if (rc == EX_OK && s->so.watch)
+		return cmd_watch_id(s->o, req.id, 0);
+	return rc;
 }
-
 /* Rebuilds libvirt typed parameters from the reply, so the names are read
  * back with libvirt's own getters, like a libvirt client would. */
 static int
@@ -604,30 +644,39 @@ print_detail(const Pcd__MigrationInfo *mi)
 		    mi->libvirt_error);
 }
 
-static int
-cmd_status(struct opts *o, int argc, char **argv)
+static void
+print_status_table(const Pcd__StatusReply *rep)
 {
-	Pcd__StatusRequest req = PCD__STATUS_REQUEST__INIT;
-	const Pcd__StatusReply *rep;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	bool json;
-	int rc, i;
+	printf("%-20s %-11s %-10s %7s %10s %11s %13s %9s %8s\n", "ID",
+	    "ROLE", "STATE", "VALID", "PAGES", "SENT", "FAULTS R/L",
+	    "P99", "ELAPSED");
+	for (size_t k = 0; k < rep->n_migrations; k++) {
+		const Pcd__MigrationInfo *mi = rep->migrations[k];
+		char b1[32], b2[32], b3[32];
 
-	if ((rc = sub_parse(o, "status", argc, argv, 0, 1, &so, &i)) >= 0)
-		return rc;
-	json = o->json;		/* --json may follow the subcommand */
-	req.id = argc - i == 1 ? argv[i] : "";
-	if (so.libvirt)
-		o->json = false;	/* printed below, flattened */
-	rc = ctl_call(o, RPC_M_STATUS, &req.base, &a);
-	o->json = json;
-	if (rc != EX_OK) {
-		rpc_answer_clear(&a);
-		return rc;
+		snprintf(b3, sizeof(b3), "%" PRIu64 "/%" PRIu64,
+		    mi->faults_remote, mi->faults_local);
+		printf("%-20s %-11s %s%-10s%s %6.1f%% %10" PRIu64
+		    " %11s %13s %6" PRIu64 "us %8s\n", mi->id, mi->role,
+		    state_on(mi->state), mi->state,
+		    state_off(mi->state), pct_valid(mi), mi->pages_total,
+		    fmt_bytes(b1, sizeof(b1),
+		    (double)mi->bytes_transferred), b3, mi->lat_p99_us,
+		    fmt_ms(b2, sizeof(b2), mi->elapsed_ms));
 	}
-	rep = (const Pcd__StatusReply *)a.msg;
-	if (so.libvirt) {
+	if (rep->n_migrations == 0)
+		printf("(no migrations)\n");
+}
+
+static int
+print_status(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *reply)
+{
+	const Pcd__StatusReply *rep = (const Pcd__StatusReply *)reply;
+	const char *id = ((const Pcd__StatusRequest *)req)->id;
+	bool json = s->o->json;
+
+	if (s->so.libvirt) {
 		for (size_t k = 0; k < rep->n_migrations; k++) {
 			if (json) {
 				print_domjobinfo_json(rep->migrations[k]);
@@ -637,165 +686,148 @@ cmd_status(struct opts *o, int argc, char **argv)
 				print_domjobinfo(rep->migrations[k]);
 			}
 		}
-	} else if (!json && req.id[0] != '\0' && rep->n_migrations == 1) {
+	} else if (!json && id[0] != '\0' && rep->n_migrations == 1) {
 		print_detail(rep->migrations[0]);
 	} else if (!json) {
-		printf("%-20s %-11s %-10s %7s %10s %11s %13s %9s %8s\n", "ID",
-		    "ROLE", "STATE", "VALID", "PAGES", "SENT", "FAULTS R/L",
-		    "P99", "ELAPSED");
-		for (size_t k = 0; k < rep->n_migrations; k++) {
-			const Pcd__MigrationInfo *mi = rep->migrations[k];
-			char b1[32], b2[32], b3[32];
-
-			snprintf(b3, sizeof(b3), "%" PRIu64 "/%" PRIu64,
-			    mi->faults_remote, mi->faults_local);
-			printf("%-20s %-11s %s%-10s%s %6.1f%% %10" PRIu64
-			    " %11s %13s %6" PRIu64 "us %8s\n", mi->id, mi->role,
-			    state_on(mi->state), mi->state,
-			    state_off(mi->state), pct_valid(mi), mi->pages_total,
-			    fmt_bytes(b1, sizeof(b1),
-			    (double)mi->bytes_transferred), b3, mi->lat_p99_us,
-			    fmt_ms(b2, sizeof(b2), mi->elapsed_ms));
-		}
-		if (rep->n_migrations == 0)
-			printf("(no migrations)\n");
+		print_status_table(rep);
 	}
-	rpc_answer_clear(&a);
 	return EX_OK;
+}
+
+static int
+cmd_status(struct sub *s)
+{
+	Pcd__StatusRequest req = PCD__STATUS_REQUEST__INIT;
+
+	req.id = s->narg == 1 ? s->arg[0] : "";
+	s->o->json_own = s->so.libvirt;	/* printed flattened */
+	return ctl_unary(s, RPC_M_STATUS, &req.base, print_status);
 }
 
 /* Every migration's id, one per line (shell completion reads it). */
 static int
-cmd_list(struct opts *o, int argc, char **argv)
+print_list(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *reply)
 {
-	Pcd__StatusRequest req = PCD__STATUS_REQUEST__INIT;
-	const Pcd__StatusReply *rep;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	int rc, i;
+	const Pcd__StatusReply *rep = (const Pcd__StatusReply *)reply;
 
-	if ((rc = sub_parse(o, "list", argc, argv, 0, 0, &so, &i)) >= 0)
-		return rc;
-	req.id = "";
-	rc = ctl_call(o, RPC_M_STATUS, &req.base, &a);
-	if (rc == EX_OK && !o->json) {
-		rep = (const Pcd__StatusReply *)a.msg;
+	(void)req;
+	if (!s->o->json)
 		for (size_t k = 0; k < rep->n_migrations; k++)
 			printf("%s\n", rep->migrations[k]->id);
-	}
-	rpc_answer_clear(&a);
-	return rc;
+	return EX_OK;
 }
 
 static int
-cmd_cancel(struct opts *o, int argc, char **argv)
+cmd_list(struct sub *s)
+{
+	Pcd__StatusRequest req = PCD__STATUS_REQUEST__INIT;
+
+	req.id = "";
+	return ctl_unary(s, RPC_M_STATUS, &req.base, print_list);
+}
+static int
+print_cancel(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep)
+{
+	if (!s->o->json)
+		printf("migration %s: cancelled (state %s)\n",
+		    ((const Pcd__CancelRequest *)req)->id,
+		    ((const Pcd__CancelReply *)rep)->state);
+	return EX_OK;
+}
+
+static int
+cmd_cancel(struct sub *s)
 {
 	Pcd__CancelRequest req = PCD__CANCEL_REQUEST__INIT;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	int rc, i;
 
-	if ((rc = sub_parse(o, "cancel", argc, argv, 1, 1, &so, &i)) >= 0)
-		return rc;
-	req.id = argv[i];
-	rc = ctl_call(o, RPC_M_CANCEL, &req.base, &a);
-	if (rc == EX_OK && !o->json)
-		printf("migration %s: cancelled (state %s)\n", req.id,
-		    ((Pcd__CancelReply *)a.msg)->state);
-	rpc_answer_clear(&a);
-	return rc;
+	req.id = s->arg[0];
+	return ctl_unary(s, RPC_M_CANCEL, &req.base, print_cancel);
+}
+static int
+print_resume(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep)
+{
+	if (!s->o->json)
+		printf("migration %s: resume requested (state %s)\n",
+		    ((const Pcd__ResumeRequest *)req)->id,
+		    ((const Pcd__ResumeReply *)rep)->state);
+	return EX_OK;
 }
 
 static int
-cmd_resume(struct opts *o, int argc, char **argv)
+cmd_resume(struct sub *s)
 {
 	Pcd__ResumeRequest req = PCD__RESUME_REQUEST__INIT;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	int rc, i;
 
-	if ((rc = sub_parse(o, "resume", argc, argv, 1, 2, &so, &i)) >= 0)
-		return rc;
-	req.id = argv[i];
-	if (argc - i > 1)
-		req.dest = argv[i + 1];
-	rc = ctl_call(o, RPC_M_RESUME, &req.base, &a);
-	if (rc == EX_OK && !o->json)
-		printf("migration %s: resume requested (state %s)\n", req.id,
-		    ((Pcd__ResumeReply *)a.msg)->state);
-	rpc_answer_clear(&a);
-	return rc;
+	req.id = s->arg[0];
+	if (s->narg > 1)
+		req.dest = s->arg[1];
+	return ctl_unary(s, RPC_M_RESUME, &req.base, print_resume);
+}
+static int
+print_set_bandwidth(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep)
+{
+	const Pcd__SetBandwidthRequest *m =
+	    (const Pcd__SetBandwidthRequest *)req;
+	char buf[32];
+
+	(void)rep;
+	if (!s->o->json)
+		printf("migration %s: bulk bandwidth limit %s\n", m->id,
+		    m->bandwidth_bps == 0 ? "removed" : fmt_rate(buf,
+		    sizeof(buf), (double)m->bandwidth_bps));
+	return EX_OK;
 }
 
 static int
-cmd_set_bandwidth(struct opts *o, int argc, char **argv)
+cmd_set_bandwidth(struct sub *s)
 {
 	Pcd__SetBandwidthRequest req = PCD__SET_BANDWIDTH_REQUEST__INIT;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	char buf[32];
-	int rc, i;
+	int rc;
 
-	if ((rc = sub_parse(o, "set-bandwidth", argc, argv, 2, 2, &so, &i)) >= 0)
+	req.id = s->arg[0];
+	if ((rc = sub_bandwidth("set-bandwidth", "", s->arg[1],
+	    &req.bandwidth_bps)) != EX_OK)
 		return rc;
-	req.id = argv[i];
-	if (parse_size(argv[i + 1], &req.bandwidth_bps) < 0) {
-		fprintf(stderr, "%s: set-bandwidth: '%s' is not a size "
-		    "(bytes/s: 100M, 1G, 0 = unlimited)\n", progname(),
-		    argv[i + 1]);
-		return EX_USAGE;
-	}
-	rc = ctl_call(o, RPC_M_SET_BANDWIDTH, &req.base, &a);
-	if (rc == EX_OK && !o->json)
-		printf("migration %s: bulk bandwidth limit %s\n", req.id,
-		    req.bandwidth_bps == 0 ? "removed" : fmt_rate(buf,
-		    sizeof(buf), (double)req.bandwidth_bps));
-	rpc_answer_clear(&a);
-	return rc;
+	return ctl_unary(s, RPC_M_SET_BANDWIDTH, &req.base,
+	    print_set_bandwidth);
+}
+static int
+print_version(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *reply)
+{
+	const Pcd__VersionReply *rep = (const Pcd__VersionReply *)reply;
+
+	(void)req;
+	if (s->o->json)
+		return EX_OK;
+	printf("postcopyctl %s (control protocol %d)\n", PCD_VERSION,
+	    CONTROL_PROTOCOL);
+	printf("postcopyd %s (control protocol %u), %u of %u migrations "
+	    "active\n", rep->version, rep->protocol, rep->active_migrations,
+	    rep->max_migrations);
+	return EX_OK;
 }
 
 static int
-cmd_version(struct opts *o, int argc, char **argv)
+cmd_version(struct sub *s)
 {
 	Pcd__VersionRequest req = PCD__VERSION_REQUEST__INIT;
-	const Pcd__VersionReply *rep;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	int rc, i;
 
-	if ((rc = sub_parse(o, "version", argc, argv, 0, 0, &so, &i)) >= 0)
-		return rc;
-	rc = ctl_call(o, RPC_M_VERSION, &req.base, &a);
-	if (rc == EX_OK && !o->json) {
-		rep = (const Pcd__VersionReply *)a.msg;
-		printf("postcopyctl %s (control protocol %d)\n", PCD_VERSION,
-		    CONTROL_PROTOCOL);
-		printf("postcopyd %s (control protocol %u), %u of %u "
-		    "migrations active\n", rep->version, rep->protocol,
-		    rep->active_migrations, rep->max_migrations);
-	}
-	rpc_answer_clear(&a);
-	return rc;
+	return ctl_unary(s, RPC_M_VERSION, &req.base, print_version);
 }
-
+/* Exit 1 when the kernel lacks what postcopy needs (with --json too). */
 static int
-cmd_check_kernel(struct opts *o, int argc, char **argv)
+print_check_kernel(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *reply)
 {
-	Pcd__CheckKernelRequest req = PCD__CHECK_KERNEL_REQUEST__INIT;
-	const Pcd__CheckKernelReply *rep;
-	struct subopt so = { 0 };
-	struct rpc_answer a;
-	int rc, i;
+	const Pcd__CheckKernelReply *rep = (const Pcd__CheckKernelReply *)reply;
 
-	if ((rc = sub_parse(o, "check-kernel", argc, argv, 0, 0, &so, &i)) >= 0)
-		return rc;
-	rc = ctl_call(o, RPC_M_CHECK_KERNEL, &req.base, &a);
-	if (rc != EX_OK) {
-		rpc_answer_clear(&a);
-		return rc;
-	}
-	rep = (const Pcd__CheckKernelReply *)a.msg;
-	if (!o->json) {
+	(void)req;
+	if (!s->o->json) {
 		printf("kernel %s\n", rep->release);
 		for (size_t k = 0; k < rep->n_features; k++)
 			printf("  %-28s %-8s %s\n", rep->features[k]->name,
@@ -803,11 +835,16 @@ cmd_check_kernel(struct opts *o, int argc, char **argv)
 			    rep->features[k]->detail);
 		printf("%s\n", rep->summary);
 	}
-	rc = rep->ok ? EX_OK : EX_RPC;
-	rpc_answer_clear(&a);
-	return rc;
+	return rep->ok ? EX_OK : EX_RPC;
 }
 
+static int
+cmd_check_kernel(struct sub *s)
+{
+	Pcd__CheckKernelRequest req = PCD__CHECK_KERNEL_REQUEST__INIT;
+
+	return ctl_unary(s, RPC_M_CHECK_KERNEL, &req.base, print_check_kernel);
+}
 /* ---- watch ---- */
 
 struct watch_rate {
@@ -980,20 +1017,14 @@ cmd_watch_id(struct opts *o, const char *id, unsigned interval)
 }
 
 static int
-cmd_watch(struct opts *o, int argc, char **argv)
+cmd_watch(struct sub *s)
 {
-	struct subopt so = { 0 };
-	int rc, i;
-
-	if ((rc = sub_parse(o, "watch", argc, argv, 1, 1, &so, &i)) >= 0)
-		return rc;
-	return cmd_watch_id(o, argv[i], so.interval_ms);
+	return cmd_watch_id(s->o, s->arg[0], s->so.interval_ms);
 }
-
 /* ---- main ---- */
 
 static const struct cmd cmds[] = {
-	{ "prepare", cmd_prepare,
+	{ "prepare", cmd_prepare, 1, 1,
 	  "ID [--listen HOST:PORT] [--tls-dir DIR] [--peer-name NAME] "
 	  "[--libvirt-uri URI --domain NAME]",
 	  "Destination: accept incoming migration ID on HOST:PORT (default\n"
@@ -1001,39 +1032,39 @@ static const struct cmd cmds[] = {
 	  "names a tls-creds-x509 directory (default: the daemon's tls_dir).\n"
 	  "With --libvirt-uri/--domain the domain is resumed when the guest\n"
 	  "may run on this host." },
-	{ "migrate", cmd_migrate,
+	{ "migrate", cmd_migrate, 2, 2,
 	  "ID HOST:PORT [--bandwidth BYTES/S] [--tls-dir DIR] "
 	  "[--peer-name NAME] [--libvirt-uri URI --domain NAME] [--watch]",
 	  "Source: migrate ID to the destination listening on HOST:PORT.\n"
 	  "--bandwidth caps the bulk stream (100M, 1G; 0 = unlimited); demand\n"
 	  "pages are never limited. With --libvirt-uri/--domain the domain is\n"
 	  "suspended at switchover. --watch follows it like `watch`." },
-	{ "status", cmd_status, "[ID] [--libvirt]",
+	{ "status", cmd_status, 0, 1, "[ID] [--libvirt]",
 	  "Show one migration (ID) or all of them. --libvirt prints the job\n"
 	  "statistics like `virsh domjobinfo` (with --json: one object per\n"
 	  "migration keyed by the VIR_DOMAIN_JOB_* names)." },
-	{ "list", cmd_list, "",
+	{ "list", cmd_list, 0, 0, "",
 	  "Print the id of every migration the daemon knows, one per line." },
-	{ "cancel", cmd_cancel, "ID",
+	{ "cancel", cmd_cancel, 1, 1, "ID",
 	  "Cancel migration ID. Before switchover the guest keeps running on\n"
 	  "the source; after switchover it already runs on the destination\n"
 	  "and the daemon refuses (exit 1) and says why." },
-	{ "watch", cmd_watch, "ID [--interval MS]",
+	{ "watch", cmd_watch, 1, 1, "ID [--interval MS]",
 	  "Follow migration ID until it ends: a progress bar on a terminal\n"
 	  "(pages valid, GB/s, faults/s, fault latency p99, time left), one\n"
 	  "line (or JSON object) per event otherwise, then a summary. Exit 0\n"
 	  "if it completed, 1 if it failed or was cancelled." },
-	{ "resume", cmd_resume, "ID [HOST:PORT]",
+	{ "resume", cmd_resume, 1, 2, "ID [HOST:PORT]",
 	  "Recover migration ID's channels now. On the source it reconnects\n"
 	  "(to HOST:PORT if given: the destination moved); on the destination\n"
 	  "it drops the channels so the source reconnects. The daemons also\n"
 	  "recover by themselves: a paused migration (status says why) is\n"
 	  "resumed as soon as the source reaches the destination again." },
-	{ "set-bandwidth", cmd_set_bandwidth, "ID BYTES/S",
+	{ "set-bandwidth", cmd_set_bandwidth, 2, 2, "ID BYTES/S",
 	  "Change the bulk stream limit of a running migration (0 removes it)." },
-	{ "version", cmd_version, "",
+	{ "version", cmd_version, 0, 0, "",
 	  "Print the versions of postcopyctl and postcopyd." },
-	{ "check-kernel", cmd_check_kernel, "",
+	{ "check-kernel", cmd_check_kernel, 0, 0, "",
 	  "Ask the daemon whether its kernel supports postcopy with\n"
 	  "userfaultfd minor faults on shmem. Exit 1 if it does not." },
 };
@@ -1045,6 +1076,18 @@ cmd_find(const char *name)
 		if (strcmp(cmds[i].name, name) == 0)
 			return &cmds[i];
 	return NULL;
+}
+
+/* Runs command c: its command line checked, then its handler. */
+static int
+cmd_run(const struct cmd *c, struct opts *o, int argc, char **argv)
+{
+	struct sub s = { .o = o };
+	int rc;
+
+	if ((rc = sub_parse(c, argc, argv, &s)) >= 0)
+		return rc;
+	return c->fn(&s);
 }
 
 static void
@@ -1138,8 +1181,9 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (strcmp(argv[optind], "help") == 0) {
-		if (optind + 1 < argc && cmd_find(argv[optind + 1]) != NULL)
-			return sub_usage(argv[optind + 1], stdout);
+		c = optind + 1 < argc ? cmd_find(argv[optind + 1]) : NULL;
+		if (c != NULL)
+			return sub_usage(c, stdout);
 		usage_main(stdout);
 		return EX_OK;
 	}
@@ -1149,5 +1193,5 @@ main(int argc, char **argv)
 		usage_main(stderr);
 		return EX_USAGE;
 	}
-	return c->fn(&o, argc - optind, argv + optind);
+	return cmd_run(c, &o, argc - optind, argv + optind);
 }
