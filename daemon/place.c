@@ -108,7 +108,10 @@ place_minor_buf(struct place *pl, uint8_t *bounce, uint64_t first, uint64_t n)
 {
 	uint8_t *p = pl->alias + first * pl->ps;
 
-	if (n > 1)
+	/* Mapping a run in one call beats a fault per page, unless the whole
+	 * alias is mapped already. */
+	if (n > 1 && !atomic_load_explicit(&pl->populated,
+	    memory_order_relaxed))
 		madvise(p, n * pl->ps, MADV_POPULATE_WRITE);
 	return p;
 }
@@ -203,6 +206,7 @@ place_minor_prealloc(struct place *pl, bool (*stopped)(void *), void *arg)
 			return;
 		}
 	}
+	atomic_store_explicit(&pl->populated, true, memory_order_relaxed);
 	log_info("migration %s: %" PRIu64 " MiB of guest memory allocated and "
 	    "mapped in %" PRIu64 " ms", pl->id, pl->size >> 20,
 	    (now_ns() - t0) / 1000000);

@@ -18,6 +18,7 @@
 #ifndef PCD_PLACE_H
 #define PCD_PLACE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +60,8 @@ struct place {
 	uint64_t		 hps;		/* [const] unit of mapping: ps,
 						 * or the huge page size */
 	uint8_t			*alias;		/* [const] MINOR, once open */
+	atomic_bool		 populated;	/* the alias is wholly mapped
+						 * (prealloc finished) */
 };
 
 /* Picks the implementation for the guest's mode. */

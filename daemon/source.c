@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -61,6 +62,10 @@ struct source {
 	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
 	atomic_bool		 holes_ready;	/* hole is filled in (after pause) */
 	uint64_t		 zero_hash;	/* XXH3-64 of an all-zero page */
+	/* Digests taken as pages are sent, while they are in the cache:
+	 * hash[i] holds for page i once bit i of hashed is set. */
+	_Atomic uint64_t	*hash;
+	_Atomic uint64_t	*hashed;	/* bitmap */
 	_Atomic uint64_t	 sent_count;
 	_Atomic uint64_t	 cursor_hint;
 
@@ -94,13 +99,53 @@ src_zero(struct source *s, uint64_t i)
 	return true;
 }
 
-/* Pages that are holes in the memfd (never written): zero without looking. */
+/*
+ * Holes by residency: one mincore() over the whole memfd instead of two
+ * lseek()s per hole. A shmem page that is not in the page cache is a hole
+ * unless it was swapped out; the file's allocated blocks (swapped pages
+ * included) taken after the call tell: if they equal the resident pages,
+ * no page was swapped out, so every page mincore did not see is a hole.
+ * Pages allocated meanwhile (a read by the urgent sender) only make the
+ * counts differ. Base pages and a mapping of the whole file only.
+ */
+static bool
+src_holes_by_residency(struct source *s, uint64_t *holes)
+{
+	struct stat st;
+	uint64_t resident = 0;
+	unsigned char *vec;
+
+	if (s->ps != (uint32_t)sysconf(_SC_PAGESIZE) || s->m->g.offset != 0 ||
+	    (vec = malloc(s->npages)) == NULL)
+		return false;
+	if (mincore((void *)(uintptr_t)s->map, s->m->g.size, vec) < 0 ||
+	    fstat(s->m->g.memfd, &st) < 0 ||
+	    (uint64_t)st.st_size != s->m->g.size) {
+		free(vec);
+		return false;
+	}
+	for (uint64_t i = 0; i < s->npages; i++)
+		resident += vec[i] & 1;
+	if ((uint64_t)st.st_blocks * 512 != resident * s->ps) {
+		free(vec);
+		return false;
+	}
+	for (uint64_t i = 0; i < s->npages; i++) {
+		if (!(vec[i] & 1)) {
+			s->hole[i >> 6] |= 1ull << (i & 63);
+			(*holes)++;
+		}
+	}
+	free(vec);
+	return true;
+}
+
+/* The same by SEEK_HOLE/SEEK_DATA: exact with swap, two calls per hole. */
 static void
-src_find_holes(struct source *s)
+src_holes_by_seek(struct source *s, uint64_t *holes)
 {
 	off_t start = (off_t)s->m->g.offset, end = start + (off_t)s->m->g.size;
 	off_t pos = start;
-	uint64_t holes = 0;
 
 	while (pos < end) {
 		off_t h = lseek(s->m->g.memfd, pos, SEEK_HOLE), d;
@@ -114,13 +159,24 @@ src_find_holes(struct source *s)
 		for (uint64_t i = ((uint64_t)(h - start) + s->ps - 1) / s->ps;
 		    i < (uint64_t)(d - start) / s->ps; i++) {
 			s->hole[i >> 6] |= 1ull << (i & 63);
-			holes++;
+			(*holes)++;
 		}
 		pos = d;
 	}
+}
+
+/* Pages that are holes in the memfd (never written): zero without looking. */
+static void
+src_find_holes(struct source *s)
+{
+	uint64_t holes = 0;
+	bool fast = src_holes_by_residency(s, &holes);
+
+	if (!fast)
+		src_holes_by_seek(s, &holes);
 	log_info("migration %s: %" PRIu64 " of %" PRIu64 " pages are holes "
-	    "in the memfd (sent as zero runs without reading them)",
-	    s->m->id, holes, s->npages);
+	    "in the memfd (found by %s; sent as zero runs without reading "
+	    "them)", s->m->id, holes, s->npages, fast ? "residency" : "seeking");
 }
 
 /* Marks page i sent; counts it once. */
@@ -198,6 +254,21 @@ src_wait_pinging(struct source *s, bool (*done)(void *))
 	return 0;
 }
 
+/* Digests of pages about to be sent: read now, they are in the cache when
+ * TLS encrypts them. The guest is paused (a page sent while it runs is
+ * sent again after its last write, and hashed again). */
+static void
+src_hash_run(struct source *s, uint64_t i, uint32_t n, bool zero)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t h = zero ? s->zero_hash :
+		    XXH3_64bits(s->map + (i + k) * s->ps, s->ps);
+
+		atomic_store_explicit(&s->hash[i + k], h, memory_order_relaxed);
+		bm_set(s->hashed, i + k);
+	}
+}
+
 /* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
 static int
 src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero)
@@ -208,8 +279,10 @@ src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero
 		.count = n,
 		.length = zero ? 0 : n * s->ps,
 	};
-	int r = chan_send_frame(c, &h, zero ? NULL : s->map + i * s->ps);
+	int r;
 
+	src_hash_run(s, i, n, zero);
+	r = chan_send_frame(c, &h, zero ? NULL : s->map + i * s->ps);
 	if (r == 0) {
 		atomic_fetch_add_explicit(&s->c->bytes, WIRE_HDR_LEN + h.length,
 		    memory_order_relaxed);
@@ -265,9 +338,16 @@ src_send_digests(struct source *s, struct chan *c)
 		for (size_t k = 0; k < n; k++) {
 			uint64_t i = first + k;
 
-			/* Reading a hole would allocate a page for it. */
-			hash[k] = ((s->hole[i >> 6] >> (i & 63)) & 1) ?
-			    s->zero_hash : XXH3_64bits(s->map + i * s->ps, s->ps);
+			/* Taken when sent; a page this process never sent
+			 * (held by the destination already) is read now. A
+			 * hole would be allocated by reading it. */
+			if (bm_test(s->hashed, i))
+				hash[k] = atomic_load_explicit(&s->hash[i],
+				    memory_order_relaxed);
+			else if ((s->hole[i >> 6] >> (i & 63)) & 1)
+				hash[k] = s->zero_hash;
+			else
+				hash[k] = XXH3_64bits(s->map + i * s->ps, s->ps);
 		}
 		d.first = first;
 		d.n_hash = n;
@@ -654,8 +734,11 @@ src_setup(struct source *s, char *err, size_t errlen)
 
 	s->sent = calloc((s->npages + 63) / 64, sizeof(*s->sent));
 	s->hole = calloc((s->npages + 63) / 64, sizeof(*s->hole));
+	s->hashed = calloc((s->npages + 63) / 64, sizeof(*s->hashed));
+	s->hash = calloc(s->npages, sizeof(*s->hash));
 	z = calloc(1, s->ps);
-	if (s->sent == NULL || s->hole == NULL || z == NULL) {
+	if (s->sent == NULL || s->hole == NULL || s->hashed == NULL ||
+	    s->hash == NULL || z == NULL) {
 		free(z);
 		snprintf(err, errlen, "out of memory for the page bitmaps");
 		return -ENOMEM;
@@ -776,6 +859,8 @@ source_stop(struct mig *m)
 		munmap((void *)s->map, m->g.size);
 	free(s->sent);
 	free(s->hole);
+	free(s->hash);
+	free(s->hashed);
 	free(s->devstate);
 	free(s);
 	m->src = NULL;
