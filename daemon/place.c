@@ -165,9 +165,11 @@ place_minor_place(struct place *pl, uint64_t first, uint64_t n,
 	int r;
 
 	/* A zero page needs to be in the page cache for a MINOR fault:
-	 * allocate zeroed pages without writing each. */
-	if (buf == NULL && (r = place_zero_alloc(pl, first, n, "memfd", err,
-	    errlen)) < 0)
+	 * allocate zeroed pages without writing each. A wholly preallocated
+	 * alias has them already: a page that was never written is zero. */
+	if (buf == NULL && !atomic_load_explicit(&pl->populated,
+	    memory_order_relaxed) && (r = place_zero_alloc(pl, first, n,
+	    "memfd", err, errlen)) < 0)
 		return r;
 	all = pagestate_set_valid(pl->pg, first, n);
 	if ((r = place_minor_map(pl, first, n)) < 0) {

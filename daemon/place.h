@@ -60,8 +60,11 @@ struct place {
 	uint64_t		 hps;		/* [const] unit of mapping: ps,
 						 * or the huge page size */
 	uint8_t			*alias;		/* [const] MINOR, once open */
-	atomic_bool		 populated;	/* the alias is wholly mapped
-						 * (prealloc finished) */
+	/* The alias is wholly mapped and every page allocated (prealloc
+	 * finished): a zero run needs no fallocate, since a page is written
+	 * through the alias only by its data. A flow that sends a page again
+	 * after its content changed (precopy) must zero a page it wrote. */
+	atomic_bool		 populated;
 };
 
 /* Picks the implementation for the guest's mode. */
