@@ -289,6 +289,9 @@ chan_skip(struct chan *c, size_t len)
 	return 0;
 }
 
+/* The largest TLS record's plaintext. */
+#define CHAN_RECORD_MAX	16384
+
 int
 chan_send_frame(struct chan *c, const struct wire_hdr *h, const void *payload)
 {
@@ -303,10 +306,16 @@ chan_send_frame(struct chan *c, const struct wire_hdr *h, const void *payload)
 			memcpy(small + WIRE_HDR_LEN, payload, h->length);
 		r = chan_write_full(c, small, WIRE_HDR_LEN + h->length);
 	} else {
+		/* The header shares the first full record with the payload's
+		 * start: no record (and no write) of its own. */
+		size_t head = CHAN_RECORD_MAX - WIRE_HDR_LEN;
+
 		wire_hdr_encode(small, h);
-		r = chan_write_full(c, small, WIRE_HDR_LEN);
+		memcpy(small + WIRE_HDR_LEN, payload, head);
+		r = chan_write_full(c, small, CHAN_RECORD_MAX);
 		if (r == 0)
-			r = chan_write_full(c, payload, h->length);
+			r = chan_write_full(c, (const uint8_t *)payload + head,
+			    h->length - head);
 	}
 	pthread_mutex_unlock(&c->write_lock);
 	return r;
