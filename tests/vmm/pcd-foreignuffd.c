@@ -89,7 +89,8 @@ child_uffd(int sock)
 	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0)
 		die("userfaultfd");
 	send_fd(sock, uffd);
-	(void)read(sock, &c, 1);	/* until the parent is done */
+	if (read(sock, &c, 1) < 0)	/* until the parent is done */
+		_exit(1);
 	_exit(0);
 }
 
