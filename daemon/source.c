@@ -58,6 +58,8 @@ struct source {
 	const uint8_t		*map;
 	uint64_t		 npages;
 	uint32_t		 ps;
+	uint32_t		 upp;		/* pieces per huge page (1: base
+						 * pages) */
 	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
 	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
 	atomic_bool		 holes_ready;	/* hole is filled in (after pause) */
@@ -68,6 +70,12 @@ struct source {
 	_Atomic uint64_t	*hashed;	/* bitmap */
 	_Atomic uint64_t	 sent_count;
 	_Atomic uint64_t	 cursor_hint;
+	_Atomic uint64_t	 zero_units;	/* huge pages sent as one ZERO
+						 * run (no bytes) */
+	/* [main] the huge page of the last whole request: all zero, and
+	 * sent as one ZERO run in this session (see src_serve_zero_unit) */
+	uint64_t		 urg_unit;
+	bool			 urg_zero, urg_sent;
 
 	/* [s.lock] */
 	bool			 paused;
@@ -96,6 +104,18 @@ src_zero(struct source *s, uint64_t i)
 		if (acc != 0)
 			return false;
 	}
+	return true;
+}
+
+/* Huge pages (zero detection per huge page): whether the pieces of the
+ * huge page that starts at piece first are all zero. Stops at the first
+ * piece that is not. */
+static bool
+src_zero_unit(struct source *s, uint64_t first)
+{
+	for (uint64_t k = 0; k < s->upp; k++)
+		if (!src_zero(s, first + k))
+			return false;
 	return true;
 }
 
@@ -358,6 +378,62 @@ src_send_digests(struct source *s, struct chan *c)
 	return r;
 }
 
+/* Bulk, huge pages: the whole all-zero huge pages from piece pos (a huge
+ * page boundary) of which no piece was sent, claimed: their pieces, 0 when
+ * the first is not one. They go as one ZERO run. */
+static uint32_t
+src_zero_units(struct source *s, uint64_t pos)
+{
+	uint64_t max = s->upp > SRC_ZERO_RUN_MAX ? s->upp : SRC_ZERO_RUN_MAX;
+	uint64_t n = 0;
+
+	while (n + s->upp <= max && pos + n < s->npages) {
+		for (uint64_t k = 0; k < s->upp; k++)
+			if (bm_test(s->sent, pos + n + k))
+				goto out;
+		if (!src_zero_unit(s, pos + n))
+			break;
+		/* The urgent channel may claim one of them meanwhile: sent
+		 * twice then, the destination keeps one. */
+		for (uint64_t k = 0; k < s->upp; k++)
+			src_claim(s, pos + n + k);
+		atomic_fetch_add_explicit(&s->zero_units, 1,
+		    memory_order_relaxed);
+		n += s->upp;
+	}
+out:
+	return (uint32_t)n;
+}
+
+/* Bulk: claims the run of unsent pages of one kind (zero or not) from
+ * pos, at most a frame's worth and, on huge pages, not past pos's huge
+ * page, so that the next run starts on a boundary and is looked at whole
+ * (an all-zero huge page goes as one ZERO run). Its length; 0 when pos
+ * was sent already. */
+static uint32_t
+src_bulk_run(struct source *s, uint64_t pos, bool *zero)
+{
+	uint32_t n, max;
+
+	if (s->upp > 1 && pos % s->upp == 0 &&
+	    (n = src_zero_units(s, pos)) > 0) {
+		*zero = true;
+		return n;
+	}
+	if (!src_claim(s, pos))
+		return 0;
+	*zero = src_zero(s, pos);
+	max = *zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
+	if (s->upp > 1 && max > s->upp - pos % s->upp)
+		max = (uint32_t)(s->upp - pos % s->upp);
+	for (n = 1; n < max && pos + n < s->npages; n++) {
+		if (bm_test(s->sent, pos + n) ||
+		    src_zero(s, pos + n) != *zero || !src_claim(s, pos + n))
+			break;
+	}
+	return n;
+}
+
 /* Streams every page not sent yet, from a cursor that page requests move;
  * pings the urgent channel when it is quiet. */
 static int
@@ -368,7 +444,7 @@ src_stream(struct source *s, struct chan *c, uint64_t *sent_bytes)
 
 	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
 		uint64_t hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
-		uint32_t n, max;
+		uint32_t n;
 		bool zero;
 
 		if (hint != SRC_NO_HINT)
@@ -382,17 +458,9 @@ src_stream(struct source *s, struct chan *c, uint64_t *sent_bytes)
 			pos += 64;
 			continue;
 		}
-		if (!src_claim(s, pos)) {
+		if ((n = src_bulk_run(s, pos, &zero)) == 0) {
 			pos++;
 			continue;
-		}
-		zero = src_zero(s, pos);
-		max = zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
-		for (n = 1; n < max && pos + n < s->npages; n++) {
-			if (bm_test(s->sent, pos + n) ||
-			    src_zero(s, pos + n) != zero ||
-			    !src_claim(s, pos + n))
-				break;
 		}
 		r = src_send_run(s, c, pos, n, zero);
 		atomic_fetch_add_explicit(&s->c->pages_bulk, n,
@@ -446,6 +514,37 @@ out:
 	return NULL;
 }
 
+/* A whole request (huge pages) in an all-zero huge page: the huge page
+ * goes as one ZERO run, the first time it is asked for in this session;
+ * the rest of its pieces, asked for after it, went with it. 1 when done
+ * (or r < 0), 0 when the huge page is not all zero. Main thread. */
+static int
+src_serve_zero_unit(struct source *s, struct chan *c, uint64_t i, int *r)
+{
+	uint64_t first = i - i % s->upp;
+
+	if (first != s->urg_unit) {
+		s->urg_unit = first;
+		s->urg_zero = src_zero_unit(s, first);
+		s->urg_sent = false;
+	}
+	if (!s->urg_zero)
+		return 0;
+	if (s->urg_sent)
+		return 1;
+	for (uint64_t k = 0; k < s->upp; k++)
+		src_claim(s, first + k);
+	/* The bulk stream continues after it (not inside it). */
+	atomic_store(&s->cursor_hint, first + s->upp < s->npages ?
+	    first + s->upp : 0);
+	*r = src_send_run(s, c, first, s->upp, true);
+	atomic_fetch_add_explicit(&s->c->pages_urgent, s->upp,
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->zero_units, 1, memory_order_relaxed);
+	s->urg_sent = true;
+	return 1;
+}
+
 /* Answers one PageRequest on the urgent channel. */
 static int
 src_serve_request(struct source *s, struct chan *c,
@@ -459,6 +558,8 @@ src_serve_request(struct source *s, struct chan *c,
 		return chan_set_error(c, -EPROTO, "urgent channel: %s", why);
 	end = i + rq->count;
 	atomic_fetch_add_explicit(&s->c->requests, 1, memory_order_relaxed);
+	if (rq->whole && s->upp > 1 && src_serve_zero_unit(s, c, i, &r))
+		return r;
 	/* Spatial locality: the bulk stream continues after this range. */
 	atomic_store(&s->cursor_hint, end < s->npages ? end : 0);
 	while (i < end && r == 0) {
@@ -501,6 +602,7 @@ src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 	pthread_mutex_lock(&s->s.lock);
 	memcpy(addr, s->addr, sizeof(addr));
 	pthread_mutex_unlock(&s->s.lock);
+	s->urg_sent = false;	/* a new channel: send it again if asked */
 	if ((r = session_connect(&s->s, addr, resume, src_apply_have, s, err,
 	    errlen)) < 0)
 		return r;
@@ -581,6 +683,10 @@ src_on_end(struct source *s, unsigned type, const ProtobufCMessage *msg)
 	}
 	atomic_store(&s->c->pages_verified, c->pages_verified);
 	atomic_store(&s->c->pages_mismatched, c->pages_mismatched);
+	if (s->upp > 1)
+		log_info("migration %s: %" PRIu64 " all-zero huge pages sent "
+		    "whole in ZERO runs (no page bytes)", m->id,
+		    atomic_load(&s->zero_units));
 	if (c->ok)
 		mig_post(m, MIG_EV_DONE);
 	else
@@ -779,6 +885,8 @@ source_start(struct mig *m, char *err, size_t errlen)
 	str_copy(s->addr, m->addr, sizeof(s->addr));
 	s->ps = ps;
 	s->npages = m->g.size / s->ps;
+	s->upp = m->g.page_size > ps ? m->g.page_size / ps : 1;
+	s->urg_unit = UINT64_MAX;
 	atomic_store(&s->cursor_hint, SRC_NO_HINT);
 	session_init(&s->s, m);
 	session_set_guest(&s->s, s->npages, s->ps);

@@ -8,6 +8,7 @@
 #   datapath.sh BUILD_DIR bandwidth
 #   datapath.sh BUILD_DIR cancel
 #   datapath.sh BUILD_DIR dirty
+#   datapath.sh BUILD_DIR hugezero [SIZE]   (with 2 MiB huge pages reserved)
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
@@ -157,6 +158,41 @@ dirty)
 	grep -q "m-old/source (pid [0-9]*): the VMM sent no dirty-tracking descriptors.*postcopy-only" "$T/src.log" ||
 		fail "m-old: the source daemon did not say postcopy-only"
 	echo "m-old: $(grep -o 'the VMM sent no dirty-tracking.*' "$T/src.log" | head -n 1)"
+	stop_daemons
+	;;
+hugezero)
+	# Zero detection per huge page: a 2 MiB guest whose huge pages are
+	# mostly all zero (postcopy-guest decides zero pages per huge page,
+	# and leaves them untouched). An all-zero huge page goes whole as a
+	# ZERO run: no page bytes (the destination allocates it with fallocate
+	# and maps it with one UFFDIO_CONTINUE), so the page bytes on the wire
+	# are those of the other huge pages (up to twice: pieces that a fault's
+	# whole request and the bulk stream both carried).
+	size=${1:-64M}
+	start_daemon dst
+	start_daemon src
+	SGUEST_ARGS="--hugepages 2M --zero-fraction 0.75"
+	migrate_once hz "$size" threads --hugepages 2M
+	upp=512
+	total=$(jq -r .pages_total "$T/hz.sguest.json")
+	zpieces=$(jq -r .zero_pages "$T/hz.sguest.json")
+	hps=$((total / upp)) zhp=$((zpieces / upp))
+	[ $((zpieces % upp)) = 0 ] && [ "$zhp" -gt 0 ] && [ "$zhp" -lt "$hps" ] ||
+		fail "hz: want some, not all, whole huge pages of zeros: $zpieces zero pieces in $hps huge pages"
+	dzero=$(field dst hz pages_zero)
+	[ "$dzero" = "$zpieces" ] ||
+		fail "hz: the destination wrote $dzero zero pieces, the guest has $zpieces"
+	bytes=$(field dst hz bytes_transferred)
+	data=$(( (hps - zhp) * upp * 4096 ))
+	# A piece travels at most twice (the bulk stream, a fault's whole
+	# request); the zero huge pages as data would be 3 times as much.
+	[ "$bytes" -ge "$data" ] && [ "$bytes" -le $((2 * data + (1 << 20))) ] ||
+		fail "hz: $bytes bytes of PAGES/ZERO frames for $((hps - zhp)) non-zero huge pages ($data bytes); zero huge pages cost bytes?"
+	n=$(sed -n 's/.* \([0-9]*\) all-zero huge pages sent whole.*/\1/p' "$T/src.log" | tail -n 1)
+	[ "${n:-0}" -ge "$zhp" ] ||
+		fail "hz: the source sent ${n:-no} all-zero huge pages whole, the guest has $zhp"
+	echo "hz: $zhp of $hps huge pages all zero, $n sent whole as ZERO runs;" \
+	    "$bytes bytes of page frames for $((hps - zhp)) non-zero huge pages ($data page bytes)"
 	stop_daemons
 	;;
 bandwidth)
