@@ -575,6 +575,22 @@ dest_register(struct dest *d, char *err, size_t errlen)
 	return r;
 }
 
+/* Huge pages some but not all of whose pieces are valid. */
+static uint64_t
+dest_partial_units(const struct dest *d)
+{
+	uint64_t per = place_unit_pages(&d->pl), n = 0;
+
+	for (uint64_t u = 0; per > 1 && u + per <= d->pg.npages; u += per) {
+		uint64_t k = 0;
+
+		for (uint64_t i = u; i < u + per; i++)
+			k += bm_test(d->pg.valid, i);
+		n += k > 0 && k < per;
+	}
+	return n;
+}
+
 /* After a restart: what the file says is here stays (claimed, counted);
  * the guest threads that waited on the dead daemon are woken to fault
  * again (their fault messages went with it). */
@@ -592,6 +608,10 @@ dest_restore(struct dest *d)
 	    PRIu64 " pages already here (%s), the guest %s", m->id, n,
 	    d->pg.npages, m->state_path, m->g.resumed ? "runs" :
 	    "waits for the switchover");
+	if (place_unit_pages(&d->pl) > 1)
+		log_notice("migration %s: %" PRIu64 " huge pages were partial at "
+		    "the restart: unmapped until their missing pieces, asked "
+		    "for again, are here", m->id, dest_partial_units(d));
 }
 
 static struct dest *

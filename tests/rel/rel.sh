@@ -11,7 +11,11 @@
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
 # e.g. --hugepages 2M; with HUGE_CUT set, cuts also wants a cut inside a
-# huge page a guest thread waited on.
+# huge page a guest thread waited on; with HUGE_RESTART set, restart kills
+# the daemon while a 2 MiB huge page is partial (one guest thread faults
+# for 0.2 s, so that the migration cannot finish first) and wants the
+# restarted daemon to find exactly the partial huge pages the page state
+# file holds.
 #
 # load: 4 migrations at once on one pair of daemons; the first destination
 #   guest faults with 64 threads at once, the others with 8. Passes when
@@ -110,6 +114,47 @@ stop_daemons() {
 		! grep -E "WARNING: ThreadSanitizer|ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$T/$n.log" ||
 			fail "postcopyd $n: sanitizer report in its log"
 	done
+}
+
+# huge_kill_partial PID FILE UPP: watches the page state file FILE (valid
+# bitmap after a 4 KiB header) until a huge page of UPP pieces has some but
+# not all of its pieces valid, kills PID (-9) at once, and prints from the
+# file as the killed daemon left it "PARTIAL WHOLE" (huge pages). Fails if
+# none was partial within 60 s, or the file is gone (migration over).
+huge_kill_partial() {
+	python3 - "$@" <<'PY'
+import os, signal, sys, time
+pid, path, upp = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def count():
+    with open(path, "rb") as f:
+        npages = int.from_bytes(f.read(4096)[8:16], "little")
+        bm = f.read((npages + 7) // 8)
+    per = upp // 8
+    partial = whole = 0
+    for u in range(npages // upp):
+        c = sum(bin(b).count("1") for b in bm[u * per:(u + 1) * per])
+        partial += 0 < c < upp
+        whole += c == upp
+    return partial, whole
+start = time.time()
+while time.time() < start + 60:
+    try:
+        p, _ = count()
+    except FileNotFoundError:
+        if time.time() > start + 2:
+            print("the page state file is gone: the migration finished first")
+            sys.exit(1)
+        p = 0
+    if p > 0:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        p, w = count()
+        print(p, w)
+        sys.exit(0 if p > 0 else 1)
+    time.sleep(0.005)
+print("none in 60 s")
+sys.exit(1)
+PY
 }
 
 case "$MODE" in
@@ -290,12 +335,16 @@ restart)
 	# again with its memfd and userfaultfd (postcopy-guest --reattach), the
 	# daemon picks the migration up from its page state file, the source
 	# reconnects, and every page is verified.
-	size=${1:-256M}
+	size=${1:-256M} wl="--threads 4"
+	# Huge pages: one guest thread for 0.2 s (each fault brings its
+	# whole huge page at once: four threads had the guest migrated before
+	# the kill), then the bulk stream alone at 4 MB/s.
+	[ -n "${HUGE_RESTART:-}" ] && wl="--threads 1 --duration 0.2"
 	start_daemon dst
 	start_daemon src
 	addr=$(prepare dst rs)
 	"$GUEST" --role dest --id rs -S "$T/dst.vmm" -s "$size" -j -q \
-	    --timeout 240 --reattach 60 -w threads --threads 4 ${GUEST_ARGS:-} \
+	    --timeout 240 --reattach 60 -w threads $wl ${GUEST_ARGS:-} \
 	    > "$T/rs.dguest.json" 2> "$T/rs.dguest.log" &
 	GPID=$!
 	PIDS+=($GPID)
@@ -307,10 +356,19 @@ restart)
 	SPID=$!
 	PIDS+=($SPID)
 	wait_state dst rs postcopy
-	sleep 0.3
-	v1=$(field dst rs pages_valid)
-	[ -f "$T/rs.pcstate" ] || fail "no page state file $T/rs.pcstate"
-	kill -KILL "$PID_dst"
+	if [ -n "${HUGE_RESTART:-}" ]; then
+		# Killed the moment a huge page is partial (the bulk stream, at
+		# 4 MB/s, takes half a second over each one): the page state
+		# file then says which pieces of it had arrived.
+		partial=$(huge_kill_partial "$PID_dst" "$T/rs.pcstate" 512) ||
+			fail "no partial huge page to kill the daemon on: $partial"
+		v1="$(echo $partial | cut -d' ' -f2) whole and $(echo $partial | cut -d' ' -f1) partial huge"
+	else
+		sleep 0.3
+		v1=$(field dst rs pages_valid)
+		[ -f "$T/rs.pcstate" ] || fail "no page state file $T/rs.pcstate"
+		kill -KILL "$PID_dst"
+	fi
 	wait "$PID_dst" 2>/dev/null || true
 	DAEMONS=(src)
 	echo "restart: destination daemon killed (-9) in postcopy with $v1 pages valid"
@@ -320,9 +378,18 @@ restart)
 	start_daemon dst
 	out=$(ctl dst prepare rs --listen "$addr" --tls-dir "$T/certs" 2>&1) ||
 		fail "prepare rs again after the restart: $out"
+	# The rest at full speed: the bulk limit only made room for the kill.
+	[ -n "${HUGE_RESTART:-}" ] && { ctl src set-bandwidth rs 0 >/dev/null ||
+		fail "set-bandwidth rs 0 refused"; }
 	check_migration rs "$GPID" "$SPID"
 	grep -q "picked up after a restart" "$T/dst.log" ||
 		fail "the restarted daemon did not pick the migration up"
+	if [ -n "${HUGE_RESTART:-}" ]; then
+		n=$(sed -n 's/.* \([0-9]*\) huge pages were partial at the restart.*/\1/p' "$T/dst.log")
+		[ "$n" = "${partial%% *}" ] ||
+			fail "the restarted daemon found ${n:-no} partial huge pages, the file had ${partial%% *}"
+		echo "restart: $n partial huge pages completed after the restart, every piece verified"
+	fi
 	echo "restart: $(grep -h "picked up after a restart" "$T/dst.log" | sed 's/^postcopyd: //')"
 	echo "restart: source reconnects $(field src rs reconnects)"
 	[ ! -e "$T/rs.pcstate" ] || fail "page state file left after completion"
