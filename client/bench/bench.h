@@ -75,6 +75,7 @@ struct bench_tls_opts {
 	size_t		 rtt_request;	/* bytes of one RTT request */
 	size_t		 rtt_response;	/* bytes of one RTT response */
 	unsigned	 rtt_rounds;
+	unsigned	 rtt_warmup;	/* untimed rounds first (0: 50) */
 	/* Run while the loaded round trips' stream still flows, so that a
 	 * baseline can be measured under the same load as a migration (the
 	 * userfaultfd floor); its result lands in alongside_rc. */
@@ -119,6 +120,7 @@ enum bench_mode { BENCH_MINOR = 1, BENCH_COPY = 2 };
 struct bench_opts {
 	uint64_t	 size;
 	uint64_t	 page_size;
+	uint64_t	 huge;		/* --hugepages: bytes (0: none) */
 	const char	*workload;	/* random|sequential|hotset */
 	const char	*guest;		/* threads|kvm */
 	unsigned	 threads;
@@ -166,6 +168,7 @@ struct bench_run {
 	double		 p50_us, p99_us, p999_us, max_us;
 	/* by kind of fault, NAN when the daemon does not split them */
 	double		 remote_p50_us, local_p50_us;
+	double		 remote_p99_us;	/* a huge page's, on huge pages */
 	uint64_t	 lat_hist[MIG_LAT_BUCKETS];
 	/* Daemons' peak RssAnon + RssFile (guest memory they map excluded;
 	 * RssFile is mostly shared libraries), sampled while the migration

@@ -406,6 +406,10 @@ bench_start_guest(struct bench_ctx *c, struct bench_side *s, bool dest)
 	argv[n++] = (char *)"--json";
 	if (!o->verbose)
 		argv[n++] = (char *)"--quiet";
+	if (o->huge != 0) {
+		argv[n++] = (char *)"--hugepages";
+		argv[n++] = (char *)(o->huge == 1ull << 30 ? "1G" : "2M");
+	}
 	if (!dest) {
 		/* The content; it reaches the destination guest in the
 		 * device state. */
@@ -535,7 +539,7 @@ bench_fill_stats(struct bench_run *r, const Pcd__MigrationInfo *src,
 	 * lower part: their median is its (local/2)-th fault, the remote
 	 * median its (local + remote/2)-th. */
 	faults = r->faults_remote + r->faults_local;
-	r->local_p50_us = r->remote_p50_us = NAN;
+	r->local_p50_us = r->remote_p50_us = r->remote_p99_us = NAN;
 	if (faults > 0 && r->faults_local > 0)
 		r->local_p50_us = bench_hist_quantile(r->lat_hist,
 		    0.5 * (double)r->faults_local / (double)faults);
@@ -543,6 +547,11 @@ bench_fill_stats(struct bench_run *r, const Pcd__MigrationInfo *src,
 		r->remote_p50_us = bench_hist_quantile(r->lat_hist,
 		    ((double)r->faults_local + 0.5 * (double)r->faults_remote) /
 		    (double)faults);
+	if (faults > 0 && r->faults_remote > 0)
+		r->remote_p99_us = fmin(bench_hist_quantile(r->lat_hist,
+		    ((double)r->faults_local + 0.99 *
+		    (double)r->faults_remote) / (double)faults),
+		    r->max_us > 0 ? r->max_us : INFINITY);
 }
 
 static int
@@ -809,7 +818,7 @@ bench_run_migration(const struct bench_opts *o, enum bench_mode mode,
 	r->index = index;
 	r->touch_p50_us = r->touch_p99_us = NAN;
 	r->p50_us = r->p99_us = r->p999_us = r->max_us = NAN;
-	r->local_p50_us = r->remote_p50_us = NAN;
+	r->local_p50_us = r->remote_p50_us = r->remote_p99_us = NAN;
 	err[0] = '\0';
 	if (snprintf(c.dir, sizeof(c.dir), "%s/run%u-%s", o->work_dir, index,
 	    bench_mode_name(mode)) >= (int)sizeof(c.dir) ||

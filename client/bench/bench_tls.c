@@ -35,6 +35,12 @@
 #define BENCH_TLS_RING		(64u << 20)	/* per side */
 #define BENCH_TLS_WARMUP	50
 
+static unsigned
+bench_tls_warmup(const struct bench_tls_opts *o)
+{
+	return o->rtt_warmup != 0 ? o->rtt_warmup : BENCH_TLS_WARMUP;
+}
+
 struct bench_tls_srv {
 	const struct bench_tls_opts *o;
 	SSL_CTX		*ctx;
@@ -156,7 +162,7 @@ bench_tls_serve_rtt(struct bench_tls_srv *s, SSL *ssl, char *req, char *resp)
 	const struct bench_tls_opts *o = s->o;
 	unsigned i;
 
-	for (i = 0; i < o->rtt_rounds + BENCH_TLS_WARMUP; i++) {
+	for (i = 0; i < o->rtt_rounds + bench_tls_warmup(o); i++) {
 		if (bench_tls_read(ssl, req, o->rtt_request) != 0 ||
 		    bench_tls_write(ssl, resp, o->rtt_response) != 0) {
 			bench_tls_err(s->err, sizeof(s->err), "round trip");
@@ -317,15 +323,16 @@ bench_tls_rounds(const struct bench_tls_opts *o, SSL *ssl, char *req,
 	uint64_t t0;
 	unsigned i;
 
-	for (i = 0; i < o->rtt_rounds + BENCH_TLS_WARMUP; i++) {
+	for (i = 0; i < o->rtt_rounds + bench_tls_warmup(o); i++) {
 		t0 = now_ns();
 		if (bench_tls_write(ssl, req, o->rtt_request) != 0 ||
 		    bench_tls_read(ssl, resp, o->rtt_response) != 0) {
 			bench_tls_err(err, errlen, "TLS baseline: round trip");
 			return -EIO;
 		}
-		if (i >= BENCH_TLS_WARMUP)
-			rtt[i - BENCH_TLS_WARMUP] = (double)(now_ns() - t0) / 1e3;
+		if (i >= bench_tls_warmup(o))
+			rtt[i - bench_tls_warmup(o)] = (double)(now_ns() - t0) /
+			    1e3;
 	}
 	return 0;
 }

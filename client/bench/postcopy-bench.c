@@ -33,6 +33,9 @@
 #define BENCH_FRAME_HDR		24
 #define BENCH_FRAME_PAGES	64
 #define BENCH_REQUEST_BODY	16
+/* The huge-page round trip (--hugepages): rounds that move about this much
+ * (at least 4, at most 100). */
+#define BENCH_HUGE_RTT_BYTES	(256ull << 20)
 
 struct bench_base {
 	double		tls_gbps;
@@ -50,6 +53,11 @@ struct bench_base {
 	double		uffd_loaded_p99_us;
 	double		tls_tx_cpu_s;	/* raw stream's sender, CPU seconds */
 	double		tls_rx_cpu_s;	/* and its receiver */
+	/* --hugepages: a request answered by one huge page on raw TLS,
+	 * quiet and while a stream runs (NAN without --hugepages). */
+	double		tls_huge_us;
+	double		tls_huge_p99_us;
+	double		tls_huge_loaded_us;
 	char		cipher[64];
 };
 
@@ -86,6 +94,11 @@ usage(FILE *f)
 "                           every page and checksums it\n"
 "  -z, --zero-fraction F    share of all-zero pages, 0..1 (default 0.25)\n"
 "      --seed N             guest content seed (default 1)\n"
+"      --hugepages SIZE     2M or 1G: both guests on hugetlbfs huge pages of\n"
+"                           that size (minor mode only; exit 77 when fewer\n"
+"                           than 2 x --size of them are free); adds the\n"
+"                           baseline tls_2m_us (tls_1g_us): a request\n"
+"                           answered by one huge page on raw TLS\n"
 "Migration:\n"
 "  -m, --mode M             minor|copy|both (default minor)\n"
 "  -b, --bandwidth RATE     bulk stream limit in bytes/s, e.g. 500M (default\n"
@@ -279,6 +292,52 @@ bench_uffd_alongside(void *arg)
 	    sizeof(j->err));
 }
 
+/* "2m" or "1g": the huge page size in the baseline's JSON name. */
+static const char *
+bench_huge_name(const struct bench_opts *o)
+{
+	return o->huge == 1ull << 30 ? "1g" : "2m";
+}
+
+/* --hugepages: the floor of a huge-page demand fault, a small request
+ * answered by one huge page on raw TLS (quiet and loaded). */
+static int
+bench_baseline_huge(struct bench *b, struct bench_base *out)
+{
+	uint64_t rounds = BENCH_HUGE_RTT_BYTES / (b->o.huge ? b->o.huge : 1);
+	struct bench_tls_opts to = {
+		.tls_dir = b->o.cert_dir,
+		.ciphersuite = b->cipher,
+		.bytes = 16 * (uint64_t)b->record,	/* not reported */
+		.record = b->record,
+		.frame_hdr = BENCH_FRAME_HDR,
+		.rtt_request = b->rtt_request,
+		.rtt_response = b->o.huge,
+		.rtt_rounds = rounds < 4 ? 4 : rounds > 100 ? 100 :
+		    (unsigned)rounds,
+		.rtt_warmup = 2,
+	};
+	struct bench_tls_result tr;
+	char err[512];
+	int rc;
+
+	out->tls_huge_us = out->tls_huge_p99_us = NAN;
+	out->tls_huge_loaded_us = NAN;
+	if (b->o.huge == 0)
+		return 0;
+	if (b->o.progress)
+		fprintf(stderr, "\r\033[Kbaselines: raw TLS round trip of one "
+		    "huge page...");
+	if ((rc = bench_tls_run(&to, &tr, err, sizeof(err))) != 0) {
+		log_warnx("%s", err);
+		return rc;
+	}
+	out->tls_huge_us = tr.rtt_p50_us;
+	out->tls_huge_p99_us = tr.rtt_p99_us;
+	out->tls_huge_loaded_us = tr.rtt_loaded_p50_us;
+	return 0;
+}
+
 static int
 bench_baselines(struct bench *b, struct bench_base *out)
 {
@@ -322,6 +381,8 @@ bench_baselines(struct bench *b, struct bench_base *out)
 		log_warnx("%s", err);
 		return rc;
 	}
+	if ((rc = bench_baseline_huge(b, out)) != 0)
+		return rc;
 	if (b->o.progress)
 		fprintf(stderr, "\r\033[K");
 	out->tls_gbps = tr.stream_gbps;
@@ -401,6 +462,8 @@ struct bench_ratios {
 	double	thr_vs_tls, remote_vs_rtt, local_vs_floor, minor_vs_copy;
 	double	remote_vs_rtt_idle, local_vs_floor_idle;
 	double	dst_cpu_vs_tls_rx;	/* CPU per GiB, destination/receiver */
+	/* --hugepages: a remote fault waits for its whole huge page */
+	double	huge_p50_vs_tls, huge_p99_vs_tls, huge_p50_vs_tls_loaded;
 	enum bench_mode main_mode;
 };
 
@@ -413,9 +476,9 @@ bench_run_cpu_dst(const struct bench_run *r)
 static struct bench_ratios
 bench_ratios(const struct bench *b)
 {
-	struct bench_ratios q = { NAN, NAN, NAN, NAN, NAN, NAN, NAN,
-	    BENCH_MINOR };
-	double cpu[256], rx;
+	struct bench_ratios q = { NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN,
+	    NAN, NAN, BENCH_MINOR };
+	double cpu[256], rx, huge;
 	size_t n = 0;
 	enum bench_mode m = (b->o.modes & BENCH_MINOR) ? BENCH_MINOR : BENCH_COPY;
 	struct bench_range thr, rem, loc, copy;
@@ -434,6 +497,12 @@ bench_ratios(const struct bench *b)
 	    bench_base_range(b, BENCH_BASE_FIELD(uffd_loaded_us)).med);
 	q.local_vs_floor_idle = bench_ratio(loc.med,
 	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)).med);
+	huge = bench_base_range(b, BENCH_BASE_FIELD(tls_huge_us)).med;
+	q.huge_p50_vs_tls = bench_ratio(rem.med, huge);
+	q.huge_p99_vs_tls = bench_ratio(bench_run_range(b, m,
+	    BENCH_FIELD(remote_p99_us)).med, huge);
+	q.huge_p50_vs_tls_loaded = bench_ratio(rem.med, bench_base_range(b,
+	    BENCH_BASE_FIELD(tls_huge_loaded_us)).med);
 	/* The raw receiver and the destination both took in the guest's
 	 * size, so their CPU seconds compare per GiB directly. */
 	for (unsigned i = 0; i < b->nruns && n < ARRAY_SIZE(cpu); i++)
@@ -517,6 +586,46 @@ bench_json_host(FILE *f)
 	bench_jnum(f, "loadavg_5m", load[1], "},");
 }
 
+/* --hugepages: baselines.tls_2m_us (tls_1g_us), its p99 and its loaded
+ * median. */
+static void
+bench_json_huge_base(const struct bench *b, FILE *f)
+{
+	const char *h = bench_huge_name(&b->o);
+	char key[64];
+
+	if (b->o.huge == 0)
+		return;
+	snprintf(key, sizeof(key), "tls_%s_us", h);
+	bench_jnum(f, key, bench_base_range(b,
+	    BENCH_BASE_FIELD(tls_huge_us)).med, ",");
+	snprintf(key, sizeof(key), "tls_%s_p99_us", h);
+	bench_jnum(f, key, bench_base_range(b,
+	    BENCH_BASE_FIELD(tls_huge_p99_us)).med, ",");
+	snprintf(key, sizeof(key), "tls_%s_loaded_us", h);
+	bench_jnum(f, key, bench_base_range(b,
+	    BENCH_BASE_FIELD(tls_huge_loaded_us)).med, ",");
+}
+
+/* --hugepages: the huge-page demand fault against the raw TLS round trip
+ * of one huge page (targets: p50 <= 1.5, p99 <= 3). */
+static void
+bench_json_huge_ratios(const struct bench *b, const struct bench_ratios *q,
+    FILE *f)
+{
+	const char *h = bench_huge_name(&b->o);
+	char key[64];
+
+	if (b->o.huge == 0)
+		return;
+	snprintf(key, sizeof(key), "remote_p50_vs_tls_%s", h);
+	bench_jnum(f, key, q->huge_p50_vs_tls, ",");
+	snprintf(key, sizeof(key), "remote_p99_vs_tls_%s", h);
+	bench_jnum(f, key, q->huge_p99_vs_tls, ",");
+	snprintf(key, sizeof(key), "remote_p50_vs_tls_%s_loaded", h);
+	bench_jnum(f, key, q->huge_p50_vs_tls_loaded, ",");
+}
+
 static void
 bench_report_json(const struct bench *b, FILE *f)
 {
@@ -535,9 +644,11 @@ bench_report_json(const struct bench *b, FILE *f)
 	unsigned i, k, m;
 	const char *modes[2] = { NULL, NULL };
 
-	fprintf(f, "{\"size_bytes\":%llu,\"page_size\":%llu,\"mode\":\"%s\","
+	fprintf(f, "{\"size_bytes\":%llu,\"page_size\":%llu,"
+	    "\"hugepage_bytes\":%llu,\"mode\":\"%s\","
 	    "\"workload\":\"%s\",\"guest\":\"%s\",\"threads\":%u,",
 	    (unsigned long long)o->size, (unsigned long long)o->page_size,
+	    (unsigned long long)o->huge,
 	    o->modes == (BENCH_MINOR | BENCH_COPY) ? "both" :
 	    o->modes == BENCH_COPY ? "copy" : "minor", o->workload, o->guest,
 	    o->threads);
@@ -581,6 +692,7 @@ bench_report_json(const struct bench *b, FILE *f)
 		bench_jnum(f, "p999_us", r->p999_us, ",");
 		bench_jnum(f, "max_us", r->max_us, ",");
 		bench_jnum(f, "remote_p50_us", r->remote_p50_us, ",");
+		bench_jnum(f, "remote_p99_us", r->remote_p99_us, ",");
 		bench_jnum(f, "local_p50_us", r->local_p50_us, ",");
 		fputs("\"latency_hist_us\":[", f);
 		for (k = 0; k < MIG_LAT_BUCKETS; k++)
@@ -657,9 +769,11 @@ bench_report_json(const struct bench *b, FILE *f)
 	    bench_base_range(b, BENCH_BASE_FIELD(tls_gbps)), ",");
 	bench_json_range(f, "tls_rtt_us_range",
 	    bench_base_range(b, BENCH_BASE_FIELD(rtt_us)), ",");
+	bench_json_huge_base(b, f);
 	bench_json_range(f, "uffd_floor_us_range",
 	    bench_base_range(b, BENCH_BASE_FIELD(uffd_us)), "");
 	fputs("},\"ratios\":{", f);
+	bench_json_huge_ratios(b, &q, f);
 	bench_jnum(f, "throughput_vs_tls_raw", q.thr_vs_tls, ",");
 	bench_jnum(f, "remote_p50_vs_tls_rtt", q.remote_vs_rtt, ",");
 	bench_jnum(f, "local_p50_vs_uffd_floor", q.local_vs_floor, ",");
@@ -690,7 +804,7 @@ bench_report_text(const struct bench *b, FILE *f)
 	fprintf(f, "postcopy-bench: %s guest, %llu-byte pages, %s guest, "
 	    "%s workload, %u threads, %.0f%% zero pages, %u repeat%s\n",
 	    bench_size_str(o->size, sz, sizeof(sz)),
-	    (unsigned long long)o->page_size,
+	    (unsigned long long)(o->huge != 0 ? o->huge : o->page_size),
 	    o->guest, o->workload, o->threads, o->zero_fraction * 100,
 	    o->repeat, o->repeat == 1 ? "" : "s");
 	if (getloadavg(load, 1) == 1)
@@ -712,6 +826,15 @@ bench_report_text(const struct bench *b, FILE *f)
 	    "a raw TLS stream runs\n", ufl.med, ufl.min, ufl.max);
 	fprintf(f, "  tls_rx_cpu_s   %8.3f [%.3f..%.3f] s       the raw stream "
 	    "receiver's CPU\n", rx.med, rx.min, rx.max);
+	if (o->huge != 0) {
+		struct bench_range th = bench_base_range(b,
+		    BENCH_BASE_FIELD(tls_huge_us));
+
+		fprintf(f, "  tls_%s_us      %8.1f [%.1f..%.1f] us      %zu-byte "
+		    "request, one huge page (%s) back\n", bench_huge_name(o),
+		    th.med, th.min, th.max, b->rtt_request,
+		    bench_size_str(o->huge, sz, sizeof(sz)));
+	}
 	if (b->baselines_only)
 		return;
 
@@ -744,6 +867,14 @@ bench_report_text(const struct bench *b, FILE *f)
 	if (!isnan(q.minor_vs_copy))
 		fprintf(f, "  minor_vs_copy_throughput  %6.2f  [>= 1.2]\n",
 		    q.minor_vs_copy);
+	if (o->huge != 0) {
+		fprintf(f, "  remote_p50_vs_tls_%s      %6.2f  [<= 1.5]  (a fault "
+		    "waits for its whole huge page; loaded %.2f)\n",
+		    bench_huge_name(o), q.huge_p50_vs_tls,
+		    q.huge_p50_vs_tls_loaded);
+		fprintf(f, "  remote_p99_vs_tls_%s      %6.2f  [<= 3]\n",
+		    bench_huge_name(o), q.huge_p99_vs_tls);
+	}
 }
 
 /* --- plot -------------------------------------------------------------- */
@@ -883,6 +1014,61 @@ bench_on_signal(int sig)
 	bench_stop = 1;
 }
 
+/* --hugepages: the guests can be made (exit 2 if the options say they
+ * cannot, 77 if the host lacks the huge pages), or 0. */
+static int
+bench_huge_check(const struct bench *b)
+{
+	const struct bench_opts *o = &b->o;
+	char path[128], sz[32];
+	unsigned long long free_hp = 0, resv = 0, need;
+	FILE *f;
+
+	if (o->huge == 0)
+		return 0;
+	if (o->modes & BENCH_COPY) {
+		fprintf(stderr, "postcopy-bench: --hugepages runs minor mode "
+		    "only (COPY places pages into anonymous memory)\n");
+		return 2;
+	}
+	if (o->size % o->huge != 0) {
+		fprintf(stderr, "postcopy-bench: --size %s is not a whole "
+		    "number of %s huge pages\n", bench_size_str(o->size, sz,
+		    sizeof(sz)), o->huge == 1ull << 30 ? "1G" : "2M");
+		return 2;
+	}
+	if (b->baselines_only)
+		return 0;
+	need = 2 * (o->size / o->huge);		/* source and destination */
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-"
+	    "%llukB/free_hugepages", (unsigned long long)(o->huge >> 10));
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fscanf(f, "%llu", &free_hp) != 1)
+			free_hp = 0;
+		fclose(f);
+		strcpy(strrchr(path, '/'), "/resv_hugepages");
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%llu", &resv) != 1)
+				resv = 0;
+			fclose(f);
+		}
+	} else {
+		fprintf(stderr, "postcopy-bench: SKIP: this host offers no %s "
+		    "huge pages (no %s)\n", o->huge == 1ull << 30 ? "1G" : "2M",
+		    path);
+		return 77;
+	}
+	if (free_hp < resv || free_hp - resv < need) {
+		*strrchr(path, '/') = '\0';
+		fprintf(stderr, "postcopy-bench: SKIP: two guests of %s need %llu "
+		    "free huge pages, %llu are free (grow %s/nr_hugepages)\n",
+		    bench_size_str(o->size, sz, sizeof(sz)), need,
+		    free_hp < resv ? 0 : free_hp - resv, path);
+		return 77;
+	}
+	return 0;
+}
+
 static int
 bench_parse_uint(const char *s, unsigned max, unsigned *out)
 {
@@ -901,7 +1087,7 @@ int
 main(int argc, char **argv)
 {
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
-	    OPT_CIPHER, OPT_RECORD, OPT_KEEP };
+	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -909,6 +1095,7 @@ main(int argc, char **argv)
 		{ "guest",		required_argument, NULL, 'g' },
 		{ "zero-fraction",	required_argument, NULL, 'z' },
 		{ "seed",		required_argument, NULL, OPT_SEED },
+		{ "hugepages",		required_argument, NULL, OPT_HUGE },
 		{ "mode",		required_argument, NULL, 'm' },
 		{ "bandwidth",		required_argument, NULL, 'b' },
 		{ "repeat",		required_argument, NULL, 'r' },
@@ -1013,6 +1200,17 @@ main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_HUGE:
+			if (strcmp(optarg, "2M") == 0)
+				o->huge = 2ull << 20;
+			else if (strcmp(optarg, "1G") == 0)
+				o->huge = 1ull << 30;
+			else {
+				fprintf(stderr, "postcopy-bench: --hugepages %s: "
+				    "want 2M or 1G\n", optarg);
+				return 2;
+			}
+			break;
 		case 'm':
 			if (strcmp(optarg, "minor") == 0)
 				o->modes = BENCH_MINOR;
@@ -1105,6 +1303,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if ((rc = bench_huge_check(&b)) != 0)
+		return rc;
 	o->progress = !o->json && isatty(STDERR_FILENO);
 	b.rtt_request = BENCH_FRAME_HDR + BENCH_REQUEST_BODY;
 	b.rtt_response = o->page_size + BENCH_FRAME_HDR;

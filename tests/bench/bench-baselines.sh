@@ -4,12 +4,7 @@
 # out a positive number, with the negotiated cipher, and --help must work.
 set -euo pipefail
 bench=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
-[ -r /dev/userfaultfd ] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 1 ] ||
-	[ "$(id -u)" -eq 0 ] || { echo "SKIP: no userfaultfd access"; exit 77; }
+. "$(dirname "$(readlink -f "$0")")/bench-lib.sh"
 
 "$bench" --help | grep -q -- '--baselines-only'
 # Bad options are refused with a message and exit code 2.

@@ -5,12 +5,7 @@
 # mismatched; --plot draws an SVG with gnuplot.
 set -euo pipefail
 bench=$1
-
-command -v jq >/dev/null || { echo "SKIP: jq not installed"; exit 77; }
-[ "$(id -u)" -eq 0 ] || [ -r /dev/userfaultfd ] || { echo "SKIP: no userfaultfd access"; exit 77; }
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$(readlink -f "$0")")/bench-lib.sh"
 plot=""
 command -v gnuplot >/dev/null && plot="--plot $tmp/bench.svg"
 
