@@ -114,53 +114,9 @@ read_full(int fd, void *buf, size_t n, int timeout_ms)
 	return 0;
 }
 
-/* Reads one answer: 0 and *h, *code; -ECONNRESET at EOF. */
-static int
-recv_answer(int fd, struct rpc_hdr *h, uint32_t *code)
-{
-	uint8_t hb[RPC_HDR_SIZE], *p = NULL;
-	const ProtobufCMethodDescriptor *m;
-	ProtobufCMessage *msg;
-	size_t n;
-	int r;
-
-	if ((r = read_full(fd, hb, sizeof(hb), 5000)) < 0)
-		return r;
-	if (rpc_hdr_decode(hb, RPC_MAX_FRAME_LIMIT, h) < 0)
-		return -EPROTO;
-	n = rpc_payload_len(h);
-	if (n > 0 && ((p = malloc(n)) == NULL ||
-	    read_full(fd, p, n, 5000) < 0)) {
-		free(p);
-		return -EPROTO;
-	}
-	*code = 0;
-	if (h->kind == RPC_ERROR) {
-		Pcd__Status *st = pcd__status__unpack(NULL, n, p);
-
-		if (st == NULL) {
-			free(p);
-			return -EPROTO;
-		}
-		*code = st->code;
-		pcd__status__free_unpacked(st, NULL);
-	} else if ((m = rpc_method_get(h->method)) != NULL &&
-	    (msg = protobuf_c_message_unpack(m->output, NULL, n, p)) != NULL) {
-		const ProtobufCFieldDescriptor *f =
-		    protobuf_c_message_descriptor_get_field(m->output, 1);
-		Pcd__Status *st = *(Pcd__Status **)((char *)msg + f->offset);
-
-		*code = st != NULL ? st->code : 0;
-		protobuf_c_message_free_unpacked(msg, NULL);
-	} else {
-		free(p);
-		return -EPROTO;
-	}
-	free(p);
-	return 0;
-}
-
-/* Like recv_answer, also copying the status message (raw bytes) to msg. */
+/* Reads one answer: 0 and *h, *code, and (msg not NULL) the status
+ * message as raw bytes; -ECONNRESET at EOF, -EPROTO if it does not
+ * decode. */
 static int
 recv_status(int fd, struct rpc_hdr *h, uint32_t *code, char *msg,
     size_t msglen)
@@ -199,11 +155,18 @@ recv_status(int fd, struct rpc_hdr *h, uint32_t *code, char *msg,
 	    *(Pcd__Status **)((char *)pm +
 	    protobuf_c_message_descriptor_get_field(d, 1)->offset);
 	*code = st != NULL ? st->code : 0;
-	str_copy(msg, st != NULL && st->message != NULL ? st->message : "",
-	    msglen);
+	if (msg != NULL)
+		str_copy(msg, st != NULL && st->message != NULL ?
+		    st->message : "", msglen);
 	protobuf_c_message_free_unpacked(pm, NULL);
 	free(p);
 	return 0;
+}
+
+static int
+recv_answer(int fd, struct rpc_hdr *h, uint32_t *code)
+{
+	return recv_status(fd, h, code, NULL, 0);
 }
 
 /* A request whose payload is given as raw protobuf bytes; the answer's

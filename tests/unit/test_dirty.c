@@ -28,6 +28,7 @@
 
 #include "dirty.h"
 #include "probe.h"
+#include "testlib.h"
 #include "uffd_compat.h"
 
 #define PSZ		4096u
@@ -71,30 +72,6 @@ child_send(int sock, uint64_t base, int uffd, int pagemap)
 		_exit(3);
 }
 
-/* 1 when the guest mapping's smaps VmFlags carry "uw" (uffd-wp). */
-static int
-child_smaps_uw(char *map)
-{
-	char line[512], want[32];
-	bool in = false;
-	int uw = 0;
-	FILE *f = fopen("/proc/self/smaps", "re");
-
-	if (f == NULL)
-		return -1;
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)map);
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, want, strlen(want)) == 0)
-			in = true;
-		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			uw = strstr(line, " uw") != NULL;
-			break;
-		}
-	}
-	fclose(f);
-	return uw;
-}
-
 static uint8_t
 child_do(char *map, const struct cmd *c)
 {
@@ -109,7 +86,7 @@ child_do(char *map, const struct cmd *c)
 	case 'c':
 		return (uint8_t)*p == c->val;
 	case 's':
-		return (uint8_t)child_smaps_uw(map);
+		return (uint8_t)testlib_vmflag(map, "uw");
 	}
 	return 0xff;
 }

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "probe.h"
+#include "testlib.h"
 
 #define PSZ	4096u
 #define MM	(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR)
@@ -323,11 +324,10 @@ test_probe_uffd_from_other_process(void **state)
 static void
 test_probe_thp_guard(void **state)
 {
-	char st[32], line[256], want[64];
-	bool forced = true, found = false, nh = false;
+	char st[32];
+	bool forced = true;
 	int memfd;
 	void *p = map_memfd(&memfd, 4 * PSZ);
-	FILE *f;
 
 	assert_int_equal(probe_thp_guard(p, 4 * PSZ, st, sizeof(st), &forced),
 	    0);
@@ -335,20 +335,7 @@ test_probe_thp_guard(void **state)
 	assert_true(st[0] != '\0');
 	assert_int_equal(forced, strcmp(st, "force") == 0);
 	/* The mapping now carries VM_NOHUGEPAGE ("nh" in smaps VmFlags). */
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)p);
-	f = fopen("/proc/self/smaps", "re");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, want, strlen(want)) == 0)
-			found = true;
-		else if (found && strncmp(line, "VmFlags:", 8) == 0) {
-			nh = strstr(line, " nh") != NULL;
-			break;
-		}
-	}
-	fclose(f);
-	assert_true(found);
-	assert_true(nh);
+	assert_int_equal(testlib_vmflag(p, "nh"), 1);
 	assert_int_equal(probe_thp_guard(NULL, PSZ, st, sizeof(st), NULL),
 	    -ENOMEM);
 	munmap(p, 4 * PSZ);

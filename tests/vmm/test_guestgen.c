@@ -5,18 +5,8 @@
 
 #include "guestdirty.h"
 #include "guestgen.h"
+#include "testlib.h"
 
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		failures++;						\
-		fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__,	\
-		    #cond);						\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-	}								\
-} while (0)
 
 static int
 cmp64(const void *a, const void *b)

@@ -44,6 +44,7 @@
 #include "probe.h"
 #include "vmm.h"
 #include "vmm.pb-c.h"
+#include "testlib.h"
 
 #define PS		4096u
 #define HPS		(2u << 20)	/* 2 MiB huge pages */
@@ -51,17 +52,6 @@
 #define MAGIC		0x5043564d4d414731ull	/* written into the memfd */
 #define MAX_LIVE	16
 
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		failures++;						\
-		fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__,	\
-		    #cond);						\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-	}								\
-} while (0)
 
 /* ---- the daemon side: a tiny migration layer for the test ------------ */
 
@@ -790,30 +780,6 @@ test_good_and_flow(struct tstate *t)
 }
 
 
-/* 1 when the mapping at p carries the uffd-wp flag ("uw") in smaps. */
-static int
-smaps_uw(const void *p)
-{
-	char line[512], want[32];
-	bool in = false;
-	int uw = -1;
-	FILE *f = fopen("/proc/self/smaps", "re");
-
-	if (f == NULL)
-		return -1;
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)p);
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, want, strlen(want)) == 0)
-			in = true;
-		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			uw = strstr(line, " uw") != NULL;
-			break;
-		}
-	}
-	fclose(f);
-	return uw;
-}
-
 /* Precopy's descriptors: a source sending its userfaultfd and pagemap
  * gets a working tracker (the session keeps it; detaching removes the
  * protection); one without gets postcopy-only, said plainly; descriptors
@@ -853,7 +819,7 @@ test_dirty_attach(struct tstate *t)
 		d = vmm_session_dirty(l->s);
 	pthread_mutex_unlock(&t->mu);
 	CHECK(d != NULL, "the session kept no tracker");
-	CHECK(smaps_uw(v.map) == 1, "guest mapping not registered for WP");
+	CHECK(testlib_vmflag(v.map, "uw") == 1, "guest mapping not registered for WP");
 	if (d != NULL) {
 		CHECK(dirty_start(d) == 0, "dirty_start");
 		((char *)v.map)[3 * PS] = 3;
@@ -872,9 +838,9 @@ test_dirty_attach(struct tstate *t)
 	CHECK(wait_detached(t, before + 1), "dirty: detach");
 	/* The session closes its tracker right after the detached()
 	 * callback, on the loop thread: give it a moment. */
-	for (int i = 0; i < 200 && smaps_uw(v.map) != 0; i++)
+	for (int i = 0; i < 200 && testlib_vmflag(v.map, "uw") != 0; i++)
 		usleep(10000);
-	CHECK(smaps_uw(v.map) == 0, "detach left the guest registered");
+	CHECK(testlib_vmflag(v.map, "uw") == 0, "detach left the guest registered");
 	((char *)v.map)[4 * PS] = 4;	/* and it can still write */
 	printf("ok: detaching removed the write protection\n");
 
