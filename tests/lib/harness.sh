@@ -96,3 +96,18 @@ wait_state() {
 	done
 	fail "migration $id on $n: state '$s', wanted $*"
 }
+
+# stop_daemons: SIGTERM to every daemon started, a clean exit (status 0),
+# and no sanitizer report (ASan, LSan, TSan, UBSan) in its log.
+stop_daemons() {
+	local n p rc
+	for n in "${DAEMONS[@]}"; do
+		p=$(eval echo "\$PID_$n")
+		kill -TERM "$p" 2>/dev/null || fail "postcopyd $n died during the test"
+		rc=0
+		wait "$p" || rc=$?
+		[ $rc -eq 0 ] || fail "postcopyd $n exited with status $rc on SIGTERM"
+		! grep -E "WARNING: ThreadSanitizer|ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$T/$n.log" ||
+			fail "postcopyd $n: sanitizer report in its log"
+	done
+}

@@ -102,20 +102,6 @@ check_migration() {
 	VERIFIED=$((${VERIFIED:-0} + total))
 }
 
-# stop_daemons: SIGTERM, a clean exit, and no sanitizer reports.
-stop_daemons() {
-	local n p rc
-	for n in "${DAEMONS[@]}"; do
-		p=$(eval echo "\$PID_$n")
-		kill -TERM "$p" 2>/dev/null || fail "postcopyd $n died during the test"
-		rc=0
-		wait "$p" || rc=$?
-		[ $rc -eq 0 ] || fail "postcopyd $n exited with status $rc on SIGTERM"
-		! grep -E "WARNING: ThreadSanitizer|ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$T/$n.log" ||
-			fail "postcopyd $n: sanitizer report in its log"
-	done
-}
-
 # huge_kill_partial PID FILE UPP: watches the page state file FILE (valid
 # bitmap after a 4 KiB header) until a huge page of UPP pieces has some but
 # not all of its pieces valid, kills PID (-9) at once, and prints from the
