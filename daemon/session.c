@@ -382,6 +382,17 @@ session_hello(struct session *s, struct chan *c, Pcd__Wire__Channel kind,
 	return chan_send_msg(c, WIRE_HELLO, &hello.base);
 }
 
+/* TLS 1.3: a server that refuses the client's certificate says so with
+ * an alert after the client's handshake is done, on its first read. */
+static bool
+session_cert_refused(struct chan *c)
+{
+	const char *e = chan_errmsg(c);
+
+	return chan_error(c) == -EIO && strstr(e, "alert") != NULL &&
+	    (strstr(e, "certificate") != NULL || strstr(e, "unknown ca"));
+}
+
 /* Opens one channel: TCP, TLS, Hello -> Welcome. */
 static int
 session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
@@ -404,7 +415,10 @@ session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
 	if ((r = session_hello(s, c, kind, resume)) < 0 ||
 	    (r = session_recv_expect(s, c, WIRE_WELCOME,
 	    (ProtobufCMessage **)&w)) < 0) {
-		snprintf(err, errlen, "%s (destination %s)", chan_errmsg(c), addr);
+		snprintf(err, errlen, "%s (destination %s)%s", chan_errmsg(c),
+		    addr, session_cert_refused(c) ? ": it refused our "
+		    "certificate after the TLS handshake (is our client "
+		    "certificate signed by the CA it trusts?)" : "");
 		goto fail;
 	}
 	if ((r = wire_welcome_check(w, s->npages, why, sizeof(why))) < 0) {

@@ -199,14 +199,26 @@ src_find_holes(struct source *s)
 	    "them)", s->m->id, holes, s->npages, fast ? "residency" : "seeking");
 }
 
+/* The source's pages_valid (pages sent) never goes back: a resume sends
+ * again the pages lost in flight, which count only once the number sent
+ * passes the most ever reported. */
+static void
+src_valid_raise(struct source *s, uint64_t n)
+{
+	uint64_t cur = atomic_load(&s->c->pages_valid);
+
+	while (cur < n && !atomic_compare_exchange_weak(&s->c->pages_valid,
+	    &cur, n))
+		;
+}
+
 /* Marks page i sent; counts it once. */
 static bool
 src_claim(struct source *s, uint64_t i)
 {
 	if (bm_set(s->sent, i))
 		return false;
-	atomic_fetch_add(&s->sent_count, 1);
-	atomic_fetch_add_explicit(&s->c->pages_valid, 1, memory_order_relaxed);
+	src_valid_raise(s, atomic_fetch_add(&s->sent_count, 1) + 1);
 	return true;
 }
 
@@ -240,7 +252,7 @@ src_apply_have(void *arg, const Pcd__Wire__Welcome *w, char *err,
 	for (uint64_t i = 0; i < words; i++)
 		n += (uint64_t)__builtin_popcountll(atomic_load(&s->sent[i]));
 	atomic_store(&s->sent_count, n);
-	atomic_store(&s->c->pages_valid, n);
+	src_valid_raise(s, n);
 	atomic_store(&s->cursor_hint, SRC_NO_HINT);
 	pthread_mutex_lock(&s->s.lock);
 	s->switched = w->switched;

@@ -224,12 +224,21 @@ tls_explain_failure(const struct tls_ctx *c, SSL *ssl, int e, char *err,
 	long v = SSL_get_verify_result(ssl);
 	char why[384] = "";
 
+	/* TLS 1.3: a client's certificate leaves with its Finished, when
+	 * SSL_connect is done; a close while it runs came before the peer
+	 * saw a certificate of ours (a refusal of it arrives later, as an
+	 * alert on the first read: session.c names it). */
 	if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
-		snprintf(why, sizeof(why), "connection closed by peer during the "
-		    "handshake%s", c->server ? "" :
-		    " (did the peer refuse our certificate?)");
+		snprintf(why, sizeof(why), "connection %s by peer during the "
+		    "handshake", errno == ECONNRESET ? "reset" : "closed");
 	else
 		tls_errors(why, sizeof(why));
+	if (!c->server && (strstr(why, "by peer during the handshake") ||
+	    strstr(why, "unexpected eof")))
+		snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s, "
+		    "before it saw our certificate (is a postcopyd migration "
+		    "listener there?)", strstr(why, "unexpected eof") ?
+		    " (closed by peer during the handshake)" : "");
 	if (v != X509_V_OK)
 		snprintf(err, errlen, "TLS handshake failed: peer certificate "
 		    "rejected: %s (%s)", X509_verify_cert_error_string(v), why);

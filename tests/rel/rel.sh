@@ -193,7 +193,18 @@ cuts)
 	    2> "$T/cut.sguest.log" &
 	SPID=$!
 	PIDS+=($SPID)
+	# The source's "pages valid" is sampled while the cuts happen: a
+	# resume must not make it go back.
+	ctl src -j watch cut --interval 20 > "$T/cut.watch" 2> "$T/cut.watch.err" &
+	SAMPLER=$!
+	PIDS+=($SAMPLER)
 	check_migration cut "$GPID" "$SPID"
+	wait "$SAMPLER" 2>/dev/null || true
+	jq -r '.info.pages_valid // empty' "$T/cut.watch" > "$T/cut.valid"
+	awk 'NF && $1 < last { print "pages valid went back from " last " to " $1; bad = 1 }
+	    NF { last = $1 } END { exit bad }' "$T/cut.valid" ||
+		fail "source pages_valid went back across a resume"
+	echo "cuts: source pages_valid sampled $(wc -l < "$T/cut.valid") times, never went back"
 	kill -TERM "$PPID_"
 	wait "$PPID_" 2>/dev/null || true
 	cuts=$(sed -n 's/.*cuts=\([0-9]*\).*/\1/p' "$T/proxy.stats")
