@@ -89,6 +89,7 @@ struct opts {
 	bool		 quiet;
 	double		 dirty_rate;	/* source: pages written per s */
 	bool		 no_track_dirty; /* source: attach like an older VMM */
+	double		 pause_delay;	/* source: s between PAUSE and pausing */
 };
 
 static double
@@ -831,6 +832,33 @@ wait_event(struct pcvmm *v, enum pcvmm_event_type want, double timeout,
 	}
 }
 
+/* --pause-delay: the guest keeps running a while after PAUSE, as a VMM
+ * that is slow to pause; an end of the migration meanwhile (COMPLETE not
+ * ok: failed or cancelled) ends the program with the guest never paused. */
+static void
+pause_delay(const struct opts *o, struct pcvmm *v)
+{
+	double deadline = now_s() + o->pause_delay;
+	struct pcvmm_event ev;
+
+	if (o->pause_delay > 0)
+		say(o, "PAUSE received; pausing in %.1f s", o->pause_delay);
+	while (o->pause_delay > 0 && now_s() < deadline) {
+		int r = pcvmm_next_event(v, (int)((deadline - now_s()) * 1000) + 1,
+		    &ev);
+
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0)
+			die(1, "waiting to pause: %s", strerror(-r));
+		if (ev.type == PCVMM_EV_COMPLETE && !ev.ok)
+			die(1, "migration failed: %s (the guest was never "
+			    "paused)", ev.message);
+		pcvmm_event_clear(&ev);
+		die(1, "unexpected event %d before pausing", ev.type);
+	}
+}
+
 /* With --reattach, the daemon's socket is watched while the workload runs,
  * so a daemon restart is answered at once (the guest threads may be
  * blocked on faults only the restarted daemon can resolve). An event that
@@ -1020,6 +1048,7 @@ run_source(const struct opts *o)
 	    dfd[0] >= 0 ? " with dirty tracking" : "");
 
 	wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
+	pause_delay(o, v);
 	/* The vCPUs stop: no write after this point. */
 	atomic_store(&rd.stop, true);
 	atomic_store(&wr.stop, true);
@@ -1298,6 +1327,9 @@ usage(FILE *f)
 "                           the pause (a deterministic sequence from the\n"
 "                           seed; the destination verifies every page\n"
 "                           against what the source had at the pause)\n"
+"      --pause-delay S      source: keep running S seconds after PAUSE\n"
+"                           before pausing, as a slow VMM; a failed or\n"
+"                           cancelled migration meanwhile ends it unpaused\n"
 "      --no-track-dirty     source: send no dirty-tracking descriptors, as\n"
 "                           a VMM older than precopy (postcopy-only)\n"
 "      --copy               dest: anonymous memory, COPY mode (baseline;\n"
@@ -1388,7 +1420,7 @@ main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
 	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE,
-	    O_DIRTY_RATE, O_NO_TRACK };
+	    O_DIRTY_RATE, O_NO_TRACK, O_PAUSE_DELAY };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1414,6 +1446,7 @@ main(int argc, char **argv)
 		{ "local-corrupt",	required_argument, NULL, O_CORRUPT },
 		{ "dirty-rate",		required_argument, NULL, O_DIRTY_RATE },
 		{ "no-track-dirty",	no_argument,	   NULL, O_NO_TRACK },
+		{ "pause-delay",	required_argument, NULL, O_PAUSE_DELAY },
 		{ "json",		no_argument,	   NULL, 'j' },
 		{ "quiet",		no_argument,	   NULL, 'q' },
 		{ "help",		no_argument,	   NULL, 'h' },
@@ -1540,6 +1573,10 @@ main(int argc, char **argv)
 			    1e7);
 			break;
 		case O_NO_TRACK:	o.no_track_dirty = true; break;
+		case O_PAUSE_DELAY:
+			o.pause_delay = parse_double("--pause-delay", optarg, 0,
+			    3600);
+			break;
 		case 'j':	o.json = true; break;
 		case 'q':	o.quiet = true; break;
 		case 'h':	usage(stdout); return 0;
@@ -1571,8 +1608,10 @@ main(int argc, char **argv)
 	}
 	if (o.corrupt >= 0 && !o.local)
 		die(2, "--local-corrupt needs --local");
-	if ((o.dirty_rate > 0 || o.no_track_dirty) && o.role != ROLE_SOURCE)
-		die(2, "--dirty-rate and --no-track-dirty are for the source");
+	if ((o.dirty_rate > 0 || o.no_track_dirty || o.pause_delay > 0) &&
+	    o.role != ROLE_SOURCE)
+		die(2, "--dirty-rate, --no-track-dirty and --pause-delay are "
+		    "for the source");
 	if (o.copy && o.role == ROLE_SOURCE)
 		die(2, "--copy is for the destination (a source attaches a "
 		    "memfd)");

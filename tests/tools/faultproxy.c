@@ -9,6 +9,10 @@
  *   --max-cuts N          stop cutting after N cuts (default unlimited)
  *   --stall-ms MS         every --stall-every BYTES, stop forwarding for MS
  *   --chunk N             deliver data in pieces of at most N bytes
+ *   --blackhole           no --connect: a listener that never answers a
+ *                         connection attempt (its accept queue is full and
+ *                         never drained, so the kernel drops the SYNs: a
+ *                         host or firewall that drops them)
  *   --port-file FILE      write the bound port there (for --listen :0)
  *   --stats FILE          on exit (SIGTERM/SIGINT), write "cuts=N bytes=N"
  * Cuts are TCP resets (SO_LINGER 0) on both sides, as a broken network or a
@@ -61,6 +65,7 @@ struct fp {
 	size_t		 chunk;
 	unsigned	 seed;
 	struct fp_pair	 pairs[FP_MAX_PAIRS];
+	int		 fill;		/* --blackhole: fills the queue */
 };
 
 static volatile sig_atomic_t fp_quit;
@@ -216,10 +221,33 @@ fp_pump(struct fp *f, struct fp_pair *p, const struct pollfd *pf)
 	return true;
 }
 
+/* --blackhole: fills the listener's accept queue (backlog 0 holds one
+ * connection) with a connection of its own, which it never accepts: the
+ * kernel drops every later SYN, and a client's connect() waits without an
+ * answer, as towards a host that drops them. */
+static int
+fp_blackhole_fill(struct fp *f)
+{
+	struct sockaddr_storage a;
+	socklen_t al = sizeof(a);
+	struct pollfd p;
+
+	if (getsockname(f->lfd, (struct sockaddr *)&a, &al) < 0)
+		return -1;
+	f->fill = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (f->fill < 0 || (connect(f->fill, (struct sockaddr *)&a, al) < 0 &&
+	    errno != EINPROGRESS))
+		return -1;
+	p = (struct pollfd){ .fd = f->fill, .events = POLLOUT };
+	return poll(&p, 1, 2000) == 1 && (p.revents & POLLOUT) ? 0 : -1;
+}
+
 static void
 fp_usage(FILE *out)
 {
 	fprintf(out, "usage: faultproxy --listen HOST:PORT --connect HOST:PORT\n"
+	    "       | faultproxy --listen HOST:PORT --blackhole\n"
 	    "       [--cut-every BYTES] [--max-cuts N] [--seed N]\n"
 	    "       [--stall-every BYTES --stall-ms MS] [--chunk N]\n"
 	    "       [--port-file FILE] [--stats FILE]\n");
@@ -239,6 +267,7 @@ main(int argc, char **argv)
 		{ "chunk", required_argument, NULL, 'k' },
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "stats", required_argument, NULL, 't' },
+		{ "blackhole", no_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -249,6 +278,7 @@ main(int argc, char **argv)
 	    *stats = NULL;
 	uint64_t v;
 	int c, one = 1;
+	bool blackhole = false;
 
 	f.seed = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -271,15 +301,16 @@ main(int argc, char **argv)
 		case 'k': f.chunk = (size_t)v; break;
 		case 'p': port_file = optarg; break;
 		case 't': stats = optarg; break;
+		case 'b': blackhole = true; break;
 		default: fp_usage(stderr); return 2;
 		}
 	}
-	if (listen_at == NULL || connect_to == NULL) {
+	if (listen_at == NULL || (connect_to == NULL) == !blackhole) {
 		fp_usage(stderr);
 		return 2;
 	}
-	if (fp_resolve(connect_to, &f.target, &f.target_len) < 0 ||
-	    fp_resolve(listen_at, &ls, &ll) < 0) {
+	if ((!blackhole && fp_resolve(connect_to, &f.target,
+	    &f.target_len) < 0) || fp_resolve(listen_at, &ls, &ll) < 0) {
 		fprintf(stderr, "faultproxy: bad address\n");
 		return 2;
 	}
@@ -288,9 +319,14 @@ main(int argc, char **argv)
 	f.lfd = socket(ls.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	setsockopt(f.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (f.lfd < 0 || bind(f.lfd, (struct sockaddr *)&ls, ll) < 0 ||
-	    listen(f.lfd, 16) < 0) {
+	    listen(f.lfd, blackhole ? 0 : 16) < 0) {
 		fprintf(stderr, "faultproxy: cannot listen on %s: %s\n",
 		    listen_at, strerror(errno));
+		return 1;
+	}
+	if (blackhole && fp_blackhole_fill(&f) < 0) {
+		fprintf(stderr, "faultproxy: cannot fill the accept queue of "
+		    "%s: %s\n", listen_at, strerror(errno));
 		return 1;
 	}
 	if (port_file != NULL) {
@@ -307,6 +343,8 @@ main(int argc, char **argv)
 	signal(SIGTERM, fp_on_signal);
 	signal(SIGINT, fp_on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	while (blackhole && !fp_quit)
+		poll(NULL, 0, 100);
 
 	while (!fp_quit) {
 		struct pollfd pfd[1 + 2 * FP_MAX_PAIRS];
