@@ -160,13 +160,12 @@ chan_sock_setup(int fd, int timeout_ms)
  * channel's timeout is an error (-ETIMEDOUT): the peer sends pings, so
  * silence means the connection is dead. */
 static int
-chan_wait(struct chan *c, short events)
+chan_wait(struct chan *c, short events, int tmo)
 {
 	struct pollfd p[2] = {
 		{ .fd = c->fd, .events = events },
 		{ .fd = c->stopfd, .events = POLLIN },
 	};
-	int tmo = atomic_load(&c->timeout_ms);
 
 	for (;;) {
 		int r = poll(p, c->stopfd >= 0 ? 2 : 1, tmo > 0 ? tmo : -1);
@@ -229,9 +228,10 @@ chan_ssl_result(struct chan *c, int ok, size_t n, int r, const char *op,
 	}
 }
 
-/* Moves all of len bytes in one direction, waiting as needed. */
+/* Moves all of len bytes in one direction, waiting as needed (each wait
+ * at most tmo ms; 0: no limit). */
 static int
-chan_io(struct chan *c, uint8_t *p, size_t len, bool out)
+chan_io(struct chan *c, uint8_t *p, size_t len, bool out, int tmo)
 {
 	while (len > 0) {
 		size_t n = 0;
@@ -250,7 +250,7 @@ chan_io(struct chan *c, uint8_t *p, size_t len, bool out)
 		if (r < 0)
 			return r;
 		if (r == 0) {
-			if ((r = chan_wait(c, ev)) < 0)
+			if ((r = chan_wait(c, ev, tmo)) < 0)
 				return r;
 			continue;
 		}
@@ -263,14 +263,14 @@ chan_io(struct chan *c, uint8_t *p, size_t len, bool out)
 int
 chan_read_full(struct chan *c, void *buf, size_t len)
 {
-	return chan_io(c, buf, len, false);
+	return chan_io(c, buf, len, false, atomic_load(&c->timeout_ms));
 }
 
 static int
-chan_write_full(struct chan *c, const void *buf, size_t len)
+chan_write_full(struct chan *c, const void *buf, size_t len, int tmo)
 {
 	/* SSL_write_ex only reads the buffer. */
-	return chan_io(c, (uint8_t *)(uintptr_t)buf, len, true);
+	return chan_io(c, (uint8_t *)(uintptr_t)buf, len, true, tmo);
 }
 
 int
@@ -292,33 +292,72 @@ chan_skip(struct chan *c, size_t len)
 /* The largest TLS record's plaintext. */
 #define CHAN_RECORD_MAX	16384
 
+/* A frame under write_lock (held by the caller), each wait at most tmo. */
+static int
+chan_send_locked(struct chan *c, const struct wire_hdr *h, const void *payload,
+    int tmo)
+{
+	uint8_t small[WIRE_HDR_LEN + 16384];
+	size_t head = CHAN_RECORD_MAX - WIRE_HDR_LEN;
+	int r;
+
+	wire_hdr_encode(small, h);
+	if (h->length <= sizeof(small) - WIRE_HDR_LEN) {
+		/* One TLS record for header and a small payload. */
+		if (h->length > 0)
+			memcpy(small + WIRE_HDR_LEN, payload, h->length);
+		return chan_write_full(c, small, WIRE_HDR_LEN + h->length, tmo);
+	}
+	/* The header shares the first full record with the payload's
+	 * start: no record (and no write) of its own. */
+	memcpy(small + WIRE_HDR_LEN, payload, head);
+	r = chan_write_full(c, small, CHAN_RECORD_MAX, tmo);
+	if (r == 0)
+		r = chan_write_full(c, (const uint8_t *)payload + head,
+		    h->length - head, tmo);
+	return r;
+}
+
 int
 chan_send_frame(struct chan *c, const struct wire_hdr *h, const void *payload)
 {
-	uint8_t small[WIRE_HDR_LEN + 16384];
 	int r;
 
 	pthread_mutex_lock(&c->write_lock);
-	if (h->length <= sizeof(small) - WIRE_HDR_LEN) {
-		/* One TLS record for header and a small payload. */
-		wire_hdr_encode(small, h);
-		if (h->length > 0)
-			memcpy(small + WIRE_HDR_LEN, payload, h->length);
-		r = chan_write_full(c, small, WIRE_HDR_LEN + h->length);
-	} else {
-		/* The header shares the first full record with the payload's
-		 * start: no record (and no write) of its own. */
-		size_t head = CHAN_RECORD_MAX - WIRE_HDR_LEN;
-
-		wire_hdr_encode(small, h);
-		memcpy(small + WIRE_HDR_LEN, payload, head);
-		r = chan_write_full(c, small, CHAN_RECORD_MAX);
-		if (r == 0)
-			r = chan_write_full(c, (const uint8_t *)payload + head,
-			    h->length - head);
-	}
+	r = chan_send_locked(c, h, payload, atomic_load(&c->timeout_ms));
 	pthread_mutex_unlock(&c->write_lock);
 	return r;
+}
+
+int
+chan_send_msg_within(struct chan *c, unsigned type, const ProtobufCMessage *m,
+    int ms)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	struct wire_hdr h = { .type = (uint8_t)type, .length = (uint32_t)len };
+	uint8_t buf[1024];
+	int r;
+
+	if (len > sizeof(buf))
+		return -EMSGSIZE;
+	if (pthread_mutex_trylock(&c->write_lock) != 0)
+		return -EBUSY;
+	protobuf_c_message_pack(m, buf);
+	r = chan_send_locked(c, &h, buf, ms);
+	pthread_mutex_unlock(&c->write_lock);
+	return r;
+}
+
+bool
+chan_readable(struct chan *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	bool pending;
+
+	pthread_mutex_lock(&c->ssl_lock);
+	pending = SSL_pending(c->ssl) > 0;
+	pthread_mutex_unlock(&c->ssl_lock);
+	return pending || poll(&p, 1, 0) > 0;
 }
 
 int

@@ -40,6 +40,13 @@ int chan_skip(struct chan *c, size_t len);
 int chan_send_frame(struct chan *c, const struct wire_hdr *h,
     const void *payload);
 int chan_send_msg(struct chan *c, unsigned type, const ProtobufCMessage *m);
+/* A small message (1 KiB at most) from a thread that must not wait long:
+ * -EBUSY when another frame is being written, and each wait for the
+ * socket at most ms. */
+int chan_send_msg_within(struct chan *c, unsigned type,
+    const ProtobufCMessage *m, int ms);
+/* Whether a read would find bytes (or the end) now. */
+bool chan_readable(struct chan *c);
 /* Reads and validates the next header. */
 int chan_recv_hdr(struct chan *c, const struct wire_limits *lim,
     struct wire_hdr *h);

@@ -58,6 +58,7 @@
 #include "place.h"
 #include "probe.h"
 #include "session.h"
+#include "status.h"
 #include "util.h"
 #include "wire.h"
 
@@ -213,6 +214,13 @@ dest_recv_msg(struct dest *d, struct chan *c, const struct dest_rx *rx,
 		r = rx->fn(d, c, msg);
 	} else if (h->type == WIRE_ERROR) {
 		e = (const Pcd__Wire__Error *)msg;
+		/* Cancelled before switchover (the source refuses a Cancel
+		 * after it): cancelled here too; the fail that follows the
+		 * channel error finds it over. */
+		if (e->status != NULL && e->status->code == STATUS_CANCELLED)
+			mig_post_cancel(d->m, "the source cancelled the "
+			    "migration: %s", e->status->message ?
+			    e->status->message : "");
 		r = chan_set_error(c, -ECONNABORTED, "source reports an error: "
 		    "%s", e->status && e->status->message ?
 		    e->status->message : "");
@@ -602,6 +610,9 @@ dest_restore(struct dest *d)
 
 	atomic_store(&d->switched, m->g.resumed);
 	d->restored = true;
+	/* A fresh Hello cannot take it over; the first resuming source's
+	 * token is kept (the state file does not hold it). */
+	d->s.resumable = true;
 	if (place_wake(&d->pl, d->pl.base, d->pl.size) < 0)
 		log_warn("migration %s: UFFDIO_WAKE of the guest range", m->id);
 	log_notice("migration %s: picked up after a restart: %" PRIu64 " of %"
@@ -727,6 +738,13 @@ dest_stop(struct mig *m)
 	free(d->deferred);
 	free(d);
 	m->dst = NULL;
+}
+
+int
+dest_tell_cancel(struct mig *m, const char *why)
+{
+	return m->dst != NULL ? session_tell_cancel(&m->dst->s, why) :
+	    -ENOTCONN;
 }
 
 int

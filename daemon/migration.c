@@ -215,6 +215,18 @@ mig_post_fail(struct mig *m, const char *fmt, ...)
 }
 
 void
+mig_post_cancel(struct mig *m, const char *fmt, ...)
+{
+	char text[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	mig_post_event(m, MIG_EV_CANCEL, text, NULL, 0, 0);
+}
+
+void
 mig_post_refused(struct mig *m, const char *fmt, ...)
 {
 	char text[256];
@@ -759,6 +771,26 @@ mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
 	return 0;
 }
 
+/* A Cancel before switchover ends both sides: the peer is told (an Error
+ * frame of code CANCELLED on the urgent channel, when the channels are
+ * up; it never waits long), then the migration is cancelled here. */
+static void
+mig_tell_peer_cancel(struct mig *m, const char *why)
+{
+	const char *peer = m->role == MIG_ROLE_SOURCE ? "destination" :
+	    "source";
+	int r = m->src != NULL ? source_tell_cancel(m, why) :
+	    m->dst != NULL ? dest_tell_cancel(m, why) : -ENOTCONN;
+
+	if (r == 0)
+		log_info("migration %s: the %s was told of the cancel", m->id,
+		    peer);
+	else if (r != -ENOTCONN)	/* no channels: nobody to tell */
+		log_notice("migration %s: the %s was not told of the cancel "
+		    "(%s): it finds the channels gone", m->id, peer,
+		    strerror(-r));
+}
+
 int
 mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 {
@@ -779,6 +811,7 @@ mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 		    "cancelled: %s", id, mig_state_name(m->state), why);
 		return -EBUSY;
 	}
+	mig_tell_peer_cancel(m, "cancelled by request");
 	mig_apply_kind(m, MIG_EV_CANCEL, "cancelled by request");
 	return 0;
 }
@@ -791,6 +824,7 @@ mig_cancel_on_shutdown(struct mig_table *t)
 	for (struct mig *m = t->head; m != NULL; m = m->next) {
 		if (!mig_can_cancel(m->role, m->state, NULL))
 			continue;
+		mig_tell_peer_cancel(m, "its postcopyd is shutting down");
 		if (mig_apply_kind(m, MIG_EV_CANCEL, "cancelled: postcopyd is "
 		    "shutting down")->verdict == MIG_GO)
 			n++;

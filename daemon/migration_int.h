@@ -96,6 +96,8 @@ struct mig {
 void mig_post(struct mig *m, enum mig_ev ev);
 void mig_post_fail(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
 void mig_post_refused(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
+/* The peer cancelled the migration before switchover (its Error frame). */
+void mig_post_cancel(struct mig *m, const char *fmt, ...) PCD_PRINTF(2, 3);
 /* dest: takes ownership of state (malloc'd, may be NULL when len 0). */
 void mig_post_switchover(struct mig *m, void *state, size_t len,
     uint64_t paused_at_ms);
@@ -107,6 +109,8 @@ void mig_post_link(struct mig *m, bool down, const char *fmt, ...)
 int source_start(struct mig *m, char *err, size_t errlen);
 void source_paused(struct mig *m, const void *state, size_t len);
 void source_stop(struct mig *m);	/* stops, joins, frees; NULL-safe */
+/* Cancel before switchover: tells the destination (session_tell_cancel). */
+int source_tell_cancel(struct mig *m, const char *why);
 /* Reconnect now (addr: a new destination address, or NULL); when the
  * channels are up, they are dropped and reconnected. */
 int source_resume(struct mig *m, const char *addr, char *err, size_t errlen);
@@ -115,6 +119,8 @@ int source_resume(struct mig *m, const char *addr, char *err, size_t errlen);
 int dest_listen(struct mig *m, char *err, size_t errlen);
 int dest_start(struct mig *m, char *err, size_t errlen);
 void dest_stop(struct mig *m);		/* stops, joins, frees; NULL-safe */
+/* Cancel before switchover: tells the source (session_tell_cancel). */
+int dest_tell_cancel(struct mig *m, const char *why);
 /* Drops the channels (the source reconnects). */
 int dest_resume(struct mig *m, char *err, size_t errlen);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +21,9 @@
 #include "wire.h"
 
 #define SESSION_CONNECT_MS	15000	/* source: TCP and TLS per channel */
-#define SESSION_HANDSHAKE_MS	10000	/* destination: TLS per peer */
+#define SESSION_HANDSHAKE_MS	10000	/* destination: TLS and Hello per peer */
+#define SESSION_PEERS_MAX	16	/* destination: handshakes at once */
+#define SESSION_TELL_MS		500	/* the loop's Cancel note to the peer */
 
 static const char *
 session_kind_name(Pcd__Wire__Channel kind)
@@ -60,6 +63,20 @@ session_destroy(struct session *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->txlock);
+}
+
+int
+session_new_token(struct session *s, char *err, size_t errlen)
+{
+	ssize_t n = getrandom(s->token, sizeof(s->token), 0);
+
+	if (n != (ssize_t)sizeof(s->token)) {
+		snprintf(err, errlen, "cannot draw a session token: %s",
+		    n < 0 ? strerror(errno) : "short read");
+		return n < 0 ? -errno : -EIO;
+	}
+	s->token_set = true;
+	return 0;
 }
 
 int
@@ -206,6 +223,37 @@ session_send(struct session *s, enum session_chan which, unsigned type,
 }
 
 int
+session_tell_cancel(struct session *s, const char *why)
+{
+	Pcd__Wire__Error e = PCD__WIRE__ERROR__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	struct timespec ts;
+	char msg[256];
+	int r = -ENOTCONN;
+
+	snprintf(msg, sizeof(msg), "%s", why);
+	st.code = STATUS_CANCELLED;
+	st.message = msg;
+	e.status = &st;
+	session_deadline(&ts, SESSION_TELL_MS);
+	if (pthread_mutex_timedlock(&s->txlock, &ts) != 0)
+		return -EBUSY;
+	/* On both channels: the peer reads each in its own thread, and the
+	 * one that sees the close first must find the note before it. */
+	for (int k = 0; s->running && k < 2; k++) {
+		int rk = chan_error(s->ch[k]);
+
+		if (rk == 0)
+			rk = chan_send_msg_within(s->ch[k], WIRE_ERROR, &e.base,
+			    SESSION_TELL_MS);
+		if (r != 0)
+			r = rk;
+	}
+	pthread_mutex_unlock(&s->txlock);
+	return r;
+}
+
+int
 session_ping_due(struct session *s, enum session_chan which)
 {
 	Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
@@ -270,8 +318,49 @@ session_error(struct session *s, char *why, size_t whylen)
 
 /* ---- source: connecting ------------------------------------------------ */
 
+/* One TCP connect, non-blocking: 0 and the socket, or -ECANCELED (the
+ * migration stops), -ETIMEDOUT (no answer by the deadline: a host that
+ * drops connection attempts), or the connect's error. The loop thread
+ * joins this thread on Cancel and SIGTERM: nothing here may wait on the
+ * network without watching the stop eventfd. */
+static int
+session_connect_once(struct session *s, const struct addrinfo *ai,
+    uint64_t deadline, int *fdp)
+{
+	int fd, r, e = 0;
+	socklen_t el = sizeof(e);
+
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 :
+	    errno == EINPROGRESS ? -EINPROGRESS : -errno;
+	while (r == -EINPROGRESS) {
+		struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
+		    { .fd = s->m->stopfd, .events = POLLIN } };
+		uint64_t now = now_ns();
+
+		if (now >= deadline)
+			r = -ETIMEDOUT;
+		else if (poll(p, 2, (int)((deadline - now) / 1000000) + 1) < 0)
+			r = errno == EINTR ? -EINPROGRESS : -errno;
+		else if (p[1].revents & POLLIN)
+			r = -ECANCELED;
+		else if (p[0].revents != 0)
+			r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 ?
+			    -errno : -e;
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*fdp = fd;
+	return 0;
+}
+
 /* retry: retry refusals for a while (the first connect: the destination
- * may be a moment behind); a reconnect has its own backoff. */
+ * may be a moment behind); a reconnect has its own backoff. The whole
+ * connect has SESSION_CONNECT_MS. */
 static int
 session_connect_tcp(struct session *s, const char *addr, bool retry, int *fdp,
     char *err, size_t errlen)
@@ -294,31 +383,24 @@ session_connect_tcp(struct session *s, const char *addr, bool retry, int *fdp,
 	for (;;) {
 		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
 
-		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			r = -errno;
-			snprintf(err, errlen, "socket: %s", strerror(errno));
+		if ((r = session_connect_once(s, res, deadline, &fd)) == 0 ||
+		    r != -ECONNREFUSED || !retry || now_ns() >= deadline)
 			break;
-		}
-		if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
-			r = 0;
-			break;
-		}
-		r = -errno;
-		close(fd);
-		fd = -1;
-		if (r != -ECONNREFUSED || !retry || now_ns() >= deadline) {
-			snprintf(err, errlen, "cannot connect to %s: %s", addr,
-			    strerror(-r));
-			break;
-		}
 		if (poll(&p, 1, 200) > 0) {
-			snprintf(err, errlen, "cancelled");
 			r = -ECANCELED;
 			break;
 		}
 	}
 	freeaddrinfo(res);
+	if (r == -ECANCELED)
+		snprintf(err, errlen, "cancelled");
+	else if (r == -ETIMEDOUT)
+		snprintf(err, errlen, "cannot connect to %s: no answer within "
+		    "%d s (a host or firewall that drops connection attempts?)",
+		    addr, SESSION_CONNECT_MS / 1000);
+	else if (r < 0)
+		snprintf(err, errlen, "cannot connect to %s: %s", addr,
+		    strerror(-r));
 	if (r < 0)
 		return r;
 	chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
@@ -379,6 +461,8 @@ session_hello(struct session *s, struct chan *c, Pcd__Wire__Channel kind,
 	hello.guest_size = s->npages * s->ps;
 	hello.page_size = s->ps;
 	hello.resume = resume;
+	hello.session_token.data = s->token;
+	hello.session_token.len = sizeof(s->token);
 	return chan_send_msg(c, WIRE_HELLO, &hello.base);
 }
 
@@ -483,7 +567,7 @@ session_listen(struct session *s, char *err, size_t errlen)
 		    host, gai_strerror(r));
 		return -EINVAL;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 8) < 0 ||
@@ -541,10 +625,51 @@ session_welcome(struct session *s, struct chan *c, const Pcd__Wire__Hello *hello
 	return r;
 }
 
-/* One connection: TLS, Hello, Welcome. 0, the channel and its kind, or an
- * error already posted as a refused peer. */
+/* A connection whose TLS handshake runs (destination). Several run at
+ * once, each with its own deadline, so peers that connect and stay silent
+ * delay nobody; none becomes a channel before its handshake and Hello
+ * passed. */
+struct session_peer {
+	int		 fd;
+	SSL		*ssl;
+	uint64_t	 deadline;
+	short		 events;
+	char		 name[160];
+};
+
+/* Destination: is this Hello from the migration's own source? The first
+ * Hello's token is kept; any other token is refused, and so is a fresh
+ * (non-resume) Hello once a session ran: both before any state changes,
+ * so a second source that reuses the id is told and its guest runs on. */
 static int
-session_accept_one(struct session *s, int fd, const char *peer,
+session_token_check(struct session *s, const Pcd__Wire__Hello *h, char *why,
+    size_t whylen)
+{
+	if (s->token_set && memcmp(s->token, h->session_token.data,
+	    sizeof(s->token)) != 0) {
+		snprintf(why, whylen, "migration '%s' belongs to another source "
+		    "(its session token differs): refused; start a new "
+		    "migration under a new id", s->m->id);
+		return -EPERM;
+	}
+	if (s->resumable && !h->resume) {
+		snprintf(why, whylen, "migration '%s' has run and waits for its "
+		    "source to resume it: a new migration cannot take it over "
+		    "(use a new id)", s->m->id);
+		return -EPERM;
+	}
+	if (!s->token_set) {
+		memcpy(s->token, h->session_token.data, sizeof(s->token));
+		s->token_set = true;
+	}
+	return 0;
+}
+
+/* After the TLS handshake: Hello, Welcome (the Hello must come within
+ * SESSION_HANDSHAKE_MS too). 0, the channel and its kind, or an error
+ * already posted as a refused peer. Takes the peer's SSL and fd. */
+static int
+session_accept_hello(struct session *s, struct session_peer *p,
     session_have_fn fn, void *arg, struct chan **out, int *kind)
 {
 	struct mig *m = s->m;
@@ -553,12 +678,13 @@ session_accept_one(struct session *s, int fd, const char *peer,
 	char why[384];
 	int r;
 
-	if ((r = session_tls_chan(s, fd, "handshake", SESSION_HANDSHAKE_MS, &c,
-	    why, sizeof(why))) < 0) {
-		if (r != -ECANCELED)
-			mig_post_refused(m, "peer %s: %s", peer, why);
+	if ((r = chan_new(p->ssl, p->fd, m->stopfd, "handshake", &c)) < 0) {
+		SSL_free(p->ssl);
+		close(p->fd);
+		mig_post_refused(m, "peer %s: out of memory", p->name);
 		return r;
 	}
+	chan_set_timeout(c, SESSION_HANDSHAKE_MS);
 	if ((r = session_recv_expect(s, c, WIRE_HELLO,
 	    (ProtobufCMessage **)&hello)) < 0)
 		goto fail;
@@ -569,91 +695,190 @@ session_accept_one(struct session *s, int fd, const char *peer,
 		chan_set_error(c, r, "%s", why);
 		goto fail;
 	}
+	if ((r = session_token_check(s, hello, why, sizeof(why))) < 0) {
+		session_refuse(c, STATUS_FAILED_PRECONDITION, why);
+		chan_set_error(c, r, "%s", why);
+		goto fail;
+	}
 	*kind = hello->channel;
 	if ((r = session_welcome(s, c, hello, fn, arg)) < 0)
 		goto fail;
 	protobuf_c_message_free_unpacked(&hello->base, NULL);
 	chan_set_name(c, session_kind_name(*kind));
+	chan_set_timeout(c, MIG_LINK_TIMEOUT_MS);
 	*out = c;
 	return 0;
 fail:
 	if (r != -ECANCELED)
-		mig_post_refused(m, "peer %s: %s", peer, chan_errmsg(c));
+		mig_post_refused(m, "peer %s: %s", p->name, chan_errmsg(c));
 	if (hello != NULL)
 		protobuf_c_message_free_unpacked(&hello->base, NULL);
 	chan_free(c);
 	return r;
 }
 
-/* Waits for the next connection: its fd (peer named), -EAGAIN to try
- * again, or an error. */
+/* Takes the next connection into peers[n] and starts its handshake: the
+ * new count, or an error of the listener. */
 static int
-session_accept_fd(struct session *s, char *peer, size_t peerlen)
+session_peer_add(struct session *s, struct session_peer *peers, size_t *n)
 {
-	struct pollfd p[2] = {
-		{ .fd = s->lfd, .events = POLLIN },
-		{ .fd = s->m->stopfd, .events = POLLIN },
-	};
+	struct session_peer *p = &peers[*n];
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[128] = "?", serv[16] = "?";
+	char host[128] = "?", serv[16] = "?", why[384];
 	int fd;
 
-	if (poll(p, 2, -1) < 0)
-		return errno == EINTR ? -EAGAIN : -errno;
-	if (p[1].revents & POLLIN)
-		return -ECANCELED;
 	fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 	if (fd < 0) {
 		if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
-			return -EAGAIN;
+			return 0;
 		if (errno == EMFILE || errno == ENFILE) {
+			struct pollfd q = { .fd = s->m->stopfd, .events = POLLIN };
+
 			log_warn("migration %s: accept", s->m->id);
-			poll(&p[1], 1, 200);	/* back off */
-			return -EAGAIN;
+			poll(&q, 1, 200);	/* back off */
+			return 0;
 		}
 		return -errno;
 	}
 	getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv,
 	    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
-	snprintf(peer, peerlen, "%s:%s", host, serv);
+	snprintf(p->name, sizeof(p->name), "%s:%s", host, serv);
 	chan_sock_setup(fd, MIG_LINK_TIMEOUT_MS);
-	return fd;
+	if (tls_handshake_start(s->tls, fd, s->m->tls.peer_name, &p->ssl, why,
+	    sizeof(why)) < 0) {
+		close(fd);
+		mig_post_refused(s->m, "peer %s: %s", p->name, why);
+		return 0;
+	}
+	p->fd = fd;
+	p->deadline = now_ns() + SESSION_HANDSHAKE_MS * 1000000ull;
+	p->events = POLLIN;
+	(*n)++;
+	return 0;
+}
+
+/* Installs an accepted channel in cs (a kind already there is replaced:
+ * the source gave up that attempt, e.g. its other channel failed to open,
+ * and tries again). */
+static void
+session_peer_channel(struct session *s, struct chan *c, int kind,
+    const char *peer, struct chan **cs)
+{
+	int k = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? SESSION_BULK :
+	    SESSION_URGENT;
+
+	log_info("migration %s: %s channel from %s accepted", s->m->id,
+	    chan_name(c), peer);
+	if (cs[k] != NULL) {
+		log_info("migration %s: the new %s channel replaces one from an "
+		    "abandoned attempt", s->m->id, chan_name(c));
+		chan_free(cs[k]);
+	}
+	cs[k] = c;
+}
+
+/* Moves every handshake that poll found ready (pf[k] for peers[k]) or
+ * whose deadline passed; a finished one goes on to its Hello. The peers
+ * still pending stay, in order; their count is returned. */
+static size_t
+session_peers_step(struct session *s, struct session_peer *peers, size_t n,
+    const struct pollfd *pf, session_have_fn fn, void *arg, struct chan **cs)
+{
+	uint64_t now = now_ns();
+	size_t kept = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		struct session_peer p = peers[k];
+		struct chan *c = NULL;
+		char why[384];
+		int r = 0, kind = 0;
+
+		if (pf[k].revents != 0)
+			r = tls_handshake_step(s->tls, p.ssl, &p.events, why,
+			    sizeof(why));
+		if (r == 0 && now >= p.deadline) {
+			snprintf(why, sizeof(why), "TLS handshake timed out "
+			    "after %d ms", SESSION_HANDSHAKE_MS);
+			r = -ETIMEDOUT;
+		}
+		if (r == 0) {
+			peers[kept++] = p;
+			continue;
+		}
+		if (r < 0) {
+			mig_post_refused(s->m, "peer %s: %s", p.name, why);
+			SSL_free(p.ssl);
+			close(p.fd);
+		} else if (session_accept_hello(s, &p, fn, arg, &c, &kind) == 0)
+			session_peer_channel(s, c, kind, p.name, cs);
+	}
+	return kept;
+}
+
+/* The poll set: the listener (while there is room for one more
+ * handshake), the stop eventfd, each pending handshake. The timeout: the
+ * nearest deadline. */
+static int
+session_peers_poll(struct session *s, const struct session_peer *peers,
+    size_t n, struct pollfd *pf)
+{
+	uint64_t now = now_ns(), next = UINT64_MAX;
+
+	pf[0] = (struct pollfd){ .fd = n < SESSION_PEERS_MAX ? s->lfd : -1,
+	    .events = POLLIN };
+	pf[1] = (struct pollfd){ .fd = s->m->stopfd, .events = POLLIN };
+	for (size_t k = 0; k < n; k++) {
+		pf[2 + k] = (struct pollfd){ .fd = peers[k].fd,
+		    .events = peers[k].events };
+		if (peers[k].deadline < next)
+			next = peers[k].deadline;
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)((next - now) / 1000000) + 1;
 }
 
 int
 session_accept(struct session *s, session_have_fn fn, void *arg)
 {
+	struct session_peer peers[SESSION_PEERS_MAX];
+	struct pollfd pf[2 + SESSION_PEERS_MAX];
 	struct chan *cs[2] = { NULL, NULL };
+	size_t n = 0;
+	int r = 0;
 
-	while (cs[SESSION_URGENT] == NULL || cs[SESSION_BULK] == NULL) {
-		char peer[160];
-		struct chan *c = NULL;
-		int fd, kind = 0, k;
+	while (r == 0 && (cs[SESSION_URGENT] == NULL ||
+	    cs[SESSION_BULK] == NULL)) {
+		int ms = session_peers_poll(s, peers, n, pf);
 
-		if ((fd = session_accept_fd(s, peer, sizeof(peer))) == -EAGAIN)
+		if (poll(pf, 2 + n, ms) < 0) {
+			if (errno != EINTR)
+				r = -errno;
 			continue;
-		if (fd < 0) {
-			chan_free(cs[0]);
-			chan_free(cs[1]);
-			return fd;
 		}
-		if (session_accept_one(s, fd, peer, fn, arg, &c, &kind) < 0)
-			continue;	/* a stop ends the next poll */
-		log_info("migration %s: %s channel from %s accepted", s->m->id,
-		    chan_name(c), peer);
-		/* A channel of a kind already accepted replaces it: the source
-		 * gave up that attempt (e.g. its other channel failed to open)
-		 * and tries again. */
-		k = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? SESSION_BULK :
-		    SESSION_URGENT;
-		if (cs[k] != NULL) {
-			log_info("migration %s: the new %s channel replaces one "
-			    "from an abandoned attempt", s->m->id, chan_name(c));
-			chan_free(cs[k]);
+		if (pf[1].revents & POLLIN) {
+			r = -ECANCELED;
+			break;
 		}
-		cs[k] = c;
+		n = session_peers_step(s, peers, n, pf + 2, fn, arg, cs);
+		if (pf[0].revents & POLLIN)
+			r = session_peer_add(s, peers, &n);
 	}
+	for (size_t k = 0; k < n; k++) {
+		if (r == 0)
+			log_info("migration %s: peer %s dropped before its "
+			    "handshake ended: the source's channels are up",
+			    s->m->id, peers[k].name);
+		SSL_free(peers[k].ssl);
+		close(peers[k].fd);
+	}
+	if (r < 0) {
+		chan_free(cs[0]);
+		chan_free(cs[1]);
+		return r;
+	}
+	s->resumable = true;
 	session_install(s, cs[SESSION_URGENT], cs[SESSION_BULK]);
 	return 0;
 }

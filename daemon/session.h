@@ -29,6 +29,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "migration_int.h"
+#include "wire.h"
 #include "wire.pb-c.h"
 
 struct chan;
@@ -68,6 +69,14 @@ struct session {
 						 * read freely by the session's
 						 * threads */
 	bool			 running;	/* [txlock and lock] installed */
+
+	/* The migration's session token (wire.proto Hello.session_token).
+	 * Source: chosen at start. Destination: the first Hello's, kept;
+	 * resumable once a session ran or the migration was restored. [the
+	 * role's main thread] */
+	uint8_t			 token[WIRE_TOKEN_LEN];
+	bool			 token_set;
+	bool			 resumable;
 	_Atomic uint64_t	 last_tx[2];	/* session_send: last frame */
 };
 
@@ -75,6 +84,8 @@ void session_init(struct session *s, struct mig *m);
 void session_destroy(struct session *s);	/* frees the channels too */
 /* The guest's geometry (for frame limits and the Hello). */
 void session_set_guest(struct session *s, uint64_t npages, uint32_t ps);
+/* Source: picks the migration's random session token. */
+int session_new_token(struct session *s, char *err, size_t errlen);
 /* Loads the TLS profile (server: the destination's). */
 int session_tls(struct session *s, bool server, char *err, size_t errlen);
 
@@ -96,6 +107,12 @@ struct chan *session_chan(struct session *s, enum session_chan which);
  * session. */
 int session_send(struct session *s, enum session_chan which, unsigned type,
     const ProtobufCMessage *msg);
+/* The loop, on Cancel before switchover: tells the peer with an Error
+ * frame of code CANCELLED (why: its message) on both channels, when a
+ * session runs (0: on one at least). Never waits long (a busy channel: -EBUSY; each wait for
+ * the socket at most 500 ms): the peer that is not told finds the channels
+ * gone and pauses as after a network loss. */
+int session_tell_cancel(struct session *s, const char *why);
 /* Sends a Ping when session_send sent nothing on the channel for
  * MIG_PING_MS. */
 int session_ping_due(struct session *s, enum session_chan which);

@@ -41,11 +41,13 @@
 #include "log.h"
 #include "migration_int.h"
 #include "session.h"
+#include "status.h"
 #include "util.h"
 #include "wire.h"
 
 #define SRC_NO_HINT		UINT64_MAX
 #define SRC_ZERO_RUN_MAX	4096	/* pages per ZERO record from bulk */
+#define SRC_PEEK_MS		100	/* before the pause: urgent channel */
 
 struct source {
 	struct mig		*m;		/* [const] */
@@ -648,8 +650,28 @@ src_paused(void *arg)
 	return s->paused;
 }
 
+static int src_serve_frame(struct source *s, struct chan *c);
+
+/* Waits for the VMM's pause (0), reading the urgent channel meanwhile: the
+ * destination may cancel (1: over) before it has the Switchover. 0 too
+ * when the session ends, or the error of the channel. */
+static int
+src_wait_paused(struct source *s, struct chan *c)
+{
+	enum session_wake w;
+	int r = 0;
+
+	while ((w = session_wait(&s->s, src_paused, s, SRC_PEEK_MS)) ==
+	    SESSION_TIMEOUT && r == 0) {
+		if (chan_readable(c))
+			r = src_serve_frame(s, c);
+	}
+	return r != 0 ? r : w == SESSION_DONE ? 0 : 2;
+}
+
 /* Sends the Switchover once the VMM paused, unless the destination has it
- * (a resume Welcome says so). */
+ * (a resume Welcome says so). 1: the migration is over (the destination
+ * cancelled). */
 static int
 src_switchover(struct source *s, struct chan *c)
 {
@@ -657,8 +679,8 @@ src_switchover(struct source *s, struct chan *c)
 	bool send_sw;
 	int r;
 
-	if (session_wait(&s->s, src_paused, s, -1) != SESSION_DONE)
-		return 0;
+	if ((r = src_wait_paused(s, c)) != 0)
+		return r == 2 ? 0 : r;
 	pthread_mutex_lock(&s->s.lock);
 	send_sw = !s->switched;
 	pthread_mutex_unlock(&s->s.lock);
@@ -678,6 +700,28 @@ src_switchover(struct source *s, struct chan *c)
 	return 0;
 }
 
+/* The destination cancelled before it had the Switchover (it refuses a
+ * Cancel once it has it): the guest has not left. Not paused yet: this
+ * side is cancelled too. Paused already (the Switchover was on its way):
+ * the migration fails and the VMM resumes the guest here, which the
+ * destination never ran. */
+static void
+src_on_cancel(struct source *s, const char *why)
+{
+	bool paused;
+
+	pthread_mutex_lock(&s->s.lock);
+	paused = s->paused;
+	pthread_mutex_unlock(&s->s.lock);
+	if (paused)
+		mig_post_fail(s->m, "the destination cancelled the migration "
+		    "before the switchover reached it (%s): the guest resumes "
+		    "on the source", why);
+	else
+		mig_post_cancel(s->m, "the destination cancelled the "
+		    "migration: %s", why);
+}
+
 /* The destination's verdict (Complete) or Error: posted; the migration is
  * over. */
 static void
@@ -687,6 +731,11 @@ src_on_end(struct source *s, unsigned type, const ProtobufCMessage *msg)
 	const Pcd__Wire__Complete *c = (const Pcd__Wire__Complete *)msg;
 	const Pcd__Wire__Error *e = (const Pcd__Wire__Error *)msg;
 
+	if (type == WIRE_ERROR && e->status != NULL &&
+	    e->status->code == STATUS_CANCELLED) {
+		src_on_cancel(s, e->status->message ? e->status->message : "");
+		return;
+	}
 	if (type == WIRE_ERROR) {
 		mig_post_fail(m, "destination reports an error: %s",
 		    e->status && e->status->message ? e->status->message :
@@ -706,36 +755,43 @@ src_on_end(struct source *s, unsigned type, const ProtobufCMessage *msg)
 		    c->message ? c->message : "");
 }
 
+/* One frame of the urgent channel: a page request served (0), Complete or
+ * Error (1: over), or the error. */
+static int
+src_serve_frame(struct source *s, struct chan *c)
+{
+	struct wire_limits lim = { s->npages, s->ps };
+	struct wire_hdr h;
+	ProtobufCMessage *msg = NULL;
+	int r;
+
+	if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
+		return r;
+	if (h.type == WIRE_PAGES || h.type == WIRE_ZERO ||
+	    h.type == WIRE_HELLO || h.type == WIRE_SWITCHOVER)
+		return chan_set_error(c, -EPROTO, "urgent channel: unexpected "
+		    "%s frame from the destination", wire_type_name(h.type));
+	if ((r = chan_recv_msg(c, &h, &msg)) < 0)
+		return r;
+	if (h.type == WIRE_PAGE_REQUEST) {
+		r = src_serve_request(s, c, (const Pcd__Wire__PageRequest *)msg);
+	} else if (h.type == WIRE_COMPLETE || h.type == WIRE_ERROR) {
+		src_on_end(s, h.type, msg);
+		r = 1;
+	}
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return r;
+}
+
 /* Serves the urgent channel: page requests until Complete or Error (1),
  * or the error that ended the session. */
 static int
 src_serve(struct source *s, struct chan *c)
 {
-	struct wire_limits lim = { s->npages, s->ps };
 	int r = 0;
 
-	while (r == 0) {
-		struct wire_hdr h;
-		ProtobufCMessage *msg = NULL;
-
-		if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
-			break;
-		if (h.type == WIRE_PAGES || h.type == WIRE_ZERO ||
-		    h.type == WIRE_HELLO || h.type == WIRE_SWITCHOVER)
-			return chan_set_error(c, -EPROTO, "urgent channel: "
-			    "unexpected %s frame from the destination",
-			    wire_type_name(h.type));
-		if ((r = chan_recv_msg(c, &h, &msg)) < 0)
-			break;
-		if (h.type == WIRE_PAGE_REQUEST) {
-			r = src_serve_request(s, c,
-			    (const Pcd__Wire__PageRequest *)msg);
-		} else if (h.type == WIRE_COMPLETE || h.type == WIRE_ERROR) {
-			src_on_end(s, h.type, msg);
-			r = 1;
-		}
-		protobuf_c_message_free_unpacked(msg, NULL);
-	}
+	while (r == 0)
+		r = src_serve_frame(s, c);
 	return r;
 }
 
@@ -748,8 +804,9 @@ src_session_run(struct source *s, char *why, size_t whylen)
 	struct chan *c = session_chan(&s->s, SESSION_URGENT);
 	int r;
 
-	if ((r = src_switchover(s, c)) == 0 && !session_ended(&s->s) &&
-	    (r = src_serve(s, c)) > 0)
+	if ((r = src_switchover(s, c)) > 0)
+		return 1;
+	if (r == 0 && !session_ended(&s->s) && (r = src_serve(s, c)) > 0)
 		return 1;
 	if (session_stopped(&s->s))
 		return 0;
@@ -904,6 +961,7 @@ source_start(struct mig *m, char *err, size_t errlen)
 	session_set_guest(&s->s, s->npages, s->ps);
 	m->src = s;
 	if ((r = src_setup(s, err, errlen)) < 0 ||
+	    (r = session_new_token(&s->s, err, errlen)) < 0 ||
 	    (r = session_tls(&s->s, false, err, errlen)) < 0)
 		goto fail;
 	if (pthread_create(&s->main_thr, NULL, src_main, s) != 0) {
@@ -957,6 +1015,13 @@ source_resume(struct mig *m, const char *addr, char *err, size_t errlen)
 	/* Channels up: drop them; the main thread reconnects. */
 	session_drop(&s->s);
 	return 0;
+}
+
+int
+source_tell_cancel(struct mig *m, const char *why)
+{
+	return m->src != NULL ? session_tell_cancel(&m->src->s, why) :
+	    -ENOTCONN;
 }
 
 void

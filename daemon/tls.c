@@ -257,11 +257,10 @@ tls_explain_failure(const struct tls_ctx *c, SSL *ssl, int e, char *err,
 }
 
 int
-tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
-    int timeout_ms, SSL **out, char *err, size_t errlen)
+tls_handshake_start(struct tls_ctx *c, int fd, const char *peer_name,
+    SSL **out, char *err, size_t errlen)
 {
 	SSL *ssl;
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	int r, fl;
 
 	*out = NULL;
@@ -283,24 +282,50 @@ tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
 		SSL_free(ssl);
 		return -EINVAL;
 	}
+	*out = ssl;
+	return 0;
+}
+
+int
+tls_handshake_step(struct tls_ctx *c, SSL *ssl, short *events, char *err,
+    size_t errlen)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = c->server ? SSL_accept(ssl) : SSL_connect(ssl);
+	if (r == 1)
+		return 1;
+	e = SSL_get_error(ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		return 0;
+	}
+	tls_explain_failure(c, ssl, e, err, errlen);
+	ERR_clear_error();
+	return -EPROTO;
+}
+
+int
+tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
+    int timeout_ms, SSL **out, char *err, size_t errlen)
+{
+	SSL *ssl;
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int r;
+
+	if ((r = tls_handshake_start(c, fd, peer_name, &ssl, err, errlen)) < 0)
+		return r;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = fd }, { .fd = stopfd, .events = POLLIN } };
 		uint64_t now;
-		int e;
 
-		r = c->server ? SSL_accept(ssl) : SSL_connect(ssl);
-		if (r == 1)
+		if ((r = tls_handshake_step(c, ssl, &p[0].events, err,
+		    errlen)) == 1)
 			break;
-		e = SSL_get_error(ssl, r);
-		if (e == SSL_ERROR_WANT_READ)
-			p[0].events = POLLIN;
-		else if (e == SSL_ERROR_WANT_WRITE)
-			p[0].events = POLLOUT;
-		else {
-			tls_explain_failure(c, ssl, e, err, errlen);
-			ERR_clear_error();
+		if (r < 0) {
 			SSL_free(ssl);
-			return -EPROTO;
+			return r;
 		}
 		now = now_ns();
 		if (now >= deadline) {

@@ -67,6 +67,14 @@ void tls_ctx_free(struct tls_ctx *c);
  * connected SSL (the caller owns it and fd). */
 int tls_handshake(struct tls_ctx *c, int fd, int stopfd, const char *peer_name,
     int timeout_ms, SSL **out, char *err, size_t errlen);
+/* The same in steps, for a caller that runs several handshakes in one poll
+ * loop: start makes fd non-blocking and the SSL (*out, the caller frees
+ * it); each step returns 1 when done, 0 with the poll events it waits for
+ * in *events, or -EPROTO with the explanation. */
+int tls_handshake_start(struct tls_ctx *c, int fd, const char *peer_name,
+    SSL **out, char *err, size_t errlen);
+int tls_handshake_step(struct tls_ctx *c, SSL *ssl, short *events, char *err,
+    size_t errlen);
 
 /* Appends OpenSSL's queued error reasons to buf (and clears the queue). */
 void tls_errors(char *buf, size_t len);

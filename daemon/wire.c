@@ -203,6 +203,12 @@ wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
 		    "listener serves '%s'", h->migration_id, id);
 		return -EPROTO;
 	}
+	if (h->session_token.len != WIRE_TOKEN_LEN) {
+		snprintf(err, errlen, "Hello carries a session token of %zu "
+		    "bytes, not %d (a source older than this destination?)",
+		    h->session_token.len, WIRE_TOKEN_LEN);
+		return -EPROTO;
+	}
 	if (h->page_size != page_size) {
 		snprintf(err, errlen, "page size mismatch: source %" PRIu32
 		    ", destination %" PRIu32, h->page_size, page_size);

@@ -27,6 +27,7 @@
 #include "wire.pb-c.h"
 
 #define WIRE_VERSION		1
+#define WIRE_TOKEN_LEN		16	/* Hello.session_token, bytes */
 #define WIRE_MAGIC		0x5043u
 #define WIRE_HDR_LEN		24
 #define WIRE_MAX_BATCH		64		/* pages per PAGES frame */

@@ -214,6 +214,8 @@ hello(SSL *ssl, Pcd__Wire__Channel ch, uint32_t version, uint64_t size,
 	h.channel = ch;
 	h.guest_size = size;
 	h.page_size = 4096;
+	h.session_token.data = (uint8_t *)"pcd-wirepeer-tok";
+	h.session_token.len = WIRE_TOKEN_LEN;
 	send_msg(ssl, WIRE_HELLO, &h.base);
 	if (!ssl_read_full(ssl, hdr, sizeof(hdr), why, sizeof(why))) {
 		snprintf(msg, msglen, "connection closed before Welcome: %s", why);

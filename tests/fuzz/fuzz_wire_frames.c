@@ -71,6 +71,7 @@ check_msg(unsigned type, const ProtobufCMessage *m,
 			FUZZ_CHECK(h->channel == PCD__WIRE__CHANNEL__CHANNEL_BULK ||
 			    h->channel == PCD__WIRE__CHANNEL__CHANNEL_URGENT);
 			FUZZ_CHECK(h->page_size == lim->page_size);
+			FUZZ_CHECK(h->session_token.len == WIRE_TOKEN_LEN);
 		}
 		break;
 	}

@@ -137,6 +137,8 @@ wire_seeds(void)
 	hello.channel = PCD__WIRE__CHANNEL__CHANNEL_BULK;
 	hello.guest_size = (uint64_t)G_PAGES * G_PS;
 	hello.page_size = G_PS;
+	hello.session_token.data = (uint8_t *)"0123456789abcdef";
+	hello.session_token.len = WIRE_TOKEN_LEN;
 	welcome.status = &ok;
 	welcome.version = WIRE_VERSION;
 	r0.first = 0;

@@ -8,6 +8,10 @@
 #   rel.sh BUILD_DIR restart [SIZE]
 #   rel.sh BUILD_DIR stall [SIZE]
 #   rel.sh BUILD_DIR statedir [SIZE]
+#   rel.sh BUILD_DIR blackhole
+#   rel.sh BUILD_DIR silent [SIZE]
+#   rel.sh BUILD_DIR token [SIZE]
+#   rel.sh BUILD_DIR cancelpeer [SIZE]
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
 # e.g. --hugepages 2M; with HUGE_CUT set, cuts also wants a cut inside a
@@ -446,8 +450,266 @@ statedir)
 	[ ! -e "$SD/one.pcstate" ] || fail "page state file left after completion"
 	stop_daemons
 	;;
+blackhole)
+	# Migrate towards a host that drops SYNs (faultproxy --blackhole: a
+	# listener whose accept queue is full). The source's connect waits
+	# with its deadline on the side: Cancel returns at once and Version
+	# answers meanwhile; without Cancel the migration fails after the 15 s
+	# connect deadline; SIGTERM (twice) ends the daemon at once. The
+	# source guest keeps running, never paused, each time.
+	start_daemon src
+	"$PROXY" --listen 127.0.0.1:0 --blackhole --port-file "$T/bh.port" \
+	    > "$T/bh.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do [ -s "$T/bh.port" ] && break; sleep 0.05; done
+	[ -s "$T/bh.port" ] || fail "faultproxy --blackhole did not start"
+	bh=127.0.0.1:$(cat "$T/bh.port")
+	rc=0; timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/${bh##*:}" 2>/dev/null || rc=$?
+	[ $rc = 124 ] || skip "this kernel answers connects to a full accept queue (rc $rc)"
+	# bh_start ID: Migrate to the black hole, attach the source guest,
+	# wait until its channels are being connected.
+	bh_start() {
+		ctl src migrate "$1" "$bh" --tls-dir "$T/certs" >/dev/null ||
+			fail "migrate $1 was refused"
+		"$GUEST" --role source --id "$1" -S "$T/src.vmm" -s 4M \
+		    --timeout 120 > /dev/null 2> "$T/$1.sguest.log" &
+		SPID=$!
+		PIDS+=($SPID)
+		wait_state src "$1" setup
+		sleep 0.5
+	}
+	# untouched SPID ID: the source guest was told and never paused.
+	untouched() {
+		local rc=0
+		timeout 10 tail --pid="$1" -f /dev/null || fail "$2: the source guest still waits"
+		wait "$1" || rc=$?
+		grep -q "migration failed" "$T/$2.sguest.log" && [ $rc = 1 ] ||
+			fail "$2: source guest exited $rc: $(tail -n 2 "$T/$2.sguest.log")"
+		! grep -q "paused after" "$T/$2.sguest.log" ||
+			fail "$2: the source guest was paused"
+	}
+	# 1. Cancel while connecting: prompt; Version answers.
+	bh_start bh1
+	t0=$(date +%s%N)
+	timeout 5 "$CTL" -s "$T/src.ctl" cancel bh1 >/dev/null ||
+		fail "Cancel while connecting to a black hole did not return within 5 s"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	timeout 3 "$CTL" -s "$T/src.ctl" version >/dev/null ||
+		fail "Version does not answer after the Cancel"
+	[ "$(field src bh1 state)" = cancelled ] || fail "bh1: state $(field src bh1 state)"
+	untouched $SPID bh1
+	echo "blackhole: Cancel while connecting returned in $ms ms; the source guest runs on, never paused"
+	# 2. The connect deadline; Version answers meanwhile.
+	bh_start bh2
+	t0=$(date +%s)
+	for _ in 1 2 3; do
+		timeout 3 "$CTL" -s "$T/src.ctl" version >/dev/null ||
+			fail "Version does not answer while a connect waits"
+		sleep 1
+	done
+	for _ in $(seq 300); do
+		[ "$(field src bh2 state)" = failed ] && break
+		sleep 0.1
+	done
+	el=$(($(date +%s) - t0))
+	msg=$(field src bh2 errmsg)
+	echo "blackhole: failed after about $el s: $msg"
+	[ "$(field src bh2 state)" = failed ] || fail "bh2 still $(field src bh2 state) after $el s"
+	grep -q "no answer within 15 s" <<<"$msg" || fail "bh2: the error does not say why: $msg"
+	untouched $SPID bh2
+	# 3. SIGTERM while connecting: the daemon ends promptly (a second
+	# SIGTERM, if it is still there, ends it at once).
+	bh_start bh3
+	kill -TERM "$PID_src"
+	sleep 1
+	kill -TERM "$PID_src" 2>/dev/null || true
+	timeout 5 tail --pid="$PID_src" -f /dev/null ||
+		fail "postcopyd still runs 6 s after SIGTERM, SIGTERM"
+	untouched $SPID bh3
+	DAEMONS=()
+	echo "blackhole: SIGTERM while connecting: the daemon exited; the source guest was never paused"
+	;;
+silent)
+	# Peers that connect to the destination's listener and stay silent
+	# (no TLS), and one that speaks plaintext: the destination handshakes
+	# them at once, each with its own deadline. Two silent peers and the
+	# plaintext one come first and are refused (the plaintext one at once,
+	# the silent ones at their 10 s deadline, together); a third silent
+	# peer connects just before the source, which is not held up by it;
+	# none of them becomes a channel; every page is verified.
+	size=${1:-16M}
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst sil)
+	"$GUEST" --role dest --id sil -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 -w none > "$T/sil.dguest.json" 2> "$T/sil.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	wait_state dst sil setup
+	hp="/dev/tcp/${addr%:*}/${addr##*:}"
+	exec 7<>"$hp" 8<>"$hp" 9<>"$hp"
+	printf 'GET / HTTP/1.0\r\n\r\n' >&9
+	t0=$(date +%s)
+	note "three peers connected to $addr: two silent, one plaintext"
+	for _ in $(seq 200); do
+		[ "$(grep -c "TLS handshake timed out" "$T/dst.log")" -ge 2 ] && break
+		sleep 0.1
+	done
+	el=$(($(date +%s) - t0))
+	grep "peer .*: TLS handshake" "$T/dst.log" | sed 's/^postcopyd: //' | head -3
+	[ "$(grep -c "TLS handshake timed out" "$T/dst.log")" -ge 2 ] ||
+		fail "the silent peers were not refused at their deadline"
+	[ $el -le 14 ] || fail "two silent peers took $el s to be refused (one after the other?)"
+	grep -q "peer .*does not speak TLS" "$T/dst.log" || fail "the plaintext peer was not refused"
+	echo "silent: both silent peers refused at their deadline, after $el s together"
+	exec 7>&- 8>&- 9>&-
+	exec 7<>"$hp"
+	t0=$(date +%s)
+	ctl src migrate sil "$addr" --tls-dir "$T/certs" >/dev/null ||
+		fail "migrate sil was refused"
+	"$GUEST" --role source --id sil -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/sil.sguest.json" 2> "$T/sil.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state src sil postcopy completed failed
+	el=$(($(date +%s) - t0))
+	[ "$(field src sil state)" != failed ] ||
+		fail "the source failed behind a silent peer: $(field src sil errmsg)"
+	echo "silent: the source switched over after $el s with a silent peer connected"
+	[ $el -lt 8 ] || fail "the source waited $el s behind a silent peer"
+	check_migration sil "$GPID" "$SPID"
+	exec 7>&-
+	[ "$(grep -c "channel from .* accepted" "$T/dst.log")" = 2 ] ||
+		fail "a channel other than the source's two was accepted"
+	stop_daemons
+	;;
+token)
+	# A second source migrating under the id of a paused postcopy
+	# migration: the destination refuses it before any state changes
+	# (its session token differs, and a fresh Hello cannot take over a
+	# migration that has run); the second source fails before its VMM is
+	# asked to pause, so its guest runs on; the first source resumes and
+	# every page is verified.
+	size=${1:-32M}
+	start_daemon dst
+	start_daemon src
+	start_daemon src2
+	addr=$(prepare dst tok)
+	"$PROXY" --listen 127.0.0.1:0 --connect "$addr" \
+	    --port-file "$T/proxy.port" > "$T/proxy1.log" 2>&1 &
+	PPID_=$!
+	PIDS+=($PPID_)
+	for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
+	[ -s "$T/proxy.port" ] || fail "faultproxy did not start"
+	via=127.0.0.1:$(cat "$T/proxy.port")
+	"$GUEST" --role dest --id tok -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 -w none > "$T/tok.dguest.json" 2> "$T/tok.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate tok "$via" --tls-dir "$T/certs" --bandwidth 1M >/dev/null ||
+		fail "migrate tok was refused"
+	"$GUEST" --role source --id tok -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/tok.sguest.json" 2> "$T/tok.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state dst tok postcopy
+	kill -KILL "$PPID_"
+	wait "$PPID_" 2>/dev/null || true
+	wait_state src tok postcopy-paused
+	wait_state dst tok postcopy-paused
+	v1=$(field dst tok pages_valid)
+	# The second source, straight to the destination's listener.
+	ctl src2 migrate tok "$addr" --tls-dir "$T/certs" >/dev/null ||
+		fail "migrate tok on the second source was refused locally"
+	"$GUEST" --role source --id tok -S "$T/src2.vmm" -s "$size" \
+	    --timeout 240 > /dev/null 2> "$T/tok2.sguest.log" &
+	S2=$!
+	PIDS+=($S2)
+	st=""
+	for _ in $(seq 300); do
+		st=$(field src2 tok state)
+		case $st in failed|completed|postcopy*) break;; esac
+		sleep 0.1
+	done
+	msg=$(field src2 tok errmsg)
+	echo "token: second source: $st: $msg"
+	[ "$st" = failed ] || fail "the second source was not refused (state $st)"
+	grep -q "belongs to another source" <<<"$msg" ||
+		fail "the second source is not told why: $msg"
+	timeout 10 tail --pid="$S2" -f /dev/null || fail "the second source guest still waits"
+	rc=0; wait "$S2" || rc=$?
+	[ $rc = 1 ] && grep -q "migration failed" "$T/tok2.sguest.log" ||
+		fail "second source guest exited $rc: $(tail -n 2 "$T/tok2.sguest.log")"
+	! grep -q "paused after" "$T/tok2.sguest.log" ||
+		fail "the second source's guest was paused"
+	echo "token: the second source's guest was never paused"
+	[ "$(field dst tok state)" = postcopy-paused ] ||
+		fail "the destination left postcopy-paused: $(field dst tok state)"
+	[ "$(field dst tok pages_valid)" = "$v1" ] || fail "pages arrived from the second source"
+	# The first source resumes over a new path.
+	"$PROXY" --listen 127.0.0.1:0 --connect "$addr" \
+	    --port-file "$T/proxy2.port" > "$T/proxy2.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do [ -s "$T/proxy2.port" ] && break; sleep 0.05; done
+	ctl src set-bandwidth tok 0 >/dev/null
+	ctl src resume tok "127.0.0.1:$(cat "$T/proxy2.port")" >/dev/null ||
+		fail "resume on the first source was refused"
+	check_migration tok "$GPID" "$SPID"
+	stop_daemons
+	;;
+cancelpeer)
+	# Cancel before switchover ends both sides. The source VMM is slow to
+	# pause (postcopy-guest --pause-delay): the source is in switchover,
+	# the destination in precopy, the channels up. A Cancel on the source
+	# tells the destination (an Error frame, code CANCELLED), and a Cancel
+	# on the destination tells the source: both end cancelled within
+	# seconds (before, the other side paused and reconnected forever); the
+	# source guest is never paused, the destination guest is told.
+	size=${1:-16M}
+	start_daemon dst
+	start_daemon src
+	for side in src dst; do
+		id=c$side
+		addr=$(prepare dst "$id")
+		"$GUEST" --role dest --id "$id" -S "$T/dst.vmm" -s "$size" \
+		    --timeout 120 -w none > /dev/null 2> "$T/$id.dguest.log" &
+		GPID=$!
+		PIDS+=($GPID)
+		ctl src migrate "$id" "$addr" --tls-dir "$T/certs" >/dev/null ||
+			fail "migrate $id was refused"
+		"$GUEST" --role source --id "$id" -S "$T/src.vmm" -s "$size" \
+		    --timeout 120 --pause-delay 60 > /dev/null \
+		    2> "$T/$id.sguest.log" &
+		SPID=$!
+		PIDS+=($SPID)
+		wait_state src "$id" switchover
+		wait_state dst "$id" precopy
+		ctl "$side" cancel "$id" >/dev/null || fail "cancel $id on $side was refused"
+		other=src; [ "$side" = src ] && other=dst
+		st=""
+		for _ in $(seq 50); do
+			st=$(field "$other" "$id" state)
+			[ "$st" = cancelled ] && break
+			sleep 0.1
+		done
+		echo "cancelpeer: Cancel on $side: $other is $st: $(field "$other" "$id" errmsg)"
+		[ "$st" = cancelled ] || fail "Cancel on $side: $other is $st 5 s later, not cancelled"
+		[ "$(field "$side" "$id" state)" = cancelled ] || fail "$side: $(field "$side" "$id" state)"
+		for p in $SPID $GPID; do
+			timeout 10 tail --pid="$p" -f /dev/null || fail "$id: a guest still waits"
+		done
+		rc=0; wait "$SPID" || rc=$?
+		[ $rc = 1 ] && grep -q "the guest was never paused" "$T/$id.sguest.log" ||
+			fail "$id: source guest exited $rc: $(tail -n 2 "$T/$id.sguest.log")"
+		rc=0; wait "$GPID" || rc=$?
+		[ $rc = 1 ] && grep -q "migration failed" "$T/$id.dguest.log" ||
+			fail "$id: destination guest exited $rc: $(tail -n 2 "$T/$id.dguest.log")"
+		echo "cancelpeer: Cancel on $side: the source guest was never paused, the destination guest was told"
+	done
+	stop_daemons
+	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer ..." >&2
 	exit 2
 	;;
 esac

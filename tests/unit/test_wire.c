@@ -115,6 +115,16 @@ test_bodies(void **state)
 	h.channel = PCD__WIRE__CHANNEL__CHANNEL_BULK;
 	h.guest_size = 1000 * 4096;
 	h.page_size = 4096;
+	/* A Hello without its 16-byte session token is refused. */
+	n = protobuf_c_message_pack(&h.base, buf);
+	assert_int_equal(wire_body_decode(WIRE_HELLO, buf, n, &m, err,
+	    sizeof(err)), 0);
+	assert_int_equal(wire_hello_check((Pcd__Wire__Hello *)m, "vm1",
+	    1000 * 4096, 4096, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "session token"));
+	protobuf_c_message_free_unpacked(m, NULL);
+	h.session_token.data = (uint8_t *)"0123456789abcdef";
+	h.session_token.len = WIRE_TOKEN_LEN;
 	n = protobuf_c_message_pack(&h.base, buf);
 	assert_int_equal(wire_body_decode(WIRE_HELLO, buf, n, &m, err,
 	    sizeof(err)), 0);
