@@ -35,6 +35,7 @@ config_defaults(struct config *c)
 	c->max_frame = RPC_MAX_FRAME_DEFAULT;
 	c->max_inflight = 16;
 	str_copy(c->state_dir, "auto", sizeof(c->state_dir));
+	c->max_downtime_ms = 300;
 }
 
 /* Text values are written back by config_dump (postcopyd -nn), in double
@@ -122,6 +123,42 @@ set_uint(unsigned *dst, const char *key, const char *v, unsigned lo,
 	return 0;
 }
 
+static int
+set_bool(bool *dst, const char *key, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
+	    strcmp(v, "on") == 0) {
+		*dst = true;
+		return 0;
+	}
+	if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ||
+	    strcmp(v, "off") == 0) {
+		*dst = false;
+		return 0;
+	}
+	str_printf(err, errlen, "%s: '%s' is not yes or no", key, v);
+	return -EINVAL;
+}
+
+/* The Migrate defaults for precopy; the last keys config_set knows. */
+static int
+config_set_precopy(struct config *c, const char *key, const char *v,
+    char *err, size_t errlen)
+{
+	if (strcmp(key, "precopy") == 0)
+		return set_bool(&c->precopy, key, v, err, errlen);
+	if (strcmp(key, "precopy_auto") == 0)
+		return set_bool(&c->precopy_auto, key, v, err, errlen);
+	if (strcmp(key, "precopy_rounds") == 0)
+		return set_uint(&c->precopy_rounds, key, v, 0, 1000, err,
+		    errlen);
+	if (strcmp(key, "max_downtime_ms") == 0)
+		return set_uint(&c->max_downtime_ms, key, v, 1, 600000, err,
+		    errlen);
+	str_printf(err, errlen, "unknown key '%s'", key);
+	return -ENOENT;
+}
+
 int
 config_set(struct config *c, const char *key, const char *v, char *err,
     size_t errlen)
@@ -201,8 +238,7 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 		c->max_frame = (uint32_t)size;
 		return 0;
 	}
-	str_printf(err, errlen, "unknown key '%s'", key);
-	return -ENOENT;
+	return config_set_precopy(c, key, v, err, errlen);
 }
 
 static char *
@@ -400,4 +436,8 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "vmm_unclaimed_timeout = %u\n", c->vmm_unclaimed_timeout);
 	fprintf(f, "vmm_wait_timeout = %u\n", c->vmm_wait_timeout);
 	fprintf(f, "state_dir = %s\n", c->state_dir);
+	fprintf(f, "precopy = %s\n", c->precopy ? "yes" : "no");
+	fprintf(f, "precopy_rounds = %u\n", c->precopy_rounds);
+	fprintf(f, "precopy_auto = %s\n", c->precopy_auto ? "yes" : "no");
+	fprintf(f, "max_downtime_ms = %u\n", c->max_downtime_ms);
 }

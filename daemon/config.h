@@ -39,6 +39,13 @@ struct config {
 	 * restarted daemon picks the migration up); "auto" = the directory of
 	 * vmm_socket, "off" = nowhere. */
 	char		state_dir[PATH_MAX];
+	/* Migrate defaults (a request may override each): precopy rounds
+	 * before postcopy, a round limit, switching on a stall, and the
+	 * downtime within which precopy counts as converged. */
+	bool		precopy;
+	unsigned	precopy_rounds;
+	bool		precopy_auto;
+	unsigned	max_downtime_ms;
 };
 
 void config_defaults(struct config *c);

@@ -385,10 +385,20 @@ ctl_migrate(struct ctl_conn *c, const struct rpc_hdr *h,
 		snprintf(err, sizeof(err), "no destination address given");
 		r = -EINVAL;
 	}
+	if (r == 0 && (req->mode < PCD__MIGRATE_MODE__MIGRATE_MODE_DEFAULT ||
+	    req->mode > PCD__MIGRATE_MODE__MIGRATE_MODE_PRECOPY)) {
+		snprintf(err, sizeof(err), "unknown migrate mode %d (0 default, "
+		    "1 postcopy-only, 2 precopy)", (int)req->mode);
+		r = -EINVAL;
+	}
 	if (r == 0) {
 		a.id = req->id;
 		a.dest = req->dest;
 		a.bandwidth_bps = req->bandwidth_bps;
+		a.mode = (int)req->mode;
+		a.rounds = req->rounds;
+		a.auto_switch = req->auto_switch;
+		a.max_downtime_ms = req->max_downtime_ms;
 		ctl_tls(&a.tls, req->tls, s->tls_dir);
 		if (req->libvirt != NULL && req->libvirt->uri[0] != '\0') {
 			a.libvirt_uri = req->libvirt->uri;
@@ -580,6 +590,27 @@ ctl_resume(struct ctl_conn *c, const struct rpc_hdr *h,
 }
 
 static void
+ctl_start_postcopy(struct ctl_conn *c, const struct rpc_hdr *h,
+    const Pcd__StartPostcopyRequest *req)
+{
+	Pcd__StartPostcopyReply rep = PCD__START_POSTCOPY_REPLY__INIT;
+	Pcd__Status st = PCD__STATUS__INIT;
+	struct mig_stats ms;
+	char err[CTL_ERR] = "";
+	int r;
+
+	rep.status = &st;
+	r = mig_start_postcopy(c->srv->d->migs, req->id, err, sizeof(err));
+	if (mig_get_stats(c->srv->d->migs, req->id, &ms) == 0)
+		rep.state = (char *)mig_state_name(ms.state);
+	if (r == 0)
+		log_notice("migration %s: switch to postcopy requested by %s",
+		    req->id, c->peer);
+	ctl_status(&st, r, err);
+	ctl_reply(c, h, &rep.base);
+}
+
+static void
 ctl_version(struct ctl_conn *c, const struct rpc_hdr *h)
 {
 	Pcd__VersionReply rep = PCD__VERSION_REPLY__INIT;
@@ -715,6 +746,9 @@ ctl_dispatch(struct ctl_conn *c, const struct rpc_hdr *h, const uint8_t *p,
 		break;
 	case RPC_M_SET_BANDWIDTH:
 		ctl_set_bandwidth(c, h, (Pcd__SetBandwidthRequest *)req);
+		break;
+	case RPC_M_START_POSTCOPY:
+		ctl_start_postcopy(c, h, (Pcd__StartPostcopyRequest *)req);
 		break;
 	case RPC_M_VERSION:
 		ctl_version(c, h);

@@ -77,6 +77,8 @@ dest_recv_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
 	char err[200];
 	int r;
 
+	if (!urgent && dest_precopy_active(d))
+		return dest_precopy_run(d, c, h, bounce);
 	pagestate_count_bytes(&d->pg, WIRE_HDR_LEN + h->length);
 	while (k < h->count) {
 		uint64_t i = h->index + k;
@@ -159,10 +161,16 @@ dest_on_switchover(struct dest *d, struct chan *c, const ProtobufCMessage *msg)
 {
 	const Pcd__Wire__Switchover *sw = (const Pcd__Wire__Switchover *)msg;
 	void *state = NULL;
+	int r;
 
 	if (atomic_load(&d->switched))
 		return chan_set_error(c, -EPROTO, "urgent channel: a second "
 		    "Switchover");
+	/* After precopy the stale pages must be not valid before the guest
+	 * runs (and, converged, every page here). */
+	if ((r = dest_precopy_wait(d, sw)) < 0)
+		return chan_set_error(c, r, "urgent channel: the session ended "
+		    "before the final stale list arrived");
 	if (sw->device_state.len > 0) {
 		if ((state = malloc(sw->device_state.len)) == NULL)
 			return chan_set_error(c, -ENOMEM, "out of memory for "
@@ -203,8 +211,11 @@ dest_recv_msg(struct dest *d, struct chan *c, const struct dest_rx *rx,
 	const Pcd__Wire__Error *e;
 	int r;
 
+	bool pre = rx->ch == SESSION_BULK && (h->type == WIRE_PRECOPY ||
+	    h->type == WIRE_STALE);
+
 	if (h->type != rx->type && h->type != WIRE_PING &&
-	    h->type != WIRE_ERROR)
+	    h->type != WIRE_ERROR && !pre)
 		return chan_set_error(c, -EPROTO, "%s channel: unexpected %s "
 		    "frame from the source", chan_name(c),
 		    wire_type_name(h->type));
@@ -212,6 +223,8 @@ dest_recv_msg(struct dest *d, struct chan *c, const struct dest_rx *rx,
 		return r;
 	if (h->type == rx->type) {
 		r = rx->fn(d, c, msg);
+	} else if (pre) {
+		r = dest_precopy_msg(d, c, h->type, msg);
 	} else if (h->type == WIRE_ERROR) {
 		e = (const Pcd__Wire__Error *)msg;
 		/* Cancelled before switchover (the source refuses a Cancel
@@ -304,6 +317,7 @@ dest_have(void *arg, Pcd__Wire__Welcome *w)
 		i += k;
 	}
 	w->switched = atomic_load(&d->switched);
+	w->precopy_done = atomic_load(&d->precopy_done);
 	if (n == 0) {
 		free(rs);
 		return 0;

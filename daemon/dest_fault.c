@@ -145,11 +145,13 @@ dest_fault_batch(struct dest *d)
 }
 
 /* The fault thread: outlives sessions; pings the source on the urgent
- * channel when it has been quiet. */
+ * channel when it has been quiet; after precopy, maps valid pages in
+ * batches between faults (dest_precopy_map). */
 void *
 dest_fault_main(void *arg)
 {
 	struct dest *d = arg;
+	bool more = false;
 
 	for (;;) {
 		struct pollfd p[2] = {
@@ -158,7 +160,7 @@ dest_fault_main(void *arg)
 		};
 		int pr;
 
-		if ((pr = poll(p, 2, MIG_PING_MS / 2)) < 0) {
+		if ((pr = poll(p, 2, more ? 0 : MIG_PING_MS / 2)) < 0) {
 			if (errno == EINTR)
 				continue;
 			mig_post_fail(d->m, "fault loop: poll: %s", strerror(errno));
@@ -167,15 +169,15 @@ dest_fault_main(void *arg)
 		if (p[1].revents & POLLIN)
 			return NULL;
 		session_ping_due(&d->s, SESSION_URGENT);
-		if (pr == 0)
-			continue;
-		if (p[0].revents & (POLLERR | POLLHUP)) {
+		if (pr > 0 && (p[0].revents & (POLLERR | POLLHUP))) {
 			mig_post_fail(d->m, "fault loop: the userfaultfd reports "
 			    "an error (the VMM's address space is gone?)");
 			return NULL;
 		}
-		if (dest_fault_batch(d) < 0)
+		if (pr > 0 && dest_fault_batch(d) < 0)
 			return NULL;
+		/* Faults first, then a batch of the background mapper. */
+		more = dest_precopy_map(d);
 	}
 }
 

@@ -14,6 +14,9 @@
 #include "pagestate.h"
 #include "place.h"
 #include "session.h"
+#include "wire.h"
+
+struct chan;
 
 #define DEST_LINGER_MS		5000	/* after Complete: wait for the source */
 #define DEST_READAHEAD		8	/* pages requested per remote fault */
@@ -33,6 +36,14 @@ struct dest {
 	unsigned		 sessions;	/* [main] */
 	bool			 restored;	/* [const] after a restart */
 
+	/* Precopy (dest_precopy.c). */
+	atomic_bool		 precopy;	/* the source runs rounds */
+	atomic_bool		 precopy_done;	/* the final stale list is in */
+	_Atomic uint32_t	 round;		/* the source's current round */
+	uint64_t		 stale;		/* [main] pages made not valid */
+	bool			 wait_all;	/* [urgent] converged */
+	uint64_t		 map_cursor;	/* [fault] background mapper */
+
 	/* Digests are compared as they arrive (the source sends them after
 	 * its last page, so nearly every page is here by then); those of
 	 * pages still in flight wait in a short list. [main] */
@@ -44,6 +55,15 @@ struct dest {
 	}			*deferred;
 	size_t			 ndeferred, deferred_cap;
 };
+
+/* dest_precopy.c */
+bool	 dest_precopy_active(struct dest *d);
+int	 dest_precopy_run(struct dest *d, struct chan *c,
+	    const struct wire_hdr *h, uint8_t *bounce);
+int	 dest_precopy_msg(struct dest *d, struct chan *c, unsigned type,
+	    const ProtobufCMessage *msg);
+int	 dest_precopy_wait(struct dest *d, const Pcd__Wire__Switchover *sw);
+bool	 dest_precopy_map(struct dest *d);
 
 /* dest_fault.c */
 void	*dest_fault_main(void *arg);	/* the fault thread */

@@ -18,6 +18,23 @@ job_type(enum mig_state s)
 	}
 }
 
+/* Precopy (a source that ran rounds): libvirt's iteration and dirty
+ * rate (pages/s). */
+static int
+jobstats_precopy(const struct mig_stats *st, virTypedParameterPtr *p, int *n,
+    int *max)
+{
+	int ok = 0;
+
+	if (st->role != MIG_ROLE_SOURCE || st->iteration == 0)
+		return 0;
+	ok |= virTypedParamsAddULLong(p, n, max,
+	    VIR_DOMAIN_JOB_MEMORY_ITERATION, st->iteration);
+	ok |= virTypedParamsAddULLong(p, n, max,
+	    VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, st->dirty_rate);
+	return ok;
+}
+
 /* The libvirt job type (VIR_DOMAIN_JOB_UNBOUNDED, ...) and job parameters
  * of one migration; free with virTypedParamsFree(*params, *nparams). */
 static int
@@ -74,6 +91,7 @@ jobstats_params(const struct mig_stats *st, virTypedParameterPtr *params,
 	    VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, ps);
 	ok |= virTypedParamsAddULLong(&p, &n, &max,
 	    VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS, requests);
+	ok |= jobstats_precopy(st, &p, &n, &max);
 	if (mig_terminal(st->state))
 		ok |= virTypedParamsAddBoolean(&p, &n, &max,
 		    VIR_DOMAIN_JOB_SUCCESS, st->state == MIG_STATE_COMPLETED);
@@ -181,6 +199,15 @@ jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st)
 	mi->pages_mismatched = st->pages_mismatched;
 	mi->reconnects = st->reconnects;
 	mi->switched_over = st->switched_over;
+	mi->phase = (char *)st->phase;
+	mi->iteration = st->iteration;
+	mi->precopy_pages_sent = st->precopy_pages_sent;
+	mi->precopy_last_round_pages = st->precopy_last_round;
+	mi->dirty_rate = st->dirty_rate;
+	mi->remaining = st->remaining;
+	mi->precopy_note = (char *)st->precopy_note;
+	mi->pages_redirtied = st->pages_redirtied;
+	mi->final_dirty = st->final_dirty;
 
 	if ((mi->lat_hist = malloc(sizeof(uint64_t) * MIG_LAT_BUCKETS)) == NULL)
 		return -ENOMEM;

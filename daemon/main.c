@@ -197,6 +197,20 @@ load_config(struct daemon *d, struct config *cfg, bool explicit_file,
 }
 
 /* SIGHUP: parse again; on success apply what can change live. */
+/* postcopyd.conf's Migrate defaults for precopy. */
+static void
+main_precopy_defaults(struct mig_table *t, const struct config *c)
+{
+	struct mig_precopy_defaults pd = {
+		.precopy = c->precopy,
+		.rounds = c->precopy_rounds,
+		.auto_switch = c->precopy_auto,
+		.max_downtime_ms = c->max_downtime_ms,
+	};
+
+	mig_table_set_precopy(t, &pd);
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -214,6 +228,7 @@ reload(struct daemon *d)
 	log_set_level(nc.log_level);
 	mig_table_set_vmm_limits(d->migs, nc.vmm_unclaimed_max,
 	    nc.vmm_unclaimed_timeout, nc.vmm_wait_timeout);
+	main_precopy_defaults(d->migs, &nc);
 	if (d->ctl != NULL && ctl_server_reconfigure(d->ctl, &nc) < 0)
 		log_warnx("control listener settings not changed");
 	if (strcmp(nc.metrics_listen, d->cfg->metrics_listen) != 0) {
@@ -373,6 +388,7 @@ main(int argc, char **argv)
 	mig_table_set_state_dir(d.migs, cfg.state_dir, d.vmm_socket);
 	mig_table_set_vmm_limits(d.migs, cfg.vmm_unclaimed_max,
 	    cfg.vmm_unclaimed_timeout, cfg.vmm_wait_timeout);
+	main_precopy_defaults(d.migs, &cfg);
 	/* The control server owns ctl_fd from here on. */
 	if (ctl_server_open(&d, &cfg, ctl_fd, &d.ctl) < 0)
 		fatalx("cannot open the control socket %s", d.control_socket);

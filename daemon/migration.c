@@ -43,6 +43,7 @@ struct mig_table {
 	mig_transition_fn	 on_transition;
 	void			*on_transition_arg;
 	unsigned		 vmm_wait_s;	/* vmm_wait_timeout */
+	struct mig_precopy_defaults precopy;	/* config */
 };
 
 static void
@@ -252,6 +253,18 @@ mig_post_link(struct mig *m, bool down, const char *fmt, ...)
 }
 
 void
+mig_post_text(struct mig *m, enum mig_ev ev, const char *fmt, ...)
+{
+	char text[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	mig_post_event(m, ev, text, NULL, 0, 0);
+}
+
+void
 mig_post_switchover(struct mig *m, void *state, size_t len,
     uint64_t paused_at_ms)
 {
@@ -294,14 +307,55 @@ mig_apply_kind(struct mig *m, enum mig_ev ev, const char *text)
 	return mig_apply(m, &e);
 }
 
-/* A source that entered precopy decides what comes next. There are no
- * precopy rounds yet: switch over at once (or again, when the channels
- * came back after the VMM was asked to pause). */
+/* A source that entered precopy decides what comes next: postcopy-only
+ * switches over at once; with rounds they run (source_precopy.c) until
+ * they or StartPostcopy stop them. Again when the channels came back
+ * after the rounds had stopped or the VMM was asked to pause. */
 static void
 mig_precopy_next(struct mig *m)
 {
-	if (m->role == MIG_ROLE_SOURCE && m->state == MIG_STATE_PRECOPY)
-		mig_apply_kind(m, MIG_EV_START_POSTCOPY, NULL);
+	bool conv = false;
+
+	if (m->role != MIG_ROLE_SOURCE || m->state != MIG_STATE_PRECOPY)
+		return;
+	if (!m->precopy || m->pause_asked || source_rounds_stopped(m, &conv))
+		mig_apply_kind(m, conv ? MIG_EV_CONVERGED :
+		    MIG_EV_START_POSTCOPY, NULL);
+}
+
+/* At start (source): does precopy run? Asked for, and the VMM offers
+ * dirty tracking on base pages; otherwise postcopy-only, said why. */
+static void
+mig_precopy_decide(struct mig *m)
+{
+	const char *why = NULL;
+
+	m->precopy = false;
+	if (m->role != MIG_ROLE_SOURCE)
+		return;
+	if (!m->precopy_req)
+		why = "postcopy-only: precopy was not asked for";
+	else if (m->vmm == NULL || vmm_session_dirty(m->vmm) == NULL)
+		why = m->vmm != NULL && vmm_session_dirty_why(m->vmm) != NULL ?
+		    vmm_session_dirty_why(m->vmm) : "the VMM offers no dirty "
+		    "tracking";
+	else if (vmm_piece_size(m->g.page_size) != m->g.page_size)
+		why = "postcopy-only: precopy on huge pages is not supported "
+		    "(dirty tracking is per base page)";
+	if (why == NULL) {
+		m->precopy = true;
+		m->pol.page_size = m->g.page_size;
+		snprintf(m->precopy_note, sizeof(m->precopy_note), "precopy: "
+		    "rounds until converged (max downtime %" PRIu32 " ms)%s",
+		    m->pol.max_downtime_ms ? m->pol.max_downtime_ms :
+		    PRECOPY_DOWNTIME_MS, m->pol.auto_switch ?
+		    ", or postcopy on a stall or after the round limit" : "");
+	} else {
+		snprintf(m->precopy_note, sizeof(m->precopy_note), "%s%s",
+		    m->precopy_req && strncmp(why, "postcopy-only", 13) != 0 ?
+		    "postcopy-only: " : "", why);
+	}
+	log_info("migration %s: %s", m->id, m->precopy_note);
 }
 
 static void
@@ -312,6 +366,7 @@ mig_act_start(struct mig *m, struct mig_event *e, enum mig_state to)
 
 	m->started = true;
 	m->t0_ns = now_ns();
+	mig_precopy_decide(m);
 	if (m->role == MIG_ROLE_DEST && m->t->state_dir[0] != '\0')
 		snprintf(m->state_path, sizeof(m->state_path), "%.3900s/%s.pcstate",
 		    m->t->state_dir, m->id);
@@ -336,16 +391,23 @@ mig_act_connected(struct mig *m, struct mig_event *e, enum mig_state to)
 	mig_precopy_next(m);
 }
 
+/* A precopy round ended: Watch streams see it. */
 static void
 mig_act_round_done(struct mig *m, struct mig_event *e, enum mig_state to)
 {
 	mig_set_state(m, to);
+	mig_notify(m);
 }
 
 /* CONVERGED and START_POSTCOPY: ask the source VMM to pause (once). */
 static void
 mig_act_switchover(struct mig *m, struct mig_event *e, enum mig_state to)
 {
+	if (m->precopy && e->text[0] != '\0') {
+		m->converged = e->kind == MIG_EV_CONVERGED;
+		snprintf(m->precopy_note, sizeof(m->precopy_note), "%s",
+		    e->text);
+	}
 	if (!m->pause_asked) {
 		m->pause_wall_ms = wall_ms();
 		if (m->vmm == NULL || vmm_session_pause(m->vmm) < 0) {
@@ -740,6 +802,67 @@ mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
 	return 0;
 }
 
+/* The Migrate request's precopy options over the table's defaults. */
+static void
+mig_precopy_policy(struct mig *m, const struct mig_migrate_args *a)
+{
+	const struct mig_precopy_defaults *d = &m->t->precopy;
+
+	m->precopy_req = a->mode == MIG_MODE_PRECOPY ||
+	    (a->mode == MIG_MODE_DEFAULT && d->precopy);
+	memset(&m->pol, 0, sizeof(m->pol));
+	m->pol.max_rounds = a->rounds ? a->rounds : d->rounds;
+	/* A round limit is an automatic switch (a stall switches too). */
+	m->pol.auto_switch = a->auto_switch || d->auto_switch ||
+	    m->pol.max_rounds > 0;
+	m->pol.max_downtime_ms = a->max_downtime_ms ? a->max_downtime_ms :
+	    d->max_downtime_ms;
+}
+
+void
+mig_table_set_precopy(struct mig_table *t,
+    const struct mig_precopy_defaults *d)
+{
+	t->precopy = *d;
+}
+
+int
+mig_start_postcopy(struct mig_table *t, const char *id, char *err,
+    size_t errlen)
+{
+	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+	const struct mig_rule *r;
+
+	if (m == NULL) {
+		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
+		return -ENOENT;
+	}
+	if (m->role != MIG_ROLE_SOURCE) {
+		snprintf(err, errlen, "migration '%s' is a destination: "
+		    "StartPostcopy is for its source", id);
+		return -EINVAL;
+	}
+	r = mig_rule(m->role, m->state, MIG_EV_START_POSTCOPY);
+	if (r->verdict != MIG_GO) {
+		snprintf(err, errlen, "migration '%s' (state %s) cannot switch "
+		    "to postcopy: %s", id, mig_state_name(m->state),
+		    r->why ? r->why : "not now");
+		return -EBUSY;
+	}
+	if (!m->precopy) {
+		snprintf(err, errlen, "migration '%s' runs no precopy rounds "
+		    "(%s)", id, m->precopy_note);
+		return -EINVAL;
+	}
+	if (!source_stop_rounds(m)) {
+		snprintf(err, errlen, "migration '%s' is already switching "
+		    "over", id);
+		return -EBUSY;
+	}
+	mig_apply_kind(m, MIG_EV_START_POSTCOPY, "StartPostcopy requested");
+	return 0;
+}
+
 int
 mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
     char *err, size_t errlen)
@@ -762,6 +885,7 @@ mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
 	str_copy(m->addr, a->dest, sizeof(m->addr));
 	m->tls = a->tls;
 	atomic_store(&m->bandwidth_bps, a->bandwidth_bps);
+	mig_precopy_policy(m, a);
 	m->registered = true;
 	log_info("migration %s: source registered, destination %s%s", m->id,
 	    m->addr, m->attached ? "" : " (waiting for the VMM to attach)");
@@ -901,6 +1025,33 @@ mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
 	return 0;
 }
 
+/* The precopy part of a snapshot (source). */
+static void
+mig_fill_precopy(struct mig *m, struct mig_stats *s)
+{
+	const char *ph = "";
+
+	if (m->role != MIG_ROLE_SOURCE)
+		return;
+	if (m->started && !m->precopy)
+		ph = "postcopy-only";
+	else if (m->precopy && m->state == MIG_STATE_COMPLETED)
+		ph = m->converged ? "completed (converged)" : "completed";
+	else if (m->precopy && mig_switched_over(m->state))
+		ph = m->converged ? "converged" : "postcopy";
+	else if (m->precopy)
+		ph = mig_state_name(m->state);
+	str_copy(s->phase, ph, sizeof(s->phase));
+	str_copy(s->precopy_note, m->precopy_note, sizeof(s->precopy_note));
+	s->iteration = (uint32_t)atomic_load(&m->c.pc_rounds);
+	s->precopy_pages_sent = atomic_load(&m->c.pc_pages_sent);
+	s->precopy_last_round = atomic_load(&m->c.pc_last_round);
+	s->pages_redirtied = atomic_load(&m->c.pc_redirtied);
+	s->dirty_rate = atomic_load(&m->c.pc_dirty_rate);
+	s->remaining = atomic_load(&m->c.pc_remaining);
+	s->final_dirty = atomic_load(&m->c.pc_final_dirty);
+}
+
 static void
 mig_fill_stats(struct mig *m, struct mig_stats *s)
 {
@@ -940,6 +1091,7 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	s->downtime_ms = m->downtime_ms;
 	s->vmm_attached = m->attached && m->vmm != NULL;
 	s->switched_over = m->switched_over;
+	mig_fill_precopy(m, s);
 }
 
 int

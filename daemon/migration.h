@@ -85,6 +85,26 @@ struct mig_migrate_args {		/* source side */
 	uint64_t	 bandwidth_bps;	/* bulk stream limit; 0 = unlimited */
 	const char	*libvirt_uri;	/* optional: suspend this domain ... */
 	const char	*libvirt_domain;/* ... at switchover */
+	/* Precopy: 0 = the table's default (config), 1 = postcopy-only, 2 =
+	 * precopy rounds (pcd.MigrateMode); rounds/auto_switch/
+	 * max_downtime_ms 0/false = the default. */
+	int		 mode;
+	uint32_t	 rounds;
+	bool		 auto_switch;
+	uint32_t	 max_downtime_ms;
+};
+
+#define MIG_MODE_DEFAULT	0
+#define MIG_MODE_POSTCOPY_ONLY	1
+#define MIG_MODE_PRECOPY	2
+
+/* Precopy defaults (postcopyd.conf: precopy, precopy_rounds,
+ * precopy_auto, max_downtime_ms). */
+struct mig_precopy_defaults {
+	bool		 precopy;
+	uint32_t	 rounds;
+	bool		 auto_switch;
+	uint32_t	 max_downtime_ms;
 };
 
 /* A consistent snapshot of one migration, for Status/Watch/metrics. */
@@ -121,6 +141,16 @@ struct mig_stats {
 	uint64_t	 reconnects;	/* channel sessions resumed after a loss */
 	bool		 switched_over;	/* the guest left the source (it stays
 					 * true after the end) */
+	/* Precopy (source): see pcd.MigrationInfo. */
+	char		 phase[32];
+	uint32_t	 iteration;
+	uint64_t	 precopy_pages_sent;
+	uint64_t	 precopy_last_round;
+	uint64_t	 pages_redirtied;
+	uint64_t	 dirty_rate;
+	uint64_t	 remaining;
+	uint64_t	 final_dirty;
+	char		 precopy_note[256];
 };
 
 typedef void (*mig_notify_fn)(void *arg, const char *id);
@@ -164,6 +194,13 @@ size_t mig_cancel_on_shutdown(struct mig_table *t);
  * only. */
 int mig_resume(struct mig_table *t, const char *id, const char *addr,
     char *err, size_t errlen);
+/* Source in precopy: stop the rounds and switch to postcopy now. 0;
+ * -ENOENT; -EINVAL (a destination, or no precopy runs: err says why);
+ * -EBUSY when the state does not allow it (err: why). */
+int mig_start_postcopy(struct mig_table *t, const char *id, char *err,
+    size_t errlen);
+void mig_table_set_precopy(struct mig_table *t,
+    const struct mig_precopy_defaults *d);
 int mig_set_bandwidth(struct mig_table *t, const char *id, uint64_t bps,
     char *err, size_t errlen);
 /* One migration, or a VMM held for that id before its Prepare/Migrate

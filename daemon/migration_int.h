@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "migration.h"
+#include "precopy.h"
 #include "state.h"
 #include "vmm.h"
 
@@ -46,6 +47,17 @@ struct mig_counters {
 	_Atomic uint64_t	pages_verified;
 	_Atomic uint64_t	pages_mismatched;
 	_Atomic uint64_t	reconnects;	/* sessions resumed after a loss */
+	/* Precopy (source): rounds completed, pages sent by them and by the
+	 * last one, pages the scans reported written (sum), the last scan's
+	 * dirty rate (pages/s), pages dirty after the last round, and at
+	 * the pause (the stale list). */
+	_Atomic uint64_t	pc_rounds;
+	_Atomic uint64_t	pc_pages_sent;
+	_Atomic uint64_t	pc_last_round;
+	_Atomic uint64_t	pc_redirtied;
+	_Atomic uint64_t	pc_dirty_rate;
+	_Atomic uint64_t	pc_remaining;
+	_Atomic uint64_t	pc_final_dirty;
 };
 
 struct mig {
@@ -87,6 +99,15 @@ struct mig {
 	bool			 switched_over;	/* [loop] was in a switched-over
 						 * state (mig_switched_over) */
 
+	/* Precopy (source): asked for (Migrate, config), whether it runs
+	 * (a VMM that offers dirty tracking on base pages), the policy, and
+	 * why it does not run or how it ended (Status precopy_note). */
+	bool			 precopy_req;	/* [const] */
+	bool			 precopy;	/* [loop] set at start */
+	bool			 converged;	/* [loop] precopy converged */
+	struct precopy_policy	 pol;		/* [const] */
+	char			 precopy_note[256];	/* [loop] */
+
 	struct mig_counters	 c;
 	struct source		*src;		/* [loop] owner */
 	struct dest		*dst;		/* [loop] owner */
@@ -104,6 +125,9 @@ void mig_post_switchover(struct mig *m, void *state, size_t len,
 /* The channels were lost (down, with why) or are back (up). */
 void mig_post_link(struct mig *m, bool down, const char *fmt, ...)
     PCD_PRINTF(3, 4);
+/* Any event with a text (precopy-round-done: what the round did). */
+void mig_post_text(struct mig *m, enum mig_ev ev, const char *fmt, ...)
+    PCD_PRINTF(3, 4);
 
 /* source.c (loop thread) */
 int source_start(struct mig *m, char *err, size_t errlen);
@@ -111,6 +135,12 @@ void source_paused(struct mig *m, const void *state, size_t len);
 void source_stop(struct mig *m);	/* stops, joins, frees; NULL-safe */
 /* Cancel before switchover: tells the destination (session_tell_cancel). */
 int source_tell_cancel(struct mig *m, const char *why);
+/* Precopy: stop the rounds (StartPostcopy); the loop then asks the VMM
+ * to pause. False when they were stopped already. */
+bool source_stop_rounds(struct mig *m);
+/* Precopy: the rounds decided to stop (converged or switch) before the
+ * channels were lost. */
+bool source_rounds_stopped(struct mig *m, bool *converged);
 /* Reconnect now (addr: a new destination address, or NULL); when the
  * channels are up, they are dropped and reconnected. */
 int source_resume(struct mig *m, const char *addr, char *err, size_t errlen);

@@ -320,6 +320,23 @@ pagestate_set_valid(struct pagestate *p, uint64_t first, uint64_t n)
 	return total >= p->npages;
 }
 
+uint64_t
+pagestate_invalidate(struct pagestate *p, uint64_t first, uint64_t n)
+{
+	uint64_t k = 0;
+
+	for (uint64_t i = first; i < first + n; i++) {
+		PCD_ASSERT(!bm_test(p->mapped, i));	/* never mapped stale */
+		if (!bm_clear(p->valid, i))
+			continue;
+		bm_clear(p->claimed, i);
+		k++;
+	}
+	if (k > 0)
+		atomic_fetch_sub(&p->c->pages_valid, k);
+	return k;
+}
+
 bool
 pagestate_all_valid(struct pagestate *p)
 {

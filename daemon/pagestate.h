@@ -94,6 +94,12 @@ void pagestate_hash(struct pagestate *p, uint64_t first, uint64_t n,
  * of the guest is valid now. */
 bool pagestate_set_valid(struct pagestate *p, uint64_t first, uint64_t n);
 bool pagestate_all_valid(struct pagestate *p);
+/* Precopy: pages [first, first+n) that are valid and not mapped become
+ * not valid and unclaimed again (their copy is stale: received again).
+ * Only while no receiver writes them and nothing maps them. Returns how
+ * many were valid. */
+uint64_t pagestate_invalidate(struct pagestate *p, uint64_t first,
+    uint64_t n);
 /* Pages [first, first+n) are mapped: their waiting faults are over. */
 void pagestate_mapped(struct pagestate *p, uint64_t first, uint64_t n);
 /* Records the first fault on page i; false if one is already waiting. */

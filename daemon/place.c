@@ -432,3 +432,38 @@ place_mode_id(const struct place *pl)
 	return pl->ops == &place_copy_ops ? 1 : pl->ops == &place_huge_ops ?
 	    2 : 0;
 }
+
+/* ---- precopy: stored, not mapped --------------------------------------- */
+
+bool
+place_can_store(const struct place *pl)
+{
+	return pl->ops == &place_minor_ops;
+}
+
+int
+place_store(struct place *pl, uint64_t first, uint64_t n, const uint8_t *buf,
+    char *err, size_t errlen)
+{
+	int r;
+
+	if (!place_can_store(pl)) {
+		snprintf(err, errlen, "precopy pages need a MINOR-mode "
+		    "destination on base pages (this one is %s)", pl->ops->name);
+		return -ENOTSUP;
+	}
+	/* A zero page may replace an older copy that was not zero: drop
+	 * whatever is there, then allocate zeroed pages. */
+	if (buf == NULL && fallocate(pl->memfd, FALLOC_FL_PUNCH_HOLE |
+	    FALLOC_FL_KEEP_SIZE, (off_t)(pl->off + first * pl->ps),
+	    (off_t)(n * pl->ps)) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "punching zero pages %" PRIu64 "+%" PRIu64
+		    " in the memfd failed: %s", first, n, strerror(-r));
+		return r;
+	}
+	if (buf == NULL && (r = place_zero_alloc(pl, first, n, "memfd", err,
+	    errlen)) < 0)
+		return r;
+	return pagestate_set_valid(pl->pg, first, n);
+}

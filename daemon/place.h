@@ -82,6 +82,13 @@ uint64_t place_unit_pages(const struct place *pl);
 /* The page state file records which mode wrote it. */
 uint32_t place_mode_id(const struct place *pl);
 
+/* Precopy (MINOR on base pages only): claimed pages [first, +n) whose
+ * bytes are at buf (NULL: zero pages) become valid WITHOUT being mapped
+ * (the guest does not run here yet). -ENOTSUP in another mode. */
+int place_store(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf, char *err, size_t errlen);
+bool place_can_store(const struct place *pl);
+
 /* A receiver's buffer: NULL in MINOR mode (not an error). */
 int place_rx_new(struct place *pl, uint8_t **bounce);
 

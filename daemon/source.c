@@ -38,57 +38,16 @@
 #include <xxhash.h>
 
 #include "chan.h"
+#include "dirty.h"
 #include "log.h"
 #include "migration_int.h"
 #include "session.h"
+#include "source_int.h"
 #include "status.h"
 #include "util.h"
 #include "wire.h"
 
-#define SRC_NO_HINT		UINT64_MAX
-#define SRC_ZERO_RUN_MAX	4096	/* pages per ZERO record from bulk */
-#define SRC_PEEK_MS		100	/* before the pause: urgent channel */
-
-struct source {
-	struct mig		*m;		/* [const] */
-	struct mig_counters	*c;		/* [const] the migration's */
-	struct session		 s;		/* channels, stop, broken */
-	pthread_t		 main_thr, bulk_thr;
-	bool			 main_started, bulk_started;
-	char			 addr[256];	/* [s.lock] destination */
-
-	const uint8_t		*map;
-	uint64_t		 npages;
-	uint32_t		 ps;
-	uint32_t		 upp;		/* pieces per huge page (1: base
-						 * pages) */
-	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
-	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
-	atomic_bool		 holes_ready;	/* hole is filled in (after pause) */
-	uint64_t		 zero_hash;	/* XXH3-64 of an all-zero page */
-	/* Digests taken as pages are sent, while they are in the cache:
-	 * hash[i] holds for page i once bit i of hashed is set. */
-	_Atomic uint64_t	*hash;
-	_Atomic uint64_t	*hashed;	/* bitmap */
-	_Atomic uint64_t	 sent_count;
-	_Atomic uint64_t	 cursor_hint;
-	_Atomic uint64_t	 zero_units;	/* huge pages sent as one ZERO
-						 * run (no bytes) */
-	/* [main] the huge page of the last whole request: all zero, and
-	 * sent as one ZERO run in this session (see src_serve_zero_unit) */
-	uint64_t		 urg_unit;
-	bool			 urg_zero, urg_sent;
-
-	/* [s.lock] */
-	bool			 paused;
-	bool			 switched;	/* Switchover sent (dest has it) */
-	bool			 kick;		/* reconnect now (Resume) */
-	void			*devstate;
-	size_t			 devstate_len;
-	uint64_t		 paused_at_ms;
-};
-
-static bool
+bool
 src_zero(struct source *s, uint64_t i)
 {
 	const uint64_t *q;
@@ -188,7 +147,7 @@ src_holes_by_seek(struct source *s, uint64_t *holes)
 }
 
 /* Pages that are holes in the memfd (never written): zero without looking. */
-static void
+void
 src_find_holes(struct source *s)
 {
 	uint64_t holes = 0;
@@ -262,6 +221,7 @@ src_apply_have(void *arg, const Pcd__Wire__Welcome *w, char *err,
 	log_info("migration %s: resume: the destination holds %" PRIu64 " of %"
 	    PRIu64 " pages%s", s->m->id, n, s->npages, w->switched ? "" :
 	    " and lacks the device state");
+	src_precopy_have(s, w);
 	return 0;
 }
 
@@ -275,7 +235,7 @@ src_switched(void *arg)
 
 /* Waits until done (NULL: until the session ends), pinging both channels
  * when they are quiet. */
-static int
+int
 src_wait_pinging(struct source *s, bool (*done)(void *))
 {
 	int r;
@@ -304,7 +264,7 @@ src_hash_run(struct source *s, uint64_t i, uint32_t n, bool zero)
 }
 
 /* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
-static int
+int
 src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero)
 {
 	struct wire_hdr h = {
@@ -328,7 +288,7 @@ src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero
 }
 
 /* Sleeps as needed so the bulk stream stays under the limit. */
-static void
+void
 src_throttle(struct source *s, uint64_t *epoch_ns, uint64_t *epoch_bytes,
     uint64_t *cur_bps, uint64_t sent)
 {
@@ -496,6 +456,9 @@ src_bulk_main(void *arg)
 	uint64_t sent_bytes = 0, t0, t1, t2, t3;
 	int r;
 
+	/* Precopy: the rounds, then (guest paused) the stale list. */
+	if ((r = src_precopy_run(s, c)) < 0)
+		goto out;
 	r = src_wait_pinging(s, src_switched);
 	if (r < 0 || session_ended(&s->s))
 		goto out;
@@ -642,12 +605,13 @@ src_session_close(struct source *s)
 	session_close(&s->s);
 }
 
+/* The VMM paused, and after precopy the stale list is out. */
 static bool
 src_paused(void *arg)
 {
 	struct source *s = arg;
 
-	return s->paused;
+	return s->paused && (!s->precopy || s->final_sent);
 }
 
 static int src_serve_frame(struct source *s, struct chan *c);
@@ -689,6 +653,8 @@ src_switchover(struct source *s, struct chan *c)
 	sw.device_state.data = s->devstate;
 	sw.device_state.len = s->devstate_len;
 	sw.paused_at_ms = s->paused_at_ms;
+	sw.after_precopy = s->precopy;
+	sw.converged = atomic_load(&s->converged);
 	if ((r = chan_send_msg(c, WIRE_SWITCHOVER, &sw.base)) < 0)
 		return r;
 	pthread_mutex_lock(&s->s.lock);
@@ -960,6 +926,15 @@ source_start(struct mig *m, char *err, size_t errlen)
 	session_init(&s->s, m);
 	session_set_guest(&s->s, s->npages, s->ps);
 	m->src = s;
+	s->precopy = m->precopy;
+	s->dirty = m->precopy ? vmm_session_dirty(m->vmm) : NULL;
+	if (s->precopy)
+		precopy_init(&s->pc, &m->pol, s->npages);
+	if (s->precopy && src_precopy_setup(s) < 0) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "out of memory for the precopy bitmap");
+		goto fail;
+	}
 	if ((r = src_setup(s, err, errlen)) < 0 ||
 	    (r = session_new_token(&s->s, err, errlen)) < 0 ||
 	    (r = session_tls(&s->s, false, err, errlen)) < 0)
@@ -995,6 +970,25 @@ source_paused(struct mig *m, const void *state, size_t len)
 		pthread_cond_broadcast(&s->s.cond);
 	}
 	pthread_mutex_unlock(&s->s.lock);
+}
+
+bool
+source_stop_rounds(struct mig *m)
+{
+	struct source *s = m->src;
+
+	if (s == NULL || !s->precopy)
+		return false;
+	return !atomic_exchange(&s->switch_req, true);
+}
+
+bool
+source_rounds_stopped(struct mig *m, bool *converged)
+{
+	struct source *s = m->src;
+
+	*converged = s != NULL && atomic_load(&s->converged);
+	return s != NULL && s->precopy && atomic_load(&s->switch_req);
 }
 
 int
@@ -1040,6 +1034,12 @@ source_stop(struct mig *m)
 	if (s->bulk_started)
 		pthread_join(s->bulk_thr, NULL);
 	session_destroy(&s->s);
+	/* Precopy ends here (over, cancelled, failed): the guest's write
+	 * protection goes, whatever runs it now. */
+	if (s->tracking && dirty_stop(s->dirty) < 0)
+		log_warnx("migration %s: could not remove the write protection "
+		    "from the source guest", m->id);
+	src_precopy_free(s);
 	if (s->map != NULL)
 		munmap((void *)s->map, m->g.size);
 	free(s->sent);

@@ -21,6 +21,8 @@ static const uint32_t wire_body_cap[WIRE_TYPE_MAX] = {
 	[WIRE_COMPLETE]		= 4096,
 	[WIRE_ERROR]		= 4096,
 	[WIRE_PING]		= 64,
+	[WIRE_PRECOPY]		= 64,
+	[WIRE_STALE]		= WIRE_STALE_CHUNK * 24 + 64,
 };
 
 const char *
@@ -32,7 +34,8 @@ wire_type_name(unsigned type)
 		[WIRE_PAGE_REQUEST] = "PAGE_REQUEST",
 		[WIRE_SWITCHOVER] = "SWITCHOVER", [WIRE_DIGEST] = "DIGEST",
 		[WIRE_COMPLETE] = "COMPLETE", [WIRE_ERROR] = "ERROR",
-		[WIRE_PING] = "PING",
+		[WIRE_PING] = "PING", [WIRE_PRECOPY] = "PRECOPY",
+		[WIRE_STALE] = "STALE",
 	};
 	if (type == 0 || type >= WIRE_TYPE_MAX)
 		return "unknown";
@@ -139,6 +142,8 @@ wire_body_descriptor(unsigned type)
 	case WIRE_COMPLETE:	return &pcd__wire__complete__descriptor;
 	case WIRE_ERROR:	return &pcd__wire__error__descriptor;
 	case WIRE_PING:		return &pcd__wire__ping__descriptor;
+	case WIRE_PRECOPY:	return &pcd__wire__precopy__descriptor;
+	case WIRE_STALE:	return &pcd__wire__stale__descriptor;
 	default:		return NULL;
 	}
 }
@@ -262,6 +267,29 @@ wire_page_request_check(const Pcd__Wire__PageRequest *rq, uint64_t npages,
 		    PRIu32 " outside the guest (%" PRIu64 " pages) or over %d "
 		    "pages", rq->index, rq->count, npages, WIRE_MAX_REQUEST);
 		return -EPROTO;
+	}
+	return 0;
+}
+
+int
+wire_stale_check(const Pcd__Wire__Stale *st, uint64_t npages, char *err,
+    size_t errlen)
+{
+	if (st->n_pages > WIRE_STALE_CHUNK) {
+		snprintf(err, errlen, "STALE frame: %zu ranges (at most %d)",
+		    st->n_pages, WIRE_STALE_CHUNK);
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < st->n_pages; i++) {
+		const Pcd__Wire__PageRange *pr = st->pages[i];
+
+		if (pr == NULL || pr->count == 0 || pr->first >= npages ||
+		    pr->count > npages - pr->first) {
+			snprintf(err, errlen, "STALE: pages %" PRIu64 "+%"
+			    PRIu64 " outside the guest (%" PRIu64 " pages)",
+			    pr ? pr->first : 0, pr ? pr->count : 0, npages);
+			return -EPROTO;
+		}
 	}
 	return 0;
 }

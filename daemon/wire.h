@@ -36,6 +36,7 @@
 #define WIRE_DIGEST_CHUNK	4096		/* hashes per Digest frame */
 #define WIRE_MAX_PAGE_SIZE	(64u << 10)
 #define WIRE_MAX_DEVSTATE	(64u << 20)	/* Switchover body cap */
+#define WIRE_STALE_CHUNK	16384		/* ranges per Stale frame */
 
 enum wire_type {
 	WIRE_HELLO = 1,
@@ -48,6 +49,8 @@ enum wire_type {
 	WIRE_COMPLETE,
 	WIRE_ERROR,
 	WIRE_PING,
+	WIRE_PRECOPY,		/* bulk: a precopy round begins */
+	WIRE_STALE,		/* bulk: pages stale at the destination */
 	WIRE_TYPE_MAX,
 };
 
@@ -94,6 +97,9 @@ int wire_welcome_check(const Pcd__Wire__Welcome *w, uint64_t npages,
     char *err, size_t errlen);
 int wire_page_request_check(const Pcd__Wire__PageRequest *rq, uint64_t npages,
     char *err, size_t errlen);
+/* Every range inside the guest and not empty. */
+int wire_stale_check(const Pcd__Wire__Stale *st, uint64_t npages, char *err,
+    size_t errlen);
 /* next: the first page whose hash has not arrived yet (digests come in
  * order). */
 int wire_digest_check(const Pcd__Wire__Digest *dg, uint64_t next,

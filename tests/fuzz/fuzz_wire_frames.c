@@ -118,6 +118,21 @@ check_msg(unsigned type, const ProtobufCMessage *m,
 		}
 		break;
 	}
+	case WIRE_STALE: {
+		const Pcd__Wire__Stale *st = (const Pcd__Wire__Stale *)m;
+
+		r = wire_stale_check(st, lim->npages, err, sizeof(err));
+		if (r == 0) {
+			FUZZ_CHECK(st->n_pages <= WIRE_STALE_CHUNK);
+			for (size_t k = 0; k < st->n_pages; k++) {
+				FUZZ_CHECK(st->pages[k]->count >= 1);
+				FUZZ_CHECK(st->pages[k]->first < lim->npages);
+				FUZZ_CHECK(st->pages[k]->count <=
+				    lim->npages - st->pages[k]->first);
+			}
+		}
+		break;
+	}
 	default:
 		return;
 	}

@@ -33,6 +33,9 @@ semantic(unsigned type, const ProtobufCMessage *m, uint64_t npages,
 		/* The first digest frame of a stream. */
 		return wire_digest_check((const Pcd__Wire__Digest *)m, 0,
 		    npages, err, errlen);
+	case WIRE_STALE:
+		return wire_stale_check((const Pcd__Wire__Stale *)m, npages,
+		    err, errlen);
 	}
 	return 0;
 }

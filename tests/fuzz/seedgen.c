@@ -121,6 +121,8 @@ wire_seeds(void)
 	Pcd__Wire__Complete done = PCD__WIRE__COMPLETE__INIT;
 	Pcd__Wire__Error e = PCD__WIRE__ERROR__INIT;
 	Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
+	Pcd__Wire__Precopy pre = PCD__WIRE__PRECOPY__INIT;
+	Pcd__Wire__Stale stale = PCD__WIRE__STALE__INIT;
 	Pcd__Status ok = PCD__STATUS__INIT, bad = PCD__STATUS__INIT;
 	const ProtobufCMessage *msgs[WIRE_TYPE_MAX] = { 0 };
 	static const char *const names[WIRE_TYPE_MAX] = {
@@ -128,7 +130,8 @@ wire_seeds(void)
 		[WIRE_PAGE_REQUEST] = "page_request",
 		[WIRE_SWITCHOVER] = "switchover", [WIRE_DIGEST] = "digest",
 		[WIRE_COMPLETE] = "complete", [WIRE_ERROR] = "error",
-		[WIRE_PING] = "ping",
+		[WIRE_PING] = "ping", [WIRE_PRECOPY] = "precopy",
+		[WIRE_STALE] = "stale",
 	};
 	struct seed s;
 
@@ -170,6 +173,12 @@ wire_seeds(void)
 	msgs[WIRE_COMPLETE] = &done.base;
 	msgs[WIRE_ERROR] = &e.base;
 	msgs[WIRE_PING] = &ping.base;
+	pre.round = 2;
+	stale.n_pages = 2;
+	stale.pages = have;
+	stale.last = 1;
+	msgs[WIRE_PRECOPY] = &pre.base;
+	msgs[WIRE_STALE] = &stale.base;
 
 	/* wire_msg: type, npages (4096-byte pages), body. */
 	hello.guest_size = (uint64_t)G_PAGES * 4096;
@@ -194,6 +203,9 @@ wire_seeds(void)
 	put_frame(&s, WIRE_PAGES, 0, 2, G_PS, NULL);
 	put_frame(&s, WIRE_ZERO, 2, 6, G_PS, NULL);
 	put_frame(&s, WIRE_PAGES, 8, 8, G_PS, NULL);
+	put_frame(&s, WIRE_PRECOPY, 0, 0, G_PS, &pre.base);
+	put_frame(&s, WIRE_PAGES, 8, 2, G_PS, NULL);
+	put_frame(&s, WIRE_STALE, 0, 0, G_PS, &stale.base);
 	put_frame(&s, WIRE_PING, 0, 0, G_PS, &ping.base);
 	put_frame(&s, WIRE_DIGEST, 0, 0, G_PS, &dg.base);
 	dg.first = 4;

@@ -1,0 +1,98 @@
+/* source_int.h - what the source's files share: struct source, used by
+ * source.c (channels, the switchover, page requests, the postcopy bulk
+ * stream) and source_precopy.c (the precopy rounds). Nothing outside the
+ * source includes it.
+ */
+#ifndef PCD_SOURCE_INT_H
+#define PCD_SOURCE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migration_int.h"
+#include "precopy.h"
+#include "session.h"
+
+struct chan;
+struct dirty;
+
+#define SRC_NO_HINT		UINT64_MAX
+#define SRC_ZERO_RUN_MAX	4096	/* pages per ZERO record from bulk */
+#define SRC_PEEK_MS		100	/* before the pause: urgent channel */
+
+struct source {
+	struct mig		*m;		/* [const] */
+	struct mig_counters	*c;		/* [const] the migration's */
+	struct session		 s;		/* channels, stop, broken */
+	pthread_t		 main_thr, bulk_thr;
+	bool			 main_started, bulk_started;
+	char			 addr[256];	/* [s.lock] destination */
+
+	const uint8_t		*map;
+	uint64_t		 npages;
+	uint32_t		 ps;
+	uint32_t		 upp;		/* pieces per huge page (1: base
+						 * pages) */
+	_Atomic uint64_t	*sent;		/* bitmap: page queued on a channel */
+	uint64_t		*hole;		/* bitmap: page is a hole in the memfd */
+	atomic_bool		 holes_ready;	/* hole is filled in (after pause) */
+	uint64_t		 zero_hash;	/* XXH3-64 of an all-zero page */
+	/* Digests taken as pages are sent, while they are in the cache:
+	 * hash[i] holds for page i once bit i of hashed is set. */
+	_Atomic uint64_t	*hash;
+	_Atomic uint64_t	*hashed;	/* bitmap */
+	_Atomic uint64_t	 sent_count;
+	_Atomic uint64_t	 cursor_hint;
+	_Atomic uint64_t	 zero_units;	/* huge pages sent as one ZERO
+						 * run (no bytes) */
+	/* [main] the huge page of the last whole request: all zero, and
+	 * sent as one ZERO run in this session (see src_serve_zero_unit) */
+	uint64_t		 urg_unit;
+	bool			 urg_zero, urg_sent;
+
+	/* [s.lock] */
+	bool			 paused;
+	bool			 switched;	/* Switchover sent (dest has it) */
+	bool			 kick;		/* reconnect now (Resume) */
+	void			*devstate;
+	size_t			 devstate_len;
+	uint64_t		 paused_at_ms;
+	bool			 final_sent;	/* precopy: the stale list is out
+						 * (or the destination has it) */
+
+	/* Precopy (source_precopy.c). */
+	struct dirty		*dirty;		/* [const] NULL: postcopy-only */
+	bool			 precopy;	/* [const] rounds run */
+	struct precopy		 pc;		/* [bulk] the decision */
+	uint64_t		*need;		/* [bulk; main while no sender
+						 * runs] pages the destination
+						 * lacks or holds stale */
+	bool			 tracking;	/* [bulk] dirty_start done */
+	atomic_bool		 switch_req;	/* stop the rounds (decided, or
+						 * StartPostcopy) */
+	atomic_bool		 converged;	/* ... because they converged */
+};
+
+
+/* source.c */
+bool	src_zero(struct source *s, uint64_t i);
+void	src_find_holes(struct source *s);
+int	src_wait_pinging(struct source *s, bool (*done)(void *));
+int	src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n,
+	    bool zero);
+void	src_throttle(struct source *s, uint64_t *epoch_ns,
+	    uint64_t *epoch_bytes, uint64_t *cur_bps, uint64_t sent);
+
+/* source_precopy.c */
+int	src_precopy_setup(struct source *s);
+/* Bulk thread: the rounds until the guest paused, then the final stale
+ * list; 0 once it is out (at once when precopy does not run or is over). */
+int	src_precopy_run(struct source *s, struct chan *c);
+/* A resume Welcome in precopy: pages the destination does not list are
+ * sent again. Main thread, no sender running. */
+void	src_precopy_have(struct source *s, const Pcd__Wire__Welcome *w);
+void	src_precopy_free(struct source *s);
+
+#endif
