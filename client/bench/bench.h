@@ -127,6 +127,13 @@ struct bench_opts {
 	double		 zero_fraction;
 	uint64_t	 seed;
 	uint64_t	 bandwidth_bps;	/* 0 = unlimited */
+	/* --precopy: rounds before postcopy, switching after rounds (0: no
+	 * limit) or on a stall (auto_switch); the source guest writes
+	 * dirty_rate pages/s until the pause. */
+	bool		 precopy;
+	unsigned	 rounds;
+	bool		 auto_switch;
+	double		 dirty_rate;
 	unsigned	 modes;		/* BENCH_MINOR | BENCH_COPY */
 	unsigned	 repeat;
 	unsigned	 timeout_s;	/* per migration run */
@@ -157,6 +164,10 @@ struct bench_run {
 	unsigned	 index;		/* repeat number, from 0 */
 	double		 total_s;	/* Migrate -> both sides completed */
 	double		 switchover_ms;
+	/* --precopy: the source's rounds, pages they sent, pages its scans
+	 * reported written, and pages dirty at the pause. */
+	uint32_t	 pc_rounds;
+	uint64_t	 pc_pages_sent, pc_redirtied, pc_final_dirty;
 	double		 throughput_gbps;	/* wire bytes / total_s */
 	double		 effective_gbps;	/* guest bytes / total_s */
 	uint64_t	 bytes_transferred;

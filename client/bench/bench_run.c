@@ -382,13 +382,14 @@ bench_start_guest(struct bench_ctx *c, struct bench_side *s, bool dest)
 {
 	const struct bench_opts *o = c->o;
 	char size[32], seed[32], zero[32], threads[16], log[PATH_MAX + 16];
-	char out[PATH_MAX + 16], timeout[16];
+	char out[PATH_MAX + 16], timeout[16], rate[32];
 	char *argv[40];
 	int n = 0, rc;
 
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)o->size);
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)o->seed);
 	snprintf(zero, sizeof(zero), "%g", o->zero_fraction);
+	snprintf(rate, sizeof(rate), "%g", o->dirty_rate);
 	snprintf(threads, sizeof(threads), "%u", o->threads);
 	snprintf(timeout, sizeof(timeout), "%u", o->timeout_s);
 	snprintf(log, sizeof(log), "%s/guest.log", s->dir);
@@ -417,6 +418,10 @@ bench_start_guest(struct bench_ctx *c, struct bench_side *s, bool dest)
 		argv[n++] = seed;
 		argv[n++] = (char *)"--zero-fraction";
 		argv[n++] = zero;
+		if (o->dirty_rate > 0) {
+			argv[n++] = (char *)"--dirty-rate";
+			argv[n++] = rate;
+		}
 	} else {
 		argv[n++] = (char *)"--workload";
 		argv[n++] = (char *)o->guest;	/* threads | kvm */
@@ -521,6 +526,10 @@ bench_fill_stats(struct bench_run *r, const Pcd__MigrationInfo *src,
 	r->faults_local = dst->faults_local;
 	r->switchover_ms = (double)(dst->downtime_ms ? dst->downtime_ms :
 	    src->downtime_ms);
+	r->pc_rounds = src->iteration;
+	r->pc_pages_sent = src->precopy_pages_sent;
+	r->pc_redirtied = src->pages_redirtied;
+	r->pc_final_dirty = src->final_dirty;
 	for (i = 0; i < MIG_LAT_BUCKETS && i < dst->n_lat_hist; i++)
 		r->lat_hist[i] = dst->lat_hist[i];
 	r->p50_us = bench_hist_quantile(r->lat_hist, 0.50);
@@ -685,6 +694,11 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	mig.dest = listen;
 	mig.tls = &tls;
 	mig.bandwidth_bps = o->bandwidth_bps;
+	if (o->precopy) {
+		mig.mode = PCD__MIGRATE_MODE__MIGRATE_MODE_PRECOPY;
+		mig.rounds = o->rounds;
+		mig.auto_switch = o->auto_switch;
+	}
 	bench_cpu_begin(&c->cpu_src, c->src.daemon);
 	bench_cpu_begin(&c->cpu_dst, c->dst.daemon);
 	t0 = now_ns();

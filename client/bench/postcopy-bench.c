@@ -103,6 +103,11 @@ usage(FILE *f)
 "  -m, --mode M             minor|copy|both (default minor)\n"
 "  -b, --bandwidth RATE     bulk stream limit in bytes/s, e.g. 500M (default\n"
 "                           unlimited; demand pages are never limited)\n"
+"      --precopy            precopy rounds before postcopy (--mode minor)\n"
+"      --rounds N           --precopy: switch to postcopy after N rounds\n"
+"      --auto               --precopy: switch on a stall (a round under 10%%\n"
+"                           progress); otherwise only when it converges\n"
+"      --dirty-rate R       the source guest writes R pages/s until the pause\n"
 "  -r, --repeat N           run everything N times, report medians and range\n"
 "      --timeout SEC        give up on one migration after SEC (default 600)\n"
 "      --tls-dir DIR        certificates (ca-cert.pem, server-cert.pem, ...)\n"
@@ -663,6 +668,14 @@ bench_report_json(const struct bench *b, FILE *f)
 		    bench_mode_name(r->mode), r->index);
 		bench_jnum(f, "total_s", r->total_s, ",");
 		bench_jnum(f, "switchover_ms", r->switchover_ms, ",");
+		bench_jnum(f, "downtime_ms", r->switchover_ms, ",");
+		if (o->precopy)
+			fprintf(f, "\"precopy\":{\"rounds\":%u,\"pages_sent\":"
+			    "%llu,\"pages_redirtied\":%llu,\"final_dirty\":"
+			    "%llu},", r->pc_rounds,
+			    (unsigned long long)r->pc_pages_sent,
+			    (unsigned long long)r->pc_redirtied,
+			    (unsigned long long)r->pc_final_dirty);
 		bench_jnum(f, "throughput_gbps", r->throughput_gbps, ",");
 		bench_jnum(f, "effective_gbps", r->effective_gbps, ",");
 		bench_jnum(f, "guest_s", r->guest_s, ",");
@@ -1087,7 +1100,8 @@ int
 main(int argc, char **argv)
 {
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
-	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE };
+	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE, OPT_PRECOPY,
+	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -1099,6 +1113,10 @@ main(int argc, char **argv)
 		{ "mode",		required_argument, NULL, 'm' },
 		{ "bandwidth",		required_argument, NULL, 'b' },
 		{ "repeat",		required_argument, NULL, 'r' },
+		{ "precopy",		no_argument,	   NULL, OPT_PRECOPY },
+		{ "rounds",		required_argument, NULL, OPT_ROUNDS },
+		{ "auto",		no_argument,	   NULL, OPT_AUTO },
+		{ "dirty-rate",		required_argument, NULL, OPT_DIRTY },
 		{ "timeout",		required_argument, NULL, OPT_TIMEOUT },
 		{ "tls-dir",		required_argument, NULL, OPT_TLS },
 		{ "bindir",		required_argument, NULL, OPT_BINDIR },
@@ -1285,6 +1303,29 @@ main(int argc, char **argv)
 		case OPT_KEEP:
 			o->keep = true;
 			break;
+		case OPT_PRECOPY:
+			o->precopy = true;
+			break;
+		case OPT_AUTO:
+			o->auto_switch = true;
+			break;
+		case OPT_ROUNDS:
+			if (bench_parse_uint(optarg, 1000, &o->rounds) != 0) {
+				fprintf(stderr, "postcopy-bench: --rounds %s: want "
+				    "1..1000\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_DIRTY:
+			errno = 0;
+			o->dirty_rate = strtod(optarg, &end);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    !(o->dirty_rate >= 0 && o->dirty_rate <= 1e7)) {
+				fprintf(stderr, "postcopy-bench: --dirty-rate %s: "
+				    "want pages/s in 0..1e7\n", optarg);
+				return 2;
+			}
+			break;
 		case 'v':
 			o->verbose = true;
 			log_set_level(LOG_LVL_INFO);
@@ -1305,6 +1346,17 @@ main(int argc, char **argv)
 	}
 	if ((rc = bench_huge_check(&b)) != 0)
 		return rc;
+	if ((o->rounds || o->auto_switch) && !o->precopy) {
+		fprintf(stderr, "postcopy-bench: --rounds and --auto go with "
+		    "--precopy\n");
+		return 2;
+	}
+	if (o->precopy && (o->modes & BENCH_COPY)) {
+		fprintf(stderr, "postcopy-bench: --precopy runs in MINOR mode "
+		    "only (precopy into COPY-mode anonymous memory is not "
+		    "built): use --mode minor\n");
+		return 2;
+	}
 	o->progress = !o->json && isatty(STDERR_FILENO);
 	b.rtt_request = BENCH_FRAME_HDR + BENCH_REQUEST_BODY;
 	b.rtt_response = o->page_size + BENCH_FRAME_HDR;

@@ -90,6 +90,8 @@ struct opts {
 	double		 dirty_rate;	/* source: pages written per s */
 	bool		 no_track_dirty; /* source: attach like an older VMM */
 	double		 pause_delay;	/* source: s between PAUSE and pausing */
+	bool		 survive_cancel; /* source: a failed Complete before
+					  * the pause is checked, not fatal */
 };
 
 static double
@@ -1006,6 +1008,96 @@ source_dirty_fds(const struct opts *o, int dfd[2])
 		say(o, "no dirty tracking (%s): postcopy-only", err);
 }
 
+/* --survive-cancel: PAUSE (true), or a failed COMPLETE before it (false:
+ * the migration ended before switchover, the guest is still ours). */
+static bool
+wait_pause_or_end(struct pcvmm *v, double timeout, struct pcvmm_event *ev)
+{
+	double deadline = now_s() + timeout;
+
+	for (;;) {
+		double left = deadline - now_s();
+		int r;
+
+		if (left <= 0)
+			die(1, "no PAUSE from postcopyd within %.0f s", timeout);
+		r = pcvmm_next_event(v, (int)(left * 1000) + 1, ev);
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0)
+			die(1, "waiting for PAUSE: %s", strerror(-r));
+		if (ev->type == PCVMM_EV_PAUSE)
+			return true;
+		if (ev->type == PCVMM_EV_COMPLETE && !ev->ok)
+			return false;
+		pcvmm_event_clear(ev);
+		die(1, "unexpected event %d while waiting for PAUSE", ev->type);
+	}
+}
+
+/* Pages of the guest mapping still write-protected (pagemap bit 57,
+ * PM_UFFD_WP): after a cancel there must be none. -1 if unreadable. */
+static int64_t
+guest_wp_pages(const struct guest *gu)
+{
+	uint64_t n = 0, e;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	for (uint64_t i = 0; i < gu->npages; i++) {
+		off_t off = (off_t)(((uintptr_t)gu->mem + i * PAGE) / PAGE * 8);
+
+		if (pread(fd, &e, sizeof(e), off) != sizeof(e)) {
+			close(fd);
+			return -1;
+		}
+		n += (e >> 57) & 1;
+	}
+	close(fd);
+	return (int64_t)n;
+}
+
+/* The migration ended before the pause: the guest ran on for a moment,
+ * then every page is checked against the seed and its writes, and no page
+ * may still be write-protected. */
+static int
+source_after_cancel(const struct opts *o, struct guest *gu,
+    const struct guestgen *g, struct reader *rd, struct writer *wr,
+    const struct pcvmm_event *ev)
+{
+	struct guestdirty x;
+	uint64_t nbad, zero, nw;
+	uint8_t *bad = calloc(gu->npages, 1);
+	int64_t wp;
+
+	say(o, "migration ended before the pause (%s): the guest runs on",
+	    ev->message);
+	nanosleep(&(struct timespec){ 0, 300000000 }, NULL);
+	atomic_store(&rd->stop, true);
+	atomic_store(&wr->stop, true);
+	pthread_join(rd->th, NULL);
+	if (wr->rate > 0)
+		pthread_join(wr->th, NULL);
+	nw = atomic_load(&wr->nwrites);
+	if (bad == NULL || guestdirty_init(&x, g, gu->npages, nw) < 0)
+		die(2, "out of memory");
+	nbad = verify(&x, gu, o->threads, bad, &zero);
+	guestdirty_free(&x);
+	free(bad);
+	wp = guest_wp_pages(gu);
+	if (o->json)
+		printf("{\"role\":\"source\",\"id\":\"%s\",\"cancelled\":true,"
+		    "\"pages_total\":%" PRIu64 ",\"verify_mismatched\":%" PRIu64
+		    ",\"source_writes\":%" PRIu64 ",\"wp_pages\":%" PRId64
+		    ",\"ok\":%s}\n", o->id, gu->npages, nbad, nw, wp,
+		    nbad == 0 && wp == 0 ? "true" : "false");
+	fprintf(o->json ? stderr : stdout, "source %s: after the cancel: %"
+	    PRIu64 " pages, %" PRIu64 " mismatched, %" PRIu64 " writes, %"
+	    PRId64 " still write-protected\n", o->id, gu->npages, nbad, nw, wp);
+	return nbad == 0 && wp == 0 ? 0 : 1;
+}
+
 static int
 run_source(const struct opts *o)
 {
@@ -1047,7 +1139,10 @@ run_source(const struct opts *o)
 	say(o, "attached as source of %s%s; running until PAUSE", o->id,
 	    dfd[0] >= 0 ? " with dirty tracking" : "");
 
-	wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
+	if (o->survive_cancel && !wait_pause_or_end(v, o->timeout, &ev))
+		return source_after_cancel(o, &gu, &g, &rd, &wr, &ev);
+	if (!o->survive_cancel)
+		wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
 	pause_delay(o, v);
 	/* The vCPUs stop: no write after this point. */
 	atomic_store(&rd.stop, true);
@@ -1332,6 +1427,10 @@ usage(FILE *f)
 "                           cancelled migration meanwhile ends it unpaused\n"
 "      --no-track-dirty     source: send no dirty-tracking descriptors, as\n"
 "                           a VMM older than precopy (postcopy-only)\n"
+"      --survive-cancel     source: a migration cancelled (or failed) before\n"
+"                           the pause leaves the guest running: it runs on,\n"
+"                           then checks every page and that no page is\n"
+"                           still write-protected (exit 0 if so)\n"
 "      --copy               dest: anonymous memory, COPY mode (baseline;\n"
 "                           also --mode copy; --mode minor is the default)\n"
 "      --local              no daemon: resolve this process's own faults\n"
@@ -1420,7 +1519,7 @@ main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
 	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE,
-	    O_DIRTY_RATE, O_NO_TRACK, O_PAUSE_DELAY };
+	    O_DIRTY_RATE, O_NO_TRACK, O_PAUSE_DELAY, O_SURVIVE };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1447,6 +1546,7 @@ main(int argc, char **argv)
 		{ "dirty-rate",		required_argument, NULL, O_DIRTY_RATE },
 		{ "no-track-dirty",	no_argument,	   NULL, O_NO_TRACK },
 		{ "pause-delay",	required_argument, NULL, O_PAUSE_DELAY },
+		{ "survive-cancel",	no_argument,	   NULL, O_SURVIVE },
 		{ "json",		no_argument,	   NULL, 'j' },
 		{ "quiet",		no_argument,	   NULL, 'q' },
 		{ "help",		no_argument,	   NULL, 'h' },
@@ -1577,6 +1677,7 @@ main(int argc, char **argv)
 			o.pause_delay = parse_double("--pause-delay", optarg, 0,
 			    3600);
 			break;
+		case O_SURVIVE:		o.survive_cancel = true; break;
 		case 'j':	o.json = true; break;
 		case 'q':	o.quiet = true; break;
 		case 'h':	usage(stdout); return 0;
@@ -1608,10 +1709,10 @@ main(int argc, char **argv)
 	}
 	if (o.corrupt >= 0 && !o.local)
 		die(2, "--local-corrupt needs --local");
-	if ((o.dirty_rate > 0 || o.no_track_dirty || o.pause_delay > 0) &&
-	    o.role != ROLE_SOURCE)
-		die(2, "--dirty-rate, --no-track-dirty and --pause-delay are "
-		    "for the source");
+	if ((o.dirty_rate > 0 || o.no_track_dirty || o.pause_delay > 0 ||
+	    o.survive_cancel) && o.role != ROLE_SOURCE)
+		die(2, "--dirty-rate, --no-track-dirty, --pause-delay and "
+		    "--survive-cancel are for the source");
 	if (o.copy && o.role == ROLE_SOURCE)
 		die(2, "--copy is for the destination (a source attaches a "
 		    "memfd)");

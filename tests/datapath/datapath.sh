@@ -270,6 +270,45 @@ precopy-switch)
 	echo "m-auto: $(field src m-auto precopy_note)"
 	stop_daemons
 	;;
+precopy-cancel)
+	# Cancel during precopy: the source guest runs on with its memory
+	# untouched and no page left write-protected (postcopy-guest
+	# --survive-cancel checks both); the destination is cancelled too and
+	# the same daemons then migrate again.
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst pc1)
+	"$GUEST" --role dest --id pc1 -S "$T/dst.vmm" -s 64M -w none -q \
+	    --timeout 120 > /dev/null 2> "$T/pc1.dguest.log" &
+	g1=$!; PIDS+=($g1)
+	ctl src migrate pc1 "$addr" --tls-dir "$T/certs" --precopy \
+	    --max-downtime 1 --bandwidth 32M >/dev/null || fail "migrate pc1 refused"
+	"$GUEST" --role source --id pc1 -S "$T/src.vmm" -s 64M -j -q \
+	    --timeout 120 --dirty-rate 20000 --survive-cancel \
+	    > "$T/pc1.sguest.json" 2> "$T/pc1.sguest.log" &
+	s1=$!; PIDS+=($s1)
+	for _ in $(seq 600); do
+		[ "$(field src pc1 iteration)" -ge 1 ] 2>/dev/null && break
+		sleep 0.1
+	done
+	[ "$(field src pc1 state)" = precopy ] || fail "pc1: state $(field src pc1 state), want precopy"
+	ctl src cancel pc1 >/dev/null || fail "cancel pc1 refused"
+	[ "$(field src pc1 state)" = cancelled ] || fail "pc1 not cancelled: $(field src pc1 state)"
+	rc=0; wait $s1 || rc=$?
+	[ $rc -eq 0 ] || fail "pc1: the source guest after the cancel: $(cat "$T/pc1.sguest.json") $(tail -n 3 "$T/pc1.sguest.log")"
+	j=$(cat "$T/pc1.sguest.json")
+	[ "$(jq -r .wp_pages <<<"$j")" = 0 ] && [ "$(jq -r .verify_mismatched <<<"$j")" = 0 ] ||
+		fail "pc1: source guest after the cancel: $j"
+	[ "$(jq -r .source_writes <<<"$j")" -gt 0 ] || fail "pc1: the source guest wrote nothing"
+	ctl dst cancel pc1 >/dev/null || fail "cancel pc1 on the destination refused"
+	rc=0; wait $g1 || rc=$?
+	[ $rc -ne 0 ] || fail "pc1: the destination guest did not learn of the cancel"
+	echo "pc1: cancelled in precopy round $(field src pc1 iteration); source guest: $j"
+	SGUEST_ARGS="--dirty-rate 2000"
+	MIGRATE_ARGS="--precopy"
+	migrate_once after-pc1 64M threads
+	stop_daemons
+	;;
 bandwidth)
 	# The bulk stream honours the limit: a guest that touches nothing gets
 	# every page from the bulk channel, so the time is bounded below.

@@ -190,10 +190,10 @@ cuts)
 	    ${GUEST_ARGS:-} > "$T/cut.dguest.json" 2> "$T/cut.dguest.log" &
 	GPID=$!
 	PIDS+=($GPID)
-	ctl src migrate cut "$via" --tls-dir "$T/certs" --bandwidth "$BANDWIDTH" >/dev/null ||
+	ctl src migrate cut "$via" --tls-dir "$T/certs" --bandwidth "$BANDWIDTH" ${MIGRATE_ARGS:-} >/dev/null ||
 		fail "migrate cut was refused"
 	"$GUEST" --role source --id cut -S "$T/src.vmm" -s "$size" -j -q \
-	    --timeout 240 ${GUEST_ARGS:-} > "$T/cut.sguest.json" \
+	    --timeout 240 ${GUEST_ARGS:-} ${SGUEST_ARGS:-} > "$T/cut.sguest.json" \
 	    2> "$T/cut.sguest.log" &
 	SPID=$!
 	PIDS+=($SPID)
@@ -219,6 +219,15 @@ cuts)
 	echo "cuts: the destination paused $paused times"
 	[ "${cuts:-0}" -ge "$min_cuts" ] || fail "only ${cuts:-0} cuts (wanted $min_cuts)"
 	[ "${srec:-0}" -ge 1 ] || fail "the source never resumed"
+	if [ -n "${PRECOPY_CUT:-}" ]; then
+		# Precopy: cuts fell while the guest ran on the source (both
+		# sides paused in precopy and resumed the rounds from the
+		# destination's list of valid pages).
+		pp=$(grep -c -- "-> precopy-paused" "$T/src.log" || true)
+		echo "cuts: $(field src cut iteration) precopy rounds; the source paused $pp times in precopy"
+		[ "$(field src cut iteration)" -ge 1 ] || fail "no precopy round ran"
+		[ "$pp" -ge 1 ] || fail "no cut fell during precopy"
+	fi
 	if [ -n "${HUGE_CUT:-}" ]; then
 		# Huge pages: some cut fell inside a huge page a guest thread
 		# waited on (its pieces on the urgent channel); it stayed

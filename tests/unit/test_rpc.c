@@ -64,15 +64,16 @@ test_methods(void **state)
 {
 	static const char *const names[] = { "Prepare", "Migrate", "Status",
 	    "Cancel", "Watch", "SetBandwidth", "Version", "CheckKernel",
-	    "Resume" };
+	    "Resume", "StartPostcopy" };
 
-	assert_int_equal(rpc_service()->n_methods, 9);
-	for (unsigned i = 0; i < 9; i++) {
+	assert_int_equal(rpc_service()->n_methods, 10);
+	for (unsigned i = 0; i < 10; i++) {
 		assert_int_equal(rpc_method_index(names[i]), (int)i);
 		assert_string_equal(rpc_method_get(i)->name, names[i]);
 	}
 	assert_int_equal(RPC_M_RESUME, 8);
-	assert_null(rpc_method_get(9));
+	assert_int_equal(RPC_M_START_POSTCOPY, 9);
+	assert_null(rpc_method_get(10));
 	assert_int_equal(rpc_method_index("Frobnicate"), -1);
 	assert_ptr_equal(rpc_method_get(RPC_M_STATUS)->input,
 	    &pcd__status_request__descriptor);
