@@ -934,6 +934,11 @@ watch_summary(const Pcd__MigrationInfo *mi)
 	    mi->lat_p99_us, mi->lat_p999_us, mi->lat_max_us);
 	printf("  setup %" PRIu64 " ms, downtime %" PRIu64 " ms\n",
 	    mi->setup_ms, mi->downtime_ms);
+	if (mi->phase[0] != '\0')
+		printf("  phase %s: %" PRIu32 " precopy rounds, %" PRIu64 " pages "
+		    "sent by them, %" PRIu64 " written again, %" PRIu64 " dirty "
+		    "at the pause\n", mi->phase, mi->iteration,
+		    mi->precopy_pages_sent, mi->pages_redirtied, mi->final_dirty);
 	if (mi->errmsg[0] != '\0')
 		printf("  error: %s\n", mi->errmsg);
 }

@@ -51,7 +51,10 @@ expect() {
 C=$POSTCOPYCTL
 cmds=$("$C" --help | sed -n '/^Commands:/,/^$/ s/^  \([a-z][a-z-]*\).*/\1/p' | sort | tr '\n' ' ')
 expect "$(echo $cmds help | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')" "$C" ""
-expect "set-bandwidth status" "$C" s
+expect "set-bandwidth start-postcopy status" "$C" s
+expect "vm-alpha" "$C" -s "$T/d.sock" start-postcopy vm-a
+expect "--peer-name --postcopy-only --precopy" "$C" migrate x y --p
+expect "" "$C" migrate x y --rounds ""
 expect "check-kernel" "$C" -s "$T/d.sock" ch
 expect "other vm-alpha vm-beta" "$C" -s "$T/d.sock" cancel ""
 expect "vm-alpha vm-beta" "$C" --socket "$T/d.sock" watch vm
