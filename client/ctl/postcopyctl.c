@@ -57,6 +57,10 @@ struct subopt {
 	const char	*lv_uri;
 	const char	*lv_dom;
 	const char	*bandwidth;
+	int		 mode;		/* pcd.MigrateMode */
+	unsigned	 rounds;
+	bool		 auto_switch;
+	unsigned	 max_downtime_ms;
 	bool		 libvirt;
 	bool		 watch;
 	unsigned	 interval_ms;
@@ -267,6 +271,22 @@ args_have(const char *args, const char *flag)
 	return false;
 }
 
+/* optarg as a number in 1..max; -1 (said why) otherwise. */
+static int
+sub_uint(const char *name, const char *flag, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v = strtoul(optarg, &end, 10);
+
+	if (optarg[0] == '\0' || *end != '\0' || v == 0 || v > max) {
+		fprintf(stderr, "%s: %s: %s wants a number in 1..%u\n",
+		    progname(), name, flag, max);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 /* Parses command c's options into s and checks it got its number of
  * operands. Returns -1 to go on, otherwise the exit code (usage printed). */
 static int
@@ -282,6 +302,11 @@ sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 		{ "libvirt",	no_argument,	   NULL, 'l' },
 		{ "watch",	no_argument,	   NULL, 'w' },
 		{ "interval",	required_argument, NULL, 'i' },
+		{ "precopy",	no_argument,	   NULL, 'P' },
+		{ "postcopy-only", no_argument,	   NULL, 'O' },
+		{ "rounds",	required_argument, NULL, 'r' },
+		{ "auto",	no_argument,	   NULL, 'a' },
+		{ "max-downtime", required_argument, NULL, 'D' },
 		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -303,19 +328,27 @@ sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 		case 'b': so->bandwidth = optarg; flag = "--bandwidth"; break;
 		case 'l': so->libvirt = true; flag = "--libvirt"; break;
 		case 'w': so->watch = true; flag = "--watch"; break;
-		case 'i': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-
-			if (*end != '\0' || v == 0 || v > 60000) {
-				fprintf(stderr, "%s: %s: --interval wants "
-				    "1..60000 ms\n", progname(), name);
-				return EX_USAGE;
-			}
-			so->interval_ms = (unsigned)v;
+		case 'i':
 			flag = "--interval";
+			if (sub_uint(name, flag, 60000, &so->interval_ms) < 0)
+				return EX_USAGE;
 			break;
-		}
+		case 'P': so->mode = PCD__MIGRATE_MODE__MIGRATE_MODE_PRECOPY;
+			flag = "--precopy"; break;
+		case 'O':
+			so->mode = PCD__MIGRATE_MODE__MIGRATE_MODE_POSTCOPY_ONLY;
+			flag = "--postcopy-only"; break;
+		case 'a': so->auto_switch = true; flag = "--auto"; break;
+		case 'r':
+			flag = "--rounds";
+			if (sub_uint(name, flag, 1000, &so->rounds) < 0)
+				return EX_USAGE;
+			break;
+		case 'D':
+			flag = "--max-downtime";
+			if (sub_uint(name, flag, 600000, &so->max_downtime_ms) < 0)
+				return EX_USAGE;
+			break;
 		case 'j':	/* every subcommand takes it */
 			s->o->json = true;
 			continue;
@@ -430,6 +463,16 @@ cmd_migrate(struct sub *s)
 	if (s->so.bandwidth != NULL && (rc = sub_bandwidth("migrate",
 	    "--bandwidth ", s->so.bandwidth, &req.bandwidth_bps)) != EX_OK)
 		return rc;
+	if (s->so.mode == PCD__MIGRATE_MODE__MIGRATE_MODE_POSTCOPY_ONLY &&
+	    (s->so.rounds || s->so.auto_switch || s->so.max_downtime_ms)) {
+		fprintf(stderr, "%s: migrate: --postcopy-only runs no precopy "
+		    "rounds (--rounds, --auto, --max-downtime)\n", progname());
+		return EX_USAGE;
+	}
+	req.mode = (Pcd__MigrateMode)s->so.mode;
+	req.rounds = s->so.rounds;
+	req.auto_switch = s->so.auto_switch;
+	req.max_downtime_ms = s->so.max_downtime_ms;
 	req.tls = &tls;
 	sub_tls_libvirt(&s->so, &tls, &lv, &req.libvirt);
 	rc = ctl_unary(s, RPC_M_MIGRATE, &req.base, print_migrate);
@@ -606,6 +649,14 @@ print_detail(const Pcd__MigrationInfo *mi)
 	    mi->errmsg);
 	printf("%-20s%s\n", "switched over:", mi->switched_over ? "yes (the "
 	    "guest runs on the destination)" : "no");
+	if (mi->phase[0] != '\0')
+		printf("%-20s%s, round %" PRIu32 ", %" PRIu64 " pages sent "
+		    "(%" PRIu64 " in the last round), dirty rate %" PRIu64
+		    " pages/s, %" PRIu64 " remaining%s%s\n", "phase:",
+		    mi->phase, mi->iteration, mi->precopy_pages_sent,
+		    mi->precopy_last_round_pages, mi->dirty_rate,
+		    mi->remaining, mi->precopy_note[0] ? " - " : "",
+		    mi->precopy_note);
 	if (mi->listen[0] != '\0')
 		printf("%-20s%s\n", "listen:", mi->listen);
 	printf("%-20s%s\n", "vmm attached:", mi->vmm_attached ? "yes" : "no");
@@ -767,6 +818,27 @@ cmd_resume(struct sub *s)
 	return ctl_unary(s, RPC_M_RESUME, &req.base, print_resume);
 }
 static int
+print_start_postcopy(const struct sub *s, const ProtobufCMessage *req,
+    const ProtobufCMessage *rep)
+{
+	if (!s->o->json)
+		printf("migration %s: switching to postcopy (state %s)\n",
+		    ((const Pcd__StartPostcopyRequest *)req)->id,
+		    ((const Pcd__StartPostcopyReply *)rep)->state);
+	return EX_OK;
+}
+
+static int
+cmd_start_postcopy(struct sub *s)
+{
+	Pcd__StartPostcopyRequest req = PCD__START_POSTCOPY_REQUEST__INIT;
+
+	req.id = s->arg[0];
+	return ctl_unary(s, RPC_M_START_POSTCOPY, &req.base,
+	    print_start_postcopy);
+}
+
+static int
 print_set_bandwidth(const struct sub *s, const ProtobufCMessage *req,
     const ProtobufCMessage *rep)
 {
@@ -883,7 +955,7 @@ static void
 watch_line(const Pcd__MigrationInfo *mi, const struct watch_rate *w,
     bool tty)
 {
-	char rate[32], left[32] = "-";
+	char rate[32], left[32] = "-", phase[80] = "";
 	double pct = pct_valid(mi);
 	int width = 30, fill = (int)(pct / 100 * width + 0.5);
 
@@ -891,17 +963,22 @@ watch_line(const Pcd__MigrationInfo *mi, const struct watch_rate *w,
 		fmt_ms(left, sizeof(left), (uint64_t)((double)(mi->pages_total -
 		    mi->pages_valid) / w->pps * 1000));
 	fmt_rate(rate, sizeof(rate), w->bps);
+	/* Precopy: the phase and the round. */
+	if (mi->phase[0] != '\0')
+		snprintf(phase, sizeof(phase), " %s round %" PRIu32, mi->phase,
+		    mi->iteration);
 	if (tty) {
 		printf("\r\033[K[");
 		for (int k = 0; k < width; k++)
 			putchar(k < fill ? '#' : '.');
 		printf("] %5.1f%%  %-11s %6.0f faults/s  p99 %" PRIu64
-		    " us  left %s  %s%s%s", pct, rate, w->fps, mi->lat_p99_us,
-		    left, state_on(mi->state), mi->state, state_off(mi->state));
+		    " us  left %s  %s%s%s%s", pct, rate, w->fps, mi->lat_p99_us,
+		    left, state_on(mi->state), mi->state, state_off(mi->state),
+		    phase);
 	} else {
 		printf("%s %s %.1f%% %s %.0f faults/s p99 %" PRIu64
-		    " us left %s\n", mi->id, mi->state, pct, rate, w->fps,
-		    mi->lat_p99_us, left);
+		    " us left %s%s\n", mi->id, mi->state, pct, rate, w->fps,
+		    mi->lat_p99_us, left, phase);
 	}
 	fflush(stdout);
 }
@@ -1039,11 +1116,19 @@ static const struct cmd cmds[] = {
 	  "may run on this host." },
 	{ "migrate", cmd_migrate, 2, 2,
 	  "ID HOST:PORT [--bandwidth BYTES/S] [--tls-dir DIR] "
-	  "[--peer-name NAME] [--libvirt-uri URI --domain NAME] [--watch]",
+	  "[--peer-name NAME] [--libvirt-uri URI --domain NAME] [--watch] "
+	  "[--precopy] [--postcopy-only] [--rounds N] [--auto] "
+	  "[--max-downtime MS]",
 	  "Source: migrate ID to the destination listening on HOST:PORT.\n"
 	  "--bandwidth caps the bulk stream (100M, 1G; 0 = unlimited); demand\n"
 	  "pages are never limited. With --libvirt-uri/--domain the domain is\n"
-	  "suspended at switchover. --watch follows it like `watch`." },
+	  "suspended at switchover. --watch follows it like `watch`.\n"
+	  "--precopy copies memory in rounds while the guest runs (a source\n"
+	  "VMM that offers dirty tracking; otherwise postcopy-only, status\n"
+	  "says why) until what is left fits --max-downtime MS (then it\n"
+	  "completes without postcopy), --rounds N rounds were made, a round\n"
+	  "made under 10% progress (--auto), or `start-postcopy ID`.\n"
+	  "--postcopy-only switches over at once. Defaults: postcopyd.conf." },
 	{ "status", cmd_status, 0, 1, "[ID] [--libvirt]",
 	  "Show one migration (ID) or all of them. --libvirt prints the job\n"
 	  "statistics like `virsh domjobinfo` (with --json: one object per\n"
@@ -1065,6 +1150,10 @@ static const struct cmd cmds[] = {
 	  "it drops the channels so the source reconnects. The daemons also\n"
 	  "recover by themselves: a paused migration (status says why) is\n"
 	  "resumed as soon as the source reaches the destination again." },
+	{ "start-postcopy", cmd_start_postcopy, 1, 1, "ID",
+	  "Source in precopy: stop the rounds and switch to postcopy now\n"
+	  "(like virDomainMigrateStartPostCopy). Refused after switchover\n"
+	  "and for a migration that runs no precopy." },
 	{ "set-bandwidth", cmd_set_bandwidth, 2, 2, "ID BYTES/S",
 	  "Change the bulk stream limit of a running migration (0 removes it)." },
 	{ "version", cmd_version, 0, 0, "",
