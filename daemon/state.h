@@ -24,12 +24,12 @@ enum mig_ev {
 	MIG_EV_CONNECTED,	/* both channels up (first session) */
 	MIG_EV_RESTORED,	/* dest, restarted after switchover: the source
 				 * is back and the guest already runs here */
-	MIG_EV_PRECOPY_ROUND_DONE, /* src: one precopy pass sent (not posted
-				 * yet: the precopy rounds will) */
-	MIG_EV_CONVERGED,	/* src: what is left is small enough to switch
-				 * over (not posted yet) */
-	MIG_EV_START_POSTCOPY,	/* src: switch over now (the loop posts it on
-				 * entering precopy: no precopy rounds yet) */
+	MIG_EV_PRECOPY_ROUND_DONE, /* src: one precopy round sent and
+				 * scanned (source_precopy.c) */
+	MIG_EV_CONVERGED,	/* src: what is left fits max_downtime_ms:
+				 * switch over, complete without postcopy */
+	MIG_EV_START_POSTCOPY,	/* src: switch over now (StartPostcopy, round
+				 * limit, stall; at once without rounds) */
 	MIG_EV_VMM_PAUSED,	/* src: the VMM stopped the guest and handed
 				 * over its device state */
 	MIG_EV_DEVICE_STATE,	/* dest: the source's Switchover arrived */

@@ -1064,7 +1064,7 @@ guest_wp_pages(const struct guest *gu)
 static int
 source_after_cancel(const struct opts *o, struct guest *gu,
     const struct guestgen *g, struct reader *rd, struct writer *wr,
-    const struct pcvmm_event *ev)
+    struct pcvmm *v, struct pcvmm_event *ev, const int dfd[2])
 {
 	struct guestdirty x;
 	uint64_t nbad, zero, nw;
@@ -1073,6 +1073,7 @@ source_after_cancel(const struct opts *o, struct guest *gu,
 
 	say(o, "migration ended before the pause (%s): the guest runs on",
 	    ev->message);
+	pcvmm_event_clear(ev);
 	nanosleep(&(struct timespec){ 0, 300000000 }, NULL);
 	atomic_store(&rd->stop, true);
 	atomic_store(&wr->stop, true);
@@ -1085,7 +1086,14 @@ source_after_cancel(const struct opts *o, struct guest *gu,
 	nbad = verify(&x, gu, o->threads, bad, &zero);
 	guestdirty_free(&x);
 	free(bad);
+	/* Still attached: a daemon that ends the session removes the
+	 * protection anyway; the cancel itself must have. */
 	wp = guest_wp_pages(gu);
+	pcvmm_detach(v, "migration ended before the pause");
+	if (dfd[0] >= 0) {
+		close(dfd[0]);
+		close(dfd[1]);
+	}
 	if (o->json)
 		printf("{\"role\":\"source\",\"id\":\"%s\",\"cancelled\":true,"
 		    "\"pages_total\":%" PRIu64 ",\"verify_mismatched\":%" PRIu64
@@ -1140,7 +1148,8 @@ run_source(const struct opts *o)
 	    dfd[0] >= 0 ? " with dirty tracking" : "");
 
 	if (o->survive_cancel && !wait_pause_or_end(v, o->timeout, &ev))
-		return source_after_cancel(o, &gu, &g, &rd, &wr, &ev);
+		return source_after_cancel(o, &gu, &g, &rd, &wr, v, &ev,
+		    dfd);
 	if (!o->survive_cancel)
 		wait_event(v, PCVMM_EV_PAUSE, o->timeout, &ev, "PAUSE");
 	pause_delay(o, v);

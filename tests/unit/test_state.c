@@ -180,7 +180,7 @@ test_lives(void **unused)
 	/* Terminal states are final: late events change nothing. */
 	assert_int_equal(RUN(MIG_ROLE_DEST, MIG_STATE_POSTCOPY, MIG_EV_FAIL,
 	    MIG_EV_LINK_UP, MIG_EV_DONE, MIG_EV_CONNECTED), MIG_STATE_FAILED);
-	/* The precopy events (not posted yet) lead to switchover. */
+	/* The precopy events (rounds, StartPostcopy) lead to switchover. */
 	assert_int_equal(RUN(MIG_ROLE_SOURCE, MIG_STATE_PRECOPY,
 	    MIG_EV_PRECOPY_ROUND_DONE, MIG_EV_PRECOPY_ROUND_DONE,
 	    MIG_EV_CONVERGED), MIG_STATE_SWITCHOVER);
