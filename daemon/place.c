@@ -157,6 +157,24 @@ place_zero_alloc(struct place *pl, uint64_t first, uint64_t n,
 	return r;
 }
 
+/* Precopy: a zero page may replace an older copy that was not zero:
+ * drop whatever is there, then allocate zeroed pages. */
+static int
+place_zero_replace(struct place *pl, uint64_t first, uint64_t n, char *err,
+    size_t errlen)
+{
+	int r;
+
+	if (fallocate(pl->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)(pl->off + first * pl->ps), (off_t)(n * pl->ps)) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "punching zero pages %" PRIu64 "+%" PRIu64
+		    " in the memfd failed: %s", first, n, strerror(-r));
+		return r;
+	}
+	return place_zero_alloc(pl, first, n, "memfd", err, errlen);
+}
+
 static int
 place_minor_place(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen)
@@ -167,7 +185,11 @@ place_minor_place(struct place *pl, uint64_t first, uint64_t n,
 	/* A zero page needs to be in the page cache for a MINOR fault:
 	 * allocate zeroed pages without writing each. A wholly preallocated
 	 * alias has them already: a page that was never written is zero. */
-	if (buf == NULL && !atomic_load_explicit(&pl->populated,
+	if (buf == NULL && atomic_load(&pl->rewrites)) {
+		/* After precopy the page may hold an older copy. */
+		if ((r = place_zero_replace(pl, first, n, err, errlen)) < 0)
+			return r;
+	} else if (buf == NULL && !atomic_load_explicit(&pl->populated,
 	    memory_order_relaxed) && (r = place_zero_alloc(pl, first, n,
 	    "memfd", err, errlen)) < 0)
 		return r;
@@ -452,17 +474,8 @@ place_store(struct place *pl, uint64_t first, uint64_t n, const uint8_t *buf,
 		    "destination on base pages (this one is %s)", pl->ops->name);
 		return -ENOTSUP;
 	}
-	/* A zero page may replace an older copy that was not zero: drop
-	 * whatever is there, then allocate zeroed pages. */
-	if (buf == NULL && fallocate(pl->memfd, FALLOC_FL_PUNCH_HOLE |
-	    FALLOC_FL_KEEP_SIZE, (off_t)(pl->off + first * pl->ps),
-	    (off_t)(n * pl->ps)) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "punching zero pages %" PRIu64 "+%" PRIu64
-		    " in the memfd failed: %s", first, n, strerror(-r));
-		return r;
-	}
-	if (buf == NULL && (r = place_zero_alloc(pl, first, n, "memfd", err,
+	atomic_store(&pl->rewrites, true);
+	if (buf == NULL && (r = place_zero_replace(pl, first, n, err,
 	    errlen)) < 0)
 		return r;
 	return pagestate_set_valid(pl->pg, first, n);

@@ -65,6 +65,9 @@ struct place {
 	 * through the alias only by its data. A flow that sends a page again
 	 * after its content changed (precopy) must zero a page it wrote. */
 	atomic_bool		 populated;
+	/* Precopy wrote pages here (place_store): a zero page sent later
+	 * replaces what is there (punch, then allocate). */
+	atomic_bool		 rewrites;
 };
 
 /* Picks the implementation for the guest's mode. */
