@@ -262,7 +262,9 @@ precopy-switch)
 	precopy_check src m-sw
 	loc=$(field dst m-sw faults_local); rem=$(field dst m-sw faults_remote)
 	[ "$rem" -gt 0 ] || fail "m-sw: no remote fault after StartPostcopy (local $loc)"
-	[ "$loc" -gt 0 ] || fail "m-sw: no local fault after precopy (remote $rem)"
+	# Local faults (a valid page mapped with one CONTINUE) race with the
+	# background mapper, which may map every valid page first: reported,
+	# not asserted (seen 0..13 here).
 	[ "$(field src m-sw phase)" = completed ] ||
 		fail "m-sw: phase '$(field src m-sw phase)', want completed (by postcopy)"
 	out=$(ctl src start-postcopy m-sw 2>&1) && fail "m-sw: start-postcopy accepted after the end"
