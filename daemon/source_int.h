@@ -1,6 +1,7 @@
 /* source_int.h - what the source's files share: struct source, used by
  * source.c (channels, the switchover, page requests, the postcopy bulk
- * stream) and source_precopy.c (the precopy rounds). Nothing outside the
+ * stream), source_pages.c (zero pages, claims, digests, runs) and
+ * source_precopy.c (the precopy rounds). Nothing outside the
  * source includes it.
  */
 #ifndef PCD_SOURCE_INT_H
@@ -77,13 +78,31 @@ struct source {
 
 
 /* source.c */
-bool	src_zero(struct source *s, uint64_t i);
-void	src_find_holes(struct source *s);
 int	src_wait_pinging(struct source *s, bool (*done)(void *));
+
+/* source_pages.c */
+/* Page i reads as zeros (a hole, or by content). */
+bool	src_zero(struct source *s, uint64_t i);
+/* The huge page starting at piece first is all zero. */
+bool	src_zero_unit(struct source *s, uint64_t first);
+/* After the pause, once: the memfd's holes (zero without reading). */
+void	src_find_holes(struct source *s);
+/* The source's pages_valid rises to n, never goes back (a resume). */
+void	src_valid_raise(struct source *s, uint64_t n);
+/* Marks page i sent; false if it was already (counts it once). */
+bool	src_claim(struct source *s, uint64_t i);
+/* Sends pages [i, i+n) of one kind (digests taken); n <= WIRE_MAX_BATCH
+ * for data. */
 int	src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n,
 	    bool zero);
+/* Bulk: claims the run of unsent pages of one kind from pos; its length
+ * (0: pos was sent already), *zero its kind. */
+uint32_t src_bulk_run(struct source *s, uint64_t pos, bool *zero);
+/* Sleeps as needed so the bulk stream stays under the limit. */
 void	src_throttle(struct source *s, uint64_t *epoch_ns,
 	    uint64_t *epoch_bytes, uint64_t *cur_bps, uint64_t sent);
+/* Bulk, after the stream: every page's digest. */
+int	src_send_digests(struct source *s, struct chan *c);
 
 /* source_precopy.c */
 int	src_precopy_setup(struct source *s);

@@ -1,0 +1,320 @@
+/* source_pages.c - the source's pages: which are zero (holes in the memfd,
+ * all-zero content, all-zero huge pages), which were sent (claimed once
+ * across the bulk and urgent senders), their digests (taken as they are
+ * sent), and the runs the bulk stream sends under the bandwidth limit.
+ * Used by source.c (the stream, page requests) and source_precopy.c.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "chan.h"
+#include "log.h"
+#include "migration_int.h"
+#include "source_int.h"
+#include "util.h"
+#include "wire.h"
+
+bool
+src_zero(struct source *s, uint64_t i)
+{
+	const uint64_t *q;
+	uint32_t ps = s->ps;
+
+	/* A hole reads as zeros; looking would allocate a page for it. */
+	if (atomic_load_explicit(&s->holes_ready, memory_order_acquire) &&
+	    ((s->hole[i >> 6] >> (i & 63)) & 1))
+		return true;
+	q = (const uint64_t *)(const void *)(s->map + i * ps);
+
+	for (size_t k = 0; k < ps / 8; k += 8) {
+		uint64_t acc = q[k] | q[k + 1] | q[k + 2] | q[k + 3] |
+		    q[k + 4] | q[k + 5] | q[k + 6] | q[k + 7];
+		if (acc != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Huge pages (zero detection per huge page): whether the pieces of the
+ * huge page that starts at piece first are all zero. Stops at the first
+ * piece that is not. */
+bool
+src_zero_unit(struct source *s, uint64_t first)
+{
+	for (uint64_t k = 0; k < s->upp; k++)
+		if (!src_zero(s, first + k))
+			return false;
+	return true;
+}
+
+/*
+ * Holes by residency: one mincore() over the whole memfd instead of two
+ * lseek()s per hole. A shmem page that is not in the page cache is a hole
+ * unless it was swapped out; the file's allocated blocks (swapped pages
+ * included) taken after the call tell: if they equal the resident pages,
+ * no page was swapped out, so every page mincore did not see is a hole.
+ * Pages allocated meanwhile (a read by the urgent sender) only make the
+ * counts differ. Base pages and a mapping of the whole file only.
+ */
+static bool
+src_holes_by_residency(struct source *s, uint64_t *holes)
+{
+	struct stat st;
+	uint64_t resident = 0;
+	unsigned char *vec;
+
+	if (s->ps != (uint32_t)sysconf(_SC_PAGESIZE) || s->m->g.offset != 0 ||
+	    (vec = malloc(s->npages)) == NULL)
+		return false;
+	if (mincore((void *)(uintptr_t)s->map, s->m->g.size, vec) < 0 ||
+	    fstat(s->m->g.memfd, &st) < 0 ||
+	    (uint64_t)st.st_size != s->m->g.size) {
+		free(vec);
+		return false;
+	}
+	for (uint64_t i = 0; i < s->npages; i++)
+		resident += vec[i] & 1;
+	if ((uint64_t)st.st_blocks * 512 != resident * s->ps) {
+		free(vec);
+		return false;
+	}
+	for (uint64_t i = 0; i < s->npages; i++) {
+		if (!(vec[i] & 1)) {
+			s->hole[i >> 6] |= 1ull << (i & 63);
+			(*holes)++;
+		}
+	}
+	free(vec);
+	return true;
+}
+
+/* The same by SEEK_HOLE/SEEK_DATA: exact with swap, two calls per hole. */
+static void
+src_holes_by_seek(struct source *s, uint64_t *holes)
+{
+	off_t start = (off_t)s->m->g.offset, end = start + (off_t)s->m->g.size;
+	off_t pos = start;
+
+	while (pos < end) {
+		off_t h = lseek(s->m->g.memfd, pos, SEEK_HOLE), d;
+
+		if (h < 0 || h >= end)
+			break;
+		d = lseek(s->m->g.memfd, h, SEEK_DATA);
+		if (d < 0 || d > end)
+			d = end;
+		/* Whole pages inside [h, d). */
+		for (uint64_t i = ((uint64_t)(h - start) + s->ps - 1) / s->ps;
+		    i < (uint64_t)(d - start) / s->ps; i++) {
+			s->hole[i >> 6] |= 1ull << (i & 63);
+			(*holes)++;
+		}
+		pos = d;
+	}
+}
+
+/* Pages that are holes in the memfd (never written): zero without looking. */
+void
+src_find_holes(struct source *s)
+{
+	uint64_t holes = 0;
+	bool fast = src_holes_by_residency(s, &holes);
+
+	if (!fast)
+		src_holes_by_seek(s, &holes);
+	log_info("migration %s: %" PRIu64 " of %" PRIu64 " pages are holes "
+	    "in the memfd (found by %s; sent as zero runs without reading "
+	    "them)", s->m->id, holes, s->npages, fast ? "residency" : "seeking");
+}
+
+/* The source's pages_valid (pages sent) never goes back: a resume sends
+ * again the pages lost in flight, which count only once the number sent
+ * passes the most ever reported. */
+void
+src_valid_raise(struct source *s, uint64_t n)
+{
+	uint64_t cur = atomic_load(&s->c->pages_valid);
+
+	while (cur < n && !atomic_compare_exchange_weak(&s->c->pages_valid,
+	    &cur, n))
+		;
+}
+
+/* Marks page i sent; counts it once. */
+bool
+src_claim(struct source *s, uint64_t i)
+{
+	if (bm_set(s->sent, i))
+		return false;
+	src_valid_raise(s, atomic_fetch_add(&s->sent_count, 1) + 1);
+	return true;
+}
+
+/* Digests of pages about to be sent: read now, they are in the cache when
+ * TLS encrypts them. The guest is paused (a page sent while it runs is
+ * sent again after its last write, and hashed again). */
+static void
+src_hash_run(struct source *s, uint64_t i, uint32_t n, bool zero)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t h = zero ? s->zero_hash :
+		    XXH3_64bits(s->map + (i + k) * s->ps, s->ps);
+
+		atomic_store_explicit(&s->hash[i + k], h, memory_order_relaxed);
+		bm_set(s->hashed, i + k);
+	}
+}
+
+/* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
+int
+src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero)
+{
+	struct wire_hdr h = {
+		.type = zero ? WIRE_ZERO : WIRE_PAGES,
+		.index = i,
+		.count = n,
+		.length = zero ? 0 : n * s->ps,
+	};
+	int r;
+
+	src_hash_run(s, i, n, zero);
+	r = chan_send_frame(c, &h, zero ? NULL : s->map + i * s->ps);
+	if (r == 0) {
+		atomic_fetch_add_explicit(&s->c->bytes, WIRE_HDR_LEN + h.length,
+		    memory_order_relaxed);
+		if (zero)
+			atomic_fetch_add_explicit(&s->c->pages_zero, n,
+			    memory_order_relaxed);
+	}
+	return r;
+}
+
+/* Sleeps as needed so the bulk stream stays under the limit. */
+void
+src_throttle(struct source *s, uint64_t *epoch_ns, uint64_t *epoch_bytes,
+    uint64_t *cur_bps, uint64_t sent)
+{
+	uint64_t bps = atomic_load(&s->m->bandwidth_bps);
+
+	if (bps != *cur_bps) {
+		*cur_bps = bps;
+		*epoch_ns = now_ns();
+		*epoch_bytes = sent;
+	}
+	while (bps != 0) {
+		uint64_t due = (uint64_t)((double)(sent - *epoch_bytes) * 1e9 /
+		    (double)bps);
+		uint64_t el = now_ns() - *epoch_ns;
+		struct pollfd p = { .fd = s->m->stopfd, .events = POLLIN };
+
+		if (el >= due)
+			return;
+		if (poll(&p, 1, (int)((due - el) / 1000000 > 100 ? 100 :
+		    (due - el) / 1000000 + 1)) > 0)
+			return;
+		if (atomic_load(&s->m->bandwidth_bps) != bps)
+			return;		/* picked up on the next call */
+	}
+}
+
+int
+src_send_digests(struct source *s, struct chan *c)
+{
+	uint64_t *hash = malloc(WIRE_DIGEST_CHUNK * sizeof(uint64_t));
+	int r = 0;
+
+	if (hash == NULL)
+		return chan_set_error(c, -ENOMEM, "out of memory");
+	for (uint64_t first = 0; first < s->npages && r == 0;
+	    first += WIRE_DIGEST_CHUNK) {
+		Pcd__Wire__Digest d = PCD__WIRE__DIGEST__INIT;
+		size_t n = s->npages - first < WIRE_DIGEST_CHUNK ?
+		    s->npages - first : WIRE_DIGEST_CHUNK;
+
+		for (size_t k = 0; k < n; k++) {
+			uint64_t i = first + k;
+
+			/* Taken when sent; a page this process never sent
+			 * (held by the destination already) is read now. A
+			 * hole would be allocated by reading it. */
+			if (bm_test(s->hashed, i))
+				hash[k] = atomic_load_explicit(&s->hash[i],
+				    memory_order_relaxed);
+			else if ((s->hole[i >> 6] >> (i & 63)) & 1)
+				hash[k] = s->zero_hash;
+			else
+				hash[k] = XXH3_64bits(s->map + i * s->ps, s->ps);
+		}
+		d.first = first;
+		d.n_hash = n;
+		d.hash = hash;
+		r = chan_send_msg(c, WIRE_DIGEST, &d.base);
+	}
+	free(hash);
+	return r;
+}
+
+/* Bulk, huge pages: the whole all-zero huge pages from piece pos (a huge
+ * page boundary) of which no piece was sent, claimed: their pieces, 0 when
+ * the first is not one. They go as one ZERO run. */
+static uint32_t
+src_zero_units(struct source *s, uint64_t pos)
+{
+	uint64_t max = s->upp > SRC_ZERO_RUN_MAX ? s->upp : SRC_ZERO_RUN_MAX;
+	uint64_t n = 0;
+
+	while (n + s->upp <= max && pos + n < s->npages) {
+		for (uint64_t k = 0; k < s->upp; k++)
+			if (bm_test(s->sent, pos + n + k))
+				goto out;
+		if (!src_zero_unit(s, pos + n))
+			break;
+		/* The urgent channel may claim one of them meanwhile: sent
+		 * twice then, the destination keeps one. */
+		for (uint64_t k = 0; k < s->upp; k++)
+			src_claim(s, pos + n + k);
+		atomic_fetch_add_explicit(&s->zero_units, 1,
+		    memory_order_relaxed);
+		n += s->upp;
+	}
+out:
+	return (uint32_t)n;
+}
+
+/* Bulk: claims the run of unsent pages of one kind (zero or not) from
+ * pos, at most a frame's worth and, on huge pages, not past pos's huge
+ * page, so that the next run starts on a boundary and is looked at whole
+ * (an all-zero huge page goes as one ZERO run). Its length; 0 when pos
+ * was sent already. */
+uint32_t
+src_bulk_run(struct source *s, uint64_t pos, bool *zero)
+{
+	uint32_t n, max;
+
+	if (s->upp > 1 && pos % s->upp == 0 &&
+	    (n = src_zero_units(s, pos)) > 0) {
+		*zero = true;
+		return n;
+	}
+	if (!src_claim(s, pos))
+		return 0;
+	*zero = src_zero(s, pos);
+	max = *zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
+	if (s->upp > 1 && max > s->upp - pos % s->upp)
+		max = (uint32_t)(s->upp - pos % s->upp);
+	for (n = 1; n < max && pos + n < s->npages; n++) {
+		if (bm_test(s->sent, pos + n) ||
+		    src_zero(s, pos + n) != *zero || !src_claim(s, pos + n))
+			break;
+	}
+	return n;
+}
