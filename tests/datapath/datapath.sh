@@ -96,20 +96,6 @@ precopy_check() {
 	echo "$2: $it precopy rounds, $sent pages sent by them, $(field "$1" "$2" pages_redirtied) redirtied, $(field "$1" "$2" final_dirty) dirty at the pause"
 }
 
-# stop_daemons: SIGTERM, wait for a clean exit, and no sanitizer reports.
-stop_daemons() {
-	local n p rc
-	for n in "${DAEMONS[@]}"; do
-		p=$(eval echo "\$PID_$n")
-		kill -TERM "$p" 2>/dev/null || fail "postcopyd $n died during the test"
-		rc=0
-		wait "$p" || rc=$?
-		[ $rc -eq 0 ] || fail "postcopyd $n exited with status $rc on SIGTERM"
-		! grep -E "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$T/$n.log" ||
-			fail "postcopyd $n: sanitizer report in its log"
-	done
-}
-
 case "$MODE" in
 migrate)
 	size=$1 workload=$2; shift 2
