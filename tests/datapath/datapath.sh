@@ -51,11 +51,9 @@ migrate_once() {
 	spid=$!
 	PIDS+=($spid)
 	local grc=0 src=0
-	wait "$gpid" || grc=$?
-	wait "$spid" || src=$?
+	wait_pair "$gpid" grc "$spid" src
 	[ $grc -eq 77 ] && skip "postcopy-guest cannot run the $workload workload here"
-	[ $grc -eq 0 ] || fail "$name: destination guest exited $grc: $(tail -n 3 "$T/$name.dguest.log")"
-	[ $src -eq 0 ] || fail "$name: source guest exited $src: $(tail -n 3 "$T/$name.sguest.log")"
+	guests_ok "$name" $grc "$T/$name.dguest.log" $src "$T/$name.sguest.log"
 	wait_state dst "$name" completed failed
 	wait_state src "$name" completed failed
 

@@ -97,6 +97,42 @@ wait_state() {
 	fail "migration $id on $n: state '$s', wanted $*"
 }
 
+# wait_pair PID1 VAR1 PID2 VAR2: waits for two background processes (the
+# two guests of a migration), storing each exit status in its variable. A
+# process that fails (neither 0 nor 77, the skip) ends the wait at once: the
+# other one is killed, so a guest that died at start does not leave the test
+# waiting out its partner's timeout.
+wait_pair() {
+	local -A var=([$1]=$2 [$3]=$4)
+	local left=("$1" "$3") done_pid rc p
+	while [ ${#left[@]} -gt 0 ]; do
+		rc=0 done_pid=""
+		wait -n -p done_pid "${left[@]}" || rc=$?
+		if [ -z "$done_pid" ]; then	# not our children (127): no status
+			for p in "${left[@]}"; do printf -v "${var[$p]}" %d "$rc"; done
+			return 0
+		fi
+		printf -v "${var[$done_pid]}" %d "$rc"
+		left=($(for p in "${left[@]}"; do [ "$p" = "$done_pid" ] || echo "$p"; done))
+		if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+			for p in "${left[@]}"; do
+				kill "$p" 2>/dev/null || true
+				rc=0; wait "$p" || rc=$?
+				printf -v "${var[$p]}" %d "$rc"
+			done
+			return 0
+		fi
+	done
+}
+
+# guests_ok ID DRC DLOG SRC SLOG: both guests exited 0, or the test fails
+# naming each one's status and last lines (the one that failed first is the
+# one not killed by wait_pair, status 143).
+guests_ok() {
+	[ "$2" -eq 0 ] && [ "$4" -eq 0 ] && return 0
+	fail "$1: destination guest exited $2 ($(tail -n 3 "$3" | tr '\n' ' ')), source guest exited $4 ($(tail -n 3 "$5" | tr '\n' ' '))"
+}
+
 # stop_daemons: SIGTERM to every daemon started, a clean exit (status 0),
 # and no sanitizer report (ASan, LSan, TSan, UBSan) in its log.
 stop_daemons() {

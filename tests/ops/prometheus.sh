@@ -113,10 +113,8 @@ ctl src migrate "$ID" "$addr" --tls-dir "$T/certs" >/dev/null || fail "migrate r
 spid=$!; PIDS+=($spid)
 lint dst "$DPORT" "migration running"
 lint src "$SPORT" "migration running"
-grc=0; wait "$gpid" || grc=$?
-src=0; wait "$spid" || src=$?
-[ $grc -eq 0 ] || fail "destination guest exited $grc: $(tail -n 3 "$T/dguest.log")"
-[ $src -eq 0 ] || fail "source guest exited $src: $(tail -n 3 "$T/sguest.log")"
+grc=0; src=0; wait_pair "$gpid" grc "$spid" src
+guests_ok "$ID" $grc "$T/dguest.log" $src "$T/sguest.log"
 jq -e ".pages_total == $PAGES and .pages_verified == $PAGES and .mismatched == 0" "$T/dguest.json" >/dev/null ||
 	fail "destination guest: $(cat "$T/dguest.json")"
 wait_state dst "$ID" completed

@@ -78,10 +78,8 @@ start_migration() {
 check_migration() {
 	local id=$1 gpid=$2 spid=$3
 	local grc=0 src=0
-	wait "$gpid" || grc=$?
-	wait "$spid" || src=$?
-	[ $grc -eq 0 ] || fail "$id: destination guest exited $grc: $(tail -n 3 "$T/$id.dguest.log")"
-	[ $src -eq 0 ] || fail "$id: source guest exited $src: $(tail -n 3 "$T/$id.sguest.log")"
+	wait_pair "$gpid" grc "$spid" src
+	guests_ok "$id" $grc "$T/$id.dguest.log" $src "$T/$id.sguest.log"
 	! grep -E "WARNING: ThreadSanitizer|ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" \
 	    "$T/$id.dguest.log" "$T/$id.sguest.log" || fail "$id: sanitizer report in a guest's log"
 	wait_state dst "$id" completed failed
