@@ -337,7 +337,8 @@ main(int argc, char **argv)
 	const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct config cfg;
 	char err[1024];
-	int r, ctl_fd = -1, check = 0;
+	static const char *const sock_names[] = { "control", "vmm" };
+	int r, ctl_fd = -1, check = 0, fds[2];
 	bool explicit_file = false;
 
 	str_copy(d.control_socket, PCD_CONTROL_SOCKET, sizeof(d.control_socket));
@@ -377,12 +378,15 @@ main(int argc, char **argv)
 	probe_at_start();
 	if (sdnotify_new(d.base, &d.sdn, err, sizeof(err)) < 0)
 		fatalx("systemd notification: %s", err);
-	if (sdnotify_listen_fd("control", &ctl_fd, err, sizeof(err)) < 0)
+	if (sdnotify_listen_fds(sock_names, fds, ARRAY_SIZE(fds), err,
+	    sizeof(err)) < 0)
 		fatalx("socket activation: %s", err);
+	ctl_fd = fds[0];
 	if (ctl_fd >= 0)
 		log_info("control socket: fd %d from socket activation", ctl_fd);
 
-	if ((r = mig_table_new(d.base, d.vmm_socket, &d.migs)) < 0)
+	/* The migration table owns the VMM socket's fd from here on. */
+	if ((r = mig_table_new(d.base, d.vmm_socket, fds[1], &d.migs)) < 0)
 		fatalx("cannot open the VMM socket %s: %s", d.vmm_socket,
 		    strerror(-r));
 	mig_table_set_state_dir(d.migs, cfg.state_dir, d.vmm_socket);

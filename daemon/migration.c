@@ -1243,18 +1243,21 @@ static const struct vmm_ops mig_vmm_ops = {
 };
 
 int
-mig_table_new(struct event_base *base, const char *vmm_socket,
+mig_table_new(struct event_base *base, const char *vmm_socket, int vmm_fd,
     struct mig_table **out)
 {
 	struct mig_table *t = calloc(1, sizeof(*t));
 	int r;
 
 	*out = NULL;
-	if (t == NULL)
+	if (t == NULL) {
+		if (vmm_fd >= 0)
+			close(vmm_fd);
 		return -ENOMEM;
+	}
 	t->base = base;
 	t->vmm_wait_s = 300;
-	r = vmm_server_open(base, vmm_socket, &mig_vmm_ops, t, &t->vmm);
+	r = vmm_server_open(base, vmm_socket, vmm_fd, &mig_vmm_ops, t, &t->vmm);
 	if (r < 0) {
 		free(t);
 		return r;

@@ -155,7 +155,9 @@ struct mig_stats {
 
 typedef void (*mig_notify_fn)(void *arg, const char *id);
 
-int mig_table_new(struct event_base *base, const char *vmm_socket,
+/* vmm_fd: the VMM socket from socket activation (owned from here on), or
+ * -1 to create vmm_socket. */
+int mig_table_new(struct event_base *base, const char *vmm_socket, int vmm_fd,
     struct mig_table **out);
 void mig_table_free(struct mig_table *t);
 /* Called on the loop thread whenever a migration changes state (and at most

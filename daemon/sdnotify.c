@@ -222,60 +222,95 @@ sdnotify_status(struct sdnotify *n, const char *fmt, ...)
 	sdnotify_send(n, msg);
 }
 
-int
-sdnotify_listen_fd(const char *name, int *fd, char *err, size_t errlen)
+/* Which of names[n] the passed socket i goes to: its FileDescriptorName=,
+ * or names[0] for the only socket passed under another name (a unit
+ * without FileDescriptorName=, named after the unit). -1: none. */
+static int
+sdnotify_listen_pick(char **passed, int nfds, int i, const char *const *names,
+    size_t n)
 {
-	char **names = NULL;
-	int nfds, pick = -1, r = 0;
+	for (size_t j = 0; j < n; j++)
+		if (passed != NULL && passed[i] != NULL &&
+		    strcmp(passed[i], names[j]) == 0)
+			return (int)j;
+	return nfds == 1 ? 0 : -1;
+}
 
-	*fd = -1;
+static int
+sdnotify_listen_check(int fd, const char *name, char *err, size_t errlen)
+{
+	int r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+
+	if (r > 0)
+		return 0;
+	snprintf(err, errlen, "socket-activated fd %d ('%s') is not a "
+	    "listening AF_UNIX stream socket%s%s", fd, name,
+	    r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+	return r < 0 ? r : -ENOTSOCK;
+}
+
+int
+sdnotify_listen_fds(const char *const *names, int *fds, size_t n, char *err,
+    size_t errlen)
+{
+	char **passed = NULL;
+	int nfds, matched = 0, r = 0;
+
+	for (size_t j = 0; j < n; j++)
+		fds[j] = -1;
 	/* unset_environment: children (none today) must not see our fds. */
-	nfds = sd_listen_fds_with_names(1, &names);
+	nfds = sd_listen_fds_with_names(1, &passed);
 	if (nfds < 0) {
 		snprintf(err, errlen, "bad LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES "
 		    "in the environment: %s", strerror(-nfds));
 		return nfds;
 	}
-	if (nfds == 0)
-		return 0;
-	for (int i = 0; i < nfds; i++)
-		if (names != NULL && names[i] != NULL &&
-		    strcmp(names[i], name) == 0)
-			pick = i;
-	if (pick < 0 && nfds == 1)
-		pick = 0;
-	if (pick < 0) {
-		snprintf(err, errlen, "socket activation passed %d sockets, "
-		    "none named '%s' (FileDescriptorName=)", nfds, name);
+	for (int i = 0; i < nfds && r == 0; i++) {
+		int j = sdnotify_listen_pick(passed, nfds, i, names, n);
+
+		if (j < 0 || fds[j] >= 0)
+			continue;
+		r = sdnotify_listen_check(SD_LISTEN_FDS_START + i, names[j],
+		    err, errlen);
+		fds[j] = SD_LISTEN_FDS_START + i;
+		matched++;
+	}
+	if (r == 0 && nfds > 0 && matched == 0) {
+		size_t len = (size_t)snprintf(err, errlen, "socket activation "
+		    "passed %d sockets, none named", nfds);
+
+		for (size_t j = 0; j < n && len < errlen; j++)
+			len += (size_t)snprintf(err + len, errlen - len, "%s'%s'",
+			    j == 0 ? " " : " or ", names[j]);
+		if (len < errlen)
+			snprintf(err + len, errlen - len, " (FileDescriptorName=)");
 		r = -ENOENT;
-		goto out;
 	}
-	r = sd_is_socket_unix(SD_LISTEN_FDS_START + pick, SOCK_STREAM, 1,
-	    NULL, 0);
-	if (r <= 0) {
-		snprintf(err, errlen, "socket-activated fd %d ('%s') is not a "
-		    "listening AF_UNIX stream socket%s%s",
-		    SD_LISTEN_FDS_START + pick,
-		    names != NULL && names[pick] != NULL ? names[pick] : "?",
-		    r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
-		r = r < 0 ? r : -ENOTSOCK;
-		goto out;
-	}
-	r = 0;
-	*fd = SD_LISTEN_FDS_START + pick;
-out:
 	for (int i = 0; i < nfds; i++) {
-		if (i != pick || r < 0) {
+		bool used = false;
+
+		for (size_t j = 0; j < n; j++)
+			used |= fds[j] == SD_LISTEN_FDS_START + i;
+		if (!used || r < 0) {
 			if (r == 0)
 				log_warnx("socket activation: closing unused fd "
 				    "%d ('%s')", SD_LISTEN_FDS_START + i,
-				    names != NULL && names[i] != NULL ?
-				    names[i] : "?");
+				    passed != NULL && passed[i] != NULL ?
+				    passed[i] : "?");
 			close(SD_LISTEN_FDS_START + i);
 		}
-		if (names != NULL)
-			free(names[i]);
+		if (passed != NULL)
+			free(passed[i]);
 	}
-	free(names);
+	free(passed);
+	if (r < 0)
+		for (size_t j = 0; j < n; j++)
+			fds[j] = -1;
 	return r;
+}
+
+int
+sdnotify_listen_fd(const char *name, int *fd, char *err, size_t errlen)
+{
+	return sdnotify_listen_fds(&name, fd, 1, err, errlen);
 }

@@ -47,5 +47,11 @@ uint64_t sdnotify_watchdog_usec(const struct sdnotify *n);
  * not socket-activated. Passed fds that are not used are closed. 0, or
  * -errno with err saying what was wrong with what was passed. */
 int sdnotify_listen_fd(const char *name, int *fd, char *err, size_t errlen);
+/* The same for several sockets: fds[j] gets the one named names[j] (-1 if
+ * none was passed); the only socket passed under another name goes to
+ * names[0]. Sockets passed under no name asked for are closed; passed ones
+ * and none of them named so: -ENOENT. */
+int sdnotify_listen_fds(const char *const *names, int *fds, size_t n,
+    char *err, size_t errlen);
 
 #endif

@@ -1390,14 +1390,14 @@ vmm_server_start(struct event_base *base, const struct unixsock *sock,
 }
 
 int
-vmm_server_open(struct event_base *base, const char *path,
+vmm_server_open(struct event_base *base, const char *path, int activated_fd,
     const struct vmm_ops *ops, void *arg, struct vmm_server **out)
 {
 	struct unixsock sock;
 	char err[512];
 	int r;
 
-	if ((r = unixsock_listen(path, 0660, -1, &sock, err,
+	if ((r = unixsock_listen(path, 0660, activated_fd, &sock, err,
 	    sizeof(err))) < 0) {
 		log_warnx("VMM socket: %s", err);
 		return r;
@@ -1407,7 +1407,11 @@ vmm_server_open(struct event_base *base, const char *path,
 		close(sock.fd);
 		return r;
 	}
-	log_info("vmm: listening on %s", path);
+	if (activated_fd >= 0)
+		log_info("vmm: listening on fd %d from socket activation",
+		    activated_fd);
+	else
+		log_info("vmm: listening on %s", path);
 	return 0;
 }
 

@@ -110,10 +110,12 @@ struct vmm_ops {
 };
 
 /* Creates the socket at path with unixsock_listen (mode 0660; refused
- * while another daemon listens there). ops->attached may refuse;
- * validation failures never reach it. */
+ * while another daemon listens there), or adopts activated_fd (socket
+ * activation; -1: none). ops->attached may refuse; validation failures
+ * never reach it. */
 int vmm_server_open(struct event_base *base, const char *path,
-    const struct vmm_ops *ops, void *arg, struct vmm_server **out);
+    int activated_fd, const struct vmm_ops *ops, void *arg,
+    struct vmm_server **out);
 /* Closes every session (calling ops->detached for attached ones) and the
  * socket; unlinks the path it created. NULL is fine. */
 void vmm_server_free(struct vmm_server *srv);

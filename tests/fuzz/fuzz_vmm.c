@@ -78,7 +78,7 @@ fz_init(void)
 	snprintf(fz_path, sizeof(fz_path), "%s/vmm.sock", dir);
 	fz_base = event_base_new();
 	if (fz_base == NULL ||
-	    vmm_server_open(fz_base, fz_path, &fz_ops, NULL, &srv) < 0)
+	    vmm_server_open(fz_base, fz_path, -1, &fz_ops, NULL, &srv) < 0)
 		abort();
 	/* The server lives as long as the process. */
 }

@@ -32,6 +32,7 @@ dpkg-deb -c "$deb" | awk '{ print $NF }' | sed 's|^\./|/|' >"$tmp/files"
 for f in /usr/sbin/postcopyd \
 	 /lib/systemd/system/postcopyd.service \
 	 /lib/systemd/system/postcopyd.socket \
+	 /lib/systemd/system/postcopyd-vmm.socket \
 	 /usr/lib/sysusers.d/postcopyd.conf \
 	 /usr/lib/tmpfiles.d/postcopyd.conf \
 	 /lib/udev/rules.d/60-postcopyd-userfaultfd.rules \

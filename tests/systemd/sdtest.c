@@ -15,7 +15,8 @@
  *   sdtest plain POSTCOPYD           no NOTIFY_SOCKET/JOURNAL_STREAM: plain
  *                                    log lines, no notify traffic, exit 0
  *   sdtest activate SOCKET_ACTIVATE POSTCOPYD [POSTCOPYCTL]
- *                                    socket activation of the control socket
+ *                                    socket activation of the control and
+ *                                    the VMM sockets (both kept)
  *   sdtest nouffd POSTCOPYD          without access to /dev/userfaultfd the
  *                                    daemon refuses to start and says why
  *
@@ -599,13 +600,13 @@ cmd_plain(char *daemon)
 static int
 cmd_activate(char *activate, char *daemon, char *ctl)
 {
-	char env_notify[120], e_notify[160], listen[120];
-	char *argv[] = { activate, listen, "--fdname=control", "-E",
-	    e_notify, "-E", "JOURNAL_STREAM=8:12345", "--", daemon, "-c",
+	char env_notify[120], e_notify[160], listen[120], listen_vmm[120];
+	char *argv[] = { activate, listen, listen_vmm, "--fdname=control:vmm",
+	    "-E", e_notify, "-E", "JOURNAL_STREAM=8:12345", "--", daemon, "-c",
 	    h.conf_path, "-s", h.control_path, "-V", h.vmm_path, NULL };
-	struct stat before, after;
+	struct stat before, after, vmm_before, vmm_after;
 	char buf[4096];
-	int fd = -1;
+	int fd = -1, vfd;
 
 	if (access(activate, X_OK) < 0) {
 		printf("SKIP: %s: %s (package systemd)\n", activate,
@@ -616,6 +617,7 @@ cmd_activate(char *activate, char *daemon, char *ctl)
 	snprintf(env_notify, sizeof(env_notify), "%s", h.notify_path);
 	snprintf(e_notify, sizeof(e_notify), "NOTIFY_SOCKET=%s", env_notify);
 	snprintf(listen, sizeof(listen), "--listen=%s", h.control_path);
+	snprintf(listen_vmm, sizeof(listen_vmm), "--listen=%s", h.vmm_path);
 	spawn(argv, NULL, false);
 
 	/* systemd-socket-activate binds, then execs the daemon on the first
@@ -624,6 +626,10 @@ cmd_activate(char *activate, char *daemon, char *ctl)
 		drain_stderr(50);
 	if (stat(h.control_path, &before) < 0)
 		fail("%s never appeared", h.control_path);
+	for (int i = 0; i < 100 && stat(h.vmm_path, &vmm_before) < 0; i++)
+		drain_stderr(50);
+	if (stat(h.vmm_path, &vmm_before) < 0)
+		fail("%s never appeared", h.vmm_path);
 	/* The file exists from bind(); listen() follows. */
 	for (int i = 0; i < 100; i++) {
 		if ((fd = connect_unix(h.control_path)) != -ECONNREFUSED)
@@ -635,13 +641,27 @@ cmd_activate(char *activate, char *daemon, char *ctl)
 
 	expect("READY=1", 15000, buf, sizeof(buf));
 	drain_stderr(100);
-	if (strstr(h.errbuf, "from socket activation") == NULL)
-		fail("the daemon did not say it uses the activated socket");
+	if (strstr(h.errbuf, "control socket: fd 3 from socket activation") ==
+	    NULL)
+		fail("the daemon did not say it uses the activated control "
+		    "socket (fd 3)");
+	if (strstr(h.errbuf, "vmm: listening on fd 4 from socket activation") ==
+	    NULL)
+		fail("the daemon did not say it uses the activated VMM socket "
+		    "(fd 4)");
 	if (stat(h.control_path, &after) < 0 || after.st_ino != before.st_ino)
 		fail("the daemon replaced the activated socket %s",
 		    h.control_path);
-	printf("ok: socket-activated, READY=1, socket kept (inode %lu)\n",
-	    (unsigned long)after.st_ino);
+	if (stat(h.vmm_path, &vmm_after) < 0 ||
+	    vmm_after.st_ino != vmm_before.st_ino)
+		fail("the daemon replaced the activated socket %s", h.vmm_path);
+	printf("ok: socket-activated, READY=1, sockets kept (control inode "
+	    "%lu, VMM inode %lu)\n", (unsigned long)after.st_ino,
+	    (unsigned long)vmm_after.st_ino);
+	if ((vfd = connect_unix(h.vmm_path)) < 0)
+		fail("connect %s: %s", h.vmm_path, strerror(-vfd));
+	close(vfd);
+	printf("ok: the activated VMM socket accepts connections\n");
 
 	if (ctl != NULL) {
 		char *cargv[] = { ctl, "-s", h.control_path, "version", NULL };

@@ -27,14 +27,15 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 mkdir "$tmp/units"
 sed "s|^ExecStart=/usr/sbin/postcopyd|ExecStart=$daemon|" \
 	"$src/postcopyd.service" >"$tmp/units/postcopyd.service"
-cp "$src/postcopyd.socket" "$tmp/units/"
+cp "$src/postcopyd.socket" "$src/postcopyd-vmm.socket" "$tmp/units/"
 grep -q "^ExecStart=$daemon\$" "$tmp/units/postcopyd.service" ||
 	fail "postcopyd.service has no ExecStart=/usr/sbin/postcopyd line"
 out=$(cd "$tmp/units" && SYSTEMD_LOG_LEVEL=notice systemd-analyze verify \
-	"$tmp/units/postcopyd.service" "$tmp/units/postcopyd.socket" 2>&1) ||
+	"$tmp/units/postcopyd.service" "$tmp/units/postcopyd.socket" \
+	"$tmp/units/postcopyd-vmm.socket" 2>&1) ||
 	fail "systemd-analyze verify failed: $out"
 [ -z "$out" ] || fail "systemd-analyze verify is not clean: $out"
-echo "ok: systemd-analyze verify postcopyd.service postcopyd.socket: clean"
+echo "ok: systemd-analyze verify postcopyd.service postcopyd.socket postcopyd-vmm.socket: clean"
 
 # security: the unit from the source tree, as the README quotes it.
 out=$(cd "$src" && systemd-analyze security --offline=true \

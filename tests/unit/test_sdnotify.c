@@ -115,6 +115,50 @@ test_listen_named(void **state)
 	close(fd);
 }
 
+/* The control and the VMM sockets, each by its name, in any order; a
+ * socket named for neither is closed. */
+static void
+test_listen_two_named(void **state)
+{
+	static const char *const names[] = { "control", "vmm" };
+	int s[3] = { make_socket(SOCK_STREAM, true),
+		     make_socket(SOCK_STREAM, true),
+		     make_socket(SOCK_STREAM, true) };
+	char err[256] = "";
+	int fds[2];
+
+	pass_fds(s, 3, "vmm:other:control");
+	assert_int_equal(sdnotify_listen_fds(names, fds, 2, err, sizeof(err)),
+	    0);
+	assert_int_equal(fds[0], SD_LISTEN_FDS_START + 2);
+	assert_int_equal(fds[1], SD_LISTEN_FDS_START);
+	assert_false(fd_open(SD_LISTEN_FDS_START + 1));
+	close(fds[0]);
+	close(fds[1]);
+
+	/* Only the VMM socket's unit is enabled: the control socket is the
+	 * daemon's to create (-1), not the VMM one passed alone. */
+	s[0] = make_socket(SOCK_STREAM, true);
+	pass_fds(s, 1, "vmm");
+	assert_int_equal(sdnotify_listen_fds(names, fds, 2, err, sizeof(err)),
+	    0);
+	assert_int_equal(fds[0], -1);
+	assert_int_equal(fds[1], SD_LISTEN_FDS_START);
+	close(fds[1]);
+
+	/* Neither name among several: refused, naming both, all closed. */
+	s[0] = make_socket(SOCK_STREAM, true);
+	s[1] = make_socket(SOCK_STREAM, true);
+	pass_fds(s, 2, "a:b");
+	assert_int_equal(sdnotify_listen_fds(names, fds, 2, err, sizeof(err)),
+	    -ENOENT);
+	assert_int_equal(fds[0], -1);
+	assert_int_equal(fds[1], -1);
+	assert_non_null(strstr(err, "none named 'control' or 'vmm'"));
+	assert_false(fd_open(SD_LISTEN_FDS_START));
+	assert_false(fd_open(SD_LISTEN_FDS_START + 1));
+}
+
 static void
 test_listen_no_match(void **state)
 {
@@ -314,6 +358,7 @@ main(void)
 		cmocka_unit_test(test_listen_none),
 		cmocka_unit_test(test_listen_single_unnamed),
 		cmocka_unit_test(test_listen_named),
+		cmocka_unit_test(test_listen_two_named),
 		cmocka_unit_test(test_listen_no_match),
 		cmocka_unit_test(test_listen_wrong_kind),
 		cmocka_unit_test(test_listen_bad_env),

@@ -381,7 +381,7 @@ main(int argc, char **argv)
 	r.status[0] = r.status[1] = -1;
 	evtimer_add(r.timeout_ev, &tmo);
 	event_add(r.child_ev, &tick);
-	if (vmm_server_open(r.base, path, &relay_ops, &r, &srv) < 0)
+	if (vmm_server_open(r.base, path, -1, &relay_ops, &r, &srv) < 0)
 		return 1;
 
 	sargv[n++] = argv[1];

@@ -1132,13 +1132,13 @@ main(int argc, char **argv)
 	sock_path = path;
 	evthread_use_pthreads();
 	t.base = event_base_new();
-	r = vmm_server_open(t.base, path, &t_ops, &t, &srv);
+	r = vmm_server_open(t.base, path, -1, &t_ops, &t, &srv);
 	if (r < 0) {
 		fprintf(stderr, "vmm_server_open: %s\n", strerror(-r));
 		return 1;
 	}
 	snprintf(path2, sizeof(path2), "%s/nohuge.sock", dir);
-	if (huge && vmm_server_open(t.base, path2, &t_ops_nohuge, &t,
+	if (huge && vmm_server_open(t.base, path2, -1, &t_ops_nohuge, &t,
 	    &srv2) < 0) {
 		fprintf(stderr, "vmm_server_open %s failed\n", path2);
 		return 1;
