@@ -514,7 +514,9 @@ bench_fill_stats(struct bench_run *r, const Pcd__MigrationInfo *src,
 	size_t i;
 
 	r->pages_total = dst->pages_total;
-	r->pages_zero = src->pages_zero ? src->pages_zero : dst->pages_zero;
+	/* The destination counts each zero page once; the source counts zero
+	 * records sent, a page twice when bulk and urgent both sent it. */
+	r->pages_zero = dst->pages_zero ? dst->pages_zero : src->pages_zero;
 	r->sent_bulk = src->pages_sent_bulk;
 	r->sent_urgent = src->pages_sent_urgent;
 	r->bytes_transferred = src->bytes_transferred > dst->bytes_transferred ?
