@@ -82,7 +82,8 @@ dest_recv_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
 	pagestate_count_bytes(&d->pg, WIRE_HDR_LEN + h->length);
 	while (k < h->count) {
 		uint64_t i = h->index + k;
-		uint64_t n = pagestate_claim_run(&d->pg, i, h->count - k);
+		uint64_t n = pagestate_claim_run(&d->pg, i,
+		    place_run_max(&d->pl, i, h->count - k));
 		uint8_t *buf = NULL;
 
 		if (n == 0) {
@@ -92,7 +93,11 @@ dest_recv_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
 			continue;
 		}
 		if (!zero) {
-			buf = ops->buf(&d->pl, bounce, i, n);
+			if ((buf = ops->buf(&d->pl, bounce, i, n)) == NULL)
+				return chan_set_error(c, -ENOMEM, "no bounce "
+				    "buffer for the huge page of page %" PRIu64
+				    " (out of memory, or %u huge pages partly "
+				    "received at once)", i, PLACE_ASM_MAX);
 			if ((r = chan_read_full(c, buf, n * d->pg.ps)) < 0)
 				return r;
 		}
@@ -459,9 +464,10 @@ dest_session_start(struct dest *d)
 	return 0;
 }
 
-/* Huge pages: how many are partly here (some pieces valid, not all: they
- * stay unmapped until the rest arrives in a later session), and how many
- * of those a guest thread waits on. */
+/* Huge pages: how many are partly here (some pieces valid, or in COPY
+ * mode in the huge page's bounce buffer, not all: they stay unmapped until
+ * the rest arrives in a later session), and how many of those a guest
+ * thread waits on. */
 static void
 dest_partial_huge(struct dest *d, uint64_t *partial, uint64_t *waited)
 {
@@ -469,11 +475,9 @@ dest_partial_huge(struct dest *d, uint64_t *partial, uint64_t *waited)
 
 	*partial = *waited = 0;
 	for (uint64_t k = 0; per > 1 && k < d->pg.npages; k += per) {
-		bool any = false;
+		uint64_t have = place_unit_have(&d->pl, k);
 
-		for (uint64_t i = k; i < k + per && !any; i++)
-			any = bm_test(d->pg.valid, i);
-		if (!any || place_unit_valid(&d->pl, k))
+		if (have == 0 || have == per)
 			continue;
 		(*partial)++;
 		if (bm_test(d->pg.faulted, k))
@@ -493,14 +497,18 @@ dest_session_close(struct dest *d)
 		pthread_join(d->urgent_thr, NULL);
 	d->urgent_started = false;
 	session_close(&d->s);
+	dest_partial_huge(d, &partial, &waited);
 	released = pagestate_release_cut(&d->pg);
 	log_info("migration %s: session closed; %" PRIu64 " pages cut off in "
 	    "transfer will be received again", d->m->id, released);
-	dest_partial_huge(d, &partial, &waited);
 	if (partial > 0)
 		log_info("migration %s: %" PRIu64 " huge pages partly here "
-		    "(unmapped until whole), %" PRIu64 " of them with a guest "
-		    "thread waiting", d->m->id, partial, waited);
+		    "(unmapped until whole%s), %" PRIu64 " of them with a guest "
+		    "thread waiting", d->m->id, partial, d->pl.ops->cut != NULL ?
+		    "; their pieces are received again" : "", waited);
+	/* What the receivers held of pages not valid went with the cut. */
+	if (d->pl.ops->cut != NULL)
+		d->pl.ops->cut(&d->pl);
 }
 
 static bool

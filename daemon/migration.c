@@ -1234,9 +1234,10 @@ mig_vmm_detached(void *arg, struct vmm_session *s)
 }
 
 /* Huge-page guests: moved in 4 KiB pieces, mapped a huge page at a time
- * (place.c, HUGE). */
+ * (place.c, HUGE); in COPY mode 2 MiB pages only (place.c, HUGE COPY: a
+ * 1 GiB page would need a 1 GiB bounce buffer for each in flight). */
 static const struct vmm_ops mig_vmm_ops = {
-	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G,
+	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G | VMM_CARRY_COPY_2M,
 	.attached = mig_vmm_attached,
 	.paused = mig_vmm_paused,
 	.detached = mig_vmm_detached,

@@ -1,9 +1,10 @@
-/* place.c - page placement: MINOR (CONTINUE through the alias) and COPY
- * (see place.h). */
+/* place.c - page placement: MINOR (CONTINUE through the alias) and COPY,
+ * each on base pages or huge pages (see place.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +341,282 @@ static const struct place_ops place_huge_ops = {
 	.prealloc = place_minor_prealloc,
 };
 
+/* ---- HUGE COPY (UFFDIO_COPY of whole huge pages) ----------------------- */
+
+/* A huge page being assembled: its pieces are written here by whichever
+ * receiver claimed them; the one that brings `have` to the last piece
+ * places it. */
+struct place_hbuf {
+	uint8_t			*mem;		/* hps bytes */
+	_Atomic uint64_t	 have;		/* pieces written */
+	struct place_hbuf	*next;		/* on the free list */
+};
+
+struct place_asm {
+	/* One slot per huge page: its buffer while partly received. */
+	struct place_hbuf * _Atomic *slot;
+	uint64_t		 nunits;
+	atomic_uint		 live;		/* buffers in slots */
+	pthread_mutex_t		 lock;		/* the free list (a leaf) */
+	struct place_hbuf	*free;
+	unsigned		 nfree;
+	uint8_t			*zero;		/* hps bytes of zeros */
+};
+
+#define PLACE_ASM_KEEP	4	/* free buffers kept for reuse */
+
+static void
+place_hbuf_free(struct place *pl, struct place_hbuf *hb)
+{
+	if (hb == NULL)
+		return;
+	munmap(hb->mem, pl->hps);
+	free(hb);
+}
+
+/* A buffer off the free list, or a new one (prefaulted: receivers then
+ * write into present memory). */
+static struct place_hbuf *
+place_hbuf_new(struct place *pl)
+{
+	struct place_asm *as = pl->as;
+	struct place_hbuf *hb;
+
+	pthread_mutex_lock(&as->lock);
+	if ((hb = as->free) != NULL) {
+		as->free = hb->next;
+		as->nfree--;
+	}
+	pthread_mutex_unlock(&as->lock);
+	if (hb == NULL) {
+		if ((hb = calloc(1, sizeof(*hb))) == NULL)
+			return NULL;
+		hb->mem = mmap(NULL, pl->hps, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (hb->mem == MAP_FAILED) {
+			free(hb);
+			return NULL;
+		}
+	}
+	atomic_store(&hb->have, 0);
+	hb->next = NULL;
+	return hb;
+}
+
+static void
+place_hbuf_put(struct place *pl, struct place_hbuf *hb)
+{
+	struct place_asm *as = pl->as;
+
+	pthread_mutex_lock(&as->lock);
+	if (as->nfree < PLACE_ASM_KEEP) {
+		hb->next = as->free;
+		as->free = hb;
+		as->nfree++;
+		hb = NULL;
+	}
+	pthread_mutex_unlock(&as->lock);
+	place_hbuf_free(pl, hb);
+}
+
+/* The buffer of huge page u, made if it has none; NULL when none can be
+ * had (out of memory, or PLACE_ASM_MAX huge pages partly here). */
+static struct place_hbuf *
+place_hbuf_get(struct place *pl, uint64_t u)
+{
+	struct place_asm *as = pl->as;
+	struct place_hbuf *hb = atomic_load(&as->slot[u]), *none = NULL;
+
+	if (hb != NULL)
+		return hb;
+	if (atomic_fetch_add(&as->live, 1) >= PLACE_ASM_MAX) {
+		atomic_fetch_sub(&as->live, 1);
+		return NULL;
+	}
+	if ((hb = place_hbuf_new(pl)) == NULL) {
+		atomic_fetch_sub(&as->live, 1);
+		return NULL;
+	}
+	if (atomic_compare_exchange_strong(&as->slot[u], &none, hb))
+		return hb;
+	/* The other receiver made it first. */
+	atomic_fetch_sub(&as->live, 1);
+	place_hbuf_put(pl, hb);
+	return none;
+}
+
+static int
+place_hcopy_open(struct place *pl, char *err, size_t errlen)
+{
+	struct place_asm *as;
+	int r;
+
+	if ((as = calloc(1, sizeof(*as))) == NULL)
+		goto nomem;
+	as->nunits = pl->size / pl->hps;
+	if ((as->slot = calloc(as->nunits, sizeof(*as->slot))) == NULL) {
+		free(as);
+		goto nomem;
+	}
+	/* Read-only private anonymous memory: the kernel's zero page. */
+	as->zero = mmap(NULL, pl->hps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+	    MAP_NORESERVE, -1, 0);
+	if (as->zero == MAP_FAILED) {
+		r = -errno;
+		free(as->slot);
+		free(as);
+		snprintf(err, errlen, "cannot map a zero huge page to copy "
+		    "from: %s", strerror(-r));
+		return r;
+	}
+	pthread_mutex_init(&as->lock, NULL);
+	pl->as = as;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory for the huge page table");
+	return -ENOMEM;
+}
+
+static void
+place_hcopy_cut(struct place *pl)
+{
+	struct place_asm *as = pl->as;
+
+	for (uint64_t u = 0; as != NULL && u < as->nunits; u++) {
+		struct place_hbuf *hb = atomic_exchange(&as->slot[u], NULL);
+
+		if (hb != NULL) {
+			atomic_fetch_sub(&as->live, 1);
+			place_hbuf_put(pl, hb);
+		}
+	}
+}
+
+static void
+place_hcopy_close(struct place *pl)
+{
+	struct place_asm *as = pl->as;
+	struct place_hbuf *hb;
+
+	if (as == NULL)
+		return;
+	place_hcopy_cut(pl);
+	while ((hb = as->free) != NULL) {
+		as->free = hb->next;
+		place_hbuf_free(pl, hb);
+	}
+	munmap(as->zero, pl->hps);
+	pthread_mutex_destroy(&as->lock);
+	free(as->slot);
+	free(as);
+	pl->as = NULL;
+}
+
+/* Claimed pages [first, +n) of one huge page: read into its buffer. */
+static uint8_t *
+place_hcopy_buf(struct place *pl, uint8_t *bounce, uint64_t first, uint64_t n)
+{
+	uint64_t per = place_unit_pages(pl);
+	struct place_hbuf *hb = place_hbuf_get(pl, first / per);
+
+	return hb == NULL ? NULL : hb->mem + (first % per) * pl->ps;
+}
+
+/* Places huge page u from src with one UFFDIO_COPY (which wakes its
+ * waiters); its pieces are then mapped and valid. 1 when every page of
+ * the guest is valid now, 0, or -errno. */
+static int
+place_hcopy_unit(struct place *pl, uint64_t u, const uint8_t *src)
+{
+	uint64_t per = place_unit_pages(pl), addr = pl->base + u * pl->hps;
+	struct uffdio_copy c = {
+		.dst = addr, .src = (uint64_t)(uintptr_t)src, .len = pl->hps,
+	};
+	int r;
+
+	/* EAGAIN: the mm changed under us; again. */
+	while ((r = ioctl(pl->uffd, UFFDIO_COPY, &c)) < 0 &&
+	    (errno == EINTR || errno == EAGAIN))
+		c.copy = 0;
+	if (r < 0 && errno == EEXIST)	/* a waiter may still sleep */
+		r = place_wake(pl, addr, pl->hps);
+	else if (r < 0)
+		return -errno;
+	pagestate_mapped(pl->pg, u * per, per);
+	/* Valid after the copy: the state file never lists a page the
+	 * guest lacks. */
+	return pagestate_set_valid(pl->pg, u * per, per);
+}
+
+/* Claimed pages [first, +n) of one huge page (place_run_max), their bytes
+ * in its buffer (buf, from place_hcopy_buf) or zero (buf NULL). The
+ * receiver that brings the last piece copies the huge page in. */
+static int
+place_hcopy_place(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf, char *err, size_t errlen)
+{
+	uint64_t per = place_unit_pages(pl), u = first / per;
+	struct place_hbuf *hb;
+	int r;
+
+	if (buf == NULL && n == per) {
+		/* A whole zero huge page: nothing of it was here. */
+		r = place_hcopy_unit(pl, u, pl->as->zero);
+	} else {
+		if ((hb = place_hbuf_get(pl, u)) == NULL) {
+			snprintf(err, errlen, "no bounce buffer for huge page %"
+			    PRIu64 " (out of memory, or %u huge pages partly "
+			    "received at once)", u, PLACE_ASM_MAX);
+			return -ENOMEM;
+		}
+		if (buf == NULL)
+			memset(hb->mem + (first % per) * pl->ps, 0, n * pl->ps);
+		/* The last piece sees every other receiver's bytes. */
+		if (atomic_fetch_add(&hb->have, n) + n < per)
+			return 0;
+		r = place_hcopy_unit(pl, u, hb->mem);
+		atomic_store(&pl->as->slot[u], NULL);
+		atomic_fetch_sub(&pl->as->live, 1);
+		place_hbuf_put(pl, hb);
+	}
+	if (r < 0)
+		snprintf(err, errlen, "UFFDIO_COPY of huge page %" PRIu64
+		    " (pages %" PRIu64 "+%" PRIu64 ") failed: %s", u, u * per,
+		    per, strerror(-r));
+	return r;
+}
+
+/* Valid huge pages among [first, +n) were placed (and mapped) by their
+ * UFFDIO_COPY: just wake. */
+static int
+place_hcopy_map(struct place *pl, uint64_t first, uint64_t n)
+{
+	uint64_t per = place_unit_pages(pl);
+	int r = 0, w;
+
+	for (uint64_t u = first / per; u <= (first + n - 1) / per; u++) {
+		PCD_ASSERT(place_unit_valid(pl, u * per));
+		if ((w = place_wake(pl, pl->base + u * pl->hps, pl->hps)) < 0)
+			r = w;
+		pagestate_mapped(pl->pg, u * per, per);
+	}
+	return r;
+}
+
+static const struct place_ops place_hcopy_ops = {
+	.name = "COPY (huge pages)",
+	.reg_mode = UFFDIO_REGISTER_MODE_MISSING,
+	.bounce = false,
+	.open = place_hcopy_open,
+	.close = place_hcopy_close,
+	.buf = place_hcopy_buf,
+	.place = place_hcopy_place,
+	.map = place_hcopy_map,
+	.prealloc = NULL,
+	.cut = place_hcopy_cut,
+	.unit_runs = true,
+};
+
 /* ---- COPY -------------------------------------------------------------- */
 
 static int
@@ -444,7 +721,8 @@ place_init(struct place *pl, bool copy, struct pagestate *pg, const char *id,
 void
 place_set_huge(struct place *pl, uint64_t hps)
 {
-	pl->ops = &place_huge_ops;
+	pl->ops = pl->ops == &place_copy_ops ? &place_hcopy_ops :
+	    &place_huge_ops;
 	pl->hps = hps;
 }
 
@@ -452,7 +730,30 @@ uint32_t
 place_mode_id(const struct place *pl)
 {
 	return pl->ops == &place_copy_ops ? 1 : pl->ops == &place_huge_ops ?
-	    2 : 0;
+	    2 : pl->ops == &place_hcopy_ops ? 3 : 0;
+}
+
+uint64_t
+place_run_max(const struct place *pl, uint64_t first, uint64_t n)
+{
+	uint64_t per = place_unit_pages(pl), left = per - first % per;
+
+	return pl->ops->unit_runs && n > left ? left : n;
+}
+
+uint64_t
+place_unit_have(const struct place *pl, uint64_t k)
+{
+	uint64_t per = place_unit_pages(pl), n = 0;
+	struct place_hbuf *hb;
+
+	k -= k % per;
+	for (uint64_t i = k; i < k + per; i++)
+		n += bm_test(pl->pg->valid, i);
+	if (n == 0 && pl->as != NULL &&
+	    (hb = atomic_load(&pl->as->slot[k / per])) != NULL)
+		n = atomic_load(&hb->have);
+	return n;
 }
 
 /* ---- precopy: stored, not mapped --------------------------------------- */

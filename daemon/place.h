@@ -12,6 +12,15 @@
  *          written through the alias and are valid one by one, but the
  *          guest mapping takes only whole huge pages (hps): a huge page is
  *          mapped by one UFFDIO_CONTINUE once every piece of it is valid.
+ *   HUGE COPY  COPY on huge pages (anonymous MAP_HUGETLB memory, MISSING
+ *          faults only): the pieces of a huge page are assembled in a
+ *          bounce buffer of its own (any receiver, any channel), which is
+ *          placed by one UFFDIO_COPY of the whole huge page (the kernel
+ *          takes only huge-page-aligned copies there) when its last piece
+ *          is in; an all-zero huge page is copied from a zero buffer
+ *          (hugetlb has no UFFDIO_ZEROPAGE). Its pieces become valid all
+ *          at once, after the copy; a cut drops the partial buffers
+ *          (their pieces were never valid: received again).
  * Either way a page is claimed (pagestate) before any byte is written, and
  * valid only after all its bytes are in; MINOR maps only valid pages.
  */
@@ -24,6 +33,11 @@
 #include <stdint.h>
 
 #include "pagestate.h"
+
+/* HUGE COPY: huge pages partly received at once (a bounce buffer each).
+ * A source answers demands a huge page at a time and streams the rest in
+ * order, so a handful are in flight; more is refused, not allocated. */
+#define PLACE_ASM_MAX	64
 
 struct place;
 
@@ -45,7 +59,14 @@ struct place_ops {
 	/* Before the source connects (may be NULL). */
 	void	(*prealloc)(struct place *pl, bool (*stopped)(void *),
 		    void *arg);
+	/* After a session ended, no receiver running: drops what the
+	 * receivers held of pages not yet valid (may be NULL). */
+	void	(*cut)(struct place *pl);
+	/* Receivers claim runs that stay inside one unit of mapping. */
+	bool	 unit_runs;
 };
+
+struct place_asm;	/* HUGE COPY: the huge pages being assembled */
 
 struct place {
 	const struct place_ops	*ops;		/* [const] */
@@ -60,6 +81,7 @@ struct place {
 	uint64_t		 hps;		/* [const] unit of mapping: ps,
 						 * or the huge page size */
 	uint8_t			*alias;		/* [const] MINOR, once open */
+	struct place_asm	*as;		/* [const] HUGE COPY, once open */
 	/* The alias is wholly mapped and every page allocated (prealloc
 	 * finished): a zero run needs no fallocate, since a page is written
 	 * through the alias only by its data. A flow that sends a page again
@@ -74,14 +96,21 @@ struct place {
 void place_init(struct place *pl, bool copy, struct pagestate *pg,
     const char *id, int uffd, int memfd, uint64_t base, uint64_t off,
     uint64_t size, uint32_t ps);
-/* A guest on huge pages of hps bytes (hugetlbfs memfd, MINOR mode): the
- * HUGE implementation. Right after place_init. */
+/* A guest on huge pages of hps bytes: the HUGE implementation (MINOR: a
+ * hugetlbfs memfd), or HUGE COPY (COPY: anonymous huge pages). Right
+ * after place_init. */
 void place_set_huge(struct place *pl, uint64_t hps);
 /* Page i can be mapped: it is valid, and so is every other page of its
  * unit of mapping (its huge page). */
 bool place_unit_valid(const struct place *pl, uint64_t i);
 /* Pages per unit of mapping (1, or the pages of a huge page). */
 uint64_t place_unit_pages(const struct place *pl);
+/* How many of the n pages from first a receiver may claim as one run:
+ * n, or up to the end of first's unit of mapping (ops->unit_runs). */
+uint64_t place_run_max(const struct place *pl, uint64_t first, uint64_t n);
+/* Pages of the unit of mapping that starts at page k that are here:
+ * valid, or (HUGE COPY) written to its bounce buffer. */
+uint64_t place_unit_have(const struct place *pl, uint64_t k);
 /* The page state file records which mode wrote it. */
 uint32_t place_mode_id(const struct place *pl);
 
@@ -92,7 +121,10 @@ int place_store(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen);
 bool place_can_store(const struct place *pl);
 
-/* A receiver's buffer: NULL in MINOR mode (not an error). */
+/* A receiver's buffer: NULL in MINOR and HUGE COPY modes (not an
+ * error). ops->buf returns NULL only in HUGE COPY mode, when no bounce
+ * buffer can be had for the huge page (out of memory, or more than
+ * PLACE_ASM_MAX huge pages partly received). */
 int place_rx_new(struct place *pl, uint8_t **bounce);
 
 /* Wakes whoever waits on [addr, addr+len) of the guest mapping. */

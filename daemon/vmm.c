@@ -355,16 +355,28 @@ static int
 vmm_check_huge_carried(const struct vmm_server *srv, const Pcd__VmmAttach *a,
     char *err, size_t errlen)
 {
+	bool copy = a->mode == PCD__VMM_MODE__VMM_MODE_COPY;
 	unsigned bit = a->page_size == VMM_HUGE_2M ? VMM_CARRY_2M :
 	    a->page_size == VMM_HUGE_1G ? VMM_CARRY_1G : 0;
 	char name[32];
 
+	if (copy)
+		bit <<= 2;	/* VMM_CARRY_COPY_* */
 	if (bit == 0 || (srv->ops->huge_pages & bit) != 0)
 		return 0;
-	snprintf(err, errlen, "the guest's %s huge pages are valid, but this "
-	    "daemon's data path cannot migrate %s huge-page guests; refused "
-	    "rather than migrated wrongly (back the guest with base pages)",
-	    vmm_page_name(a->page_size, name, sizeof(name)), name);
+	vmm_page_name(a->page_size, name, sizeof(name));
+	if (copy && (srv->ops->huge_pages & (bit >> 2)) != 0)
+		snprintf(err, errlen, "the guest's %s huge pages are valid, but "
+		    "this daemon cannot migrate them in COPY mode (it would "
+		    "assemble each %s page in a bounce buffer of its own); "
+		    "refused rather than migrated wrongly (use MINOR mode: a "
+		    "hugetlbfs memfd)", name, name);
+	else
+		snprintf(err, errlen, "the guest's %s huge pages are valid, but "
+		    "this daemon's data path cannot migrate %s huge-page "
+		    "guests%s; refused rather than migrated wrongly (back the "
+		    "guest with base pages)", name, name, copy ? " in COPY "
+		    "mode" : "");
 	return -EOPNOTSUPP;
 }
 
@@ -446,23 +458,32 @@ vmm_check_uffd(int fd, const char *what, char *err, size_t errlen)
 	return 0;
 }
 
-/* Whether the VMMs of [base, end) in /proc/PID/smaps (f) are all there
- * and registered for MISSING faults (VmFlags "um"). 1 yes, 0 no. */
+/* Whether the VMAs of [base, end) in /proc/PID/smaps (f) are all there
+ * and registered for MISSING faults (VmFlags "um"), and, when kps is not
+ * 0, have pages of kps bytes (KernelPageSize). 1 yes, 0 not registered,
+ * -1 another page size (in *got). */
 static int
-vmm_smaps_registered(FILE *f, uint64_t base, uint64_t end)
+vmm_smaps_registered(FILE *f, uint64_t base, uint64_t end, uint64_t kps,
+    uint64_t *got)
 {
 	char line[PATH_MAX + 128];
 	uint64_t covered = base, vs = 0, ve = 0;
 	bool inside = false;
 
 	while (covered < end && fgets(line, sizeof(line), f) != NULL) {
-		unsigned long long a, b;
+		unsigned long long a, b, k;
 
 		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 &&
 		    strchr(line, ':') != NULL && line[0] != 'V') {
 			vs = a, ve = b;
 			inside = vs < end && ve > base;
 			continue;
+		}
+		if (inside && kps != 0 &&
+		    sscanf(line, "KernelPageSize: %llu kB", &k) == 1 &&
+		    (uint64_t)k << 10 != kps) {
+			*got = (uint64_t)k << 10;
+			return -1;
 		}
 		if (!inside || strncmp(line, "VmFlags:", 8) != 0)
 			continue;
@@ -473,17 +494,43 @@ vmm_smaps_registered(FILE *f, uint64_t base, uint64_t end)
 	return covered >= end;
 }
 
+/* COPY mode: the guest mapping's pages (smaps) are not the declared ones. */
+static int
+vmm_copy_pages_refuse(const Pcd__VmmAttach *a, uint64_t got, char *err,
+    size_t errlen)
+{
+	char have[32], want[32];
+
+	vmm_page_name(got, have, sizeof(have));
+	vmm_page_name(a->page_size, want, sizeof(want));
+	if (vmm_page_huge(a->page_size))
+		snprintf(err, errlen, "the guest mapping 0x%" PRIx64 "+0x%"
+		    PRIx64 " has %s pages, but the attach declares %s huge "
+		    "pages (page size %u): in COPY mode map the guest with "
+		    "mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | "
+		    "MAP_HUGE_%s)", a->base_addr, a->size, have, want,
+		    a->page_size, a->page_size == VMM_HUGE_1G ? "1GB" : "2MB");
+	else
+		snprintf(err, errlen, "the guest mapping 0x%" PRIx64 "+0x%"
+		    PRIx64 " has %s pages, but the attach declares %s pages "
+		    "(page size %u): declare page size %" PRIu64, a->base_addr,
+		    a->size, have, want, a->page_size, got);
+	return -EINVAL;
+}
+
 /* A userfaultfd acts on the address space of the process that created it,
  * whoever holds it. Registers the guest range through it (the registration
  * the fault loop needs; a no-op when already registered), which fails
  * when its creator has no such shmem mapping, then checks that the VMM's
  * own mapping of that range is the one now registered: a uffd made by,
  * say, a child forked after the guest was mapped registers the child's
- * copy of the mapping instead. The second check needs /proc/PID/smaps of
- * the VMM (same user, or root); when it cannot be read (a daemon confined
- * with ProtectProc=invisible, another user) the first one stands alone.
- * On re-attach the VMM's mapping is registered already, so only the first
- * check tells. */
+ * copy of the mapping instead. In COPY mode (no memfd to look at) the same
+ * read of smaps checks that the mapping has pages of the declared size
+ * (KernelPageSize: huge pages need MAP_HUGETLB). The second check needs
+ * /proc/PID/smaps of the VMM (same user, or root); when it cannot be read
+ * (a daemon confined with ProtectProc=invisible, another user) the first
+ * one stands alone. On re-attach the VMM's mapping is registered already,
+ * so only the first check tells. */
 static int
 vmm_check_uffd_owner(struct vmm_session *s, int uffd, const Pcd__VmmAttach *a,
     bool copy, char *err, size_t errlen)
@@ -491,6 +538,7 @@ vmm_check_uffd_owner(struct vmm_session *s, int uffd, const Pcd__VmmAttach *a,
 	uint64_t mode = copy ? UFFDIO_REGISTER_MODE_MISSING :
 	    UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
 	char why[400], path[64], who[128];
+	uint64_t got = 0;
 	FILE *f;
 	int r;
 
@@ -508,8 +556,11 @@ vmm_check_uffd_owner(struct vmm_session *s, int uffd, const Pcd__VmmAttach *a,
 		    strerror(errno));
 		return 0;
 	}
-	r = vmm_smaps_registered(f, a->base_addr, a->base_addr + a->size);
+	r = vmm_smaps_registered(f, a->base_addr, a->base_addr + a->size,
+	    copy ? a->page_size : 0, &got);
 	fclose(f);
+	if (r < 0)
+		return vmm_copy_pages_refuse(a, got, err, errlen);
 	if (r == 0) {
 		snprintf(err, errlen, "the userfaultfd was created by another "
 		    "process: registering 0x%" PRIx64 "+0x%" PRIx64 " through "
@@ -676,12 +727,6 @@ vmm_check_layout(const Pcd__VmmAttach *a, int nfds, char *err, size_t errlen)
 		    "(this host's base page), %u (2 MiB huge pages) or %u "
 		    "(1 GiB huge pages)", a->page_size, ps, VMM_HUGE_2M,
 		    VMM_HUGE_1G);
-		return STATUS_INVALID_ARGUMENT;
-	}
-	if (copy && vmm_page_huge(a->page_size)) {
-		snprintf(err, errlen, "page size %u (huge pages) needs MINOR "
-		    "mode and a hugetlbfs memfd; COPY mode moves base pages "
-		    "only", a->page_size);
 		return STATUS_INVALID_ARGUMENT;
 	}
 	if (a->size == 0 || a->size % a->page_size != 0) {

@@ -47,14 +47,19 @@ vmm_piece_size(uint32_t page_size)
 	    VMM_PIECE : page_size;
 }
 
-/* vmm_ops.huge_pages: the huge page sizes the migration layer can carry. */
+/* vmm_ops.huge_pages: the huge page sizes the migration layer can carry,
+ * in MINOR mode (a hugetlbfs memfd) and in COPY mode (anonymous huge
+ * pages; each COPY bit is the MINOR one shifted left by 2). */
 #define VMM_CARRY_2M		0x1u
 #define VMM_CARRY_1G		0x2u
+#define VMM_CARRY_COPY_2M	0x4u
+#define VMM_CARRY_COPY_1G	0x8u
 
 enum vmm_mode {
 	VMM_MODE_MINOR = 0,	/* memfd + uffd: MINOR|MISSING, UFFDIO_CONTINUE */
-	VMM_MODE_COPY = 1,	/* dest only: anonymous memory, uffd only,
-				 * MISSING faults resolved with UFFDIO_COPY */
+	VMM_MODE_COPY = 1,	/* dest only: anonymous memory (MAP_HUGETLB
+				 * on huge pages), uffd only, MISSING faults
+				 * resolved with UFFDIO_COPY */
 };
 
 /* What a validated attach hands to the migration layer. */
@@ -68,8 +73,9 @@ struct vmm_guest {
 	uint64_t	size;		/* bytes, multiple of page_size */
 	uint64_t	offset;		/* of the mapping in the memfd */
 	uint32_t	page_size;	/* the base page, or VMM_HUGE_2M/1G:
-					 * then the memfd is hugetlbfs of
-					 * that page size (checked) */
+					 * then the memfd (COPY: the guest
+					 * mapping) is hugetlbfs of that
+					 * page size (checked) */
 	pid_t		pid;		/* the VMM, from SO_PEERCRED */
 	uid_t		uid;
 	bool		reattach;	/* after a daemon restart */

@@ -18,7 +18,9 @@
  *   --hugepages 2M|1G backs guest memory with a hugetlbfs memfd: the guest
  *           is mapped (and CONTINUEd, in --local) a huge page at a time,
  *           while content and checks stay per 4 KiB page; zero pages come
- *           in whole huge pages.
+ *           in whole huge pages. With --copy, anonymous huge pages
+ *           (MAP_HUGETLB), each placed by one UFFDIO_COPY of the whole
+ *           huge page.
  *
  * Exit: 0 every page verified; 1 a mismatch or a failed migration; 2 bad
  * usage or setup; 77 the kvm workload without a usable /dev/kvm, or
@@ -58,6 +60,10 @@
 #define EXIT_SKIP	77
 #define MAX_THREADS	256
 #define MAX_REPORTED	5	/* mismatches printed in detail */
+#ifndef MAP_HUGE_2MB	/* <linux/mman.h>, which clashes with <sys/mman.h> */
+#define MAP_HUGE_2MB	(21 << MAP_HUGE_SHIFT)
+#define MAP_HUGE_1GB	(30 << MAP_HUGE_SHIFT)
+#endif
 #define HUGE_2M		(2u << 20)	/* --hugepages 2M */
 #define HUGE_1G		(1u << 30)	/* --hugepages 1G */
 
@@ -283,7 +289,9 @@ uffd_open(bool copy, bool huge)
 	}
 	if (fd < 0)
 		die(2, "userfaultfd: %s", strerror(errno));
-	if (huge)
+	if (huge && copy)
+		api.features = UFFD_FEATURE_MISSING_HUGETLBFS;
+	else if (huge)
 		api.features = UFFD_FEATURE_MINOR_HUGETLBFS |
 		    UFFD_FEATURE_MISSING_HUGETLBFS;
 	else if (!copy)
@@ -299,13 +307,28 @@ uffd_open(bool copy, bool huge)
 }
 
 /* Guest memory on hugetlbfs: every huge page is reserved by the mmap (no
- * MAP_NORESERVE), so a short pool fails here, not as a SIGBUS later. */
+ * MAP_NORESERVE), so a short pool fails here, not as a SIGBUS later. COPY
+ * mode: anonymous huge pages (MAP_HUGETLB), private, no memfd. */
 static void
 guest_map_huge(struct guest *gu, const struct opts *o)
 {
 	bool gib = o->huge == HUGE_1G;
 	const char *name = gib ? "1 GiB" : "2 MiB";
 
+	if (o->copy) {
+		gu->mem = mmap(NULL, gu->size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
+		    (gib ? MAP_HUGE_1GB : MAP_HUGE_2MB), -1, 0);
+		if (gu->mem == MAP_FAILED)
+			die(errno == ENOMEM || errno == EINVAL ? EXIT_SKIP : 2,
+			    "cannot reserve %" PRIu64 " %s anonymous huge pages "
+			    "for the guest (MAP_HUGETLB): %s (see HugePages_Free "
+			    "in /proc/meminfo; reserve them in /sys/kernel/mm/"
+			    "hugepages/hugepages-%ukB/nr_hugepages)",
+			    gu->size / o->huge, name, strerror(errno),
+			    o->huge >> 10);
+		return;
+	}
 	gu->memfd = memfd_create("postcopy-guest", MFD_CLOEXEC | MFD_HUGETLB |
 	    (gib ? MFD_HUGE_1GB : MFD_HUGE_2MB));
 	if (gu->memfd < 0)
@@ -384,6 +407,7 @@ struct local {
 	bool			 copy;
 	int64_t			 corrupt;
 	uint8_t			*valid;		/* one byte per page */
+	uint8_t			*hbuf;		/* COPY on huge pages: one */
 	int			 stopfd;
 	pthread_t		 th;
 	uint64_t		 faults_minor, faults_missing, wakes;
@@ -412,6 +436,32 @@ local_continue(struct local *l, uint64_t idx)
 	return ioctl(gu->uffd, UFFDIO_CONTINUE, &c);
 }
 
+/* COPY mode on huge pages: the whole huge page is assembled in a buffer
+ * (its pieces generated, zero pages zero) and placed by one UFFDIO_COPY;
+ * the kernel takes nothing smaller there. */
+static int
+local_copy_huge(struct local *l, uint64_t idx)
+{
+	struct guest *gu = l->gu;
+	uint64_t per = gu->ps / PAGE, first = idx - idx % per;
+	struct uffdio_copy c = {
+		.dst = (uint64_t)(uintptr_t)gu->mem + first * PAGE,
+		.src = (uint64_t)(uintptr_t)l->hbuf, .len = gu->ps,
+	};
+
+	for (uint64_t i = first; i < first + per; i++) {
+		uint8_t *p = l->hbuf + (i - first) * PAGE;
+
+		if (guestgen_is_zero(l->g, i))
+			memset(p, 0, PAGE);
+		else
+			guestgen_page(l->g, i, p);
+		if ((int64_t)i == l->corrupt)
+			p[PAGE - 1] ^= 0x40;
+	}
+	return ioctl(gu->uffd, UFFDIO_COPY, &c);
+}
+
 static int
 local_resolve(struct local *l, uint64_t addr)
 {
@@ -426,7 +476,9 @@ local_resolve(struct local *l, uint64_t addr)
 		    "0x%" PRIx64, addr);
 		return -EFAULT;
 	}
-	if (l->copy) {
+	if (l->copy && gu->ps > PAGE) {
+		r = local_copy_huge(l, idx);
+	} else if (l->copy) {
 		if (guestgen_is_zero(l->g, idx) && (int64_t)idx != l->corrupt) {
 			struct uffdio_zeropage z = { .range = { page, PAGE } };
 			r = ioctl(gu->uffd, UFFDIO_ZEROPAGE, &z);
@@ -514,6 +566,8 @@ local_start(struct local *l, struct guest *gu, const struct guestgen *g,
 	l->corrupt = o->corrupt;
 	if ((l->valid = calloc(gu->npages, 1)) == NULL)
 		die(2, "out of memory");
+	if (o->copy && gu->ps > PAGE && (l->hbuf = malloc(gu->ps)) == NULL)
+		die(2, "out of memory for a huge page buffer");
 	if (!o->copy) {
 		gu->alias = mmap(NULL, gu->size, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_NORESERVE, gu->memfd, 0);
@@ -553,6 +607,7 @@ local_stop(struct local *l)
 	pthread_join(l->th, NULL);
 	close(l->stopfd);
 	free(l->valid);
+	free(l->hbuf);
 }
 
 /* ---- the threads workload --------------------------------------------- */
@@ -1435,7 +1490,8 @@ usage(FILE *f)
 "                           up to S seconds (0: the loss is fatal)\n"
 "      --hugepages SIZE     2M or 1G: guest memory is a hugetlbfs memfd of\n"
 "                           huge pages of that size (source and dest must\n"
-"                           agree; --size a multiple of it; not with --copy)\n"
+"                           agree; --size a multiple of it); with --copy,\n"
+"                           anonymous huge pages (MAP_HUGETLB)\n"
 "      --dirty-rate R       source: keep writing R pages per second until\n"
 "                           the pause (a deterministic sequence from the\n"
 "                           seed; the destination verifies every page\n"
@@ -1450,7 +1506,9 @@ usage(FILE *f)
 "                           then checks every page and that no page is\n"
 "                           still write-protected (exit 0 if so)\n"
 "      --copy               dest: anonymous memory, COPY mode (baseline;\n"
-"                           also --mode copy; --mode minor is the default)\n"
+"                           also --mode copy; --mode minor is the default;\n"
+"                           with --hugepages: MAP_HUGETLB, whole huge pages\n"
+"                           placed by UFFDIO_COPY)\n"
 "      --local              no daemon: resolve this process's own faults\n"
 "      --prefill F          --local: share of pages already present (0.5)\n"
 "      --local-corrupt N    --local: deliver page N with one byte wrong\n"
@@ -1709,9 +1767,6 @@ main(int argc, char **argv)
 	if (o.huge != 0 && o.size % o.huge != 0)
 		die(2, "--size must be a multiple of the %s huge page",
 		    o.huge == HUGE_1G ? "1 GiB" : "2 MiB");
-	if (o.huge != 0 && o.copy)
-		die(2, "--hugepages needs MINOR mode (a hugetlbfs memfd); "
-		    "--copy is for base pages");
 	if (o.size / PAGE > UINT32_MAX)
 		die(2, "--size: at most %llu bytes",
 		    (unsigned long long)UINT32_MAX * PAGE);

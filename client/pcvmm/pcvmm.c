@@ -269,14 +269,42 @@ pcvmm_code_errno(uint32_t code)
 	return -EPROTO;
 }
 
+/* The page size (KernelPageSize in /proc/self/smaps) of the mapping that
+ * holds addr, or 0 when it cannot be read. */
+static uint32_t
+pcvmm_map_page_size(const void *addr)
+{
+	unsigned long long a, b, kb;
+	uintptr_t p = (uintptr_t)addr;
+	bool inside = false;
+	uint32_t ps = 0;
+	char line[512];
+	FILE *f;
+
+	if ((f = fopen("/proc/self/smaps", "re")) == NULL)
+		return 0;
+	while (ps == 0 && fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 &&
+		    strchr(line, ':') != NULL && line[0] != 'V')
+			inside = p >= a && p < b;
+		else if (inside &&
+		    sscanf(line, "KernelPageSize: %llu kB", &kb) == 1)
+			ps = (uint32_t)(kb << 10);
+	}
+	fclose(f);
+	return ps;
+}
+
 /* The page size to declare when the caller left it 0: the huge page size
- * of a hugetlbfs memfd, else the host's base page size. */
+ * of a hugetlbfs memfd, or in COPY mode (no memfd) of the guest mapping
+ * (anonymous huge pages, MAP_HUGETLB), else the host's base page size. */
 static uint32_t
 pcvmm_page_size(const struct pcvmm_attach_args *a)
 {
 	long ps = sysconf(_SC_PAGESIZE);
 	struct statfs sf;
 	struct stat st;
+	uint32_t mps;
 
 	if (a->page_size != 0)
 		return a->page_size;
@@ -284,6 +312,9 @@ pcvmm_page_size(const struct pcvmm_attach_args *a)
 	    (uint64_t)sf.f_type == (uint64_t)HUGETLBFS_MAGIC &&
 	    fstat(a->memfd, &st) == 0 && st.st_blksize > 0)
 		return (uint32_t)st.st_blksize;
+	if (a->mode == PCVMM_MODE_COPY && a->base != NULL &&
+	    (mps = pcvmm_map_page_size(a->base)) != 0)
+		return mps;
 	return ps > 0 ? (uint32_t)ps : 4096;
 }
 

@@ -46,8 +46,10 @@ struct pcvmm_attach_args {
 	uint64_t	 offset;	/* of the mapping in the memfd */
 	/* The guest's page size: the host's base page, or 2 MiB / 1 GiB
 	 * for a hugetlbfs memfd (MFD_HUGETLB | MFD_HUGE_2MB / _1GB; size,
-	 * offset and base must be multiples of it; MINOR mode only). 0: the
-	 * memfd's own (its huge page size on hugetlbfs), else the base page. */
+	 * offset and base must be multiples of it), or in COPY mode for
+	 * anonymous huge pages (MAP_HUGETLB; postcopyd takes 2 MiB there).
+	 * 0: the memfd's own (its huge page size on hugetlbfs), in COPY mode
+	 * the guest mapping's (/proc/self/smaps), else the base page. */
 	uint32_t	 page_size;
 	int		 memfd;		/* -1 in COPY mode */
 	/* Destination: the userfaultfd the daemon resolves faults with.

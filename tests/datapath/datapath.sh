@@ -8,7 +8,8 @@
 #   datapath.sh BUILD_DIR bandwidth
 #   datapath.sh BUILD_DIR cancel
 #   datapath.sh BUILD_DIR dirty
-#   datapath.sh BUILD_DIR hugezero [SIZE]   (with 2 MiB huge pages reserved)
+#   datapath.sh BUILD_DIR hugezero [SIZE [dest args]]   (2 MiB huge pages
+#                                       reserved)
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
@@ -173,14 +174,16 @@ hugezero)
 	# mostly all zero (postcopy-guest decides zero pages per huge page,
 	# and leaves them untouched). An all-zero huge page goes whole as a
 	# ZERO run: no page bytes (the destination allocates it with fallocate
-	# and maps it with one UFFDIO_CONTINUE), so the page bytes on the wire
+	# and maps it with one UFFDIO_CONTINUE; --copy: one UFFDIO_COPY from a
+	# zero buffer), so the page bytes on the wire
 	# are those of the other huge pages (up to twice: pieces that a fault's
 	# whole request and the bulk stream both carried).
 	size=${1:-64M}
+	shift || true
 	start_daemon dst
 	start_daemon src
 	SGUEST_ARGS="--hugepages 2M --zero-fraction 0.75"
-	migrate_once hz "$size" threads --hugepages 2M
+	migrate_once hz "$size" threads --hugepages 2M "$@"
 	upp=512
 	total=$(jq -r .pages_total "$T/hz.sguest.json")
 	zpieces=$(jq -r .zero_pages "$T/hz.sguest.json")

@@ -14,7 +14,8 @@
 #   rel.sh BUILD_DIR cancelpeer [SIZE]
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
-# e.g. --hugepages 2M; with HUGE_CUT set, cuts also wants a cut inside a
+# e.g. --hugepages 2M (DGUEST_ARGS: the destination's only, cuts, e.g.
+# --copy); with HUGE_CUT set, cuts also wants a cut inside a
 # huge page a guest thread waited on; with HUGE_RESTART set, restart kills
 # the daemon while a 2 MiB huge page is partial (one guest thread faults
 # for 0.2 s, so that the migration cannot finish first) and wants the
@@ -185,7 +186,7 @@ cuts)
 	BANDWIDTH=${BANDWIDTH:-8M}
 	"$GUEST" --role dest --id cut -S "$T/dst.vmm" -s "$size" \
 	    -j -q --timeout 240 -w threads --threads "${CUT_THREADS:-8}" \
-	    ${GUEST_ARGS:-} > "$T/cut.dguest.json" 2> "$T/cut.dguest.log" &
+	    ${GUEST_ARGS:-} ${DGUEST_ARGS:-} > "$T/cut.dguest.json" 2> "$T/cut.dguest.log" &
 	GPID=$!
 	PIDS+=($GPID)
 	ctl src migrate cut "$via" --tls-dir "$T/certs" --bandwidth "$BANDWIDTH" ${MIGRATE_ARGS:-} >/dev/null ||

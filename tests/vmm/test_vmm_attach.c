@@ -221,7 +221,7 @@ static const struct vmm_ops t_ops = {
 	.attached = t_attached,
 	.paused = t_paused,
 	.detached = t_detached,
-	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G,
+	.huge_pages = VMM_CARRY_2M | VMM_CARRY_1G | VMM_CARRY_COPY_2M,
 };
 
 /* A migration layer whose data path moves base pages only. */
@@ -1026,10 +1026,6 @@ test_huge_refused(struct tstate *t, int hfd, int uffd, void *base)
 	    -EINVAL, "memfd has 2 MiB huge pages, but the attach declares "
 	    "page size 1073741824 (1 GiB)");
 
-	a = huge_args("h1", PCVMM_ROLE_DEST, base, 4 * HPS, HPS, -1, uffd);
-	a.mode = PCVMM_MODE_COPY;
-	expect_refused(t, "COPY mode with 2 MiB pages", &a, -EINVAL,
-	    "COPY mode moves base pages only");
 	close(gfd);
 	close(sfd);
 	munmap(gres, greslen);
@@ -1094,6 +1090,101 @@ test_huge_good(struct tstate *t, int hfd, int uffd, const char *nohuge)
 	munmap(map, 2 * HPS);
 }
 
+/* A userfaultfd for COPY mode on anonymous huge pages. */
+static int
+copy_uffd(void)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+	    .features = UFFD_FEATURE_MISSING_HUGETLBFS };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) < 0) {
+		perror("userfaultfd for COPY mode");
+		exit(1);
+	}
+	return fd;
+}
+
+/* COPY mode (no memfd): the declared page size is checked against the
+ * guest mapping's (smaps KernelPageSize); 2 MiB anonymous huge pages are
+ * carried, 1 GiB ones are not. */
+static void
+test_huge_copy(struct tstate *t, const char *nohuge)
+{
+	struct pcvmm_attach_args a;
+	struct pcvmm *p = NULL;
+	size_t reslen, greslen;
+	void *res, *base, *gres, *gbase, *hmap;
+	char err[512] = "";
+	int uffd, before, r;
+
+	hmap = mmap(NULL, 2 * HPS, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+	    MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
+	CHECK(hmap != MAP_FAILED, "2 anonymous huge pages: %s",
+	    strerror(errno));
+	if (hmap == MAP_FAILED)
+		return;
+	uffd = copy_uffd();
+	a = huge_args("hc", PCVMM_ROLE_DEST, hmap, 2 * HPS, 0, -1, uffd);
+	a.mode = PCVMM_MODE_COPY;
+	r = pcvmm_attach(&a, &p, err, sizeof(err));
+	CHECK(r == 0, "COPY mode on 2 MiB anonymous huge pages: %s", err);
+	pthread_mutex_lock(&t->mu);
+	CHECK(r != 0 || (t->last.page_size == HPS && t->last.mode ==
+	    VMM_MODE_COPY && t->last_uffd_ok), "COPY huge layout: page size "
+	    "%u", t->last.page_size);
+	before = t->ndetached;
+	pthread_mutex_unlock(&t->mu);
+	if (r == 0) {
+		printf("ok: COPY mode on 2 MiB anonymous huge pages attached "
+		    "(page size %u found by libpcvmm)\n", HPS);
+		pcvmm_detach(p, "test done");
+		CHECK(wait_detached(t, before + 1), "COPY huge detach");
+	}
+	close(uffd);
+
+	/* Huge pages declared as base pages. */
+	uffd = copy_uffd();
+	a = huge_args("hc", PCVMM_ROLE_DEST, hmap, 2 * HPS, PS, -1, uffd);
+	a.mode = PCVMM_MODE_COPY;
+	expect_refused(t, "COPY mode: 2 MiB huge pages declared as 4 KiB", &a,
+	    -EINVAL, "has 2 MiB pages, but the attach declares 4 KiB pages "
+	    "(page size 4096): declare page size 2097152");
+	close(uffd);
+	munmap(hmap, 2 * HPS);
+
+	/* Base pages declared as 2 MiB huge pages. */
+	base = aligned_range(2 * HPS, HPS, &res, &reslen);
+	CHECK(mmap(base, 2 * HPS, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+	    MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == base,
+	    "anonymous base pages");
+	uffd = copy_uffd();
+	a = huge_args("hc", PCVMM_ROLE_DEST, base, 2 * HPS, HPS, -1, uffd);
+	a.mode = PCVMM_MODE_COPY;
+	expect_refused(t, "COPY mode: 4 KiB pages declared as 2 MiB", &a,
+	    -EINVAL, "has 4 KiB pages, but the attach declares 2 MiB huge "
+	    "pages (page size 2097152): in COPY mode map the guest with "
+	    "mmap(MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB)");
+	close(uffd);
+	munmap(res, reslen);
+
+	/* 1 GiB pages in COPY mode: not carried (nothing mapped there). */
+	gbase = aligned_range(GPS, GPS, &gres, &greslen);
+	uffd = copy_uffd();
+	a = huge_args("hc", PCVMM_ROLE_DEST, gbase, GPS, GPS, -1, uffd);
+	a.mode = PCVMM_MODE_COPY;
+	expect_refused(t, "COPY mode with 1 GiB pages", &a, -EOPNOTSUPP,
+	    "the guest's 1 GiB huge pages are valid, but this daemon cannot "
+	    "migrate them in COPY mode");
+	a.socket_path = nohuge;
+	a.page_size = HPS;
+	a.size = 2 * HPS;
+	expect_refused(t, "COPY mode 2 MiB, a daemon without huge pages", &a,
+	    -EOPNOTSUPP, "cannot migrate 2 MiB huge-page guests in COPY mode");
+	close(uffd);
+	munmap(gres, greslen);
+}
+
 static void
 test_hugepages(struct tstate *t, const char *nohuge)
 {
@@ -1105,6 +1196,7 @@ test_hugepages(struct tstate *t, const char *nohuge)
 	hfd = huge_memfd(8 * HPS);
 	uffd = huge_uffd();
 	test_huge_refused(t, hfd, uffd, base);
+	test_huge_copy(t, nohuge);
 	test_huge_good(t, hfd, uffd, nohuge);
 	close(uffd);
 	close(hfd);
