@@ -355,7 +355,9 @@ chan_readable(struct chan *c)
 	bool pending;
 
 	pthread_mutex_lock(&c->ssl_lock);
-	pending = SSL_pending(c->ssl) > 0;
+	/* Bytes in the read-ahead buffer count too (SSL_pending counts only
+	 * a record already decrypted). */
+	pending = SSL_pending(c->ssl) > 0 || SSL_has_pending(c->ssl);
 	pthread_mutex_unlock(&c->ssl_lock);
 	return pending || poll(&p, 1, 0) > 0;
 }

@@ -72,7 +72,7 @@ dest_recv_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
     uint8_t *bounce, bool urgent)
 {
 	const struct place_ops *ops = d->pl.ops;
-	bool zero = h->type == WIRE_ZERO;
+	bool zero = h->type == WIRE_ZERO, waited;
 	uint64_t k = 0;
 	char err[200];
 	int r;
@@ -102,9 +102,12 @@ dest_recv_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
 				return r;
 		}
 		pagestate_hash(&d->pg, i, n, buf);
+		waited = atomic_load(&d->pg.waiting) > 0;
 		if ((r = ops->place(&d->pl, i, n, buf, err, sizeof(err))) < 0)
 			return chan_set_error(c, r, "%s", err);
-		if (r > 0)	/* every page is valid: the main thread waits */
+		/* Every page is valid (the main thread waits), or the last
+		 * waiting fault is over (the bulk receiver may yield). */
+		if (r > 0 || (waited && atomic_load(&d->pg.waiting) == 0))
 			session_kick(&d->s);
 		pagestate_count_pages(&d->pg, n, zero, urgent);
 		k += n;
@@ -247,6 +250,32 @@ dest_recv_msg(struct dest *d, struct chan *c, const struct dest_rx *rx,
 	return r;
 }
 
+static bool
+dest_none_waiting(void *arg)
+{
+	struct dest *d = arg;
+
+	return atomic_load(&d->pg.waiting) == 0;
+}
+
+/* Huge pages, bulk receiver: while guest threads wait for demanded huge
+ * pages (sent whole on the urgent channel), waits (at most DEST_YIELD_MS)
+ * before the next frame instead of decrypting bulk data on the CPUs the
+ * urgent receiver needs; the source's bulk stream waits too, or fills the
+ * socket and stops. Between frames, so every piece this receiver claimed
+ * is in: a demanded huge page never waits for it. */
+static void
+dest_yield(struct dest *d, const struct dest_rx *rx)
+{
+	if (rx->urgent || place_unit_pages(&d->pl) == 1 ||
+	    atomic_load_explicit(&d->pg.waiting, memory_order_relaxed) == 0)
+		return;
+	d->yields++;
+	if (session_wait(&d->s, dest_none_waiting, d, DEST_YIELD_MS) ==
+	    SESSION_TIMEOUT)
+		d->yields_capped++;
+}
+
 /* One channel's receive loop: until its handler says done (0), or the
  * error. */
 static int
@@ -262,6 +291,7 @@ dest_recv(struct dest *d, const struct dest_rx *rx)
 	for (r = 0; r == 0; ) {
 		struct wire_hdr h;
 
+		dest_yield(d, rx);
 		if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
 			break;
 		if (h.type == WIRE_PAGES || h.type == WIRE_ZERO)
@@ -421,6 +451,11 @@ dest_finish(struct dest *d)
 	log_info("migration %s: all %" PRIu64 " pages received and mapped; %"
 	    PRIu64 " verified, %" PRIu64 " mismatched", d->m->id, d->pg.npages,
 	    d->verified, d->mismatched);
+	if (place_unit_pages(&d->pl) > 1)
+		log_info("migration %s: the bulk receiver yielded %" PRIu64
+		    " times to demanded huge pages (%" PRIu64 " waits ran out "
+		    "after %d ms)", d->m->id, d->yields, d->yields_capped,
+		    DEST_YIELD_MS);
 	/* Let the source close first (bounded): closing here at once could
 	 * reset its connections (a Ping it sends meanwhile meets a closed
 	 * socket) before it has read Complete, and it would reconnect to a

@@ -102,8 +102,12 @@ dest_fault(struct dest *d, uint64_t addr)
 	    place_unit_pages(&d->pl), t0);
 	/* The page may have become valid (and been mapped) meanwhile: the
 	 * mapper may have missed our timestamp; map again (EEXIST wakes). */
-	if (place_unit_valid(&d->pl, i))
-		return d->pl.ops->map(&d->pl, i, 1);
+	if (place_unit_valid(&d->pl, i)) {
+		r = d->pl.ops->map(&d->pl, i, 1);
+		if (atomic_load(&d->pg.waiting) == 0)	/* dest_yield */
+			session_kick(&d->s);
+		return r;
+	}
 	if (first && place_unit_pages(&d->pl) > 1) {
 		dest_request_huge(d, i);
 	} else if (first) {

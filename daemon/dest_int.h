@@ -22,6 +22,9 @@ struct chan;
 #define DEST_READAHEAD		8	/* pages requested per remote fault */
 #define DEST_UFFD_BATCH		64	/* events per read */
 #define DEST_HAVE_MAX		60000	/* ranges in a Welcome (its 1 MiB cap) */
+#define DEST_YIELD_MS		20	/* huge pages: the bulk receiver waits
+					 * at most this long (per frame) while
+					 * a demanded huge page arrives */
 
 struct dest {
 	struct mig		*m;		/* [const] */
@@ -35,6 +38,9 @@ struct dest {
 	atomic_bool		 switched;	/* Switchover arrived */
 	unsigned		 sessions;	/* [main] */
 	bool			 restored;	/* [const] after a restart */
+	/* Huge pages: the bulk receiver's waits while guest threads waited
+	 * for demanded huge pages, and those that ran out. [main] */
+	uint64_t		 yields, yields_capped;
 
 	/* Precopy (dest_precopy.c). */
 	atomic_bool		 precopy;	/* the source runs rounds */

@@ -351,6 +351,7 @@ pagestate_fault_done(struct pagestate *p, uint64_t i)
 
 	pthread_mutex_lock(&p->plock);
 	if (bm_clear(p->faulted, i)) {
+		atomic_fetch_sub(&p->waiting, 1);
 		for (size_t k = 0; k < p->npend; k++) {
 			if (p->pend[k].index == i) {
 				t0 = p->pend[k].t0;
@@ -391,6 +392,7 @@ pagestate_fault_add(struct pagestate *p, uint64_t i, uint64_t t0)
 		if (p->npend < PAGESTATE_PENDING_MAX)
 			p->pend[p->npend++] = (struct pagestate_pending){ i, t0 };
 		bm_set(p->faulted, i);
+		atomic_fetch_add(&p->waiting, 1);
 		first = true;
 	}
 	pthread_mutex_unlock(&p->plock);

@@ -56,6 +56,9 @@ struct pagestate {
 		uint64_t	 t0;
 	}			 pend[PAGESTATE_PENDING_MAX];
 	size_t			 npend;
+	/* Faults waiting (bits of `faulted`, changed under plock; read
+	 * without it). */
+	atomic_uint		 waiting;
 
 	int			 fd;		/* page state file (flock'ed) */
 	uint8_t			*map;

@@ -112,6 +112,28 @@ src_wait_pinging(struct source *s, bool (*done)(void *))
 	return 0;
 }
 
+static bool
+src_urgent_idle(void *arg)
+{
+	struct source *s = arg;
+
+	return !atomic_load(&s->urgent_busy);
+}
+
+/* Huge pages: while the main thread sends demanded huge pages, waits (at
+ * most SRC_YIELD_MS) instead of encrypting and sending bulk data on the
+ * same CPUs and path. Counted: how often, and how often the wait ran out. */
+static void
+src_yield(struct source *s)
+{
+	if (!atomic_load_explicit(&s->urgent_busy, memory_order_relaxed))
+		return;
+	s->yields++;
+	if (session_wait(&s->s, src_urgent_idle, s, SRC_YIELD_MS) ==
+	    SESSION_TIMEOUT)
+		s->yields_capped++;
+}
+
 /* Streams every page not sent yet, from a cursor that page requests move;
  * pings the urgent channel when it is quiet. */
 static int
@@ -121,10 +143,13 @@ src_stream(struct source *s, struct chan *c, uint64_t *sent_bytes)
 	int r = 0;
 
 	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
-		uint64_t hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
+		uint64_t hint;
 		uint32_t n;
 		bool zero;
 
+		/* Before the hint: the demand just served moves it. */
+		src_yield(s);
+		hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
 		if (hint != SRC_NO_HINT)
 			pos = hint;
 		if (pos >= s->npages)
@@ -186,6 +211,11 @@ src_bulk_main(void *arg)
 		    "%" PRIu64 " bytes of pages in %" PRIu64 " ms, digests %"
 		    PRIu64 " ms", s->m->id, (t1 - t0) / 1000000, sent_bytes,
 		    (t2 - t1) / 1000000, (t3 - t2) / 1000000);
+		if (s->upp > 1)
+			log_info("migration %s: the bulk stream yielded %" PRIu64
+			    " times to demanded huge pages (%" PRIu64 " waits "
+			    "ran out after %d ms)", s->m->id, s->yields,
+			    s->yields_capped, SRC_YIELD_MS);
 		/* Keep both channels alive until the session ends. */
 		r = src_wait_pinging(s, NULL);
 	}
@@ -231,18 +261,25 @@ static int
 src_serve_request(struct source *s, struct chan *c,
     const Pcd__Wire__PageRequest *rq)
 {
-	uint64_t i = rq->index, end;
+	uint64_t i = rq->index, end, hint;
 	char why[200];
 	int r = 0;
 
 	if (wire_page_request_check(rq, s->npages, why, sizeof(why)) < 0)
 		return chan_set_error(c, -EPROTO, "urgent channel: %s", why);
+	hint = i + rq->count;
 	end = i + rq->count;
 	atomic_fetch_add_explicit(&s->c->requests, 1, memory_order_relaxed);
-	if (rq->whole && s->upp > 1 && src_serve_zero_unit(s, c, i, &r))
-		return r;
+	if (rq->whole && s->upp > 1) {
+		/* A demanded huge page: the bulk stream waits, and continues
+		 * after this huge page (not inside it: its pieces go here). */
+		atomic_store(&s->urgent_busy, true);
+		hint = i - i % s->upp + s->upp;
+		if (src_serve_zero_unit(s, c, i, &r))
+			return r;
+	}
 	/* Spatial locality: the bulk stream continues after this range. */
-	atomic_store(&s->cursor_hint, end < s->npages ? end : 0);
+	atomic_store(&s->cursor_hint, hint < s->npages ? hint : 0);
 	while (i < end && r == 0) {
 		bool zero;
 		uint32_t n = 1;
@@ -284,6 +321,7 @@ src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 	memcpy(addr, s->addr, sizeof(addr));
 	pthread_mutex_unlock(&s->s.lock);
 	s->urg_sent = false;	/* a new channel: send it again if asked */
+	atomic_store(&s->urgent_busy, false);
 	if ((r = session_connect(&s->s, addr, resume, src_apply_have, s, err,
 	    errlen)) < 0)
 		return r;
@@ -460,8 +498,16 @@ src_serve(struct source *s, struct chan *c)
 {
 	int r = 0;
 
-	while (r == 0)
+	while (r == 0) {
 		r = src_serve_frame(s, c);
+		/* No request left to read: the demanded huge pages are out,
+		 * the bulk stream goes on. */
+		if (atomic_load(&s->urgent_busy) && (r != 0 ||
+		    !chan_readable(c))) {
+			atomic_store(&s->urgent_busy, false);
+			session_kick(&s->s);
+		}
+	}
 	return r;
 }
 

@@ -22,6 +22,9 @@ struct dirty;
 #define SRC_NO_HINT		UINT64_MAX
 #define SRC_ZERO_RUN_MAX	4096	/* pages per ZERO record from bulk */
 #define SRC_PEEK_MS		100	/* before the pause: urgent channel */
+#define SRC_YIELD_MS		20	/* huge pages: the bulk stream waits at
+					 * most this long (per run) for an
+					 * urgent huge page to be sent */
 
 struct source {
 	struct mig		*m;		/* [const] */
@@ -52,6 +55,12 @@ struct source {
 	 * sent as one ZERO run in this session (see src_serve_zero_unit) */
 	uint64_t		 urg_unit;
 	bool			 urg_zero, urg_sent;
+	/* Huge pages: the main thread is sending demanded huge pages (from
+	 * a whole request until no request is left to read); the bulk
+	 * stream waits (SRC_YIELD_MS at most) rather than compete with it
+	 * for the CPU and the path. Cleared with session_kick. */
+	atomic_bool		 urgent_busy;
+	uint64_t		 yields, yields_capped;	/* [bulk] */
 
 	/* [s.lock] */
 	bool			 paused;

@@ -101,6 +101,18 @@ migrate)
 	start_daemon dst
 	start_daemon src
 	migrate_once "m-$workload" "$size" "$workload" "$@"
+	case " $* " in *" --hugepages "*)
+		# Demanded huge pages go first: the bulk receiver waits while
+		# guest threads wait for them (counted, not timed).
+		rf=$(field dst "m-$workload" faults_remote)
+		y=$(sed -n 's/.*the bulk receiver yielded \([0-9]*\) times.*/\1/p' "$T/dst.log" | tail -n 1)
+		echo "m-$workload: $(grep -o 'the bulk receiver yielded.*' "$T/dst.log" | tail -n 1);" \
+		    "source: $(grep -o 'the bulk stream yielded.*' "$T/src.log" | tail -n 1)"
+		[ -n "$y" ] || fail "m-$workload: the destination did not count its bulk receiver's yields"
+		[ "${rf:-0}" -lt 4 ] || [ "$y" -ge 1 ] ||
+			fail "m-$workload: $rf remote faults on huge pages, but the bulk receiver never yielded to them"
+		;;
+	esac
 	stop_daemons
 	;;
 cancel)
