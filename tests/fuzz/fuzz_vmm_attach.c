@@ -31,7 +31,8 @@ check_accepted(const Pcd__VmmAttach *a, int nfds)
 	FUZZ_CHECK(a->mode == PCD__VMM_MODE__VMM_MODE_MINOR || copy);
 	FUZZ_CHECK(!copy || dest);
 	/* The layout is page aligned and lies in the user address space. */
-	/* Base pages, or 2 MiB / 1 GiB huge pages (hugetlbfs guests). */
+	/* Base pages, or 2 MiB / 1 GiB huge pages (hugetlbfs guests; COPY
+	 * mode: anonymous huge pages, which the parse lets through). */
 	FUZZ_CHECK(ps == (uint64_t)sysconf(_SC_PAGESIZE) || ps == 2ull << 20 ||
 	    ps == 1ull << 30);
 	FUZZ_CHECK(a->size > 0 && a->size % ps == 0 && a->size <= VMM_SIZE_MAX);
