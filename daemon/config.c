@@ -32,6 +32,7 @@ config_defaults(struct config *c)
 	c->vmm_unclaimed_max = 4;
 	c->vmm_unclaimed_timeout = 60;
 	c->vmm_wait_timeout = 300;
+	c->completed_grace = 600;	/* MIG_COMPLETED_GRACE_DEFAULT */
 	c->max_frame = RPC_MAX_FRAME_DEFAULT;
 	c->max_inflight = 16;
 	str_copy(c->state_dir, "auto", sizeof(c->state_dir));
@@ -224,6 +225,9 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 		    err, errlen);
 	if (strcmp(key, "vmm_wait_timeout") == 0)
 		return set_uint(&c->vmm_wait_timeout, key, v, 1, 86400, err,
+		    errlen);
+	if (strcmp(key, "completed_grace") == 0)
+		return set_uint(&c->completed_grace, key, v, 0, 86400, err,
 		    errlen);
 	if (strcmp(key, "max_inflight") == 0)
 		return set_uint(&c->max_inflight, key, v, 1, 1024, err,
@@ -435,6 +439,7 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "vmm_unclaimed_max = %u\n", c->vmm_unclaimed_max);
 	fprintf(f, "vmm_unclaimed_timeout = %u\n", c->vmm_unclaimed_timeout);
 	fprintf(f, "vmm_wait_timeout = %u\n", c->vmm_wait_timeout);
+	fprintf(f, "completed_grace = %u\n", c->completed_grace);
 	fprintf(f, "state_dir = %s\n", c->state_dir);
 	fprintf(f, "precopy = %s\n", c->precopy ? "yes" : "no");
 	fprintf(f, "precopy_rounds = %u\n", c->precopy_rounds);

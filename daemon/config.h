@@ -35,6 +35,9 @@ struct config {
 	unsigned	vmm_unclaimed_timeout;
 	/* s a Prepare'd or Migrate'd migration waits for its VMM. */
 	unsigned	vmm_wait_timeout;
+	/* s a completed destination answers its source's reconnects as
+	 * completed (a cut lost its Complete); 0 = not at all. */
+	unsigned	completed_grace;
 	/* Where a destination keeps each migration's page state (so a
 	 * restarted daemon picks the migration up); "auto" = the directory of
 	 * vmm_socket, "off" = nowhere. */

@@ -481,13 +481,17 @@ ctl_cancel(struct ctl_conn *c, const struct rpc_hdr *h,
 
 	rep.status = &st;
 	/* The state machine decides: refused after switchover, with why. */
-	r = mig_cancel(s->d->migs, req->id, err, sizeof(err));
+	r = req->destination_completed ?
+	    mig_end_dest_completed(s->d->migs, req->id, err, sizeof(err)) :
+	    mig_cancel(s->d->migs, req->id, err, sizeof(err));
 	if (r < 0 && err[0] == '\0' && r == -ENOENT)
 		snprintf(err, sizeof(err), "no migration '%.64s'", req->id);
 	if (mig_get_stats(s->d->migs, req->id, &ms) == 0)
 		rep.state = (char *)mig_state_name(ms.state);
 	if (r == 0)
-		log_notice("migration %s: cancelled by %s", req->id, c->peer);
+		log_notice("migration %s: %s by %s", req->id,
+		    req->destination_completed ? "ended as completed on the "
+		    "destination" : "cancelled", c->peer);
 	else
 		log_notice("migration %s: cancel refused for %s: %s", req->id,
 		    c->peer, err[0] != '\0' ? err : strerror(-r));

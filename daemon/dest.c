@@ -448,6 +448,11 @@ dest_finish(struct dest *d)
 	if ((r = session_send(&d->s, SESSION_URGENT, WIRE_COMPLETE,
 	    &done.base)) < 0)
 		return r;	/* sent again after a reconnect */
+	d->completed = true;
+	d->verdict.ok = done.ok;
+	d->verdict.verified = done.pages_verified;
+	d->verdict.mismatched = done.pages_mismatched;
+	snprintf(d->verdict.message, sizeof(d->verdict.message), "%s", msg);
 	log_info("migration %s: all %" PRIu64 " pages received and mapped; %"
 	    PRIu64 " verified, %" PRIu64 " mismatched", d->m->id, d->pg.npages,
 	    d->verified, d->mismatched);
@@ -788,6 +793,8 @@ dest_stop(struct mig *m)
 		pthread_join(d->fault_thr, NULL);
 	/* A registration left after a failure stays: the guest must not see
 	 * zero pages where its memory never arrived (the VMM is told). */
+	if (d->completed)
+		dest_done_keep(m, &d->s, &d->verdict);
 	session_destroy(&d->s);
 	if (d->pl.ops != NULL)
 		d->pl.ops->close(&d->pl);

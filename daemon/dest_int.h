@@ -60,6 +60,11 @@ struct dest {
 		uint64_t	 hash;
 	}			*deferred;
 	size_t			 ndeferred, deferred_cap;
+	/* Complete went out (main): the verdict, kept after the migration
+	 * for the source's reconnects (dest_done.c). [main, then loop after
+	 * the join] */
+	bool			 completed;
+	struct session_verdict	 verdict;
 };
 
 /* dest_precopy.c */

@@ -228,6 +228,7 @@ reload(struct daemon *d)
 	log_set_level(nc.log_level);
 	mig_table_set_vmm_limits(d->migs, nc.vmm_unclaimed_max,
 	    nc.vmm_unclaimed_timeout, nc.vmm_wait_timeout);
+	mig_table_set_completed_grace(d->migs, nc.completed_grace);
 	main_precopy_defaults(d->migs, &nc);
 	if (d->ctl != NULL && ctl_server_reconfigure(d->ctl, &nc) < 0)
 		log_warnx("control listener settings not changed");
@@ -392,6 +393,7 @@ main(int argc, char **argv)
 	mig_table_set_state_dir(d.migs, cfg.state_dir, d.vmm_socket);
 	mig_table_set_vmm_limits(d.migs, cfg.vmm_unclaimed_max,
 	    cfg.vmm_unclaimed_timeout, cfg.vmm_wait_timeout);
+	mig_table_set_completed_grace(d.migs, cfg.completed_grace);
 	main_precopy_defaults(d.migs, &cfg);
 	/* The control server owns ctl_fd from here on. */
 	if (ctl_server_open(&d, &cfg, ctl_fd, &d.ctl) < 0)

@@ -43,6 +43,7 @@ struct mig_table {
 	mig_transition_fn	 on_transition;
 	void			*on_transition_arg;
 	unsigned		 vmm_wait_s;	/* vmm_wait_timeout */
+	unsigned		 completed_grace_s;	/* completed_grace */
 	struct mig_precopy_defaults precopy;	/* config */
 };
 
@@ -95,6 +96,7 @@ mig_stop_datapath(struct mig *m)
 
 	if (m->stopfd >= 0 && write(m->stopfd, &one, sizeof(one)) < 0)
 		log_warn("migration %s: stop eventfd", m->id);
+	dest_done_stop(m);
 	source_stop(m);
 	m->src = NULL;
 	dest_stop(m);
@@ -124,6 +126,7 @@ mig_end(struct mig *m, enum mig_state s, const char *msg)
 	else
 		log_notice("migration %s: %s", m->id, msg);
 	mig_stop_datapath(m);
+	dest_done_serve(m);
 	if (m->vmm != NULL)
 		vmm_session_complete(m->vmm, false, msg);
 	mig_release_guest(m);
@@ -494,8 +497,10 @@ mig_act_done(struct mig *m, struct mig_event *e, enum mig_state to)
 		return;
 	}
 	mig_stop_datapath(m);
+	dest_done_serve(m);
 	if (m->vmm != NULL)
-		vmm_session_complete(m->vmm, true, "migration completed");
+		vmm_session_complete(m->vmm, true, e->text[0] != '\0' ? e->text :
+		    "migration completed");
 	mig_release_guest(m);
 	log_notice("migration %s (%s) completed: %" PRIu64 " pages, %" PRIu64
 	    " bytes in %" PRIu64 " ms", m->id, mig_role_name(m->role),
@@ -645,6 +650,7 @@ mig_new(struct mig_table *t, const char *id, enum mig_role role,
 	m->t = t;
 	str_copy(m->id, id, sizeof(m->id));
 	m->role = role;
+	m->completed_grace_s = t->completed_grace_s;
 	m->state = MIG_STATE_WAITING;
 	m->g.memfd = m->g.uffd = -1;
 	m->start_ms = wall_ms();
@@ -761,6 +767,27 @@ mig_table_set_vmm_limits(struct mig_table *t, unsigned unclaimed_max,
 	t->vmm_wait_s = wait_timeout_s > 0 ? wait_timeout_s : 1;
 }
 
+void
+mig_table_set_completed_grace(struct mig_table *t, unsigned s)
+{
+	t->completed_grace_s = s;
+}
+
+/* A completed destination still answering its source on addr (a fixed
+ * port) lets it go: a new Prepare needs the address. */
+static void
+mig_free_address(struct mig_table *t, const char *addr)
+{
+	for (struct mig *m = t->head; m != NULL; m = m->next) {
+		if (m->done == NULL || (strcmp(m->addr, addr) != 0 &&
+		    strcmp(m->listen, addr) != 0))
+			continue;
+		log_info("migration %s: stops answering its source on %s: a new "
+		    "migration is prepared there", m->id, addr);
+		dest_done_stop(m);
+	}
+}
+
 int
 mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
     char *err, size_t errlen)
@@ -779,6 +806,8 @@ mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
 	}
 	if ((r = mig_check_tls(&a->tls, true, err, errlen)) < 0)
 		return r;
+	if (port != 0)
+		mig_free_address(t, a->listen);
 	if ((r = mig_register(t, a->id, MIG_ROLE_DEST, &m, err, errlen)) < 0)
 		return r;
 	fresh = !m->attached;
@@ -932,12 +961,46 @@ mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 	}
 	if (!mig_can_cancel(m->role, m->state, &why)) {
 		snprintf(err, errlen, "migration '%s' (state %s) cannot be "
-		    "cancelled: %s", id, mig_state_name(m->state), why);
+		    "cancelled: %s%s", id, mig_state_name(m->state), why,
+		    m->role == MIG_ROLE_SOURCE && mig_switched_over(m->state) ?
+		    "; if the destination completed it (its status says "
+		    "completed), end it here with cancel "
+		    "--destination-completed" : "");
 		return -EBUSY;
 	}
 	mig_tell_peer_cancel(m, "cancelled by request");
 	mig_apply_kind(m, MIG_EV_CANCEL, "cancelled by request");
 	return 0;
+}
+
+int
+mig_end_dest_completed(struct mig_table *t, const char *id, char *err,
+    size_t errlen)
+{
+	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+
+	if (m == NULL) {
+		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
+		return -ENOENT;
+	}
+	if (mig_terminal(m->state)) {
+		snprintf(err, errlen, "migration '%s' already %s", id,
+		    mig_state_name(m->state));
+		return -EALREADY;
+	}
+	if (m->role != MIG_ROLE_SOURCE || !mig_switched_over(m->state)) {
+		snprintf(err, errlen, "migration '%s' (%s, state %s): "
+		    "--destination-completed ends a source whose guest left "
+		    "(postcopy or postcopy-paused) only", id,
+		    mig_role_name(m->role), mig_state_name(m->state));
+		return -EINVAL;
+	}
+	log_notice("migration %s: the operator says its destination completed "
+	    "it; ending as completed (the guest runs on the destination)", id);
+	mig_apply_kind(m, MIG_EV_DONE, "migration completed (the operator "
+	    "confirmed the destination completed it; the guest runs there: "
+	    "do not resume it here)");
+	return mig_terminal(m->state) ? 0 : -EBUSY;
 }
 
 size_t
@@ -1258,6 +1321,7 @@ mig_table_new(struct event_base *base, const char *vmm_socket, int vmm_fd,
 	}
 	t->base = base;
 	t->vmm_wait_s = 300;
+	t->completed_grace_s = MIG_COMPLETED_GRACE_DEFAULT;
 	r = vmm_server_open(base, vmm_socket, vmm_fd, &mig_vmm_ops, t, &t->vmm);
 	if (r < 0) {
 		free(t);

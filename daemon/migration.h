@@ -179,6 +179,11 @@ void mig_table_set_state_dir(struct mig_table *t, const char *dir,
 void mig_table_set_vmm_limits(struct mig_table *t, unsigned unclaimed_max,
     unsigned unclaimed_timeout_s, unsigned wait_timeout_s);
 
+/* completed_grace: how long a completed destination answers its source's
+ * reconnects as completed (0: not at all; dest_done.c). */
+#define MIG_COMPLETED_GRACE_DEFAULT	600
+void mig_table_set_completed_grace(struct mig_table *t, unsigned s);
+
 int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
     char *err, size_t errlen);
 int mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
@@ -187,6 +192,12 @@ int mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
  * 0; -ENOENT; -EALREADY when it is over; -EBUSY with the reason when it has
  * switched over. */
 int mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen);
+/* Cancel destination_completed: a source after switchover whose
+ * destination completed (the operator says so) ends as completed and its
+ * VMM is told so. 0; -ENOENT; -EALREADY over; -EINVAL a destination or
+ * before switchover (err: why). */
+int mig_end_dest_completed(struct mig_table *t, const char *id, char *err,
+    size_t errlen);
 /* SIGTERM: cancels every migration that may be cancelled (see
  * mig_can_cancel); returns how many were. */
 size_t mig_cancel_on_shutdown(struct mig_table *t);

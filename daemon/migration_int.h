@@ -23,6 +23,9 @@
 struct event;
 struct source;
 struct dest;
+struct dest_done;
+struct session;
+struct session_verdict;
 
 /* Channels: how long without any byte before a connection counts as lost
  * (both sides send a Ping at least every MIG_PING_MS), and the source's
@@ -111,6 +114,8 @@ struct mig {
 	struct mig_counters	 c;
 	struct source		*src;		/* [loop] owner */
 	struct dest		*dst;		/* [loop] owner */
+	struct dest_done	*done;		/* [loop] owner: dest_done.c */
+	unsigned		 completed_grace_s;	/* [const] config */
 };
 
 /* From data-path threads: events for the loop, in order (state.h). */
@@ -153,6 +158,17 @@ void dest_stop(struct mig *m);		/* stops, joins, frees; NULL-safe */
 int dest_tell_cancel(struct mig *m, const char *why);
 /* Drops the channels (the source reconnects). */
 int dest_resume(struct mig *m, char *err, size_t errlen);
+
+/* dest_done.c (loop thread): after the destination completed, its
+ * listener, session token and verdict stay for t->completed_grace_s so a
+ * source whose Complete a cut lost is told (Welcome.completed). keep:
+ * takes them from the session (dest_stop, after the joins); serve: starts
+ * answering (after mig_stop_datapath: it drains the stop eventfd); stop:
+ * ends it (joins) and frees the port. All NULL-safe, idempotent. */
+void dest_done_keep(struct mig *m, struct session *s,
+    const struct session_verdict *v);
+void dest_done_serve(struct mig *m);
+void dest_done_stop(struct mig *m);
 
 /* Atomic page bitmaps (one bit per page). */
 static inline bool

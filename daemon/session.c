@@ -477,6 +477,24 @@ session_cert_refused(struct chan *c)
 	    (strstr(e, "certificate") != NULL || strstr(e, "unknown ca"));
 }
 
+/* A resume answered with Welcome.completed: the destination completed the
+ * migration (its Complete was lost in a cut). Keeps its verdict. */
+static int
+session_peer_done(struct session *s, const Pcd__Wire__Complete *c,
+    const char *addr, char *err, size_t errlen)
+{
+	struct session_verdict *v = &s->peer_done;
+
+	v->ok = c->ok;
+	v->verified = c->pages_verified;
+	v->mismatched = c->pages_mismatched;
+	snprintf(v->message, sizeof(v->message), "%s", c->message != NULL ?
+	    c->message : "");
+	snprintf(err, errlen, "destination %s completed the migration already "
+	    "(its Complete was lost)", addr);
+	return -EALREADY;
+}
+
 /* Opens one channel: TCP, TLS, Hello -> Welcome. */
 static int
 session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
@@ -509,6 +527,10 @@ session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
 		snprintf(err, errlen, r == -ECONNREFUSED ? "destination %s "
 		    "refused the %s channel: %s" : "destination %s, %s channel: "
 		    "%s", addr, name, why);
+		goto fail;
+	}
+	if (resume && w->completed != NULL) {
+		r = session_peer_done(s, w->completed, addr, err, errlen);
 		goto fail;
 	}
 	if (resume && kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT &&
@@ -625,6 +647,28 @@ session_welcome(struct session *s, struct chan *c, const Pcd__Wire__Hello *hello
 	return r;
 }
 
+/* After the migration completed: a resume Hello from its source (token
+ * checked) is told so, with the verdict, and the connection closed. */
+static void
+session_answer_done(struct session *s, struct chan *c, const char *peer)
+{
+	Pcd__Wire__Welcome w = PCD__WIRE__WELCOME__INIT;
+	Pcd__Status ok = PCD__STATUS__INIT;
+	int r;
+
+	w.status = &ok;
+	w.version = WIRE_VERSION;
+	w.completed = (Pcd__Wire__Complete *)s->done;
+	r = chan_send_msg(c, WIRE_WELCOME, &w.base);
+	if (r == 0)
+		log_notice("migration %s: told the source reconnecting from %s "
+		    "that this migration completed", s->m->id, peer);
+	else
+		log_warnx("migration %s: could not tell the source at %s that "
+		    "the migration completed: %s", s->m->id, peer,
+		    chan_errmsg(c));
+}
+
 /* A connection whose TLS handshake runs (destination). Several run at
  * once, each with its own deadline, so peers that connect and stay silent
  * delay nobody; none becomes a channel before its handshake and Hello
@@ -700,6 +744,11 @@ session_accept_hello(struct session *s, struct session_peer *p,
 		chan_set_error(c, r, "%s", why);
 		goto fail;
 	}
+	if (s->done != NULL) {
+		session_answer_done(s, c, p->name);
+		r = -EALREADY;
+		goto fail;
+	}
 	*kind = hello->channel;
 	if ((r = session_welcome(s, c, hello, fn, arg)) < 0)
 		goto fail;
@@ -709,7 +758,7 @@ session_accept_hello(struct session *s, struct session_peer *p,
 	*out = c;
 	return 0;
 fail:
-	if (r != -ECANCELED)
+	if (r != -ECANCELED && r != -EALREADY)
 		mig_post_refused(m, "peer %s: %s", p->name, chan_errmsg(c));
 	if (hello != NULL)
 		protobuf_c_message_free_unpacked(&hello->base, NULL);
@@ -834,6 +883,8 @@ session_peers_poll(struct session *s, const struct session_peer *peers,
 		if (peers[k].deadline < next)
 			next = peers[k].deadline;
 	}
+	if (s->accept_until_ns != 0 && s->accept_until_ns < next)
+		next = s->accept_until_ns;
 	if (next == UINT64_MAX)
 		return -1;
 	return next <= now ? 0 : (int)((next - now) / 1000000) + 1;
@@ -852,6 +903,10 @@ session_accept(struct session *s, session_have_fn fn, void *arg)
 	    cs[SESSION_BULK] == NULL)) {
 		int ms = session_peers_poll(s, peers, n, pf);
 
+		if (s->accept_until_ns != 0 && now_ns() >= s->accept_until_ns) {
+			r = -ETIMEDOUT;
+			break;
+		}
 		if (poll(pf, 2 + n, ms) < 0) {
 			if (errno != EINTR)
 				r = -errno;

@@ -78,6 +78,20 @@ struct session {
 	bool			 token_set;
 	bool			 resumable;
 	_Atomic uint64_t	 last_tx[2];	/* session_send: last frame */
+
+	/* Destination, after the migration completed (dest_done.c): the
+	 * verdict a resume Hello with the token is answered with
+	 * (Welcome.completed; no channel is installed), and when
+	 * session_accept gives up (-ETIMEDOUT; 0: never). [const] */
+	const Pcd__Wire__Complete *done;
+	uint64_t		 accept_until_ns;
+	/* Source: the destination answered a resume with Welcome.completed
+	 * (session_connect returned -EALREADY): its verdict. [main] */
+	struct session_verdict {
+		bool		 ok;
+		uint64_t	 verified, mismatched;
+		char		 message[256];
+	}			 peer_done;
 };
 
 void session_init(struct session *s, struct mig *m);
@@ -90,14 +104,18 @@ int session_new_token(struct session *s, char *err, size_t errlen);
 int session_tls(struct session *s, bool server, char *err, size_t errlen);
 
 /* Source: connects both channels (urgent first: a resume Welcome on it
- * says what the destination holds) and installs them. */
+ * says what the destination holds) and installs them. -EALREADY: the
+ * destination completed the migration already (a resume answered with
+ * Welcome.completed; its verdict in s->peer_done). */
 int session_connect(struct session *s, const char *addr, bool resume,
     session_welcome_fn fn, void *arg, char *err, size_t errlen);
 /* Destination: binds the listener (m->addr; the bound address goes to
  * m->listen). */
 int session_listen(struct session *s, char *err, size_t errlen);
 /* Destination: accepts until both channels are there and installs them.
- * Bad peers are refused (posted) and the listener keeps serving. */
+ * Bad peers are refused (posted) and the listener keeps serving. With
+ * s->done set it only answers resumes as completed, until the migration
+ * stops (-ECANCELED) or s->accept_until_ns (-ETIMEDOUT). */
 int session_accept(struct session *s, session_have_fn fn, void *arg);
 
 /* The channel of a running session (its threads only). */

@@ -551,21 +551,44 @@ src_backoff(struct source *s, unsigned ms)
 	return w != SESSION_STOPPED;
 }
 
-/* After a session was lost: reconnects with backoff until it is back (0)
- * or the migration stops (-ECANCELED). */
+/* A reconnect found the destination completed (its Complete was lost in
+ * a cut): its verdict ends the migration as Complete would have. */
+static void
+src_on_peer_done(struct source *s, const char *err)
+{
+	const struct session_verdict *v = &s->s.peer_done;
+	Pcd__Wire__Complete c = PCD__WIRE__COMPLETE__INIT;
+
+	log_notice("migration %s: %s: %" PRIu64 " pages verified, %" PRIu64
+	    " mismatched", s->m->id, err, v->verified, v->mismatched);
+	c.ok = v->ok;
+	c.pages_verified = v->verified;
+	c.pages_mismatched = v->mismatched;
+	c.message = (char *)v->message;
+	src_on_end(s, WIRE_COMPLETE, &c.base);
+}
+
+/* After a session was lost: reconnects with backoff until it is back (0),
+ * the destination says it completed (1: over, posted) or the migration
+ * stops (-ECANCELED). */
 static int
 src_reconnect(struct source *s, const char *why)
 {
 	struct mig *m = s->m;
 	unsigned delay = MIG_RECONNECT_MIN_MS, tries = 0;
 	char err[1024];
+	int r;
 
 	for (;;) {
 		if (!src_backoff(s, delay))
 			return -ECANCELED;
 		tries++;
-		if (src_session_open(s, true, err, sizeof(err)) == 0)
+		if ((r = src_session_open(s, true, err, sizeof(err))) == 0)
 			break;
+		if (r == -EALREADY) {
+			src_on_peer_done(s, err);
+			return 1;
+		}
 		if (session_stopped(&s->s))
 			return -ECANCELED;
 		log_notice("migration %s: reconnect attempt %u failed: %s",
@@ -610,7 +633,7 @@ src_main(void *arg)
 		log_warnx("migration %s: channels lost (%s); reconnecting",
 		    m->id, why);
 		mig_post_link(m, true, "channels lost: %s", why);
-		if (src_reconnect(s, why) < 0)
+		if (src_reconnect(s, why) != 0)
 			return NULL;
 	}
 }

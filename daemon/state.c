@@ -28,7 +28,6 @@
 #define R_SECOND_SW	"a second Switchover"
 #define R_LINK_IS_UP	"the channels are up"
 #define R_NOT_SWITCHED	"the guest has not switched over yet"
-#define R_LINK_DONE	"the channels are down"
 #define R_OVER		"the migration is over"
 
 #define GO(s)		{ MIG_GO, MIG_STATE_##s, NULL }
@@ -156,7 +155,10 @@ static const struct mig_rule mig_table[MIG_STATE_COUNT][MIG_EV_COUNT] = {
 		[MIG_EV_DEVICE_STATE]		= NO(R_SECOND_SW),
 		[MIG_EV_LINK_DOWN]		= GO(POSTCOPY_PAUSED),
 		[MIG_EV_LINK_UP]		= GO(POSTCOPY),
-		[MIG_EV_DONE]			= NO(R_LINK_DONE),
+		/* Source: a reconnect found the destination completed (a
+		 * cut lost its Complete), or the operator says it did
+		 * (Cancel destination_completed). */
+		[MIG_EV_DONE]			= GO(COMPLETED),
 		[MIG_EV_FAIL]			= GO(FAILED),
 		[MIG_EV_CANCEL]			= NO(R_SWITCHED),
 		[MIG_EV_REFUSED]		= GO(POSTCOPY_PAUSED),

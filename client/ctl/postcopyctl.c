@@ -64,6 +64,7 @@ struct subopt {
 	bool		 libvirt;
 	bool		 watch;
 	unsigned	 interval_ms;
+	bool		 dest_completed;
 };
 
 /* A subcommand's parsed command line, handed to its handler. */
@@ -307,6 +308,7 @@ sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 		{ "rounds",	required_argument, NULL, 'r' },
 		{ "auto",	no_argument,	   NULL, 'a' },
 		{ "max-downtime", required_argument, NULL, 'D' },
+		{ "destination-completed", no_argument, NULL, 'C' },
 		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -339,6 +341,8 @@ sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 			so->mode = PCD__MIGRATE_MODE__MIGRATE_MODE_POSTCOPY_ONLY;
 			flag = "--postcopy-only"; break;
 		case 'a': so->auto_switch = true; flag = "--auto"; break;
+		case 'C': so->dest_completed = true;
+			flag = "--destination-completed"; break;
 		case 'r':
 			flag = "--rounds";
 			if (sub_uint(name, flag, 1000, &so->rounds) < 0)
@@ -781,9 +785,12 @@ static int
 print_cancel(const struct sub *s, const ProtobufCMessage *req,
     const ProtobufCMessage *rep)
 {
+	const Pcd__CancelRequest *rq = (const Pcd__CancelRequest *)req;
+
 	if (!s->o->json)
-		printf("migration %s: cancelled (state %s)\n",
-		    ((const Pcd__CancelRequest *)req)->id,
+		printf("migration %s: %s (state %s)\n", rq->id,
+		    rq->destination_completed ? "ended: the destination "
+		    "completed it" : "cancelled",
 		    ((const Pcd__CancelReply *)rep)->state);
 	return EX_OK;
 }
@@ -794,6 +801,7 @@ cmd_cancel(struct sub *s)
 	Pcd__CancelRequest req = PCD__CANCEL_REQUEST__INIT;
 
 	req.id = s->arg[0];
+	req.destination_completed = s->so.dest_completed;
 	return ctl_unary(s, RPC_M_CANCEL, &req.base, print_cancel);
 }
 static int
@@ -1135,10 +1143,15 @@ static const struct cmd cmds[] = {
 	  "migration keyed by the VIR_DOMAIN_JOB_* names)." },
 	{ "list", cmd_list, 0, 0, "",
 	  "Print the id of every migration the daemon knows, one per line." },
-	{ "cancel", cmd_cancel, 1, 1, "ID",
+	{ "cancel", cmd_cancel, 1, 1, "ID [--destination-completed]",
 	  "Cancel migration ID. Before switchover the guest keeps running on\n"
 	  "the source; after switchover it already runs on the destination\n"
-	  "and the daemon refuses (exit 1) and says why." },
+	  "and the daemon refuses (exit 1) and says why.\n"
+	  "--destination-completed: on a source after switchover, when the\n"
+	  "destination's status says completed but this side never heard\n"
+	  "(a cut lost the Complete, past the destination's completed_grace):\n"
+	  "ends it as completed and tells the VMM so (the guest runs on the\n"
+	  "destination; it is never resumed here)." },
 	{ "watch", cmd_watch, 1, 1, "ID [--interval MS]",
 	  "Follow migration ID until it ends: a progress bar on a terminal\n"
 	  "(pages valid, GB/s, faults/s, fault latency p99, time left), one\n"

@@ -12,6 +12,7 @@
 #   rel.sh BUILD_DIR silent [SIZE]
 #   rel.sh BUILD_DIR token [SIZE]
 #   rel.sh BUILD_DIR cancelpeer [SIZE]
+#   rel.sh BUILD_DIR cutdone [SIZE]
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
 # e.g. --hugepages 2M (DGUEST_ARGS: the destination's only, cuts, e.g.
@@ -716,8 +717,97 @@ cancelpeer)
 	done
 	stop_daemons
 	;;
+cutdone)
+	# A cut after the destination completed but before the source read
+	# Complete. faultproxy holds the way back (destination -> source)
+	# once the source is in postcopy, so Complete never reaches it; once
+	# the destination says completed, it resets every connection. The
+	# source reconnects: the destination answers "completed" (it keeps
+	# its listener, the session token and its verdict for
+	# completed_grace), and the source completes; its VMM is told the
+	# migration completed. Then with completed_grace = 0 (nothing kept):
+	# the source stays paused, Cancel is refused and names the way out,
+	# `cancel --destination-completed` ends it as completed and its VMM is
+	# told so (never "failed": the guest runs on the destination).
+	size=${1:-16M}
+	start_daemon dst
+	start_daemon src
+	cutdone_run() {
+		local id=$1
+		addr=$(prepare dst "$id")
+		rm -f "$T/proxy.port"
+		"$PROXY" --listen 127.0.0.1:0 --connect "$addr" \
+		    --port-file "$T/proxy.port" > "$T/$id.proxy.log" 2>&1 &
+		PPID_=$!
+		PIDS+=($PPID_)
+		for _ in $(seq 100); do [ -s "$T/proxy.port" ] && break; sleep 0.05; done
+		[ -s "$T/proxy.port" ] || fail "faultproxy did not start"
+		"$GUEST" --role dest --id "$id" -S "$T/dst.vmm" -s "$size" \
+		    -j -q --timeout 240 -w threads --threads 4 \
+		    > "$T/$id.dguest.json" 2> "$T/$id.dguest.log" &
+		GPID=$!
+		PIDS+=($GPID)
+		ctl src migrate "$id" "127.0.0.1:$(cat "$T/proxy.port")" \
+		    --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
+			fail "migrate $id was refused"
+		"$GUEST" --role source --id "$id" -S "$T/src.vmm" -s "$size" \
+		    -j -q --timeout 240 > "$T/$id.sguest.json" \
+		    2> "$T/$id.sguest.log" &
+		SPID=$!
+		PIDS+=($SPID)
+		wait_state src "$id" postcopy
+		kill -USR1 "$PPID_"	# Complete will not reach the source
+		wait_state dst "$id" completed failed
+		[ "$(field dst "$id" state)" = completed ] ||
+			fail "$id: destination $(field dst "$id" state): $(field dst "$id" errmsg)"
+		st=$(field src "$id" state)
+		echo "cutdone: $id: the destination completed; the source is $st"
+		case $st in postcopy|postcopy-paused) ;;
+		*) fail "$id: the source is $st: Complete was not held back";; esac
+		kill -USR2 "$PPID_"	# the cut
+	}
+	# 1. The destination answers the reconnect with "completed".
+	cutdone_run cd1
+	for _ in $(seq 300); do
+		st=$(field src cd1 state)
+		[ "$st" = completed ] || [ "$st" = failed ] && break
+		sleep 0.1
+	done
+	[ "$st" = completed ] || fail "cd1: 30 s after the cut the source is $st: $(field src cd1 errmsg)"
+	grep -q "completed the migration already" "$T/src.log" ||
+		fail "cd1: the source did not learn it from the destination"
+	grep -q "told the source reconnecting from .* that this migration completed" "$T/dst.log" ||
+		fail "cd1: the destination did not say it answered"
+	check_migration cd1 "$GPID" "$SPID"
+	grep -q "migration complete" "$T/cd1.sguest.log" ||
+		fail "cd1: the source VMM was not told the migration completed"
+	echo "cutdone: cd1: the source completed after the cut (told by the destination)"
+	# 2. completed_grace = 0: the operator ends the source.
+	printf "%s\ncompleted_grace = 0\n" "${DAEMON_CONF:-}" > "$T/dst.conf"
+	kill -HUP "$PID_dst"
+	for _ in $(seq 50); do grep -q "SIGHUP" "$T/dst.log" && break; sleep 0.1; done
+	sleep 0.3
+	cutdone_run cd2
+	sleep 3
+	st=$(field src cd2 state)
+	[ "$st" = postcopy-paused ] || fail "cd2: with completed_grace 0 the source is $st"
+	out=$(ctl src cancel cd2 2>&1) && fail "cd2: Cancel after switchover was accepted"
+	grep -q -- "--destination-completed" <<<"$out" ||
+		fail "cd2: the refused Cancel does not name the way out: $out"
+	echo "cutdone: cd2: Cancel refused: $out"
+	out=$(ctl src cancel --destination-completed cd2 2>&1) ||
+		fail "cd2: cancel --destination-completed was refused: $out"
+	echo "cutdone: cd2: $out"
+	check_migration cd2 "$GPID" "$SPID"
+	grep -q "operator confirmed the destination completed" "$T/cd2.sguest.log" ||
+		fail "cd2: the source VMM was not told it completed: $(tail -n 2 "$T/cd2.sguest.log")"
+	! grep -q "migration failed" "$T/cd1.sguest.log" "$T/cd2.sguest.log" ||
+		fail "a source VMM was told the migration failed"
+	echo "cutdone: cd2: ended by the operator, the source VMM told it completed"
+	stop_daemons
+	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer|cutdone ..." >&2
 	exit 2
 	;;
 esac

@@ -15,6 +15,11 @@
  *                         host or firewall that drops them)
  *   --port-file FILE      write the bound port there (for --listen :0)
  *   --stats FILE          on exit (SIGTERM/SIGINT), write "cuts=N bytes=N"
+ * Signals: SIGUSR1 holds the way back: bytes from the target to the
+ * client stop (every pair, later ones too; the client -> target way runs
+ * on), as when a reply is lost; SIGUSR2 resets every pair at once (each
+ * counts as a cut) and ends the hold. Together: "cut exactly before the
+ * client read the target's last words" (rel.cut-after-complete).
  * Cuts are TCP resets (SO_LINGER 0) on both sides, as a broken network or a
  * dead peer would give. Single-threaded, poll(2) based.
  */
@@ -69,11 +74,41 @@ struct fp {
 };
 
 static volatile sig_atomic_t fp_quit;
+static volatile sig_atomic_t fp_hold;	/* SIGUSR1: target -> client held */
+static volatile sig_atomic_t fp_cut_all;	/* SIGUSR2: reset every pair */
 
 static void
 fp_on_signal(int sig)
 {
 	fp_quit = sig;
+}
+
+static void
+fp_on_usr(int sig)
+{
+	if (sig == SIGUSR1) {
+		fp_hold = 1;
+	} else {
+		fp_hold = 0;
+		fp_cut_all = 1;
+	}
+}
+
+static void fp_close_pair(struct fp_pair *p, bool reset);
+
+/* SIGUSR2: every pair reset now. */
+static void
+fp_reset_all(struct fp *f)
+{
+	for (int i = 0; i < FP_MAX_PAIRS; i++) {
+		if (!f->pairs[i].used)
+			continue;
+		f->cuts++;
+		fprintf(stderr, "faultproxy: cut %llu (SIGUSR2) after %llu "
+		    "bytes\n", (unsigned long long)f->cuts,
+		    (unsigned long long)f->pairs[i].bytes);
+		fp_close_pair(&f->pairs[i], true);
+	}
 }
 
 static int
@@ -188,7 +223,7 @@ fp_pump(struct fp *f, struct fp_pair *p, const struct pollfd *pf)
 				d->len = (size_t)n;
 			}
 		}
-		if (d->len > 0 && !fp_stalled(p)) {
+		if (d->len > 0 && !fp_stalled(p) && !(i == 1 && fp_hold)) {
 			size_t want = d->len;
 
 			if (f->chunk && want > f->chunk)
@@ -343,6 +378,8 @@ main(int argc, char **argv)
 	signal(SIGTERM, fp_on_signal);
 	signal(SIGINT, fp_on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, fp_on_usr);
+	signal(SIGUSR2, fp_on_usr);
 	while (blackhole && !fp_quit)
 		poll(NULL, 0, 100);
 
@@ -358,7 +395,8 @@ main(int argc, char **argv)
 				pfd[n].events = 0;
 				if (p->used && p->dir[j].len == 0)
 					pfd[n].events |= POLLIN;
-				if (p->used && p->dir[!j].len > 0)
+				if (p->used && p->dir[!j].len > 0 &&
+				    !(j == 0 && fp_hold))
 					pfd[n].events |= POLLOUT;
 				pfd[n].revents = 0;
 				n++;
@@ -366,6 +404,11 @@ main(int argc, char **argv)
 		}
 		if (poll(pfd, (nfds_t)n, 10) < 0 && errno != EINTR)
 			break;
+		if (fp_cut_all) {
+			fp_cut_all = 0;
+			fp_reset_all(&f);
+			continue;
+		}
 		if (pfd[0].revents & POLLIN)
 			fp_accept(&f);
 		for (int i = 0; i < FP_MAX_PAIRS; i++) {
