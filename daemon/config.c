@@ -33,6 +33,7 @@ config_defaults(struct config *c)
 	c->vmm_unclaimed_timeout = 60;
 	c->vmm_wait_timeout = 300;
 	c->completed_grace = 600;	/* MIG_COMPLETED_GRACE_DEFAULT */
+	c->drain_timeout = 60;
 	c->max_frame = RPC_MAX_FRAME_DEFAULT;
 	c->max_inflight = 16;
 	str_copy(c->state_dir, "auto", sizeof(c->state_dir));
@@ -225,6 +226,9 @@ config_set(struct config *c, const char *key, const char *v, char *err,
 		    err, errlen);
 	if (strcmp(key, "vmm_wait_timeout") == 0)
 		return set_uint(&c->vmm_wait_timeout, key, v, 1, 86400, err,
+		    errlen);
+	if (strcmp(key, "drain_timeout") == 0)
+		return set_uint(&c->drain_timeout, key, v, 1, 86400, err,
 		    errlen);
 	if (strcmp(key, "completed_grace") == 0)
 		return set_uint(&c->completed_grace, key, v, 0, 86400, err,
@@ -440,6 +444,7 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "vmm_unclaimed_timeout = %u\n", c->vmm_unclaimed_timeout);
 	fprintf(f, "vmm_wait_timeout = %u\n", c->vmm_wait_timeout);
 	fprintf(f, "completed_grace = %u\n", c->completed_grace);
+	fprintf(f, "drain_timeout = %u\n", c->drain_timeout);
 	fprintf(f, "state_dir = %s\n", c->state_dir);
 	fprintf(f, "precopy = %s\n", c->precopy ? "yes" : "no");
 	fprintf(f, "precopy_rounds = %u\n", c->precopy_rounds);

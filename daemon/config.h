@@ -38,6 +38,9 @@ struct config {
 	/* s a completed destination answers its source's reconnects as
 	 * completed (a cut lost its Complete); 0 = not at all. */
 	unsigned	completed_grace;
+	/* s SIGTERM waits for migrations past switchover (the drain); then
+	 * a destination with page state is left resumable. */
+	unsigned	drain_timeout;
 	/* Where a destination keeps each migration's page state (so a
 	 * restarted daemon picks the migration up); "auto" = the directory of
 	 * vmm_socket, "off" = nowhere. */

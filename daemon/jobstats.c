@@ -208,6 +208,7 @@ jobstats_info_fill(Pcd__MigrationInfo *mi, const struct mig_stats *st)
 	mi->precopy_note = (char *)st->precopy_note;
 	mi->pages_redirtied = st->pages_redirtied;
 	mi->final_dirty = st->final_dirty;
+	mi->draining = (char *)st->draining;
 
 	if ((mi->lat_hist = malloc(sizeof(uint64_t) * MIG_LAT_BUCKETS)) == NULL)
 		return -ENOMEM;

@@ -25,10 +25,6 @@
 #include "util.h"
 #include "virt.h"
 
-/* How long SIGTERM waits for migrations in postcopy (TimeoutStopSec= of
- * postcopyd.service is longer). */
-#define PCD_STOP_TIMEOUT_S	60
-
 static void
 usage(FILE *f)
 {
@@ -128,8 +124,10 @@ on_stop_tick(evutil_socket_t fd, short what, void *arg)
 		log_notice("no migration running: exiting");
 		event_base_loopexit(d->base, NULL);
 	} else if (now_ns() >= d->stop_deadline_ns) {
-		log_warnx("shutdown: %zu migration%s still running after %d s: "
-		    "cancelling", n, n == 1 ? "" : "s", PCD_STOP_TIMEOUT_S);
+		log_warnx("shutdown: %zu migration%s still running after %u s "
+		    "(drain_timeout): destinations with page state are left "
+		    "resumable, the rest fail", n, n == 1 ? "" : "s",
+		    d->cfg->drain_timeout);
 		event_base_loopexit(d->base, NULL);
 	} else if (n != d->stop_waiting) {
 		d->stop_waiting = n;
@@ -142,7 +140,8 @@ on_stop_tick(evutil_socket_t fd, short what, void *arg)
  * lets us cancel (migrations that have not switched over: the guest still
  * runs on the source, the orchestrator can start them again), and give the
  * ones that switched over, whose guest needs this daemon,
- * PCD_STOP_TIMEOUT_S to finish. */
+ * drain_timeout to finish (Status says "draining"); what is left then is
+ * left resumable where it can be (mig_table_free). */
 static void
 stop_begin(struct daemon *d, int sig)
 {
@@ -158,7 +157,10 @@ stop_begin(struct daemon *d, int sig)
 		log_notice("shutdown: cancelled %zu migration%s before "
 		    "switchover; the orchestrator may start them again",
 		    cancelled, cancelled == 1 ? "" : "s");
-	d->stop_deadline_ns = now_ns() + PCD_STOP_TIMEOUT_S * 1000000000ull;
+	d->stop_deadline_ns = now_ns() +
+	    (uint64_t)d->cfg->drain_timeout * 1000000000ull;
+	if (d->migs != NULL)
+		mig_table_drain(d->migs, d->cfg->drain_timeout);
 	d->stop_ev = event_new(d->base, -1, EV_PERSIST, on_stop_tick, d);
 	if (d->stop_ev == NULL || event_add(d->stop_ev, &tick) < 0) {
 		log_warnx("shutdown: cannot arm the stop timer: exiting now");

@@ -44,6 +44,8 @@ struct mig_table {
 	void			*on_transition_arg;
 	unsigned		 vmm_wait_s;	/* vmm_wait_timeout */
 	unsigned		 completed_grace_s;	/* completed_grace */
+	uint64_t		 drain_until_ms;	/* SIGTERM: wall clock
+							 * of the exit; 0 */
 	struct mig_precopy_defaults precopy;	/* config */
 };
 
@@ -1115,6 +1117,61 @@ mig_fill_precopy(struct mig *m, struct mig_stats *s)
 	s->final_dirty = atomic_load(&m->c.pc_final_dirty);
 }
 
+/* A destination after switchover with its page state on disk: a planned
+ * stop leaves it for the restarted daemon (as after kill -9). */
+static bool
+mig_resumable(const struct mig *m)
+{
+	return m->role == MIG_ROLE_DEST && m->started &&
+	    mig_switched_over(m->state) && m->state_path[0] != '\0';
+}
+
+static void
+mig_fill_draining(const struct mig *m, struct mig_stats *s)
+{
+	uint64_t now = wall_ms(), until = m->t->drain_until_ms;
+
+	if (until == 0 || mig_terminal(m->state) ||
+	    !mig_switched_over(m->state))
+		return;
+	snprintf(s->draining, sizeof(s->draining), "draining: postcopyd stops "
+	    "in %" PRIu64 " s; %s", until > now ? (until - now + 999) / 1000 :
+	    0, mig_resumable(m) ? "unless completed by then, it is left "
+	    "resumable (page state kept, the VMM waits for the restarted "
+	    "daemon)" : "unless completed by then, it fails");
+}
+
+void
+mig_table_drain(struct mig_table *t, unsigned s)
+{
+	t->drain_until_ms = wall_ms() + (uint64_t)s * 1000;
+	for (struct mig *m = t->head; m != NULL; m = m->next)
+		if (!mig_terminal(m->state))
+			mig_notify(m);
+}
+
+/* At exit: a migration left resumable (mig_resumable) is not failed: the
+ * VMM is told to attach again to the restarted daemon, which picks the
+ * migration up from its page state file (kept). */
+static void
+mig_leave(struct mig *m)
+{
+	if (mig_resumable(m)) {
+		log_notice("migration %s (%s, %s): left resumable: page state "
+		    "kept in %s; prepare it again on the restarted daemon, "
+		    "its VMM attaches again", m->id, mig_role_name(m->role),
+		    mig_state_name(m->state), m->state_path);
+		if (m->vmm != NULL)
+			vmm_session_detach(m->vmm, "postcopyd is stopping; the "
+			    "migration is left resumable: attach again to the "
+			    "restarted daemon");
+		return;
+	}
+	if (!mig_terminal(m->state) && m->vmm != NULL)
+		vmm_session_complete(m->vmm, false, "postcopyd is shutting "
+		    "down");
+}
+
 static void
 mig_fill_stats(struct mig *m, struct mig_stats *s)
 {
@@ -1155,6 +1212,7 @@ mig_fill_stats(struct mig *m, struct mig_stats *s)
 	s->vmm_attached = m->attached && m->vmm != NULL;
 	s->switched_over = m->switched_over;
 	mig_fill_precopy(m, s);
+	mig_fill_draining(m, s);
 }
 
 int
@@ -1340,9 +1398,7 @@ mig_table_free(struct mig_table *t)
 		return;
 	while ((m = t->head) != NULL) {
 		t->head = m->next;
-		if (!mig_terminal(m->state) && m->vmm != NULL)
-			vmm_session_complete(m->vmm, false, "postcopyd is "
-			    "shutting down");
+		mig_leave(m);
 		mig_free(m);
 	}
 	vmm_server_free(t->vmm);

@@ -151,6 +151,7 @@ struct mig_stats {
 	uint64_t	 remaining;
 	uint64_t	 final_dirty;
 	char		 precopy_note[256];
+	char		 draining[192];	/* "" or why and how long (SIGTERM) */
 };
 
 typedef void (*mig_notify_fn)(void *arg, const char *id);
@@ -183,6 +184,10 @@ void mig_table_set_vmm_limits(struct mig_table *t, unsigned unclaimed_max,
  * reconnects as completed (0: not at all; dest_done.c). */
 #define MIG_COMPLETED_GRACE_DEFAULT	600
 void mig_table_set_completed_grace(struct mig_table *t, unsigned s);
+
+/* SIGTERM: the daemon stops within s seconds; Status says "draining"
+ * for every migration it waits for. */
+void mig_table_drain(struct mig_table *t, unsigned s);
 
 int mig_prepare(struct mig_table *t, const struct mig_prepare_args *a,
     char *err, size_t errlen);

@@ -1550,6 +1550,22 @@ vmm_send_complete(struct vmm_session *s, bool ok, const char *msg)
 	return vmm_session_send(s, &m);
 }
 
+int
+vmm_session_detach(struct vmm_session *s, const char *reason)
+{
+	Pcd__VmmMessage m = PCD__VMM_MESSAGE__INIT;
+	Pcd__VmmDetach d = PCD__VMM_DETACH__INIT;
+	char buf[512];
+
+	if (s == NULL || s->state != VMM_S_ATTACHED)
+		return -ENOTCONN;
+	str_copy(buf, reason != NULL ? reason : "", sizeof(buf));
+	d.reason = utf8_sanitize(buf);
+	m.body_case = PCD__VMM_MESSAGE__BODY_DETACH;
+	m.detach = &d;
+	return vmm_session_send(s, &m);
+}
+
 void
 vmm_session_set_data(struct vmm_session *s, void *data)
 {

@@ -144,6 +144,10 @@ int vmm_session_pause(struct vmm_session *s);		/* source */
 int vmm_session_resume(struct vmm_session *s, const void *state,
     size_t len);					/* destination */
 int vmm_session_complete(struct vmm_session *s, bool ok, const char *msg);
+/* The daemon stops and leaves the migration resumable: Detach{reason}
+ * tells the VMM to keep everything and attach again (reattach) to the
+ * restarted daemon. */
+int vmm_session_detach(struct vmm_session *s, const char *reason);
 void vmm_session_set_data(struct vmm_session *s, void *data);
 void *vmm_session_data(struct vmm_session *s);
 /* Source: the dirty tracker the session kept (NULL: postcopy-only, or the

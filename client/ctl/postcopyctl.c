@@ -653,6 +653,8 @@ print_detail(const Pcd__MigrationInfo *mi)
 	    mi->errmsg);
 	printf("%-20s%s\n", "switched over:", mi->switched_over ? "yes (the "
 	    "guest runs on the destination)" : "no");
+	if (mi->draining[0] != '\0')
+		printf("%-20s%s\n", "draining:", mi->draining);
 	if (mi->phase[0] != '\0')
 		printf("%-20s%s, round %" PRIu32 ", %" PRIu64 " pages sent "
 		    "(%" PRIu64 " in the last round), dirty rate %" PRIu64

@@ -561,6 +561,13 @@ pcvmm_next_event(struct pcvmm *v, int timeout_ms, struct pcvmm_event *ev)
 			ev->state_len = m->resume->device_state.len;
 		}
 		break;
+	case PCD__VMM_MESSAGE__BODY_DETACH:
+		/* The daemon stops and leaves the migration resumable: as
+		 * after a loss, attach again to its restarted self. */
+		pcd__vmm_message__free_unpacked(m, NULL);
+		if (v->a.reattach_timeout_ms > 0 && pcvmm_reattach(v) == 0)
+			return -EAGAIN;
+		return -ECONNRESET;
 	case PCD__VMM_MESSAGE__BODY_COMPLETE:
 		ev->type = PCVMM_EV_COMPLETE;
 		ev->ok = m->complete->ok;

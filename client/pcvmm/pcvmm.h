@@ -70,7 +70,8 @@ struct pcvmm_attach_args {
 	/* Wait this long for the AttachReply. 0: 10000 ms. */
 	int		 reply_timeout_ms;
 	/* >0: when the daemon's connection is lost during the migration
-	 * (the daemon was killed and is restarting), pcvmm_next_event
+	 * (the daemon was killed and is restarting), or the daemon said
+	 * Detach (it stops and left the migration resumable), pcvmm_next_event
 	 * reconnects and attaches again ("reattach", with the same memfd and
 	 * userfaultfd, which the caller keeps open) for up to this long, and
 	 * returns -EAGAIN once attached again. 0: connection loss is final. */

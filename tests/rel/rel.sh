@@ -13,6 +13,7 @@
 #   rel.sh BUILD_DIR token [SIZE]
 #   rel.sh BUILD_DIR cancelpeer [SIZE]
 #   rel.sh BUILD_DIR cutdone [SIZE]
+#   rel.sh BUILD_DIR drain [SIZE]
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
 # e.g. --hugepages 2M (DGUEST_ARGS: the destination's only, cuts, e.g.
@@ -717,6 +718,71 @@ cancelpeer)
 	done
 	stop_daemons
 	;;
+drain)
+	# A planned stop (SIGTERM) of the destination daemon after switchover
+	# with a drain (drain_timeout = 3) shorter than the migration needs
+	# (256M at 4 MB/s): Status says "draining" during the drain; then the
+	# daemon exits 0 leaving the migration resumable: the page state file
+	# kept, the VMM told to attach again (Detach), never "failed". The
+	# restarted daemon picks it up as after kill -9 (rel.restart); every
+	# page verified.
+	size=${1:-256M}
+	DAEMON_CONF="drain_timeout = 3" start_daemon dst
+	start_daemon src
+	addr=$(prepare dst dr)
+	"$GUEST" --role dest --id dr -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 --reattach 60 -w threads --threads 4 \
+	    > "$T/dr.dguest.json" 2> "$T/dr.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate dr "$addr" --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
+		fail "migrate dr was refused"
+	"$GUEST" --role source --id dr -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 > "$T/dr.sguest.json" 2> "$T/dr.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state dst dr postcopy
+	sleep 0.3
+	[ -f "$T/dr.pcstate" ] || fail "no page state file $T/dr.pcstate"
+	kill -TERM "$PID_dst"
+	t0=$(date +%s.%N)
+	dr=""
+	for _ in $(seq 20); do
+		dr=$(field dst dr draining 2>/dev/null || true)
+		[ -n "$dr" ] && break
+		sleep 0.1
+	done
+	echo "drain: status during the drain: $dr"
+	grep -q "^draining: .*left resumable" <<<"$dr" ||
+		fail "Status does not say draining (and what follows): '$dr'"
+	ctl dst status dr | grep -q "^draining:" ||
+		fail "postcopyctl status does not print draining"
+	rc=0
+	timeout 20 tail --pid="$PID_dst" -f /dev/null || fail "the destination daemon did not exit after its drain"
+	wait "$PID_dst" 2>/dev/null || rc=$?
+	DAEMONS=(src)
+	echo "drain: the destination daemon exited $rc after $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-4) s"
+	[ "$rc" = 0 ] || fail "the destination daemon exited $rc"
+	grep -q "dr.*left resumable" "$T/dst.log" || fail "the daemon did not say it left dr resumable"
+	[ -f "$T/dr.pcstate" ] || fail "the page state file is gone"
+	kill -0 "$GPID" 2>/dev/null || fail "the destination guest exited: $(tail -n 2 "$T/dr.dguest.log")"
+	! grep -q "migration failed" "$T/dr.dguest.log" || fail "the destination VMM was told the migration failed"
+	v1=$(python3 -c 'import sys
+d=open(sys.argv[1],"rb").read()
+n=int.from_bytes(d[8:16],"little")
+print(sum(bin(b).count("1") for b in d[4096:4096+(n+7)//8]))' "$T/dr.pcstate")
+	echo "drain: left resumable with $v1 pages valid in the page state file"
+	rm -f "$T/dst.ctl" "$T/dst.vmm"
+	DAEMON_CONF="drain_timeout = 3" start_daemon dst
+	out=$(ctl dst prepare dr --listen "$addr" --tls-dir "$T/certs" 2>&1) ||
+		fail "prepare dr again after the restart: $out"
+	ctl src set-bandwidth dr 0 >/dev/null || fail "set-bandwidth dr 0 refused"
+	check_migration dr "$GPID" "$SPID"
+	grep -q "picked up after a restart" "$T/dst.log" ||
+		fail "the restarted daemon did not pick the migration up"
+	echo "drain: $(grep -h "picked up after a restart" "$T/dst.log" | sed 's/^postcopyd: //')"
+	stop_daemons
+	;;
 cutdone)
 	# A cut after the destination completed but before the source read
 	# Complete. faultproxy holds the way back (destination -> source)
@@ -807,7 +873,7 @@ cutdone)
 	stop_daemons
 	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer|cutdone ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer|cutdone|drain ..." >&2
 	exit 2
 	;;
 esac
