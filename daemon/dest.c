@@ -576,6 +576,10 @@ dest_main(void *arg)
 				    strerror(-r));
 			return NULL;
 		}
+		/* The token, for a restarted daemon to check. */
+		if (d->sessions == 0)
+			pagestate_token_save(&d->pg, d->s.token,
+			    sizeof(d->s.token));
 		if (dest_session_start(d) < 0)
 			return NULL;
 		/* Every session brings every digest again. */
@@ -672,9 +676,12 @@ dest_restore(struct dest *d)
 
 	atomic_store(&d->switched, m->g.resumed);
 	d->restored = true;
-	/* A fresh Hello cannot take it over; the first resuming source's
-	 * token is kept (the state file does not hold it). */
+	/* A fresh Hello cannot take it over, nor one with another token
+	 * than the file holds (a file from an older daemon holds none: the
+	 * first resuming source's is kept). */
 	d->s.resumable = true;
+	d->s.token_set = pagestate_token_load(&d->pg, d->s.token,
+	    sizeof(d->s.token));
 	if (place_wake(&d->pl, d->pl.base, d->pl.size) < 0)
 		log_warn("migration %s: UFFDIO_WAKE of the guest range", m->id);
 	log_notice("migration %s: picked up after a restart: %" PRIu64 " of %"

@@ -375,6 +375,15 @@ mig_act_start(struct mig *m, struct mig_event *e, enum mig_state to)
 	if (m->role == MIG_ROLE_DEST && m->t->state_dir[0] != '\0')
 		snprintf(m->state_path, sizeof(m->state_path), "%.3900s/%s.pcstate",
 		    m->t->state_dir, m->id);
+	/* A source VMM attaching again after a restart of this daemon: the
+	 * same, already paused migration (never asked to pause again). */
+	if (m->role == MIG_ROLE_SOURCE && m->g.reattach) {
+		m->precopy = false;
+		m->pause_asked = true;
+		snprintf(m->state_path, sizeof(m->state_path), "%.3900s/%s.pcsrc",
+		    m->t->state_dir[0] != '\0' ? m->t->state_dir : "(state_dir "
+		    "off)", m->id);
+	}
 	if (m->role == MIG_ROLE_SOURCE)
 		r = source_start(m, err, sizeof(err));
 	else
@@ -434,6 +443,14 @@ mig_act_vmm_paused(struct mig *m, struct mig_event *e, enum mig_state to)
 		    "large");
 		return;
 	}
+	char err[PATH_MAX + 128];
+
+	/* Before the device state can leave: a source restarted after
+	 * this picks the migration up (source_state.c). */
+	if (source_save_state(m, m->t->state_dir, e->data, e->len, err,
+	    sizeof(err)) < 0)
+		log_warnx("migration %s: %s; it cannot survive a restart of "
+		    "this daemon", m->id, err);
 	source_paused(m, e->data, e->len);
 	mig_set_state(m, to);
 }

@@ -137,6 +137,10 @@ void mig_post_text(struct mig *m, enum mig_ev ev, const char *fmt, ...)
 /* source.c (loop thread) */
 int source_start(struct mig *m, char *err, size_t errlen);
 void source_paused(struct mig *m, const void *state, size_t len);
+/* source_state.c: the VMM paused: what a restarted daemon needs, in
+ * <dir>/<id>.pcsrc (sets m->state_path); dir "" = nothing kept. */
+int source_save_state(struct mig *m, const char *dir, const void *dev,
+    size_t len, char *err, size_t errlen);
 void source_stop(struct mig *m);	/* stops, joins, frees; NULL-safe */
 /* Cancel before switchover: tells the destination (session_tell_cancel). */
 int source_tell_cancel(struct mig *m, const char *why);

@@ -179,6 +179,29 @@ pagestate_file_prep(struct pagestate *p, const char *id, const char *path,
 	return fd;
 }
 
+/* In the header block, after struct pagestate_hdr: a set flag and the
+ * token. */
+#define PAGESTATE_TOKEN_OFF	64
+#define PAGESTATE_TOKEN_MAX	32
+
+void
+pagestate_token_save(struct pagestate *p, const uint8_t *token, size_t len)
+{
+	if (p->map == NULL || len > PAGESTATE_TOKEN_MAX)
+		return;
+	memcpy(p->map + PAGESTATE_TOKEN_OFF + 8, token, len);
+	p->map[PAGESTATE_TOKEN_OFF] = (uint8_t)len;
+}
+
+bool
+pagestate_token_load(struct pagestate *p, uint8_t *token, size_t len)
+{
+	if (p->map == NULL || p->map[PAGESTATE_TOKEN_OFF] != len)
+		return false;
+	memcpy(token, p->map + PAGESTATE_TOKEN_OFF + 8, len);
+	return true;
+}
+
 int
 pagestate_file_open(struct pagestate *p, const char *id, const char *path,
     bool restore, uint32_t mode, uint64_t base, char *err, size_t errlen)

@@ -79,6 +79,12 @@ int pagestate_alloc(struct pagestate *p, char *err, size_t errlen);
 /* After a restart: what the file lists stays valid and claimed, and is
  * counted. Returns the number of pages. */
 uint64_t pagestate_restore(struct pagestate *p);
+/* The migration's session token in the file's header block (so a
+ * restarted destination checks the reconnecting source's). No file: a
+ * no-op / false. */
+void pagestate_token_save(struct pagestate *p, const uint8_t *token,
+    size_t len);
+bool pagestate_token_load(struct pagestate *p, uint8_t *token, size_t len);
 void pagestate_free(struct pagestate *p);	/* NULL-safe, idempotent */
 
 /* Whether the state directory can hold a page state file at all (Prepare

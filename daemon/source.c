@@ -614,13 +614,22 @@ src_main(void *arg)
 	char err[1024], why[512];
 	int r;
 
-	if ((r = src_session_open(s, false, err, sizeof(err))) < 0) {
+	if (s->restored) {
+		/* Picked up after a restart: switched over, paused, the
+		 * channels gone; a resume as after a loss. */
+		mig_post(m, MIG_EV_RESTORED);
+		mig_post_link(m, true, "picked up after a restart of this "
+		    "daemon: reconnecting to %s", m->addr);
+		if (src_reconnect(s, "picked up after a restart") != 0)
+			return NULL;
+	} else if ((r = src_session_open(s, false, err, sizeof(err))) < 0) {
 		if (r != -ECANCELED)
 			mig_post_fail(m, "%s", err);
 		return NULL;
+	} else {
+		log_info("migration %s: channels to %s up", m->id, m->addr);
+		mig_post(m, MIG_EV_CONNECTED);	/* the loop pauses the VMM */
 	}
-	log_info("migration %s: channels to %s up", m->id, m->addr);
-	mig_post(m, MIG_EV_CONNECTED);	/* the loop pauses the VMM */
 	for (;;) {
 		r = src_session_run(s, why, sizeof(why));
 		if (r >= 0)
@@ -709,7 +718,8 @@ source_start(struct mig *m, char *err, size_t errlen)
 		goto fail;
 	}
 	if ((r = src_setup(s, err, errlen)) < 0 ||
-	    (r = session_new_token(&s->s, err, errlen)) < 0 ||
+	    (r = m->g.reattach ? src_state_load(s, err, errlen) :
+	    session_new_token(&s->s, err, errlen)) < 0 ||
 	    (r = session_tls(&s->s, false, err, errlen)) < 0)
 		goto fail;
 	if (pthread_create(&s->main_thr, NULL, src_main, s) != 0) {

@@ -71,6 +71,8 @@ struct source {
 	uint64_t		 paused_at_ms;
 	bool			 final_sent;	/* precopy: the stale list is out
 						 * (or the destination has it) */
+	bool			 restored;	/* [const] picked up after a
+						 * restart (source_state.c) */
 
 	/* Precopy (source_precopy.c). */
 	struct dirty		*dirty;		/* [const] NULL: postcopy-only */
@@ -112,6 +114,10 @@ void	src_throttle(struct source *s, uint64_t *epoch_ns,
 	    uint64_t *epoch_bytes, uint64_t *cur_bps, uint64_t sent);
 /* Bulk, after the stream: every page's digest. */
 int	src_send_digests(struct source *s, struct chan *c);
+
+/* source_state.c: a restart's pick-up from m->state_path (token, device
+ * state, paused). */
+int	src_state_load(struct source *s, char *err, size_t errlen);
 
 /* source_precopy.c */
 int	src_precopy_setup(struct source *s);

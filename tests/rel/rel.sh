@@ -14,6 +14,7 @@
 #   rel.sh BUILD_DIR cancelpeer [SIZE]
 #   rel.sh BUILD_DIR cutdone [SIZE]
 #   rel.sh BUILD_DIR drain [SIZE]
+#   rel.sh BUILD_DIR srcrestart [SIZE]
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
 # e.g. --hugepages 2M (DGUEST_ARGS: the destination's only, cuts, e.g.
@@ -783,6 +784,56 @@ print(sum(bin(b).count("1") for b in d[4096:4096+(n+7)//8]))' "$T/dr.pcstate")
 	echo "drain: $(grep -h "picked up after a restart" "$T/dst.log" | sed 's/^postcopyd: //')"
 	stop_daemons
 	;;
+srcrestart)
+	# kill -9 of the source daemon mid-postcopy (issue 13 item 2): the
+	# source VMM keeps its memory and attaches again (postcopy-guest
+	# --reattach); the destination waits paused; the daemon is started
+	# again and the orchestrator (this test) issues Migrate again (same
+	# id and destination); the restarted daemon finds the source state
+	# file, takes the VMM as the same, already paused migration (it is
+	# never asked to pause again), reconnects with the same session token
+	# and sends what the destination's list of valid pages lacks. Every
+	# page verified.
+	size=${1:-256M}
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst sr)
+	"$GUEST" --role dest --id sr -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 -w threads --threads 4 \
+	    > "$T/sr.dguest.json" 2> "$T/sr.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate sr "$addr" --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
+		fail "migrate sr was refused"
+	"$GUEST" --role source --id sr -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 --reattach 60 > "$T/sr.sguest.json" \
+	    2> "$T/sr.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state src sr postcopy
+	sleep 0.5
+	[ -f "$T/sr.pcsrc" ] || fail "no source state file $T/sr.pcsrc"
+	v1=$(field dst sr pages_valid)
+	kill -KILL "$PID_src"
+	wait "$PID_src" 2>/dev/null || true
+	DAEMONS=(dst)
+	echo "source-restart: source daemon killed (-9) in postcopy; the destination held $v1 pages"
+	wait_state dst sr postcopy-paused
+	kill -0 "$SPID" 2>/dev/null || fail "the source guest exited: $(tail -n 2 "$T/sr.sguest.log")"
+	rm -f "$T/src.ctl" "$T/src.vmm"
+	start_daemon src
+	out=$(ctl src migrate sr "$addr" --tls-dir "$T/certs" 2>&1) ||
+		fail "migrate sr again after the restart: $out"
+	check_migration sr "$GPID" "$SPID"
+	grep -q "picked up after a restart" "$T/src.log" ||
+		fail "the restarted source daemon did not pick the migration up"
+	sw=$(grep -c -- "migration sr (source): .* -> switchover" "$T/src.log" || true)
+	[ "$sw" = 1 ] || fail "the source VMM was asked to pause $sw times (the restarted daemon must not ask again)"
+	echo "source-restart: $(grep -h "picked up after a restart" "$T/src.log" | sed 's/^postcopyd: //')"
+	echo "source-restart: destination reconnects $(field dst sr reconnects); the source VMM was asked to pause once"
+	[ ! -e "$T/sr.pcsrc" ] || fail "source state file left after completion"
+	stop_daemons
+	;;
 cutdone)
 	# A cut after the destination completed but before the source read
 	# Complete. faultproxy holds the way back (destination -> source)
@@ -873,7 +924,7 @@ cutdone)
 	stop_daemons
 	;;
 *)
-	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer|cutdone|drain ..." >&2
+	echo "usage: rel.sh BUILD_DIR load|cuts|resume|restart|stall|statedir|blackhole|silent|token|cancelpeer|cutdone|drain|srcrestart ..." >&2
 	exit 2
 	;;
 esac

@@ -39,7 +39,7 @@ static const char *const expected[MIG_STATE_COUNT] = {
 };
 
 /* Which role sees which event: s source, d destination, b both. */
-static const char expected_roles[MIG_EV_COUNT + 1] = "bbdssssdbbbbbd";
+static const char expected_roles[MIG_EV_COUNT + 1] = "bbbssssdbbbbbd";
 
 static const char state_letters[MIG_STATE_COUNT + 1] = "WSPpXQqCFK";
 
