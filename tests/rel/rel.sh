@@ -837,7 +837,7 @@ srcrestart)
 cutdone)
 	# A cut after the destination completed but before the source read
 	# Complete. faultproxy holds the way back (destination -> source)
-	# once the source is in postcopy, so Complete never reaches it; once
+	# once the channels are up, so Complete never reaches it; once
 	# the destination says completed, it resets every connection. The
 	# source reconnects: the destination answers "completed" (it keeps
 	# its listener, the session token and its verdict for
@@ -872,7 +872,11 @@ cutdone)
 		    2> "$T/$id.sguest.log" &
 		SPID=$!
 		PIDS+=($SPID)
-		wait_state src "$id" postcopy
+		# From the moment the channels are up, nothing the
+		# destination sends reaches the source (page requests
+		# neither: every page comes with the bulk stream, at 4 MB/s,
+		# so the migration cannot end before the hold).
+		wait_state src "$id" precopy switchover postcopy
 		kill -USR1 "$PPID_"	# Complete will not reach the source
 		wait_state dst "$id" completed failed
 		[ "$(field dst "$id" state)" = completed ] ||
