@@ -1140,7 +1140,8 @@ static bool
 mig_resumable(const struct mig *m)
 {
 	return m->role == MIG_ROLE_DEST && m->started &&
-	    mig_switched_over(m->state) && m->state_path[0] != '\0';
+	    !mig_terminal(m->state) && mig_switched_over(m->state) &&
+	    m->state_path[0] != '\0';
 }
 
 static void

@@ -207,7 +207,12 @@ cuts)
 	check_migration cut "$GPID" "$SPID"
 	wait "$SAMPLER" 2>/dev/null || true
 	jq -r '.info.pages_valid // empty' "$T/cut.watch" > "$T/cut.valid"
-	awk 'NF && $1 < last { print "pages valid went back from " last " to " $1; bad = 1 }
+	# With precopy, the handover to postcopy lowers it once, by design:
+	# pages the guest wrote since their last copy are stale, not valid
+	# (src_precopy_handover). Any other drop is a resume going back.
+	awk -v allow="${PRECOPY_CUT:+1}" 'NF && $1 < last && allow > 0 {
+		print "pages valid fell from " last " to " $1 " at the precopy handover"; allow = 0; last = $1; next }
+	    NF && $1 < last { print "pages valid went back from " last " to " $1; bad = 1 }
 	    NF { last = $1 } END { exit bad }' "$T/cut.valid" ||
 		fail "source pages_valid went back across a resume"
 	echo "cuts: source pages_valid sampled $(wc -l < "$T/cut.valid") times, never went back"
@@ -722,7 +727,8 @@ cancelpeer)
 drain)
 	# A planned stop (SIGTERM) of the destination daemon after switchover
 	# with a drain (drain_timeout = 5) shorter than the migration needs
-	# (256M at 4 MB/s): Status says "draining" during the drain; then the
+	# (256M: two guest threads fault for 1 s, then the bulk stream alone
+	# at 2 MB/s): Status says "draining" during the drain; then the
 	# daemon exits 0 leaving the migration resumable: the page state file
 	# kept, the VMM told to attach again (Detach), never "failed". The
 	# restarted daemon picks it up as after kill -9 (rel.restart); every
@@ -732,11 +738,11 @@ drain)
 	start_daemon src
 	addr=$(prepare dst dr)
 	"$GUEST" --role dest --id dr -S "$T/dst.vmm" -s "$size" -j -q \
-	    --timeout 240 --reattach 60 -w threads --threads 4 \
+	    --timeout 240 --reattach 60 -w threads --threads 2 --duration 1 \
 	    > "$T/dr.dguest.json" 2> "$T/dr.dguest.log" &
 	GPID=$!
 	PIDS+=($GPID)
-	ctl src migrate dr "$addr" --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
+	ctl src migrate dr "$addr" --tls-dir "$T/certs" --bandwidth 2M >/dev/null ||
 		fail "migrate dr was refused"
 	"$GUEST" --role source --id dr -S "$T/src.vmm" -s "$size" -j -q \
 	    --timeout 240 > "$T/dr.sguest.json" 2> "$T/dr.sguest.log" &
