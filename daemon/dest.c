@@ -397,6 +397,7 @@ dest_settle(struct dest *d)
 			    "%s", i, n, strerror(-r));
 		i += n > 0 ? n : 1;
 	}
+	place_stage_release(&d->pl, 0, pg->npages);	/* COPY precopy */
 	if (d->registered) {
 		struct uffdio_range rg = { .start = d->pl.base,
 		    .len = d->pl.size };
@@ -694,6 +695,30 @@ dest_restore(struct dest *d)
 		    "for again, are here", m->id, dest_partial_units(d));
 }
 
+/* PCD_TEST_MAPPER_DELAY_MS: for tests only (datapath.precopy-switch), the
+ * background mapper waits this long after precopy, so the guest's first
+ * touches of valid pages are local faults rather than pages the mapper
+ * got to first. Not a tunable: unset in any real deployment. */
+static uint64_t
+dest_test_map_delay(void)
+{
+	const char *e = getenv("PCD_TEST_MAPPER_DELAY_MS");
+	unsigned long ms;
+	char *end;
+
+	if (e == NULL || *e == '\0')
+		return 0;
+	ms = strtoul(e, &end, 10);
+	if (*end != '\0' || ms > 60000) {
+		log_warnx("PCD_TEST_MAPPER_DELAY_MS='%s' ignored (test only: "
+		    "milliseconds, at most 60000)", e);
+		return 0;
+	}
+	log_warnx("PCD_TEST_MAPPER_DELAY_MS=%lu: the background mapper waits "
+	    "%lu ms after precopy (a test setting)", ms, ms);
+	return (uint64_t)ms * 1000000;
+}
+
 static struct dest *
 dest_get(struct mig *m)
 {
@@ -704,6 +729,7 @@ dest_get(struct mig *m)
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	d->m = m;
+	d->map_delay_ns = dest_test_map_delay();
 	session_init(&d->s, m);
 	d->pl.uffd = d->pl.memfd = -1;
 	m->dst = d;

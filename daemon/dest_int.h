@@ -49,6 +49,10 @@ struct dest {
 	uint64_t		 stale;		/* [main] pages made not valid */
 	bool			 wait_all;	/* [urgent] converged */
 	uint64_t		 map_cursor;	/* [fault] background mapper */
+	/* Test only (PCD_TEST_MAPPER_DELAY_MS): the background mapper starts
+	 * this long after precopy ends, so a test sees local faults. */
+	uint64_t		 map_delay_ns;	/* [const] */
+	_Atomic uint64_t	 map_after;	/* now_ns() it may start */
 
 	/* Digests are compared as they arrive (the source sends them after
 	 * its last page, so nearly every page is here by then); those of

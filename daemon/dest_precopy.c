@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chan.h"
 #include "dest_int.h"
@@ -58,7 +59,7 @@ dest_precopy_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
 			    " is claimed by another receiver", i);
 		}
 		if (!zero) {
-			buf = d->pl.ops->buf(&d->pl, bounce, i, n);
+			buf = place_store_buf(&d->pl, bounce, i, n);
 			if ((r = chan_read_full(c, buf, n * d->pg.ps)) < 0)
 				return r;
 		}
@@ -71,20 +72,48 @@ dest_precopy_run(struct dest *d, struct chan *c, const struct wire_hdr *h,
 	return 0;
 }
 
+/* The first PRECOPY frame. COPY mode: the staging memory; its pages live
+ * only in this process, so the page state file (which would list them as
+ * the guest's) is removed: this migration cannot be picked up after a
+ * restart of the daemon. */
+static int
+dest_precopy_begin(struct dest *d, struct chan *c)
+{
+	char err[200];
+	int r;
+
+	if (place_mode_id(&d->pl) == 1) {
+		if ((r = place_stage_open(&d->pl, err, sizeof(err))) < 0)
+			return chan_set_error(c, r, "%s", err);
+		if (d->m->state_path[0] != '\0' &&
+		    unlink(d->m->state_path) == 0)
+			log_notice("migration %s: COPY-mode precopy keeps its "
+			    "pages in this daemon's memory: page state file %s "
+			    "removed, the migration cannot survive a restart",
+			    d->m->id, d->m->state_path);
+	}
+	atomic_store(&d->precopy, true);
+	log_info("migration %s: precopy: pages arrive while the guest runs on "
+	    "the source (stored in the %s, not mapped)", d->m->id,
+	    place_mode_id(&d->pl) == 1 ? "staging memory" : "page cache");
+	return 0;
+}
+
 /* PRECOPY: a round begins. */
 static int
 dest_on_precopy(struct dest *d, struct chan *c, const Pcd__Wire__Precopy *p)
 {
+	int r;
+
 	if (atomic_load(&d->precopy_done))
 		return chan_set_error(c, -EPROTO, "bulk channel: a precopy "
 		    "round after the final stale list");
 	if (!place_can_store(&d->pl))
 		return chan_set_error(c, -ENOTSUP, "the source runs precopy, "
-		    "which needs a MINOR-mode destination on base pages (this "
-		    "one is %s): migrate with --postcopy-only", d->pl.ops->name);
-	if (!atomic_exchange(&d->precopy, true))
-		log_info("migration %s: precopy: pages arrive while the guest "
-		    "runs on the source (stored, not mapped)", d->m->id);
+		    "which needs a destination on base pages (this one is %s): "
+		    "migrate with --postcopy-only", d->pl.ops->name);
+	if (!atomic_load(&d->precopy) && (r = dest_precopy_begin(d, c)) < 0)
+		return r;
 	atomic_store(&d->round, p->round);
 	return 0;
 }
@@ -106,6 +135,7 @@ dest_on_stale(struct dest *d, struct chan *c, const Pcd__Wire__Stale *st)
 		    st->pages[k]->count);
 	d->stale += n;
 	if (st->last) {
+		atomic_store(&d->map_after, now_ns() + d->map_delay_ns);
 		pthread_mutex_lock(&d->s.lock);
 		atomic_store(&d->precopy_done, true);
 		pthread_mutex_unlock(&d->s.lock);
@@ -165,6 +195,8 @@ dest_precopy_map(struct dest *d)
 	if (!atomic_load(&d->precopy_done) || i >= d->pg.npages ||
 	    atomic_load(&d->unregistered))
 		return false;
+	if (d->map_delay_ns > 0 && now_ns() < atomic_load(&d->map_after))
+		return false;	/* test only: the next poll timeout looks again */
 	end = i + DEST_MAP_BATCH < d->pg.npages ? i + DEST_MAP_BATCH :
 	    d->pg.npages;
 	while (i < end) {
@@ -177,6 +209,10 @@ dest_precopy_map(struct dest *d)
 			break;		/* a fault maps it later */
 		i += n > 0 ? n : 1;
 	}
+	/* COPY: every valid page of the batch is in the guest now and the
+	 * others come by postcopy: their staging copies are done with. */
+	if (i >= end)
+		place_stage_release(&d->pl, d->map_cursor, end - d->map_cursor);
 	d->map_cursor = end;
 	return end < d->pg.npages;
 }

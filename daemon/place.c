@@ -628,6 +628,10 @@ place_copy_open(struct place *pl, char *err, size_t errlen)
 static void
 place_copy_close(struct place *pl)
 {
+	uint8_t *st = atomic_exchange(&pl->stage, NULL);
+
+	if (st != NULL)
+		munmap(st, pl->size);
 }
 
 static uint8_t *
@@ -684,14 +688,35 @@ place_copy_place(struct place *pl, uint64_t first, uint64_t n,
 	return pagestate_set_valid(pl->pg, first, n);
 }
 
-/* A valid page was placed (and mapped) by UFFDIO_COPY: just wake. */
+/* Valid pages [first, +n): one placed by UFFDIO_COPY is mapped already
+ * (just wake its waiters); one precopy left in the staging memory (valid,
+ * not mapped) is placed from there with UFFDIO_COPY, which wakes. Two
+ * threads placing the same page are fine: the second gets EEXIST, and the
+ * kernel never lets a copy overwrite a page the guest has. */
 static int
 place_copy_map(struct place *pl, uint64_t first, uint64_t n)
 {
-	int r = place_wake(pl, pl->base + first * pl->ps, n * pl->ps);
+	uint8_t *st = atomic_load(&pl->stage);
+	uint64_t i = first, end = first + n;
+	int r = 0;
 
+	while (i < end && r == 0) {
+		bool m = st == NULL || bm_test(pl->pg->mapped, i);
+		uint64_t k = 1;
+
+		while (i + k < end && (st == NULL ||
+		    bm_test(pl->pg->mapped, i + k)) == m)
+			k++;
+		if (m)
+			r = place_wake(pl, pl->base + i * pl->ps, k * pl->ps);
+		else
+			r = place_copy_ioctl(pl, i, k, st + i * pl->ps);
+		i += k;
+	}
+	if (r < 0)
+		return r;
 	pagestate_mapped(pl->pg, first, n);
-	return r;
+	return 0;
 }
 
 static const struct place_ops place_copy_ops = {
@@ -761,7 +786,79 @@ place_unit_have(const struct place *pl, uint64_t k)
 bool
 place_can_store(const struct place *pl)
 {
-	return pl->ops == &place_minor_ops;
+	return pl->ops == &place_minor_ops || pl->ops == &place_copy_ops;
+}
+
+int
+place_stage_open(struct place *pl, char *err, size_t errlen)
+{
+	uint8_t *st;
+	int r;
+
+	if (pl->ops != &place_copy_ops || atomic_load(&pl->stage) != NULL)
+		return 0;
+	/* Reserved, not allocated: a page costs memory once precopy sent it
+	 * (and again nothing once the guest has it, place_stage_release). */
+	st = mmap(NULL, pl->size, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+	    MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (st == MAP_FAILED) {
+		r = -errno;
+		snprintf(err, errlen, "cannot map %" PRIu64 " bytes of staging "
+		    "memory for COPY-mode precopy: %s", pl->size, strerror(-r));
+		return r;
+	}
+	/* 4 KiB pages: a staged page is written, copied and dropped alone. */
+	if (madvise(st, pl->size, MADV_NOHUGEPAGE) < 0)
+		log_warn("migration %s: madvise(MADV_NOHUGEPAGE) on the "
+		    "staging memory", pl->id);
+	atomic_store(&pl->stage, st);
+	return 0;
+}
+
+void
+place_stage_release(struct place *pl, uint64_t first, uint64_t n)
+{
+	uint8_t *st = atomic_load(&pl->stage);
+
+	if (st != NULL && n > 0 &&
+	    madvise(st + first * pl->ps, n * pl->ps, MADV_DONTNEED) < 0)
+		log_warn("migration %s: releasing staging pages %" PRIu64 "+%"
+		    PRIu64, pl->id, first, n);
+}
+
+uint8_t *
+place_store_buf(struct place *pl, uint8_t *bounce, uint64_t first, uint64_t n)
+{
+	uint8_t *st = atomic_load(&pl->stage);
+
+	if (pl->ops == &place_copy_ops && st != NULL)
+		return st + first * pl->ps;
+	return pl->ops->buf(pl, bounce, first, n);
+}
+
+/* COPY: the bytes are in the staging memory already (place_store_buf); a
+ * zero page replaces its older copy (the staging pages are dropped: they
+ * read as zero). */
+static int
+place_stage_store(struct place *pl, uint64_t first, uint64_t n,
+    const uint8_t *buf, char *err, size_t errlen)
+{
+	uint8_t *st = atomic_load(&pl->stage);
+	int r;
+
+	if (st == NULL) {
+		snprintf(err, errlen, "COPY-mode precopy page %" PRIu64 " "
+		    "before the staging memory was mapped", first);
+		return -EPROTO;
+	}
+	if (buf == NULL && madvise(st + first * pl->ps, n * pl->ps,
+	    MADV_DONTNEED) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "zeroing staging pages %" PRIu64 "+%"
+		    PRIu64 ": %s", first, n, strerror(-r));
+		return r;
+	}
+	return pagestate_set_valid(pl->pg, first, n);
 }
 
 int
@@ -771,10 +868,12 @@ place_store(struct place *pl, uint64_t first, uint64_t n, const uint8_t *buf,
 	int r;
 
 	if (!place_can_store(pl)) {
-		snprintf(err, errlen, "precopy pages need a MINOR-mode "
-		    "destination on base pages (this one is %s)", pl->ops->name);
+		snprintf(err, errlen, "precopy pages need a destination on base "
+		    "pages (this one is %s)", pl->ops->name);
 		return -ENOTSUP;
 	}
+	if (pl->ops == &place_copy_ops)
+		return place_stage_store(pl, first, n, buf, err, errlen);
 	atomic_store(&pl->rewrites, true);
 	if (buf == NULL && (r = place_zero_replace(pl, first, n, err,
 	    errlen)) < 0)

@@ -7,7 +7,9 @@
  *   COPY   anonymous guest memory (the baseline): bytes go to a bounce
  *          buffer and are placed with UFFDIO_COPY (zero runs with
  *          UFFDIO_ZEROPAGE), which maps them at once; the page is marked
- *          valid after that.
+ *          valid after that. Precopy pages go to the daemon's staging
+ *          memory instead (valid, not mapped) and are placed from there
+ *          with one UFFDIO_COPY after the switchover.
  *   HUGE   MINOR on a hugetlbfs memfd: pages (the pieces moved, ps) are
  *          written through the alias and are valid one by one, but the
  *          guest mapping takes only whole huge pages (hps): a huge page is
@@ -90,6 +92,13 @@ struct place {
 	/* Precopy wrote pages here (place_store): a zero page sent later
 	 * replaces what is there (punch, then allocate). */
 	atomic_bool		 rewrites;
+	/* COPY-mode precopy: the daemon's own anonymous copy of the guest
+	 * (the VMM's memory cannot be written twice, nor before the guest
+	 * runs): precopied pages are kept here, a page sent again overwrites
+	 * its copy, and a valid page not mapped yet is placed from here with
+	 * one UFFDIO_COPY. Set once by the bulk receiver (place_stage_open),
+	 * NULL when precopy never ran. */
+	_Atomic(uint8_t *)	 stage;
 };
 
 /* Picks the implementation for the guest's mode. */
@@ -114,12 +123,25 @@ uint64_t place_unit_have(const struct place *pl, uint64_t k);
 /* The page state file records which mode wrote it. */
 uint32_t place_mode_id(const struct place *pl);
 
-/* Precopy (MINOR on base pages only): claimed pages [first, +n) whose
- * bytes are at buf (NULL: zero pages) become valid WITHOUT being mapped
- * (the guest does not run here yet). -ENOTSUP in another mode. */
+/* Precopy (MINOR or COPY on base pages): claimed pages [first, +n) whose
+ * bytes are at buf (NULL: zero pages; else buf is place_store_buf's)
+ * become valid WITHOUT being mapped (the guest does not run here yet):
+ * MINOR in the page cache, COPY in the staging memory. -ENOTSUP on huge
+ * pages. */
 int place_store(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen);
 bool place_can_store(const struct place *pl);
+/* Where a precopy receiver reads the bytes of claimed pages [first, +n):
+ * the alias (MINOR) or the staging memory (COPY). */
+uint8_t *place_store_buf(struct place *pl, uint8_t *bounce, uint64_t first,
+    uint64_t n);
+/* COPY: maps the staging memory (reserved, not allocated) before the first
+ * precopy page; a no-op otherwise or when done already. */
+int place_stage_open(struct place *pl, char *err, size_t errlen);
+/* COPY: the staging copies of pages [first, +n) are no longer needed
+ * (mapped, or stale and coming again by postcopy): their memory is given
+ * back. A no-op without staging. */
+void place_stage_release(struct place *pl, uint64_t first, uint64_t n);
 
 /* A receiver's buffer: NULL in MINOR and HUGE COPY modes (not an
  * error). ops->buf returns NULL only in HUGE COPY mode, when no bounce

@@ -105,7 +105,7 @@ usage(FILE *f)
 "  -m, --mode M             minor|copy|both (default minor)\n"
 "  -b, --bandwidth RATE     bulk stream limit in bytes/s, e.g. 500M (default\n"
 "                           unlimited; demand pages are never limited)\n"
-"      --precopy            precopy rounds before postcopy (--mode minor)\n"
+"      --precopy            precopy rounds before postcopy\n"
 "      --rounds N           --precopy: switch to postcopy after N rounds\n"
 "      --auto               --precopy: switch on a stall (a round under 10%%\n"
 "                           progress); otherwise only when it converges\n"
@@ -1352,12 +1352,6 @@ main(int argc, char **argv)
 	if ((o->rounds || o->auto_switch) && !o->precopy) {
 		fprintf(stderr, "postcopy-bench: --rounds and --auto go with "
 		    "--precopy\n");
-		return 2;
-	}
-	if (o->precopy && (o->modes & BENCH_COPY)) {
-		fprintf(stderr, "postcopy-bench: --precopy runs in MINOR mode "
-		    "only (precopy into COPY-mode anonymous memory is not "
-		    "built): use --mode minor\n");
 		return 2;
 	}
 	o->progress = !o->json && isatty(STDERR_FILENO);
