@@ -176,6 +176,8 @@ dest_on_switchover(struct dest *d, struct chan *c, const ProtobufCMessage *msg)
 		    "Switchover");
 	/* After precopy the stale pages must be not valid before the guest
 	 * runs (and, converged, every page here). */
+	log_timeline(d->m->id, "destination urgent thread: Switchover in "
+	    "(source asked its VMM to pause @%" PRIu64 " ms)", sw->paused_at_ms);
 	if ((r = dest_precopy_wait(d, sw)) < 0)
 		return chan_set_error(c, r, "urgent channel: the session ended "
 		    "before the final stale list arrived");
@@ -187,6 +189,7 @@ dest_on_switchover(struct dest *d, struct chan *c, const ProtobufCMessage *msg)
 	}
 	log_info("migration %s: switchover (%zu bytes of device state)",
 	    d->m->id, sw->device_state.len);
+	log_timeline(d->m->id, "destination urgent thread: the guest may run");
 	atomic_store(&d->switched, true);
 	mig_post_switchover(d->m, state, sw->device_state.len,
 	    sw->paused_at_ms);

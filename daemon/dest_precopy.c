@@ -115,6 +115,8 @@ dest_on_precopy(struct dest *d, struct chan *c, const Pcd__Wire__Precopy *p)
 	if (!atomic_load(&d->precopy) && (r = dest_precopy_begin(d, c)) < 0)
 		return r;
 	atomic_store(&d->round, p->round);
+	log_timeline(d->m->id, "destination: precopy round %" PRIu32 " begins",
+	    p->round);
 	return 0;
 }
 
@@ -135,6 +137,8 @@ dest_on_stale(struct dest *d, struct chan *c, const Pcd__Wire__Stale *st)
 		    st->pages[k]->count);
 	d->stale += n;
 	if (st->last) {
+		log_timeline(d->m->id, "destination: the last stale list "
+		    "applied");
 		atomic_store(&d->map_after, now_ns() + d->map_delay_ns);
 		pthread_mutex_lock(&d->s.lock);
 		atomic_store(&d->precopy_done, true);

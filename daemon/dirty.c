@@ -50,6 +50,12 @@ dirty_api(int uffd, char *err, size_t errlen)
 	/* Is it a userfaultfd; what does its fdinfo say? */
 	if ((rc = probe_uffd(uffd, 0, 0, 0, &feat, err, errlen)) < 0)
 		return rc == -EBADF ? -EINVAL : rc;
+	if (probe_test_hide_wp_async()) {
+		snprintf(err, errlen, "UFFD_FEATURE_WP_ASYNC hidden by "
+		    "PCD_TEST_HIDE_WP_ASYNC=1 (a test setting: as on a kernel "
+		    "older than 6.7, %s)", dirty_release(&u));
+		return -ENOTSUP;
+	}
 	if (feat & UFFD_FEATURE_INITIALIZED) {
 		if ((feat & DIRTY_FEATURES) == DIRTY_FEATURES)
 			return 0;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Set once by log_init before threads start; read-only afterwards except for
@@ -95,6 +96,24 @@ void log_warnx(const char *fmt, ...)  { LOG_BODY(LOG_LVL_WARNING, 0); }
 void log_notice(const char *fmt, ...) { LOG_BODY(LOG_LVL_NOTICE, 0); }
 void log_info(const char *fmt, ...)   { LOG_BODY(LOG_LVL_INFO, 0); }
 void log_debug(const char *fmt, ...)  { LOG_BODY(LOG_LVL_DEBUG, 0); }
+
+void
+log_timeline(const char *id, const char *fmt, ...)
+{
+	struct timespec ts;
+	char text[512];
+	va_list ap;
+
+	if (atomic_load(&log_level) < LOG_LVL_DEBUG)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	log_debug("migration %s: switchover timeline @%lld.%03ld ms: %s", id,
+	    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+	    (ts.tv_nsec / 1000) % 1000, text);
+}
 
 void
 fatalx(const char *fmt, ...)

@@ -27,6 +27,9 @@ void log_warnx(const char *fmt, ...) PCD_PRINTF(1, 2);
 void log_notice(const char *fmt, ...) PCD_PRINTF(1, 2);
 void log_info(const char *fmt, ...) PCD_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) PCD_PRINTF(1, 2);
+/* A step of a switchover at debug level, stamped with the wall clock in
+ * ms (three decimals): both daemons' lines can be lined up. */
+void log_timeline(const char *id, const char *fmt, ...) PCD_PRINTF(2, 3);
 _Noreturn void fatalx(const char *fmt, ...) PCD_PRINTF(1, 2);
 
 #endif

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "migration_int.h"
 #include "pagestate.h"
+#include "probe.h"
 #include "tls.h"
 #include "util.h"
 #include "vmm.h"
@@ -47,6 +48,11 @@ struct mig_table {
 	uint64_t		 drain_until_ms;	/* SIGTERM: wall clock
 							 * of the exit; 0 */
 	struct mig_precopy_defaults precopy;	/* config */
+	/* Can this kernel track dirty pages (probe_precopy, asked once, by
+	 * the first Migrate that wants precopy)? */
+	bool			 pc_probed;
+	int			 pc_rc;
+	char			 pc_why[512];
 };
 
 static void
@@ -424,6 +430,8 @@ mig_act_switchover(struct mig *m, struct mig_event *e, enum mig_state to)
 	}
 	if (!m->pause_asked) {
 		m->pause_wall_ms = wall_ms();
+		log_timeline(m->id, "asking the source VMM to pause (%s)",
+		    mig_event_name(e->kind));
 		if (m->vmm == NULL || vmm_session_pause(m->vmm) < 0) {
 			mig_apply_kind(m, MIG_EV_FAIL, "cannot ask the source "
 			    "VMM to pause");
@@ -443,6 +451,8 @@ mig_act_vmm_paused(struct mig *m, struct mig_event *e, enum mig_state to)
 		    "large");
 		return;
 	}
+	log_timeline(m->id, "the source VMM paused (%zu bytes of device "
+	    "state)", e->len);
 	char err[PATH_MAX + 128];
 
 	/* Before the device state can leave: a source restarted after
@@ -471,6 +481,8 @@ mig_act_device_state(struct mig *m, struct mig_event *e, enum mig_state to)
 		return;
 	}
 	m->downtime_ms = e->at_ms != 0 && now >= e->at_ms ? now - e->at_ms : 0;
+	log_timeline(m->id, "the destination VMM told to resume (downtime %"
+	    PRIu64 " ms)", m->downtime_ms);
 	mig_set_state(m, to);
 }
 
@@ -867,6 +879,34 @@ mig_precopy_policy(struct mig *m, const struct mig_migrate_args *a)
 	    d->max_downtime_ms;
 }
 
+/* A Migrate that names precopy (mode precopy, or rounds / auto without
+ * --postcopy-only) on a kernel that cannot track dirty pages is refused,
+ * saying why; one that merely inherits the config's default runs
+ * postcopy-only and its Status says why (mig_precopy_decide). */
+static int
+mig_precopy_kernel(struct mig_table *t, const struct mig_migrate_args *a,
+    char *err, size_t errlen)
+{
+	bool asked = a->mode == MIG_MODE_PRECOPY ||
+	    (a->mode == MIG_MODE_DEFAULT && (a->rounds || a->auto_switch));
+
+	if (!asked)
+		return 0;
+	if (!t->pc_probed) {
+		t->pc_rc = probe_precopy(t->pc_why, sizeof(t->pc_why));
+		t->pc_probed = true;
+	}
+	/* Only a kernel that lacks the features: a selftest that could not
+	 * run here (no userfaultfd of its own, say) leaves it to the VMM's
+	 * descriptors at attach. */
+	if (t->pc_rc != -ENOTSUP)
+		return 0;
+	snprintf(err, errlen, "migration '%.80s' asks for precopy, which this "
+	    "kernel cannot do: %s (migrate with --postcopy-only)", a->id ?
+	    a->id : "", t->pc_why);
+	return -EOPNOTSUPP;
+}
+
 void
 mig_table_set_precopy(struct mig_table *t,
     const struct mig_precopy_defaults *d)
@@ -927,6 +967,8 @@ mig_migrate(struct mig_table *t, const struct mig_migrate_args *a,
 		return -EINVAL;
 	}
 	if ((r = mig_check_tls(&a->tls, false, err, errlen)) < 0)
+		return r;
+	if ((r = mig_precopy_kernel(t, a, err, errlen)) < 0)
 		return r;
 	if ((r = mig_register(t, a->id, MIG_ROLE_SOURCE, &m, err, errlen)) < 0)
 		return r;

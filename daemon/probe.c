@@ -339,6 +339,14 @@ probe_report_missing(const struct probe_report *r, char *buf, size_t len)
 	(void)n;
 }
 
+bool
+probe_test_hide_wp_async(void)
+{
+	const char *e = getenv("PCD_TEST_HIDE_WP_ASYNC");
+
+	return e != NULL && strcmp(e, "1") == 0;
+}
+
 int
 probe_precopy(char *why, size_t len)
 {

@@ -80,6 +80,10 @@ void probe_report_missing(const struct probe_report *r, char *buf,
  * -errno) with why saying what is missing, the running kernel and that
  * postcopy-only still works: the reason a precopy request is refused. */
 int probe_precopy(char *why, size_t len);
+/* Test only: PCD_TEST_HIDE_WP_ASYNC=1 in the daemon's environment makes
+ * the dirty-tracking handshake (and so probe_precopy and every VMM's
+ * attach) behave as on a kernel without UFFD_FEATURE_WP_ASYNC. */
+bool probe_test_hide_wp_async(void);
 
 /* Checks a VMM's userfaultfd at attach time, without UFFDIO_API:
  *  - uffd is a userfaultfd (its /proc/self/fd link), and its fdinfo "API:"

@@ -405,6 +405,7 @@ src_switchover(struct source *s, struct chan *c)
 	pthread_mutex_unlock(&s->s.lock);
 	log_info("migration %s: switchover sent (%zu bytes of device state)",
 	    s->m->id, s->devstate_len);
+	log_timeline(s->m->id, "source urgent thread: Switchover sent");
 	return 0;
 }
 

@@ -13,7 +13,9 @@
  * converged, or switch to postcopy (the loop then asks the VMM to pause).
  * StartPostcopy stops the rounds at any time (switch_req, looked at
  * between runs of pages).
- * Once the guest paused: the final scan, and the final list of `need` as
+ * Once the guest paused: the final scan; converged, the pages it found go
+ * at once as one more round (so the destination has every page when the
+ * stale list, then empty, ends precopy); then the final list of `need` as
  * STALE frames, in order on the bulk channel (the destination marks those
  * pages not valid; every page sent after it is newer); the postcopy part
  * (source.c) then sends every page not in the destination's hands: the
@@ -113,15 +115,19 @@ src_precopy_send(struct source *s, struct chan *c, uint64_t i, uint32_t *np,
 	return src_send_run(s, c, i, n, zero);
 }
 
-/* Sends every needed page, in order, unless the rounds are stopped. */
+/* Sends every needed page, in order, unless the rounds are stopped (the
+ * final round, with the guest paused, is not). */
 static int
-src_precopy_round(struct source *s, struct chan *c, struct precopy_round *rd)
+src_precopy_round(struct source *s, struct chan *c, struct precopy_round *rd,
+    bool final)
 {
 	Pcd__Wire__Precopy msg = PCD__WIRE__PRECOPY__INIT;
 	uint64_t t0 = now_ns(), epoch_ns = 0, epoch_bytes = 0, bps = 0;
 	int r;
 
 	msg.round = s->pc.rounds;
+	log_timeline(s->m->id, "source: precopy round %" PRIu32 " begins",
+	    msg.round);
 	if ((r = chan_send_msg(c, WIRE_PRECOPY, &msg.base)) < 0)
 		return r;
 	for (uint64_t i = 0; i < s->npages && r == 0; ) {
@@ -135,7 +141,8 @@ src_precopy_round(struct source *s, struct chan *c, struct precopy_round *rd)
 			i++;
 			continue;
 		}
-		if (atomic_load(&s->switch_req) || session_ended(&s->s))
+		if ((!final && atomic_load(&s->switch_req)) ||
+		    session_ended(&s->s))
 			break;
 		r = src_precopy_send(s, c, i, &n, &rd->bytes_sent);
 		rd->pages_sent += n;
@@ -204,6 +211,22 @@ src_precopy_final(struct source *s, struct chan *c)
 	if ((r = src_precopy_scan(s, c, &n)) < 0)
 		return r;
 	left = src_need_count(s);
+	log_timeline(s->m->id, "source: final scan: %" PRIu64 " pages written "
+	    "since the last round, %" PRIu64 " to send", n, left);
+	/* Converged: the rest goes now, as one more round (stored, not
+	 * mapped, there), so the stale list is empty and the destination
+	 * may resume the guest as soon as it has it: no hand-over to the
+	 * postcopy stream, no mapping, on the downtime's path. */
+	if (atomic_load(&s->converged) && left > 0) {
+		struct precopy_round rd = { 0 };
+
+		if ((r = src_precopy_round(s, c, &rd, true)) < 0)
+			return r;
+		if (session_ended(&s->s))
+			return -ECONNRESET;
+		log_timeline(s->m->id, "source: %" PRIu64 " pages sent while "
+		    "paused", rd.pages_sent);
+	}
 	rs = calloc(WIRE_STALE_CHUNK, sizeof(*rs));
 	ps = calloc(WIRE_STALE_CHUNK, sizeof(*ps));
 	if (rs == NULL || ps == NULL) {
@@ -235,7 +258,8 @@ src_precopy_final(struct source *s, struct chan *c)
 		atomic_store(&s->c->pc_final_dirty, left);
 		log_info("migration %s: precopy over: %" PRIu64 " pages stale "
 		    "or missing at the pause (%" PRIu64 " written since the "
-		    "last round)", s->m->id, left, n);
+		    "last round)%s", s->m->id, left, n,
+		    atomic_load(&s->converged) ? ", sent while paused" : "");
 	}
 out:
 	free(rs);
@@ -278,7 +302,7 @@ src_precopy_run(struct source *s, struct chan *c)
 	while (r == 0 && !atomic_load(&s->switch_req) && !session_ended(&s->s)) {
 		struct precopy_round rd = { 0 };
 
-		if ((r = src_precopy_round(s, c, &rd)) == 0 &&
+		if ((r = src_precopy_round(s, c, &rd, false)) == 0 &&
 		    !session_ended(&s->s))
 			r = src_precopy_decide(s, c, &rd);
 	}
@@ -286,9 +310,11 @@ src_precopy_run(struct source *s, struct chan *c)
 		r = src_wait_pinging(s, src_precopy_paused);
 	if (r < 0 || session_ended(&s->s))
 		return r < 0 ? r : -ECONNRESET;
+	log_timeline(s->m->id, "source bulk thread: the pause seen");
 	if ((r = src_precopy_final(s, c)) < 0)
 		return r;
 	src_precopy_handover(s);
+	log_timeline(s->m->id, "source bulk thread: stale list sent");
 	return 0;
 }
 

@@ -366,7 +366,8 @@ bench_start_daemon(struct bench_ctx *c, struct bench_side *s)
 	argv[n++] = (char *)"--vmm-socket";
 	argv[n++] = s->vmm;
 	argv[n++] = (char *)"--log-level";
-	argv[n++] = (char *)(c->o->verbose ? "info" : "notice");
+	argv[n++] = (char *)(c->o->verbose > 1 ? "debug" : c->o->verbose ?
+	    "info" : "notice");
 	argv[n] = NULL;
 	log_info("starting %s postcopyd: %s", s->name, log);
 	if ((rc = bench_spawn(argv, log, log, &s->daemon)) != 0) {
@@ -700,6 +701,7 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 		mig.mode = PCD__MIGRATE_MODE__MIGRATE_MODE_PRECOPY;
 		mig.rounds = o->rounds;
 		mig.auto_switch = o->auto_switch;
+		mig.max_downtime_ms = o->max_downtime_ms;
 	}
 	bench_cpu_begin(&c->cpu_src, c->src.daemon);
 	bench_cpu_begin(&c->cpu_dst, c->dst.daemon);

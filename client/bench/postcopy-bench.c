@@ -27,6 +27,7 @@
 #define BENCH_RTT_ROUNDS	2000
 #define BENCH_UFFD_PAGES	8192
 #define BENCH_UFFD_ROUNDS	4
+#define BENCH_MAX_DOWNTIME_MS	10	/* --precopy: the downtime target */
 /* The daemons' frames (daemon/wire.h): a 24-byte header, then up to 64
  * pages on the bulk channel; a page request is a header and a small
  * protobuf body, its answer a header and one page. */
@@ -107,6 +108,8 @@ usage(FILE *f)
 "                           unlimited; demand pages are never limited)\n"
 "      --precopy            precopy rounds before postcopy\n"
 "      --rounds N           --precopy: switch to postcopy after N rounds\n"
+"      --max-downtime MS    --precopy: converge when the rest takes under\n"
+"                           MS at the measured bandwidth (default 10)\n"
 "      --auto               --precopy: switch on a stall (a round under 10%%\n"
 "                           progress); otherwise only when it converges\n"
 "      --dirty-rate R       the source guest writes R pages/s until the pause\n"
@@ -127,7 +130,9 @@ usage(FILE *f)
 "                           drawn by gnuplot (FILE.svg or FILE.png)\n"
 "      --keep               keep the work dir (daemon and guest logs; kept\n"
 "                           anyway when a run fails)\n"
-"  -v, --verbose            say what is being started\n"
+"  -v, --verbose            say what is being started; twice: the daemons\n"
+"                           log at debug level (the switchover timeline;\n"
+"                           with --keep)\n"
 "  -h, --help               this help\n",
 	    BENCH_CIPHER, BENCH_FRAME_PAGES * 4096);
 }
@@ -662,6 +667,8 @@ bench_report_json(const struct bench *b, FILE *f)
 	bench_json_host(f);
 	bench_jnum(f, "zero_fraction", o->zero_fraction, ",");
 	bench_jnum(f, "bandwidth_bps", (double)o->bandwidth_bps, ",");
+	if (o->precopy)
+		fprintf(f, "\"max_downtime_ms\":%u,", o->max_downtime_ms);
 	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
 	for (i = 0; i < b->nruns; i++) {
 		const struct bench_run *r = &b->runs[i];
@@ -1104,7 +1111,7 @@ main(int argc, char **argv)
 {
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
 	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE, OPT_PRECOPY,
-	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY };
+	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -1119,6 +1126,7 @@ main(int argc, char **argv)
 		{ "precopy",		no_argument,	   NULL, OPT_PRECOPY },
 		{ "rounds",		required_argument, NULL, OPT_ROUNDS },
 		{ "auto",		no_argument,	   NULL, OPT_AUTO },
+		{ "max-downtime",	required_argument, NULL, OPT_DOWNTIME },
 		{ "dirty-rate",		required_argument, NULL, OPT_DIRTY },
 		{ "timeout",		required_argument, NULL, OPT_TIMEOUT },
 		{ "tls-dir",		required_argument, NULL, OPT_TLS },
@@ -1160,6 +1168,7 @@ main(int argc, char **argv)
 	o->modes = BENCH_MINOR;
 	o->repeat = 1;
 	o->timeout_s = 600;
+	o->max_downtime_ms = BENCH_MAX_DOWNTIME_MS;
 	b.cipher = BENCH_CIPHER;
 	b.record = BENCH_FRAME_PAGES * o->page_size;
 
@@ -1312,6 +1321,14 @@ main(int argc, char **argv)
 		case OPT_AUTO:
 			o->auto_switch = true;
 			break;
+		case OPT_DOWNTIME:
+			if (bench_parse_uint(optarg, 600000,
+			    &o->max_downtime_ms) != 0 || o->max_downtime_ms == 0) {
+				fprintf(stderr, "postcopy-bench: --max-downtime "
+				    "%s: want 1..600000 (ms)\n", optarg);
+				return 2;
+			}
+			break;
 		case OPT_ROUNDS:
 			if (bench_parse_uint(optarg, 1000, &o->rounds) != 0) {
 				fprintf(stderr, "postcopy-bench: --rounds %s: want "
@@ -1330,7 +1347,7 @@ main(int argc, char **argv)
 			}
 			break;
 		case 'v':
-			o->verbose = true;
+			o->verbose++;
 			log_set_level(LOG_LVL_INFO);
 			break;
 		case 'h':

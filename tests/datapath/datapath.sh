@@ -11,6 +11,7 @@
 #   datapath.sh BUILD_DIR hugezero [SIZE [dest args]]   (2 MiB huge pages
 #                                       reserved)
 #   datapath.sh BUILD_DIR precopy-converge|precopy-switch [--copy]
+#   datapath.sh BUILD_DIR precopy-oldkernel
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
@@ -185,6 +186,31 @@ dirty)
 	grep -q "m-old/source (pid [0-9]*): the VMM sent no dirty-tracking descriptors.*postcopy-only" "$T/src.log" ||
 		fail "m-old: the source daemon did not say postcopy-only"
 	echo "m-old: $(grep -o 'the VMM sent no dirty-tracking.*' "$T/src.log" | head -n 1)"
+	stop_daemons
+	;;
+precopy-oldkernel)
+	# A kernel without UFFD_FEATURE_WP_ASYNC (hidden from the source
+	# daemon's probe by PCD_TEST_HIDE_WP_ASYNC=1, a test setting): a
+	# Migrate that asks for precopy is refused, naming the kernel; one
+	# that only inherits 'precopy = yes' from the config runs
+	# postcopy-only and its Status says why.
+	start_daemon dst
+	DAEMON_CONF="precopy = yes" PCD_TEST_HIDE_WP_ASYNC=1 start_daemon src
+	for args in "--precopy" "--rounds 2" "--auto"; do
+		out=$(ctl src migrate m-k 127.0.0.1:1 --tls-dir "$T/certs" $args 2>&1) &&
+			fail "m-k: migrate $args accepted on a kernel without WP_ASYNC: $out"
+		grep -q "asks for precopy, which this kernel cannot do: precopy needs Linux >= 6.7 (UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN)" <<<"$out" ||
+			fail "m-k: migrate $args refused without the reason: $out"
+		status_json src m-k >/dev/null 2>&1 && fail "m-k: a refused migration was registered"
+	done
+	echo "m-k: refused: $out"
+	migrate_once m-kdef 64M threads
+	[ "$(field src m-kdef phase)" = postcopy-only ] ||
+		fail "m-kdef: phase '$(field src m-kdef phase)', want postcopy-only"
+	note=$(field src m-kdef precopy_note)
+	grep -q "postcopy-only: .*UFFD_FEATURE_WP_ASYNC" <<<"$note" ||
+		fail "m-kdef: precopy_note '$note' does not say why"
+	echo "m-kdef: $note"
 	stop_daemons
 	;;
 hugezero)
