@@ -362,6 +362,18 @@ chan_readable(struct chan *c)
 	return pending || poll(&p, 1, 0) > 0;
 }
 
+bool
+chan_readable_within(struct chan *c, int ms)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	if (chan_readable(c))
+		return true;
+	while (poll(&p, 1, ms) < 0 && errno == EINTR)
+		;
+	return p.revents != 0;
+}
+
 int
 chan_send_msg(struct chan *c, unsigned type, const ProtobufCMessage *m)
 {

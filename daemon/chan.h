@@ -47,6 +47,8 @@ int chan_send_msg_within(struct chan *c, unsigned type,
     const ProtobufCMessage *m, int ms);
 /* Whether a read would find bytes (or the end) now. */
 bool chan_readable(struct chan *c);
+/* Whether a read would find bytes (or the end) within ms (>= 0). */
+bool chan_readable_within(struct chan *c, int ms);
 /* Reads and validates the next header. */
 int chan_recv_hdr(struct chan *c, const struct wire_limits *lim,
     struct wire_hdr *h);

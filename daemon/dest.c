@@ -212,8 +212,25 @@ static const struct dest_rx dest_rx_urgent = {
 	SESSION_URGENT, true, WIRE_SWITCHOVER, dest_on_switchover,
 };
 
-/* A message frame: the channel's own kind, a Ping (dropped), an Error from
- * the source; anything else is refused. */
+/* A bulk Ping with echo: every frame before it was applied (this is the
+ * bulk receiver): answered on the bulk channel, where the source's bulk
+ * thread waits for it before it pauses a converged guest. */
+static int
+dest_echo(struct dest *d, const Pcd__Wire__Ping *p)
+{
+	Pcd__Wire__Ping back = PCD__WIRE__PING__INIT;
+
+	if (!p->echo)
+		return 0;
+	back.seq = p->seq;
+	log_timeline(d->m->id, "destination: caught up with the bulk stream "
+	    "(echo %" PRIu64 ")", p->seq);
+	return session_send(&d->s, SESSION_BULK, WIRE_PING, &back.base);
+}
+
+/* A message frame: the channel's own kind, a Ping (dropped; on the bulk
+ * channel echoed when asked), an Error from the source; anything else is
+ * refused. */
 static int
 dest_recv_msg(struct dest *d, struct chan *c, const struct dest_rx *rx,
     const struct wire_hdr *h)
@@ -234,6 +251,8 @@ dest_recv_msg(struct dest *d, struct chan *c, const struct dest_rx *rx,
 		return r;
 	if (h->type == rx->type) {
 		r = rx->fn(d, c, msg);
+	} else if (h->type == WIRE_PING && rx->ch == SESSION_BULK) {
+		r = dest_echo(d, (const Pcd__Wire__Ping *)msg);
 	} else if (pre) {
 		r = dest_precopy_msg(d, c, h->type, msg);
 	} else if (h->type == WIRE_ERROR) {

@@ -25,6 +25,9 @@ struct dirty;
 #define SRC_YIELD_MS		20	/* huge pages: the bulk stream waits at
 					 * most this long (per run) for an
 					 * urgent huge page to be sent */
+#define SRC_SYNC_MS		2000	/* converged: wait for the destination
+					 * to apply what was sent (bounded: an
+					 * older one does not answer) */
 
 struct source {
 	struct mig		*m;		/* [const] */

@@ -155,6 +155,53 @@ src_precopy_round(struct source *s, struct chan *c, struct precopy_round *rd,
 	return r;
 }
 
+/* Before a converged guest is paused: a Ping with echo on the bulk
+ * channel, and its answer read back from the same channel, so every page
+ * sent so far was applied by the destination (what sits in the socket
+ * buffers, several MiB, would otherwise be applied during the downtime).
+ * The guest runs meanwhile; the final scan catches what it writes. An
+ * older destination does not answer: bounded (SRC_SYNC_MS). 0, or the
+ * channel's error. */
+static int
+src_precopy_sync(struct source *s, struct chan *c)
+{
+	Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
+	struct wire_limits lim = { s->npages, s->ps };
+	uint64_t t0 = now_ns(), end = t0 + SRC_SYNC_MS * 1000000ull, now;
+	int r;
+
+	ping.seq = t0;
+	ping.echo = true;
+	if ((r = chan_send_msg(c, WIRE_PING, &ping.base)) < 0)
+		return r;
+	while ((now = now_ns()) < end && !session_ended(&s->s)) {
+		struct wire_hdr h;
+		ProtobufCMessage *msg = NULL;
+		bool done;
+
+		if (!chan_readable_within(c, (int)((end - now) / 1000000) + 1))
+			continue;
+		if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
+			return r;
+		if (h.type != WIRE_PING)
+			return chan_set_error(c, -EPROTO, "bulk channel: "
+			    "unexpected %s frame from the destination",
+			    wire_type_name(h.type));
+		if ((r = chan_recv_msg(c, &h, &msg)) < 0)
+			return r;
+		done = ((const Pcd__Wire__Ping *)msg)->seq == ping.seq;
+		protobuf_c_message_free_unpacked(msg, NULL);
+		if (done) {
+			log_timeline(s->m->id, "source: the destination caught "
+			    "up in %.1f ms", (double)(now_ns() - t0) / 1e6);
+			return 0;
+		}
+	}
+	log_info("migration %s: precopy: no echo from the destination within %d "
+	    "ms (an older postcopyd?): pausing anyway", s->m->id, SRC_SYNC_MS);
+	return 0;
+}
+
 /* After a round: the scan, the counters, the loop told, the decision. */
 static int
 src_precopy_decide(struct source *s, struct chan *c, struct precopy_round *rd)
@@ -182,6 +229,9 @@ src_precopy_decide(struct source *s, struct chan *c, struct precopy_round *rd)
 	    " written meanwhile): %s", s->m->id, why, rd->pages_sent, n,
 	    precopy_decision_name(d));
 	mig_post_text(s->m, MIG_EV_PRECOPY_ROUND_DONE, "%s", why);
+	if (d == PRECOPY_CONVERGED && !atomic_load(&s->switch_req) &&
+	    (r = src_precopy_sync(s, c)) < 0)
+		return r;
 	if (d != PRECOPY_CONTINUE && !atomic_exchange(&s->switch_req, true)) {
 		atomic_store(&s->converged, d == PRECOPY_CONVERGED);
 		mig_post_text(s->m, d == PRECOPY_CONVERGED ? MIG_EV_CONVERGED :

@@ -252,9 +252,12 @@ hugezero)
 	;;
 precopy-converge)
 	# Precopy at a modest dirty rate converges: the rest is sent while
-	# the guest is paused, no fault needs the network.
-	start_daemon dst
-	start_daemon src
+	# the guest is paused, no fault needs the network. Before the pause
+	# the source waits until the destination applied what it sent (a
+	# bulk Ping with echo), and sends the last pages as one more round:
+	# the stale list is empty. (Debug level: the switchover timeline.)
+	DAEMON_LOG_LEVEL=debug start_daemon dst
+	DAEMON_LOG_LEVEL=debug start_daemon src
 	SGUEST_ARGS="--dirty-rate 2000"
 	MIGRATE_ARGS="--precopy --max-downtime 2000"
 	migrate_once m-conv 64M threads "$@"
@@ -266,6 +269,11 @@ precopy-converge)
 	[ "$(field src m-conv phase)" = "completed (converged)" ] ||
 		fail "m-conv: phase '$(field src m-conv phase)', want converged: $(field src m-conv precopy_note)"
 	echo "m-conv: converged: $(field src m-conv precopy_note)"
+	grep -q "m-conv: switchover timeline .*source: the destination caught up in" "$T/src.log" ||
+		fail "m-conv: the source did not wait for the destination to catch up before the pause"
+	grep -q "m-conv: precopy over after [0-9]* rounds: 0 pages stale" "$T/dst.log" ||
+		fail "m-conv: the final pages were not sent as a round while paused: $(grep 'precopy over' "$T/dst.log")"
+	grep "m-conv: switchover timeline" "$T/src.log" "$T/dst.log" | sed 's/.*timeline @//' | sort
 	stop_daemons
 	;;
 precopy-switch)

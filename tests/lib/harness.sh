@@ -55,7 +55,7 @@ start_daemon() {
 	local n=$1
 	DAEMONS+=("$n")
 	printf "%s\n" "${DAEMON_CONF:-}" > "$T/$n.conf"
-	"$PCD" -c "$T/$n.conf" -s "$T/$n.ctl" -V "$T/$n.vmm" -l info \
+	"$PCD" -c "$T/$n.conf" -s "$T/$n.ctl" -V "$T/$n.vmm" -l "${DAEMON_LOG_LEVEL:-info}" \
 	    >> "$T/$n.log" 2>&1 &
 	PIDS+=($!)
 	eval "PID_$n=$!"
