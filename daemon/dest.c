@@ -374,7 +374,9 @@ dest_have(void *arg, Pcd__Wire__Welcome *w)
 		i += k;
 	}
 	w->switched = atomic_load(&d->switched);
-	w->precopy_done = atomic_load(&d->precopy_done);
+	/* A guest that runs here ran only after the final stale list was
+	 * applied (a daemon restarted since does not remember precopy). */
+	w->precopy_done = atomic_load(&d->precopy_done) || w->switched;
 	if (n == 0) {
 		free(rs);
 		return 0;

@@ -126,7 +126,14 @@ dest_on_stale(struct dest *d, struct chan *c, const Pcd__Wire__Stale *st)
 {
 	char why[200];
 	uint64_t n = 0;
+	int r;
 
+	/* Restarted before the switchover, the daemon does not remember
+	 * that precopy ran: the source, resuming, may send the stale list
+	 * (again) without a round before it. */
+	if (d->restored && !atomic_load(&d->switched) &&
+	    !atomic_load(&d->precopy) && (r = dest_precopy_begin(d, c)) < 0)
+		return r;
 	if (!dest_precopy_active(d))
 		return chan_set_error(c, -EPROTO, "bulk channel: a stale list "
 		    "outside precopy");

@@ -84,6 +84,11 @@ struct source {
 	uint64_t		*need;		/* [bulk; main while no sender
 						 * runs] pages the destination
 						 * lacks or holds stale */
+	uint64_t		*resent;	/* [same] pages sent again (a
+						 * round after round 0) in this
+						 * session: if it breaks, the
+						 * destination may still hold
+						 * an older copy as valid */
 	bool			 tracking;	/* [bulk] dirty_start done */
 	atomic_bool		 switch_req;	/* stop the rounds (decided, or
 						 * StartPostcopy) */

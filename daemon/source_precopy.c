@@ -54,14 +54,17 @@ int
 src_precopy_setup(struct source *s)
 {
 	s->need = calloc((s->npages + 63) / 64, sizeof(*s->need));
-	return s->need != NULL ? 0 : -ENOMEM;
+	s->resent = calloc((s->npages + 63) / 64, sizeof(*s->resent));
+	return s->need != NULL && s->resent != NULL ? 0 : -ENOMEM;
 }
 
 void
 src_precopy_free(struct source *s)
 {
 	free(s->need);
+	free(s->resent);
 	s->need = NULL;
+	s->resent = NULL;
 }
 
 /* Before round 0: tracking on, every page needed, the holes known. */
@@ -107,8 +110,11 @@ src_precopy_send(struct source *s, struct chan *c, uint64_t i, uint32_t *np,
 	while (n < max && i + n < s->npages && src_need(s, i + n) &&
 	    src_zero(s, i + n) == zero)
 		n++;
-	for (uint32_t k = 0; k < n; k++)
+	for (uint32_t k = 0; k < n; k++) {
 		s->need[(i + k) >> 6] &= ~(1ull << ((i + k) & 63));
+		if (s->pc.rounds > 0)	/* an older copy went before */
+			s->resent[(i + k) >> 6] |= 1ull << ((i + k) & 63);
+	}
 	*np = n;
 	*bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
 	atomic_fetch_add_explicit(&s->c->pages_bulk, n, memory_order_relaxed);
@@ -381,14 +387,20 @@ src_precopy_have(struct source *s, const Pcd__Wire__Welcome *w)
 	if (w->precopy_done || !s->tracking)
 		return;
 	/* The sent bitmap was just rebuilt from the destination's list:
-	 * what it lacks is needed again. */
+	 * what it lacks is needed again. So is every page sent again in the
+	 * session that broke: its newer copy may have been lost on the way,
+	 * while the destination holds an older one as valid (the next round
+	 * or the stale list replaces it there). */
 	for (uint64_t i = 0; i < s->npages; i++) {
-		if (!bm_test(s->sent, i) && !src_need(s, i)) {
+		bool again = (s->resent[i >> 6] >> (i & 63)) & 1;
+
+		if ((!bm_test(s->sent, i) || again) && !src_need(s, i)) {
 			s->need[i >> 6] |= 1ull << (i & 63);
 			lacks++;
 		}
 	}
+	memset(s->resent, 0, (s->npages + 63) / 64 * sizeof(*s->resent));
 	log_info("migration %s: resume in precopy: %" PRIu64 " more pages to "
-	    "send again, %" PRIu64 " needed in all", s->m->id, lacks,
-	    src_need_count(s));
+	    "send again (lacking, or sent again in the session that broke), %"
+	    PRIu64 " needed in all", s->m->id, lacks, src_need_count(s));
 }

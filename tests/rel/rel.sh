@@ -412,6 +412,69 @@ restart)
 	[ ! -e "$T/rs.pcstate" ] || fail "page state file left after completion"
 	stop_daemons
 	;;
+precopy-restart)
+	# kill -9 of the destination daemon during precopy (the guest runs on
+	# the source, which writes 2000 pages/s) and right after a precopy
+	# switchover (the stale pages not here yet): the daemon is started
+	# again, the migration prepared again, the VMM attaches again
+	# (--reattach), the source resumes (the rounds, or the stale list
+	# again to a daemon that forgot precopy ran; after the switchover the
+	# Welcome says precopy is over), and every page is verified against
+	# what the source had at its pause.
+	size=${1:-64M}
+	start_daemon dst
+	start_daemon src
+	for at in precopy postcopy; do
+		id=pr-$at
+		addr=$(prepare dst "$id")
+		"$GUEST" --role dest --id "$id" -S "$T/dst.vmm" -s "$size" -j -q \
+		    --timeout 240 --reattach 60 -w threads --threads 2 \
+		    > "$T/$id.dguest.json" 2> "$T/$id.dguest.log" &
+		GPID=$!; PIDS+=($GPID)
+		ctl src migrate "$id" "$addr" --tls-dir "$T/certs" --precopy \
+		    --rounds 3 --max-downtime 1 --bandwidth 16M >/dev/null ||
+			fail "migrate $id was refused"
+		"$GUEST" --role source --id "$id" -S "$T/src.vmm" -s "$size" -j -q \
+		    --timeout 240 --dirty-rate 2000 > "$T/$id.sguest.json" \
+		    2> "$T/$id.sguest.log" &
+		SPID=$!; PIDS+=($SPID)
+		if [ $at = precopy ]; then
+			for _ in $(seq 1200); do
+				[ "$(field src "$id" iteration)" -ge 1 ] 2>/dev/null && break
+				sleep 0.05
+			done
+			[ "$(field dst "$id" state)" = precopy ] ||
+				fail "$id: destination state $(field dst "$id" state), want precopy"
+		else
+			# The last round and the stale pages slowly (2 MB/s),
+			# so the migration is still going after the switchover.
+			for _ in $(seq 1200); do
+				[ "$(field src "$id" iteration)" -ge 2 ] 2>/dev/null && break
+				sleep 0.05
+			done
+			ctl src set-bandwidth "$id" 2M >/dev/null || fail "set-bandwidth $id 2M refused"
+			wait_state dst "$id" postcopy
+		fi
+		v1=$(field dst "$id" pages_valid)
+		[ -f "$T/$id.pcstate" ] || fail "no page state file $T/$id.pcstate"
+		kill -KILL "$PID_dst"
+		wait "$PID_dst" 2>/dev/null || true
+		DAEMONS=(src)
+		echo "$id: destination daemon killed (-9) in $at with $v1 pages valid (source round $(field src "$id" iteration))"
+		wait_state src "$id" "$at-paused"
+		rm -f "$T/dst.ctl" "$T/dst.vmm"
+		start_daemon dst
+		out=$(ctl dst prepare "$id" --listen "$addr" --tls-dir "$T/certs" 2>&1) ||
+			fail "prepare $id again after the restart: $out"
+		ctl src set-bandwidth "$id" 0 >/dev/null || fail "set-bandwidth $id 0 refused"
+		check_migration "$id" "$GPID" "$SPID"
+		grep -q "migration $id: picked up after a restart" "$T/dst.log" ||
+			fail "$id: the restarted daemon did not pick the migration up"
+		[ ! -e "$T/$id.pcstate" ] || fail "$id: page state file left after completion"
+		echo "$id: $(field src "$id" iteration) precopy rounds, $(field src "$id" final_dirty) pages dirty at the pause, source reconnects $(field src "$id" reconnects)"
+	done
+	stop_daemons
+	;;
 statedir)
 	size=${1:-32M}
 	SD=$T/state
