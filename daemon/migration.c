@@ -461,6 +461,7 @@ mig_act_vmm_paused(struct mig *m, struct mig_event *e, enum mig_state to)
 	    sizeof(err)) < 0)
 		log_warnx("migration %s: %s; it cannot survive a restart of "
 		    "this daemon", m->id, err);
+	log_timeline(m->id, "the source's state saved");
 	source_paused(m, e->data, e->len);
 	mig_set_state(m, to);
 }
