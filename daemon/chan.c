@@ -16,6 +16,7 @@
 
 #include <openssl/err.h>
 
+#include "spin.h"
 #include "tls.h"
 
 struct chan {
@@ -28,6 +29,7 @@ struct chan {
 	pthread_mutex_t		 err_lock;
 	atomic_int		 err;
 	atomic_int		 timeout_ms;	/* no progress for this long: error */
+	atomic_uint		 spin_us;	/* reads: busy poll before sleeping */
 	char			 errmsg[256];
 };
 
@@ -117,6 +119,12 @@ chan_shutdown(struct chan *c)
 }
 
 void
+chan_set_spin(struct chan *c, unsigned us)
+{
+	atomic_store(&c->spin_us, us);
+}
+
+void
 chan_set_timeout(struct chan *c, int ms)
 {
 	atomic_store(&c->timeout_ms, ms > 0 ? ms : 0);
@@ -158,14 +166,18 @@ chan_sock_setup(int fd, int timeout_ms)
 
 /* Waits for the socket; 0, or the sticky error. A wait longer than the
  * channel's timeout is an error (-ETIMEDOUT): the peer sends pings, so
- * silence means the connection is dead. */
+ * silence means the connection is dead. A reader with a spin budget polls
+ * for it first (spin.h); the stop eventfd is looked at when it sleeps. */
 static int
-chan_wait(struct chan *c, short events, int tmo)
+chan_wait(struct chan *c, short events, int tmo, bool reader)
 {
 	struct pollfd p[2] = {
 		{ .fd = c->fd, .events = events },
 		{ .fd = c->stopfd, .events = POLLIN },
 	};
+
+	if (reader && spin_fd(c->fd, events, atomic_load(&c->spin_us)))
+		return atomic_load(&c->err);	/* ready: read it */
 
 	for (;;) {
 		int r = poll(p, c->stopfd >= 0 ? 2 : 1, tmo > 0 ? tmo : -1);
@@ -250,7 +262,7 @@ chan_io(struct chan *c, uint8_t *p, size_t len, bool out, int tmo)
 		if (r < 0)
 			return r;
 		if (r == 0) {
-			if ((r = chan_wait(c, ev, tmo)) < 0)
+			if ((r = chan_wait(c, ev, tmo, !out)) < 0)
 				return r;
 			continue;
 		}

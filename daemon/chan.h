@@ -64,6 +64,9 @@ int chan_set_error(struct chan *c, int err, const char *fmt, ...) PCD_PRINTF(3, 
 /* From any thread: make blocked and later I/O fail with -ECANCELED. */
 void chan_shutdown(struct chan *c);
 
+/* Reads that must wait poll the socket for up to us microseconds before
+ * sleeping (spin.h: bounded, skipped on a busy machine); 0 = never. */
+void chan_set_spin(struct chan *c, unsigned us);
 /* Waits (read or write) longer than ms fail with -ETIMEDOUT; 0 = never. */
 void chan_set_timeout(struct chan *c, int ms);
 /* Whether a channel error means the connection was lost (reconnecting may

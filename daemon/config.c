@@ -11,6 +11,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "util.h"
+#include "wire.h"
 
 #define CONFIG_LINE_MAX	4096
 
@@ -38,6 +39,8 @@ config_defaults(struct config *c)
 	c->max_inflight = 16;
 	str_copy(c->state_dir, "auto", sizeof(c->state_dir));
 	c->max_downtime_ms = 300;
+	c->bulk_channels = 1;
+	c->demand_spin_us = 0;
 }
 
 /* Text values are written back by config_dump (postcopyd -nn), in double
@@ -157,6 +160,12 @@ config_set_precopy(struct config *c, const char *key, const char *v,
 	if (strcmp(key, "max_downtime_ms") == 0)
 		return set_uint(&c->max_downtime_ms, key, v, 1, 600000, err,
 		    errlen);
+	if (strcmp(key, "bulk_channels") == 0)
+		return set_uint(&c->bulk_channels, key, v, 1,
+		    WIRE_BULK_CHANNELS_MAX, err, errlen);
+	if (strcmp(key, "demand_spin_us") == 0)
+		return set_uint(&c->demand_spin_us, key, v, 0,
+		    CONFIG_SPIN_US_MAX, err, errlen);
 	str_printf(err, errlen, "unknown key '%s'", key);
 	return -ENOENT;
 }
@@ -311,7 +320,7 @@ config_split(char *line, char **key, char **value, char *err, size_t errlen)
 	return 0;
 }
 
-#define CONFIG_NKEYS	32
+#define CONFIG_NKEYS	48
 
 int
 config_parse_file(const char *path, struct config *c, char *err,
@@ -450,4 +459,6 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "precopy_rounds = %u\n", c->precopy_rounds);
 	fprintf(f, "precopy_auto = %s\n", c->precopy_auto ? "yes" : "no");
 	fprintf(f, "max_downtime_ms = %u\n", c->max_downtime_ms);
+	fprintf(f, "bulk_channels = %u\n", c->bulk_channels);
+	fprintf(f, "demand_spin_us = %u\n", c->demand_spin_us);
 }

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define CONFIG_SPIN_US_MAX	1000	/* demand_spin_us cap */
+
 struct config {
 	char		control_socket[108];	/* sockaddr_un.sun_path */
 	char		vmm_socket[108];
@@ -52,6 +54,12 @@ struct config {
 	unsigned	precopy_rounds;
 	bool		precopy_auto;
 	unsigned	max_downtime_ms;
+	/* Migrate default: parallel bulk channels (1 .. 16). */
+	unsigned	bulk_channels;
+	/* Both roles: microseconds to poll the urgent channel and the
+	 * userfaultfd before sleeping (0 = off; off by itself while the load
+	 * average is above the CPU count). */
+	unsigned	demand_spin_us;
 };
 
 void config_defaults(struct config *c);

@@ -6,6 +6,7 @@
  * the table's notify callback plus a timer.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #include "unixsock.h"
 #include "util.h"
 #include "virt.h"
+#include "wire.h"
 
 #define CTL_OUT_MAX		(4u << 20)	/* stop reading above this */
 #define CTL_WATCH_OUT_MAX	(1u << 20)	/* skip watch events above */
@@ -391,6 +393,12 @@ ctl_migrate(struct ctl_conn *c, const struct rpc_hdr *h,
 		    "1 postcopy-only, 2 precopy)", (int)req->mode);
 		r = -EINVAL;
 	}
+	if (r == 0 && req->bulk_channels > WIRE_BULK_CHANNELS_MAX) {
+		snprintf(err, sizeof(err), "bulk_channels %" PRIu32 " out of "
+		    "range: 1 .. %d (0: the daemon's default)",
+		    req->bulk_channels, WIRE_BULK_CHANNELS_MAX);
+		r = -EINVAL;
+	}
 	if (r == 0) {
 		a.id = req->id;
 		a.dest = req->dest;
@@ -399,6 +407,7 @@ ctl_migrate(struct ctl_conn *c, const struct rpc_hdr *h,
 		a.rounds = req->rounds;
 		a.auto_switch = req->auto_switch;
 		a.max_downtime_ms = req->max_downtime_ms;
+		a.bulk_channels = req->bulk_channels;
 		ctl_tls(&a.tls, req->tls, s->tls_dir);
 		if (req->libvirt != NULL && req->libvirt->uri[0] != '\0') {
 			a.libvirt_uri = req->libvirt->uri;

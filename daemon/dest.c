@@ -5,10 +5,15 @@
  * VMM has attached too, MISSING (and, MINOR mode, MINOR) faults are
  * registered on the VMM's guest mapping through the VMM's userfaultfd,
  * and three threads run:
- *   - main thread: accepts the source's two TLS channels (session.c: bad
- *     peers are refused and the listener keeps serving), then receives the
- *     bulk stream; after the source's digests it waits until every page is
- *     valid, maps what is left, compares digests and reports Complete;
+ *   - main thread: accepts the source's TLS channels (session.c: bad
+ *     peers are refused and the listener keeps serving), then receives
+ *     bulk channel 0 (with the precopy rounds and the digests); after the
+ *     source's digests it waits until every page is valid, maps what is
+ *     left, compares digests and reports Complete;
+ *   - one receiver per further bulk channel (Migrate bulk_channels > 1,
+ *     announced in the Hellos): pages only, placed once precopy is over
+ *     here (the rounds' final stale list, which travels on bulk 0, is
+ *     applied) or the Switchover says no rounds ran;
  *   - urgent thread: receives Switchover (the loop resumes the VMM) and the
  *     answers to page requests (one receive loop, dest_recv, serves both
  *     channels);
@@ -22,8 +27,8 @@
  * already owns is never overwritten. A page is valid only after all its
  * bytes are in.
  *
- * Network loss: a transient error on either channel (reset, timeout, broken
- * TLS record) ends the session: both channels are dropped, pages whose
+ * Network loss: a transient error on any channel (reset, timeout, broken
+ * TLS record) ends the session: every channel is dropped, pages whose
  * bytes were cut off are released (claimed but never valid), the migration
  * is PAUSED, and the listener (kept open) waits for the source to come
  * back. Faulting guest threads stay blocked: their pages are never mapped
@@ -174,6 +179,9 @@ dest_on_switchover(struct dest *d, struct chan *c, const ProtobufCMessage *msg)
 	if (atomic_load(&d->switched))
 		return chan_set_error(c, -EPROTO, "urgent channel: a second "
 		    "Switchover");
+	atomic_store(&d->sw_after_precopy, sw->after_precopy);
+	atomic_store(&d->sw_in, true);
+	session_kick(&d->s);	/* the further bulk receivers wait for it */
 	/* After precopy the stale pages must be not valid before the guest
 	 * runs (and, converged, every page here). */
 	log_timeline(d->m->id, "destination urgent thread: Switchover in "
@@ -198,9 +206,9 @@ dest_on_switchover(struct dest *d, struct chan *c, const ProtobufCMessage *msg)
 
 /* The frames a channel carries besides pages, Ping and Error. */
 struct dest_rx {
-	enum session_chan	 ch;
+	unsigned		 ch;		/* session slot */
 	bool			 urgent;	/* pages count as urgent */
-	unsigned		 type;		/* its own message kind */
+	unsigned		 type;		/* its own message kind (0: none) */
 	int			(*fn)(struct dest *d, struct chan *c,
 				    const ProtobufCMessage *msg);
 };
@@ -226,6 +234,35 @@ dest_echo(struct dest *d, const Pcd__Wire__Ping *p)
 	log_timeline(d->m->id, "destination: caught up with the bulk stream "
 	    "(echo %" PRIu64 ")", p->seq);
 	return session_send(&d->s, SESSION_BULK, WIRE_PING, &back.base);
+}
+
+/* Postcopy pages may be placed: precopy is over here (its final stale
+ * list applied), or the Switchover came and says no rounds ran. */
+static bool
+dest_postcopy_open(void *arg)
+{
+	struct dest *d = arg;
+
+	return atomic_load(&d->switched) || atomic_load(&d->precopy_done) ||
+	    (atomic_load(&d->sw_in) && !atomic_load(&d->sw_after_precopy));
+}
+
+/* A further bulk channel's pages are postcopy pages (the source sends
+ * them only after the Switchover, so after the precopy rounds and their
+ * stale list on bulk 0): they wait until precopy is over here too, which
+ * bulk 0 may not have read yet. Not for the Switchover itself: after a
+ * converged precopy the destination takes it only once every page is
+ * here, some of them on these channels. */
+static int
+dest_wait_postcopy(struct dest *d, struct chan *c)
+{
+	enum session_wake w = session_wait(&d->s, dest_postcopy_open, d, -1);
+
+	if (w == SESSION_DONE)
+		return 0;
+	return chan_set_error(c, w == SESSION_STOPPED ? -ECANCELED :
+	    -ECONNRESET, "%s channel: the session ended before the "
+	    "switchover", chan_name(c));
 }
 
 /* A message frame: the channel's own kind, a Ping (dropped; on the bulk
@@ -292,10 +329,11 @@ dest_yield(struct dest *d, const struct dest_rx *rx)
 	if (rx->urgent || place_unit_pages(&d->pl) == 1 ||
 	    atomic_load_explicit(&d->pg.waiting, memory_order_relaxed) == 0)
 		return;
-	d->yields++;
+	atomic_fetch_add_explicit(&d->yields, 1, memory_order_relaxed);
 	if (session_wait(&d->s, dest_none_waiting, d, DEST_YIELD_MS) ==
 	    SESSION_TIMEOUT)
-		d->yields_capped++;
+		atomic_fetch_add_explicit(&d->yields_capped, 1,
+		    memory_order_relaxed);
 }
 
 /* One channel's receive loop: until its handler says done (0), or the
@@ -306,6 +344,7 @@ dest_recv(struct dest *d, const struct dest_rx *rx)
 	struct chan *c = session_chan(&d->s, rx->ch);
 	struct wire_limits lim = { d->pg.npages, d->pg.ps };
 	uint8_t *bounce = NULL;
+	bool wait = rx->ch > SESSION_BULK;	/* for the Switchover */
 	int r;
 
 	if ((r = place_rx_new(&d->pl, &bounce)) < 0)
@@ -316,10 +355,14 @@ dest_recv(struct dest *d, const struct dest_rx *rx)
 		dest_yield(d, rx);
 		if ((r = chan_recv_hdr(c, &lim, &h)) < 0)
 			break;
-		if (h.type == WIRE_PAGES || h.type == WIRE_ZERO)
-			r = dest_recv_run(d, c, &h, bounce, rx->urgent);
-		else
+		if (h.type != WIRE_PAGES && h.type != WIRE_ZERO) {
 			r = dest_recv_msg(d, c, rx, &h);
+			continue;
+		}
+		if (wait && (r = dest_wait_postcopy(d, c)) < 0)
+			break;
+		wait = false;
+		r = dest_recv_run(d, c, &h, bounce, rx->urgent);
 	}
 	free(bounce);
 	return r > 0 ? 0 : r;
@@ -332,6 +375,18 @@ dest_urgent_main(void *arg)
 
 	dest_recv(d, &dest_rx_urgent);
 	session_break(&d->s);
+	return NULL;
+}
+
+/* Bulk channel k >= 1: pages only (no message kind of its own). */
+static void *
+dest_bulk_main(void *arg)
+{
+	struct dest_bulk *b = arg;
+	const struct dest_rx rx = { SESSION_BULK + b->k, false, 0, NULL };
+
+	dest_recv(b->d, &rx);
+	session_break(&b->d->s);
 	return NULL;
 }
 
@@ -484,8 +539,8 @@ dest_finish(struct dest *d)
 	if (place_unit_pages(&d->pl) > 1)
 		log_info("migration %s: the bulk receiver yielded %" PRIu64
 		    " times to demanded huge pages (%" PRIu64 " waits ran out "
-		    "after %d ms)", d->m->id, d->yields, d->yields_capped,
-		    DEST_YIELD_MS);
+		    "after %d ms)", d->m->id, atomic_load(&d->yields),
+		    atomic_load(&d->yields_capped), DEST_YIELD_MS);
 	/* Let the source close first (bounded): closing here at once could
 	 * reset its connections (a Ping it sends meanwhile meets a closed
 	 * socket) before it has read Complete, and it would reconnect to a
@@ -517,6 +572,20 @@ dest_session_start(struct dest *d)
 	}
 	d->urgent_started = true;
 	pthread_setname_np(d->urgent_thr, "pcd-dst-urgent");
+	for (uint32_t k = 1; k < session_nbulk(&d->s); k++) {
+		struct dest_bulk *b = &d->bulk[k];
+		char name[16];
+
+		b->d = d;
+		b->k = k;
+		if (pthread_create(&b->thr, NULL, dest_bulk_main, b) != 0) {
+			mig_post_fail(m, "cannot start bulk thread %" PRIu32, k);
+			return -EAGAIN;
+		}
+		b->started = true;
+		snprintf(name, sizeof(name), "pcd-dst-bulk%" PRIu32, k);
+		pthread_setname_np(b->thr, name);
+	}
 	if (d->sessions == 1) {
 		mig_post(m, d->restored && atomic_load(&d->switched) ?
 		    MIG_EV_RESTORED : MIG_EV_CONNECTED);
@@ -550,8 +619,19 @@ dest_partial_huge(struct dest *d, uint64_t *partial, uint64_t *waited)
 	}
 }
 
-/* Ends a session: channels dropped, the urgent thread joined, pages whose
- * bytes were cut off released. */
+/* Joins the receivers of the further bulk channels. */
+static void
+dest_join_bulk(struct dest *d)
+{
+	for (uint32_t k = 1; k < WIRE_BULK_CHANNELS_MAX; k++) {
+		if (d->bulk[k].started)
+			pthread_join(d->bulk[k].thr, NULL);
+		d->bulk[k].started = false;
+	}
+}
+
+/* Ends a session: channels dropped, the urgent thread and the further
+ * bulk receivers joined, pages whose bytes were cut off released. */
 static void
 dest_session_close(struct dest *d)
 {
@@ -561,6 +641,7 @@ dest_session_close(struct dest *d)
 	if (d->urgent_started)
 		pthread_join(d->urgent_thr, NULL);
 	d->urgent_started = false;
+	dest_join_bulk(d);
 	session_close(&d->s);
 	dest_partial_huge(d, &partial, &waited);
 	released = pagestate_release_cut(&d->pg);
@@ -846,6 +927,7 @@ dest_stop(struct mig *m)
 	session_break(&d->s);
 	if (d->urgent_started)
 		pthread_join(d->urgent_thr, NULL);
+	dest_join_bulk(d);
 	if (d->fault_started)
 		pthread_join(d->fault_thr, NULL);
 	/* A registration left after a failure stays: the guest must not see

@@ -16,6 +16,7 @@
 
 #include "dest_int.h"
 #include "log.h"
+#include "spin.h"
 #include "util.h"
 #include "wire.h"
 
@@ -162,9 +163,13 @@ dest_fault_main(void *arg)
 			{ .fd = d->pl.uffd, .events = POLLIN },
 			{ .fd = d->m->stopfd, .events = POLLIN },
 		};
-		int pr;
+		int pr, tmo = more ? 0 : MIG_PING_MS / 2;
 
-		if ((pr = poll(p, 2, more ? 0 : MIG_PING_MS / 2)) < 0) {
+		/* demand_spin_us: a fault about to come is read without the
+		 * wake-up (bounded; off on a busy machine, spin.h). */
+		if (tmo > 0 && spin_fd(d->pl.uffd, POLLIN, d->m->demand_spin_us))
+			tmo = 0;
+		if ((pr = poll(p, 2, tmo)) < 0) {
 			if (errno == EINTR)
 				continue;
 			mig_post_fail(d->m, "fault loop: poll: %s", strerror(errno));

@@ -26,6 +26,16 @@ struct chan;
 					 * at most this long (per frame) while
 					 * a demanded huge page arrives */
 
+struct dest;
+
+/* The receiver of bulk channel k >= 1 (channel 0 is the main thread's). */
+struct dest_bulk {
+	struct dest		*d;
+	uint32_t		 k;
+	pthread_t		 thr;
+	bool			 started;	/* [main] */
+};
+
 struct dest {
 	struct mig		*m;		/* [const] */
 	struct session		 s;		/* channels, stop, broken */
@@ -33,14 +43,19 @@ struct dest {
 	struct place		 pl;
 	pthread_t		 main_thr, urgent_thr, fault_thr;
 	bool			 main_started, urgent_started, fault_started;
+	struct dest_bulk	 bulk[WIRE_BULK_CHANNELS_MAX];	/* [main] 1 ..
+						 * the session's nbulk - 1 */
 	bool			 registered;	/* [main] guest range */
 	atomic_bool		 unregistered;	/* every page mapped */
 	atomic_bool		 switched;	/* Switchover arrived */
+	/* A Switchover was read (maybe still waiting for the precopy
+	 * rounds' end), and whether rounds ran before it. */
+	atomic_bool		 sw_in, sw_after_precopy;
 	unsigned		 sessions;	/* [main] */
 	bool			 restored;	/* [const] after a restart */
-	/* Huge pages: the bulk receiver's waits while guest threads waited
-	 * for demanded huge pages, and those that ran out. [main] */
-	uint64_t		 yields, yields_capped;
+	/* Huge pages: the bulk receivers' waits while guest threads waited
+	 * for demanded huge pages, and those that ran out. */
+	_Atomic uint64_t	 yields, yields_capped;
 
 	/* Precopy (dest_precopy.c). */
 	atomic_bool		 precopy;	/* the source runs rounds */

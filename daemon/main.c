@@ -208,6 +208,8 @@ main_precopy_defaults(struct mig_table *t, const struct config *c)
 		.rounds = c->precopy_rounds,
 		.auto_switch = c->precopy_auto,
 		.max_downtime_ms = c->max_downtime_ms,
+		.bulk_channels = c->bulk_channels,
+		.demand_spin_us = c->demand_spin_us,
 	};
 
 	mig_table_set_precopy(t, &pd);

@@ -684,6 +684,8 @@ mig_new(struct mig_table *t, const char *id, enum mig_role role,
 	m->role = role;
 	m->completed_grace_s = t->completed_grace_s;
 	m->state = MIG_STATE_WAITING;
+	m->demand_spin_us = t->precopy.demand_spin_us;
+	m->bulk_channels = 1;
 	m->g.memfd = m->g.uffd = -1;
 	m->start_ms = wall_ms();
 	m->t0_ns = now_ns();
@@ -878,6 +880,8 @@ mig_precopy_policy(struct mig *m, const struct mig_migrate_args *a)
 	    m->pol.max_rounds > 0;
 	m->pol.max_downtime_ms = a->max_downtime_ms ? a->max_downtime_ms :
 	    d->max_downtime_ms;
+	m->bulk_channels = a->bulk_channels ? a->bulk_channels :
+	    d->bulk_channels ? d->bulk_channels : 1;
 }
 
 /* A Migrate that names precopy (mode precopy, or rounds / auto without

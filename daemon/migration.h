@@ -92,19 +92,23 @@ struct mig_migrate_args {		/* source side */
 	uint32_t	 rounds;
 	bool		 auto_switch;
 	uint32_t	 max_downtime_ms;
+	uint32_t	 bulk_channels;	/* 0 = the default (config) */
 };
 
 #define MIG_MODE_DEFAULT	0
 #define MIG_MODE_POSTCOPY_ONLY	1
 #define MIG_MODE_PRECOPY	2
 
-/* Precopy defaults (postcopyd.conf: precopy, precopy_rounds,
- * precopy_auto, max_downtime_ms). */
+/* Migrate defaults (postcopyd.conf: precopy, precopy_rounds,
+ * precopy_auto, max_downtime_ms, bulk_channels) and the data path's
+ * demand_spin_us (both roles). */
 struct mig_precopy_defaults {
 	bool		 precopy;
 	uint32_t	 rounds;
 	bool		 auto_switch;
 	uint32_t	 max_downtime_ms;
+	uint32_t	 bulk_channels;		/* 1 .. WIRE_BULK_CHANNELS_MAX */
+	uint32_t	 demand_spin_us;	/* 0: off */
 };
 
 /* A consistent snapshot of one migration, for Status/Watch/metrics. */

@@ -109,6 +109,11 @@ struct mig {
 	bool			 precopy;	/* [loop] set at start */
 	bool			 converged;	/* [loop] precopy converged */
 	struct precopy_policy	 pol;		/* [const] */
+	uint32_t		 bulk_channels;	/* [const] source: 1 .. 16 */
+	/* Both roles: poll the urgent channel (and, destination, the
+	 * userfaultfd) for this long before sleeping; 0: never (config
+	 * demand_spin_us, taken when the migration is created). */
+	uint32_t		 demand_spin_us;	/* [const] */
 	char			 precopy_note[256];	/* [loop] */
 
 	struct mig_counters	 c;

@@ -1,5 +1,5 @@
-/* session.c - the two TLS channels of a migration, for both roles (see
- * session.h). */
+/* session.c - the TLS channels of a migration (urgent and 1 ..
+ * WIRE_BULK_CHANNELS_MAX bulk), for both roles (see session.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -31,6 +31,18 @@ session_kind_name(Pcd__Wire__Channel kind)
 	return kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? "bulk" : "urgent";
 }
 
+/* A channel's name in messages and logs: "urgent", "bulk" (the only
+ * one), "bulk 2". */
+static void
+session_chan_label(char *buf, size_t len, Pcd__Wire__Channel kind,
+    uint32_t index, uint32_t nbulk)
+{
+	if (kind == PCD__WIRE__CHANNEL__CHANNEL_BULK && nbulk > 1)
+		snprintf(buf, len, "bulk %" PRIu32, index);
+	else
+		snprintf(buf, len, "%s", session_kind_name(kind));
+}
+
 void
 session_init(struct session *s, struct mig *m)
 {
@@ -40,6 +52,20 @@ session_init(struct session *s, struct mig *m)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->txlock, NULL);
+	s->nbulk = 1;
+}
+
+void
+session_set_bulk(struct session *s, uint32_t nbulk)
+{
+	PCD_ASSERT(nbulk >= 1 && nbulk <= WIRE_BULK_CHANNELS_MAX);
+	s->nbulk = nbulk;
+}
+
+uint32_t
+session_nbulk(const struct session *s)
+{
+	return s->nbulk;
 }
 
 void
@@ -52,9 +78,10 @@ session_set_guest(struct session *s, uint64_t npages, uint32_t ps)
 void
 session_destroy(struct session *s)
 {
-	chan_free(s->ch[SESSION_URGENT]);
-	chan_free(s->ch[SESSION_BULK]);
-	s->ch[0] = s->ch[1] = NULL;
+	for (int k = 0; k < SESSION_CHANS; k++) {
+		chan_free(s->ch[k]);
+		s->ch[k] = NULL;
+	}
 	tls_ctx_free(s->tls);
 	s->tls = NULL;
 	if (s->lfd >= 0)
@@ -118,8 +145,8 @@ session_break(struct session *s)
 	pthread_mutex_lock(&s->lock);
 	s->broken = true;
 	pthread_cond_broadcast(&s->cond);
-	chan_shutdown(s->ch[SESSION_URGENT]);
-	chan_shutdown(s->ch[SESSION_BULK]);
+	for (int k = 0; k < SESSION_CHANS; k++)
+		chan_shutdown(s->ch[k]);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -182,37 +209,44 @@ session_wait(struct session *s, bool (*done)(void *), void *arg, int ms)
 
 /* ---- a running session ------------------------------------------------- */
 
+/* Installs cs[0] (urgent) and cs[1 .. nbulk] (bulk); takes them. */
 static void
-session_install(struct session *s, struct chan *u, struct chan *b)
+session_install(struct session *s, struct chan **cs, uint32_t nbulk)
 {
 	pthread_mutex_lock(&s->txlock);
 	pthread_mutex_lock(&s->lock);
-	PCD_ASSERT(!s->running && s->ch[0] == NULL && s->ch[1] == NULL);
-	s->ch[SESSION_URGENT] = u;
-	s->ch[SESSION_BULK] = b;
+	PCD_ASSERT(!s->running);
+	for (uint32_t k = 0; k <= nbulk; k++) {
+		PCD_ASSERT(s->ch[k] == NULL && cs[k] != NULL);
+		s->ch[k] = cs[k];
+		atomic_store(&s->last_tx[k], now_ns());
+	}
+	/* The demand path: requests (source) and their answers (destination)
+	 * arrive on the urgent channel. */
+	chan_set_spin(cs[SESSION_URGENT], s->m->demand_spin_us);
+	s->nbulk = nbulk;
 	s->running = true;
-	atomic_store(&s->last_tx[0], now_ns());
-	atomic_store(&s->last_tx[1], now_ns());
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&s->txlock);
 }
 
 struct chan *
-session_chan(struct session *s, enum session_chan which)
+session_chan(struct session *s, unsigned which)
 {
 	/* Only a running session's threads ask: the pointer is stable. */
-	PCD_ASSERT(s->ch[which] != NULL);
+	PCD_ASSERT(which <= s->nbulk && s->ch[which] != NULL);
 	return s->ch[which];
 }
 
 int
-session_send(struct session *s, enum session_chan which, unsigned type,
+session_send(struct session *s, unsigned which, unsigned type,
     const ProtobufCMessage *msg)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&s->txlock);
-	if (s->running && (r = chan_error(s->ch[which])) == 0) {
+	if (s->running && which <= s->nbulk &&
+	    (r = chan_error(s->ch[which])) == 0) {
 		r = chan_send_msg(s->ch[which], type, msg);
 		atomic_store(&s->last_tx[which], now_ns());
 	}
@@ -238,9 +272,9 @@ session_tell_cancel(struct session *s, const char *why)
 	session_deadline(&ts, SESSION_TELL_MS);
 	if (pthread_mutex_timedlock(&s->txlock, &ts) != 0)
 		return -EBUSY;
-	/* On both channels: the peer reads each in its own thread, and the
+	/* On every channel: the peer reads each in its own thread, and the
 	 * one that sees the close first must find the note before it. */
-	for (int k = 0; s->running && k < 2; k++) {
+	for (uint32_t k = 0; s->running && k <= s->nbulk; k++) {
 		int rk = chan_error(s->ch[k]);
 
 		if (rk == 0)
@@ -254,7 +288,7 @@ session_tell_cancel(struct session *s, const char *why)
 }
 
 int
-session_ping_due(struct session *s, enum session_chan which)
+session_ping_due(struct session *s, unsigned which)
 {
 	Pcd__Wire__Ping ping = PCD__WIRE__PING__INIT;
 	uint64_t now = now_ns();
@@ -284,31 +318,31 @@ session_drop(struct session *s)
 void
 session_close(struct session *s)
 {
-	struct chan *u, *b;
+	struct chan *cs[SESSION_CHANS];
 
 	pthread_mutex_lock(&s->txlock);
 	pthread_mutex_lock(&s->lock);
-	u = s->ch[SESSION_URGENT];
-	b = s->ch[SESSION_BULK];
-	s->ch[0] = s->ch[1] = NULL;
+	memcpy(cs, s->ch, sizeof(cs));
+	memset(s->ch, 0, sizeof(s->ch));
 	s->running = false;
 	s->broken = false;
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&s->txlock);
-	chan_free(u);
-	chan_free(b);
+	for (int k = 0; k < SESSION_CHANS; k++)
+		chan_free(cs[k]);
 }
 
 int
 session_error(struct session *s, char *why, size_t whylen)
 {
-	struct chan *cs[2] = { s->ch[SESSION_BULK], s->ch[SESSION_URGENT] };
-
-	for (int k = 0; k < 2; k++) {
-		int e = cs[k] != NULL ? chan_error(cs[k]) : 0;
+	/* The bulk channels first (as before: their error is usually the
+	 * cause), then the urgent one. */
+	for (int j = 1; j <= SESSION_CHANS; j++) {
+		struct chan *c = s->ch[j % SESSION_CHANS];
+		int e = c != NULL ? chan_error(c) : 0;
 
 		if (e != 0 && e != -ECANCELED) {
-			snprintf(why, whylen, "%s", chan_errmsg(cs[k]));
+			snprintf(why, whylen, "%s", chan_errmsg(c));
 			return e;
 		}
 	}
@@ -451,7 +485,7 @@ session_recv_expect(struct session *s, struct chan *c, unsigned want,
 
 static int
 session_hello(struct session *s, struct chan *c, Pcd__Wire__Channel kind,
-    bool resume)
+    uint32_t index, bool resume)
 {
 	Pcd__Wire__Hello hello = PCD__WIRE__HELLO__INIT;
 
@@ -463,6 +497,9 @@ session_hello(struct session *s, struct chan *c, Pcd__Wire__Channel kind,
 	hello.resume = resume;
 	hello.session_token.data = s->token;
 	hello.session_token.len = sizeof(s->token);
+	/* One bulk channel: the fields stay 0, as from a source before them. */
+	hello.bulk_channels = s->nbulk > 1 ? s->nbulk : 0;
+	hello.bulk_index = index;
 	return chan_send_msg(c, WIRE_HELLO, &hello.base);
 }
 
@@ -498,15 +535,16 @@ session_peer_done(struct session *s, const Pcd__Wire__Complete *c,
 /* Opens one channel: TCP, TLS, Hello -> Welcome. */
 static int
 session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
-    bool resume, session_welcome_fn fn, void *arg, struct chan **out,
-    char *err, size_t errlen)
+    uint32_t index, bool resume, session_welcome_fn fn, void *arg,
+    struct chan **out, char *err, size_t errlen)
 {
-	const char *name = session_kind_name(kind);
 	Pcd__Wire__Welcome *w = NULL;
+	char name[32];
 	struct chan *c = NULL;
 	char why[256];
 	int fd = -1, r;
 
+	session_chan_label(name, sizeof(name), kind, index, s->nbulk);
 	if ((r = session_connect_tcp(s, addr, !resume, &fd, err, errlen)) < 0)
 		return r;
 	if ((r = session_tls_chan(s, fd, name, SESSION_CONNECT_MS, &c, why,
@@ -514,7 +552,7 @@ session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
 		snprintf(err, errlen, "%s channel to %s: %.300s", name, addr, why);
 		return r;
 	}
-	if ((r = session_hello(s, c, kind, resume)) < 0 ||
+	if ((r = session_hello(s, c, kind, index, resume)) < 0 ||
 	    (r = session_recv_expect(s, c, WIRE_WELCOME,
 	    (ProtobufCMessage **)&w)) < 0) {
 		snprintf(err, errlen, "%s (destination %s)%s", chan_errmsg(c),
@@ -531,6 +569,14 @@ session_open(struct session *s, const char *addr, Pcd__Wire__Channel kind,
 	}
 	if (resume && w->completed != NULL) {
 		r = session_peer_done(s, w->completed, addr, err, errlen);
+		goto fail;
+	}
+	if (s->nbulk > 1 && w->bulk_channels != s->nbulk) {
+		snprintf(err, errlen, "destination %s does not take %" PRIu32
+		    " bulk channels (it answered %" PRIu32 ": a postcopyd older "
+		    "than parallel bulk channels?); migrate with one",
+		    addr, s->nbulk, w->bulk_channels);
+		r = -EPROTONOSUPPORT;
 		goto fail;
 	}
 	if (resume && kind == PCD__WIRE__CHANNEL__CHANNEL_URGENT &&
@@ -550,18 +596,21 @@ int
 session_connect(struct session *s, const char *addr, bool resume,
     session_welcome_fn fn, void *arg, char *err, size_t errlen)
 {
-	struct chan *u = NULL, *b = NULL;
+	struct chan *cs[SESSION_CHANS] = { NULL };
 	int r;
 
-	if ((r = session_open(s, addr, PCD__WIRE__CHANNEL__CHANNEL_URGENT,
-	    resume, fn, arg, &u, err, errlen)) < 0)
+	if ((r = session_open(s, addr, PCD__WIRE__CHANNEL__CHANNEL_URGENT, 0,
+	    resume, fn, arg, &cs[SESSION_URGENT], err, errlen)) < 0)
 		return r;
-	if ((r = session_open(s, addr, PCD__WIRE__CHANNEL__CHANNEL_BULK, resume,
-	    fn, arg, &b, err, errlen)) < 0) {
-		chan_free(u);
+	for (uint32_t k = 0; k < s->nbulk && r == 0; k++)
+		r = session_open(s, addr, PCD__WIRE__CHANNEL__CHANNEL_BULK, k,
+		    resume, fn, arg, &cs[SESSION_BULK + k], err, errlen);
+	if (r < 0) {
+		for (int k = 0; k < SESSION_CHANS; k++)
+			chan_free(cs[k]);
 		return r;
 	}
-	session_install(s, u, b);
+	session_install(s, cs, s->nbulk);
 	return 0;
 }
 
@@ -637,7 +686,10 @@ session_welcome(struct session *s, struct chan *c, const Pcd__Wire__Hello *hello
 
 	w.status = &ok;
 	w.version = WIRE_VERSION;
-	if (hello->resume && (r = fn(arg, &w)) < 0)
+	w.bulk_channels = wire_hello_bulk(hello);
+	/* The source reads the pages held from the urgent Welcome only. */
+	if (hello->resume && hello->channel ==
+	    PCD__WIRE__CHANNEL__CHANNEL_URGENT && (r = fn(arg, &w)) < 0)
 		return chan_set_error(c, r, "out of memory for the page list");
 	r = chan_send_msg(c, WIRE_WELCOME, &w.base);
 	if (w.have != NULL) {
@@ -709,17 +761,45 @@ session_token_check(struct session *s, const Pcd__Wire__Hello *h, char *why,
 	return 0;
 }
 
+/* The channels accepted so far (destination): cs[0] urgent, cs[1 + k]
+ * bulk k; nbulk: the bulk channel count their Hellos announce (0: none
+ * accepted yet). */
+struct session_acc {
+	struct chan	*cs[SESSION_CHANS];
+	uint32_t	 nbulk;
+	int		 slot;		/* the last Hello's */
+};
+
+/* A bulk Hello's channel count must be the one the urgent channel of
+ * its attempt announced (a source opens every channel of a session with
+ * the same one, the urgent channel first). */
+static int
+session_bulk_check(const struct session_acc *acc, const Pcd__Wire__Hello *h,
+    char *why, size_t whylen)
+{
+	uint32_t n = wire_hello_bulk(h);
+
+	if (h->channel == PCD__WIRE__CHANNEL__CHANNEL_URGENT ||
+	    acc->nbulk == 0 || acc->nbulk == n)
+		return 0;
+	snprintf(why, whylen, "Hello announces %" PRIu32 " bulk channels, the "
+	    "channels already accepted for this session announced %" PRIu32,
+	    n, acc->nbulk);
+	return -EPROTO;
+}
+
 /* After the TLS handshake: Hello, Welcome (the Hello must come within
- * SESSION_HANDSHAKE_MS too). 0, the channel and its kind, or an error
- * already posted as a refused peer. Takes the peer's SSL and fd. */
+ * SESSION_HANDSHAKE_MS too). 0 and the channel (its slot and the bulk
+ * count in acc), or an error already posted as a refused peer. Takes the
+ * peer's SSL and fd. */
 static int
 session_accept_hello(struct session *s, struct session_peer *p,
-    session_have_fn fn, void *arg, struct chan **out, int *kind)
+    session_have_fn fn, void *arg, struct session_acc *acc, struct chan **out)
 {
 	struct mig *m = s->m;
 	Pcd__Wire__Hello *hello = NULL;
 	struct chan *c = NULL;
-	char why[384];
+	char why[384], name[32];
 	int r;
 
 	if ((r = chan_new(p->ssl, p->fd, m->stopfd, "handshake", &c)) < 0) {
@@ -733,7 +813,8 @@ session_accept_hello(struct session *s, struct session_peer *p,
 	    (ProtobufCMessage **)&hello)) < 0)
 		goto fail;
 	if ((r = wire_hello_check(hello, m->id, s->npages * s->ps, s->ps, why,
-	    sizeof(why))) < 0) {
+	    sizeof(why))) < 0 ||
+	    (r = session_bulk_check(acc, hello, why, sizeof(why))) < 0) {
 		session_refuse(c, r == -EPROTONOSUPPORT ?
 		    STATUS_FAILED_PRECONDITION : STATUS_INVALID_ARGUMENT, why);
 		chan_set_error(c, r, "%s", why);
@@ -749,11 +830,15 @@ session_accept_hello(struct session *s, struct session_peer *p,
 		r = -EALREADY;
 		goto fail;
 	}
-	*kind = hello->channel;
 	if ((r = session_welcome(s, c, hello, fn, arg)) < 0)
 		goto fail;
+	acc->nbulk = wire_hello_bulk(hello);
+	acc->slot = hello->channel == PCD__WIRE__CHANNEL__CHANNEL_BULK ?
+	    SESSION_BULK + (int)hello->bulk_index : SESSION_URGENT;
+	session_chan_label(name, sizeof(name), hello->channel,
+	    hello->bulk_index, acc->nbulk);
 	protobuf_c_message_free_unpacked(&hello->base, NULL);
-	chan_set_name(c, session_kind_name(*kind));
+	chan_set_name(c, name);
 	chan_set_timeout(c, MIG_LINK_TIMEOUT_MS);
 	*out = c;
 	return 0;
@@ -807,18 +892,29 @@ session_peer_add(struct session *s, struct session_peer *peers, size_t *n)
 	return 0;
 }
 
-/* Installs an accepted channel in cs (a kind already there is replaced:
- * the source gave up that attempt, e.g. its other channel failed to open,
- * and tries again). */
+/* Installs an accepted channel in its slot (one already there is
+ * replaced: the source gave up that attempt, e.g. another of its channels
+ * failed to open, and tries again). */
 static void
-session_peer_channel(struct session *s, struct chan *c, int kind,
-    const char *peer, struct chan **cs)
+session_peer_channel(struct session *s, struct chan *c, const char *peer,
+    struct session_acc *acc)
 {
-	int k = kind == PCD__WIRE__CHANNEL__CHANNEL_BULK ? SESSION_BULK :
-	    SESSION_URGENT;
+	struct chan **cs = acc->cs;
+	int k = acc->slot;
 
 	log_info("migration %s: %s channel from %s accepted", s->m->id,
 	    chan_name(c), peer);
+	/* The source opens the urgent channel first: bulk channels already
+	 * here are from an attempt it gave up. */
+	for (int j = SESSION_BULK; k == SESSION_URGENT && j < SESSION_CHANS;
+	    j++) {
+		if (cs[j] == NULL)
+			continue;
+		log_info("migration %s: %s channel of an abandoned attempt "
+		    "dropped", s->m->id, chan_name(cs[j]));
+		chan_free(cs[j]);
+		cs[j] = NULL;
+	}
 	if (cs[k] != NULL) {
 		log_info("migration %s: the new %s channel replaces one from an "
 		    "abandoned attempt", s->m->id, chan_name(c));
@@ -832,7 +928,8 @@ session_peer_channel(struct session *s, struct chan *c, int kind,
  * still pending stay, in order; their count is returned. */
 static size_t
 session_peers_step(struct session *s, struct session_peer *peers, size_t n,
-    const struct pollfd *pf, session_have_fn fn, void *arg, struct chan **cs)
+    const struct pollfd *pf, session_have_fn fn, void *arg,
+    struct session_acc *acc)
 {
 	uint64_t now = now_ns();
 	size_t kept = 0;
@@ -841,7 +938,7 @@ session_peers_step(struct session *s, struct session_peer *peers, size_t n,
 		struct session_peer p = peers[k];
 		struct chan *c = NULL;
 		char why[384];
-		int r = 0, kind = 0;
+		int r = 0;
 
 		if (pf[k].revents != 0)
 			r = tls_handshake_step(s->tls, p.ssl, &p.events, why,
@@ -859,8 +956,8 @@ session_peers_step(struct session *s, struct session_peer *peers, size_t n,
 			mig_post_refused(s->m, "peer %s: %s", p.name, why);
 			SSL_free(p.ssl);
 			close(p.fd);
-		} else if (session_accept_hello(s, &p, fn, arg, &c, &kind) == 0)
-			session_peer_channel(s, c, kind, p.name, cs);
+		} else if (session_accept_hello(s, &p, fn, arg, acc, &c) == 0)
+			session_peer_channel(s, c, p.name, acc);
 	}
 	return kept;
 }
@@ -890,17 +987,28 @@ session_peers_poll(struct session *s, const struct session_peer *peers,
 	return next <= now ? 0 : (int)((next - now) / 1000000) + 1;
 }
 
+/* The urgent channel and every bulk channel announced are here. */
+static bool
+session_acc_full(const struct session_acc *acc)
+{
+	if (acc->nbulk == 0)
+		return false;
+	for (uint32_t k = 0; k <= acc->nbulk; k++)
+		if (acc->cs[k] == NULL)
+			return false;
+	return true;
+}
+
 int
 session_accept(struct session *s, session_have_fn fn, void *arg)
 {
 	struct session_peer peers[SESSION_PEERS_MAX];
 	struct pollfd pf[2 + SESSION_PEERS_MAX];
-	struct chan *cs[2] = { NULL, NULL };
+	struct session_acc acc = { .nbulk = 0 };
 	size_t n = 0;
 	int r = 0;
 
-	while (r == 0 && (cs[SESSION_URGENT] == NULL ||
-	    cs[SESSION_BULK] == NULL)) {
+	while (r == 0 && !session_acc_full(&acc)) {
 		int ms = session_peers_poll(s, peers, n, pf);
 
 		if (s->accept_until_ns != 0 && now_ns() >= s->accept_until_ns) {
@@ -916,7 +1024,7 @@ session_accept(struct session *s, session_have_fn fn, void *arg)
 			r = -ECANCELED;
 			break;
 		}
-		n = session_peers_step(s, peers, n, pf + 2, fn, arg, cs);
+		n = session_peers_step(s, peers, n, pf + 2, fn, arg, &acc);
 		if (pf[0].revents & POLLIN)
 			r = session_peer_add(s, peers, &n);
 	}
@@ -929,11 +1037,13 @@ session_accept(struct session *s, session_have_fn fn, void *arg)
 		close(peers[k].fd);
 	}
 	if (r < 0) {
-		chan_free(cs[0]);
-		chan_free(cs[1]);
+		for (int k = 0; k < SESSION_CHANS; k++)
+			chan_free(acc.cs[k]);
 		return r;
 	}
+	/* Slots past the count (a count never changes within a session:
+	 * session_bulk_check) stay empty. */
 	s->resumable = true;
-	session_install(s, cs[SESSION_URGENT], cs[SESSION_BULK]);
+	session_install(s, acc.cs, acc.nbulk);
 	return 0;
 }

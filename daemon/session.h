@@ -1,5 +1,5 @@
-/* session.h - the two TLS channels between a source and a destination
- * daemon (urgent and bulk), for both roles: connect (source) or listen and
+/* session.h - the TLS channels between a source and a destination daemon
+ * (one urgent, 1 .. WIRE_BULK_CHANNELS_MAX bulk), for both roles: connect (source) or listen and
  * accept (destination), the Hello/Welcome handshake with its resume part,
  * pings, breaking a session after an error, closing it, and the waits of
  * the role's threads.
@@ -35,7 +35,11 @@
 struct chan;
 struct tls_ctx;
 
+/* Channel slots: the urgent channel, then bulk channel k at SESSION_BULK
+ * + k (SESSION_BULK alone: bulk channel 0, which also carries the
+ * precopy rounds and the digests). */
 enum session_chan { SESSION_URGENT = 0, SESSION_BULK = 1 };
+#define SESSION_CHANS	(1 + WIRE_BULK_CHANNELS_MAX)
 
 /* What session_wait saw. */
 enum session_wake {
@@ -65,9 +69,13 @@ struct session {
 	bool			 broken;	/* this session's channels failed */
 
 	pthread_mutex_t		 txlock;	/* sends from outside */
-	struct chan		*ch[2];		/* written under txlock and lock;
-						 * read freely by the session's
-						 * threads */
+	struct chan		*ch[SESSION_CHANS];	/* written under txlock
+						 * and lock; read freely by the
+						 * session's threads */
+	/* Bulk channels: source, the migration's (session_set_bulk);
+	 * destination, the installed session's (its Hellos). [txlock and
+	 * lock, like ch] */
+	uint32_t		 nbulk;
 	bool			 running;	/* [txlock and lock] installed */
 
 	/* The migration's session token (wire.proto Hello.session_token).
@@ -77,7 +85,8 @@ struct session {
 	uint8_t			 token[WIRE_TOKEN_LEN];
 	bool			 token_set;
 	bool			 resumable;
-	_Atomic uint64_t	 last_tx[2];	/* session_send: last frame */
+	_Atomic uint64_t	 last_tx[SESSION_CHANS];	/* session_send:
+						 * last frame */
 
 	/* Destination, after the migration completed (dest_done.c): the
 	 * verdict a resume Hello with the token is answered with
@@ -98,32 +107,40 @@ void session_init(struct session *s, struct mig *m);
 void session_destroy(struct session *s);	/* frees the channels too */
 /* The guest's geometry (for frame limits and the Hello). */
 void session_set_guest(struct session *s, uint64_t npages, uint32_t ps);
+/* Source: the number of bulk channels each session opens (1 ..
+ * WIRE_BULK_CHANNELS_MAX), before the first. */
+void session_set_bulk(struct session *s, uint32_t nbulk);
+/* Bulk channels of the running session (its threads only). */
+uint32_t session_nbulk(const struct session *s);
 /* Source: picks the migration's random session token. */
 int session_new_token(struct session *s, char *err, size_t errlen);
 /* Loads the TLS profile (server: the destination's). */
 int session_tls(struct session *s, bool server, char *err, size_t errlen);
 
-/* Source: connects both channels (urgent first: a resume Welcome on it
- * says what the destination holds) and installs them. -EALREADY: the
- * destination completed the migration already (a resume answered with
- * Welcome.completed; its verdict in s->peer_done). */
+/* Source: connects every channel (urgent first: a resume Welcome on it
+ * says what the destination holds; then bulk 0, 1, ...) and installs
+ * them. -EALREADY: the destination completed the migration already (a
+ * resume answered with Welcome.completed; its verdict in s->peer_done). */
 int session_connect(struct session *s, const char *addr, bool resume,
     session_welcome_fn fn, void *arg, char *err, size_t errlen);
 /* Destination: binds the listener (m->addr; the bound address goes to
  * m->listen). */
 int session_listen(struct session *s, char *err, size_t errlen);
-/* Destination: accepts until both channels are there and installs them.
- * Bad peers are refused (posted) and the listener keeps serving. With
- * s->done set it only answers resumes as completed, until the migration
- * stops (-ECANCELED) or s->accept_until_ns (-ETIMEDOUT). */
+/* Destination: accepts until the urgent channel and every bulk channel
+ * the Hellos announce are there and installs them. Bad peers (a Hello
+ * whose bulk channel count or index is out of range or differs from the
+ * other channels') are refused (posted) and the listener keeps serving.
+ * With s->done set it only answers resumes as completed, until the
+ * migration stops (-ECANCELED) or s->accept_until_ns (-ETIMEDOUT). */
 int session_accept(struct session *s, session_have_fn fn, void *arg);
 
-/* The channel of a running session (its threads only). */
-struct chan *session_chan(struct session *s, enum session_chan which);
+/* The channel of a running session (its threads only): which is
+ * SESSION_URGENT or SESSION_BULK + k, k < session_nbulk. */
+struct chan *session_chan(struct session *s, unsigned which);
 /* Sends a message from any thread. With no session nothing is sent (0);
  * a channel that failed returns its error; a send error breaks the
  * session. */
-int session_send(struct session *s, enum session_chan which, unsigned type,
+int session_send(struct session *s, unsigned which, unsigned type,
     const ProtobufCMessage *msg);
 /* The loop, on Cancel before switchover: tells the peer with an Error
  * frame of code CANCELLED (why: its message) on both channels, when a
@@ -133,14 +150,14 @@ int session_send(struct session *s, enum session_chan which, unsigned type,
 int session_tell_cancel(struct session *s, const char *why);
 /* Sends a Ping when session_send sent nothing on the channel for
  * MIG_PING_MS. */
-int session_ping_due(struct session *s, enum session_chan which);
+int session_ping_due(struct session *s, unsigned which);
 /* Drops a running session (a Resume request): both channels fail with
  * -ECONNRESET. Whether one ran. */
 bool session_drop(struct session *s);
 
 bool session_stopped(struct session *s);
 bool session_ended(struct session *s);		/* stopped or broken */
-/* Ends the session after an error: both channels fail so every thread
+/* Ends the session after an error: every channel fails so every thread
  * using them returns. */
 void session_break(struct session *s);
 /* The migration stops: every wait returns. */

@@ -6,14 +6,19 @@
  *           waits for the VMM to pause, sends Switchover{device state} on
  *           the urgent channel, then serves PageRequests on it until the
  *           destination reports Complete.
- *   bulk:   after the switchover streams every page not yet sent, in order
- *           from a cursor that requests move (all-zero runs as ZERO
- *           records), under the bandwidth limit; then the per-page digests.
- *           It also sends a Ping on each channel that would otherwise be
- *           silent for MIG_PING_MS, so the destination can tell a dead
+ *   bulk:   one per bulk channel (Migrate bulk_channels, 1 .. 16). The
+ *           guest is cut into stripes of SRC_STRIPE_PAGES pages, stripe j
+ *           sent by bulk sender j % nbulk. After the switchover each
+ *           streams every page of its stripes not yet sent, in order from
+ *           a cursor that requests move (all-zero runs as ZERO records),
+ *           under its share of the bandwidth limit; once every sender is
+ *           done, sender 0 sends the per-page digests. Sender 0 also runs
+ *           the precopy rounds. Each sends a Ping on its channel (sender
+ *           0: and on the urgent one) when it would otherwise be silent
+ *           for MIG_PING_MS, so the destination can tell a dead
  *           connection from an idle one.
  * Network loss: a channel that fails with a transient error (reset,
- * timeout, TLS record broken) ends the session: both channels are dropped,
+ * timeout, TLS record broken) ends the session: every channel is dropped,
  * the migration is PAUSED and the main thread reconnects to the
  * destination's listener with backoff, saying resume in Hello. The
  * destination's Welcome lists the pages it holds; every other page is
@@ -74,11 +79,9 @@ src_apply_have(void *arg, const Pcd__Wire__Welcome *w, char *err,
 		for (uint64_t i = w->have[k]->first;
 		    i < w->have[k]->first + w->have[k]->count; i++)
 			bm_set(s->sent, i);
-	for (uint64_t i = 0; i < words; i++)
-		n += (uint64_t)__builtin_popcountll(atomic_load(&s->sent[i]));
-	atomic_store(&s->sent_count, n);
+	src_recount(s);
+	n = atomic_load(&s->sent_count);
 	src_valid_raise(s, n);
-	atomic_store(&s->cursor_hint, SRC_NO_HINT);
 	pthread_mutex_lock(&s->s.lock);
 	s->switched = w->switched;
 	pthread_mutex_unlock(&s->s.lock);
@@ -97,16 +100,15 @@ src_switched(void *arg)
 	return s->switched;
 }
 
-/* Waits until done (NULL: until the session ends), pinging both channels
- * when they are quiet. */
 int
-src_wait_pinging(struct source *s, bool (*done)(void *))
+src_wait_pinging(struct source *s, uint32_t k, bool (*done)(void *))
 {
 	int r;
 
 	while (session_wait(&s->s, done, s, MIG_PING_MS) == SESSION_TIMEOUT) {
-		if ((r = session_ping_due(&s->s, SESSION_BULK)) < 0 ||
-		    (r = session_ping_due(&s->s, SESSION_URGENT)) < 0)
+		if ((r = session_ping_due(&s->s, SESSION_BULK + k)) < 0 ||
+		    (k == 0 && (r = session_ping_due(&s->s,
+		    SESSION_URGENT)) < 0))
 			return r;
 	}
 	return 0;
@@ -120,48 +122,70 @@ src_urgent_idle(void *arg)
 	return !atomic_load(&s->urgent_busy);
 }
 
-/* Huge pages: while the main thread sends demanded huge pages, waits (at
- * most SRC_YIELD_MS) instead of encrypting and sending bulk data on the
+/* Huge pages: while the main thread sends demanded huge pages, each bulk
+ * sender waits (at most SRC_YIELD_MS) instead of encrypting and sending bulk data on the
  * same CPUs and path. Counted: how often, and how often the wait ran out. */
 static void
 src_yield(struct source *s)
 {
 	if (!atomic_load_explicit(&s->urgent_busy, memory_order_relaxed))
 		return;
-	s->yields++;
+	atomic_fetch_add_explicit(&s->yields, 1, memory_order_relaxed);
 	if (session_wait(&s->s, src_urgent_idle, s, SRC_YIELD_MS) ==
 	    SESSION_TIMEOUT)
-		s->yields_capped++;
+		atomic_fetch_add_explicit(&s->yields_capped, 1,
+		    memory_order_relaxed);
 }
 
-/* Streams every page not sent yet, from a cursor that page requests move;
- * pings the urgent channel when it is quiet. */
-static int
-src_stream(struct source *s, struct chan *c, uint64_t *sent_bytes)
+/* The first page of the next stripe of sender k after page pos (wrapping
+ * to the guest's start past its end). */
+static uint64_t
+src_next_stripe(const struct source *s, uint32_t k, uint64_t pos)
 {
+	uint64_t j = pos / s->stripe, step = (k + s->nbulk - j % s->nbulk) %
+	    s->nbulk;
+
+	j += step == 0 ? s->nbulk : step;
+	return j * s->stripe < s->npages ? j * s->stripe : 0;
+}
+
+/* Streams every page of sender b's stripes not sent yet, from a cursor
+ * that page requests move; sender 0 pings the urgent channel when it is
+ * quiet. */
+static int
+src_stream(struct src_bulk *b, struct chan *c, uint64_t *sent_bytes)
+{
+	struct source *s = b->s;
 	uint64_t pos = 0, epoch_ns = 0, epoch_bytes = 0, bps = 0;
 	int r = 0;
 
-	while (r == 0 && atomic_load(&s->sent_count) < s->npages) {
-		uint64_t hint;
+	while (r == 0 && atomic_load(&b->sent) < b->total) {
+		uint64_t hint, lim;
 		uint32_t n;
 		bool zero;
 
 		/* Before the hint: the demand just served moves it. */
 		src_yield(s);
-		hint = atomic_exchange(&s->cursor_hint, SRC_NO_HINT);
+		hint = atomic_exchange(&b->hint, SRC_NO_HINT);
 		if (hint != SRC_NO_HINT)
 			pos = hint;
 		if (pos >= s->npages)
 			pos = 0;
-		/* Skip whole words of sent pages. */
-		if ((pos & 63) == 0 && pos + 64 <= s->npages &&
+		if (src_owner(s, pos) != b->k) {
+			pos = src_next_stripe(s, b->k, pos);
+			continue;
+		}
+		lim = (pos / s->stripe + 1) * s->stripe;
+		if (lim > s->npages)
+			lim = s->npages;
+		/* Skip whole words of sent pages (stripes are whole words). */
+		if ((pos & 63) == 0 && pos + 64 <= lim &&
 		    atomic_load_explicit(&s->sent[pos >> 6],
 		    memory_order_relaxed) == UINT64_MAX) {
 			pos += 64;
 			continue;
 		}
-		if ((n = src_bulk_run(s, pos, &zero)) == 0) {
+		if ((n = src_bulk_run(s, pos, lim, &zero)) == 0) {
 			pos++;
 			continue;
 		}
@@ -170,55 +194,105 @@ src_stream(struct source *s, struct chan *c, uint64_t *sent_bytes)
 		    memory_order_relaxed);
 		*sent_bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
 		pos += n;
-		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, *sent_bytes);
-		if (r == 0)
+		src_throttle(s, s->nbulk, &epoch_ns, &epoch_bytes, &bps,
+		    *sent_bytes);
+		if (r == 0 && b->k == 0)
 			r = session_ping_due(&s->s, SESSION_URGENT);
 	}
 	return r;
 }
 
-static void *
-src_bulk_main(void *arg)
+/* Senders after the first stream once the switchover is out and the
+ * first sender found the holes. */
+static bool
+src_stream_ready(void *arg)
 {
 	struct source *s = arg;
-	struct chan *c = session_chan(&s->s, SESSION_BULK);
-	uint64_t sent_bytes = 0, t0, t1, t2, t3;
+
+	return s->switched && atomic_load_explicit(&s->holes_ready,
+	    memory_order_acquire);
+}
+
+/* Every sender's stripes are sent: the digests may go. */
+static bool
+src_streams_done(void *arg)
+{
+	struct source *s = arg;
+
+	return atomic_load(&s->streams_done) == s->nbulk;
+}
+
+/* Sender 0 before its stream: the precopy rounds and the stale list,
+ * the switchover, the holes (once: the guest is paused now, so holes stay
+ * holes; before any reader looks, holes_ready). 1 when the session ended. */
+static int
+src_bulk_first(struct src_bulk *b, struct chan *c)
+{
+	struct source *s = b->s;
 	int r;
 
-	/* Precopy: the rounds, then (guest paused) the stale list. */
 	if ((r = src_precopy_run(s, c)) < 0)
-		goto out;
-	r = src_wait_pinging(s, src_switched);
+		return r;
+	r = src_wait_pinging(s, 0, src_switched);
 	if (r < 0 || session_ended(&s->s))
-		goto out;
-	/* The guest is paused now: holes stay holes. (Before the pause the
-	 * guest could still write to one.) Found once, by the first session's
-	 * sender, before any reader looks (holes_ready). */
-	t0 = now_ns();
+		return r < 0 ? r : 1;
 	if (!atomic_load_explicit(&s->holes_ready, memory_order_acquire)) {
 		src_find_holes(s);
 		atomic_store_explicit(&s->holes_ready, true,
 		    memory_order_release);
+		session_kick(&s->s);
 	}
+	return 0;
+}
+
+static void src_session_close(struct source *s);
+
+static void *
+src_bulk_main(void *arg)
+{
+	struct src_bulk *b = arg;
+	struct source *s = b->s;
+	struct chan *c = session_chan(&s->s, SESSION_BULK + b->k);
+	uint64_t sent_bytes = 0, t0, t1, t2;
+	int r;
+
+	t0 = now_ns();
+	if (b->k == 0)
+		r = src_bulk_first(b, c);
+	else if ((r = src_wait_pinging(s, b->k, src_stream_ready)) == 0 &&
+	    session_ended(&s->s))
+		r = 1;
+	if (r != 0)
+		goto out;
 	t1 = now_ns();
-	r = src_stream(s, c, &sent_bytes);
+	r = src_stream(b, c, &sent_bytes);
 	t2 = now_ns();
 	if (r == 0)
+		log_info("migration %s: bulk stream %" PRIu32 " of %" PRIu32
+		    " done: %" PRIu64 " bytes of pages in %" PRIu64 " ms (after "
+		    "%" PRIu64 " ms of precopy, switchover and holes)", s->m->id,
+		    b->k, s->nbulk, sent_bytes, (t2 - t1) / 1000000,
+		    (t1 - t0) / 1000000);
+	atomic_fetch_add(&s->streams_done, 1);
+	session_kick(&s->s);
+	if (r == 0 && b->k == 0 &&
+	    (r = src_wait_pinging(s, 0, src_streams_done)) == 0 &&
+	    !session_ended(&s->s)) {
+		t1 = now_ns();
 		r = src_send_digests(s, c);
-	t3 = now_ns();
-	if (r == 0) {
-		log_info("migration %s: bulk stream done: holes %" PRIu64 " ms, "
-		    "%" PRIu64 " bytes of pages in %" PRIu64 " ms, digests %"
-		    PRIu64 " ms", s->m->id, (t1 - t0) / 1000000, sent_bytes,
-		    (t2 - t1) / 1000000, (t3 - t2) / 1000000);
+		log_info("migration %s: digests sent in %" PRIu64 " ms, %"
+		    PRIu64 " ms after this stream", s->m->id,
+		    (now_ns() - t1) / 1000000, (t1 - t2) / 1000000);
 		if (s->upp > 1)
 			log_info("migration %s: the bulk stream yielded %" PRIu64
 			    " times to demanded huge pages (%" PRIu64 " waits "
-			    "ran out after %d ms)", s->m->id, s->yields,
-			    s->yields_capped, SRC_YIELD_MS);
-		/* Keep both channels alive until the session ends. */
-		r = src_wait_pinging(s, NULL);
+			    "ran out after %d ms)", s->m->id,
+			    atomic_load(&s->yields),
+			    atomic_load(&s->yields_capped), SRC_YIELD_MS);
 	}
+	/* Keep the channels alive until the session ends. */
+	if (r == 0)
+		r = src_wait_pinging(s, b->k, NULL);
 out:
 	if (r < 0)
 		session_break(&s->s);
@@ -246,8 +320,7 @@ src_serve_zero_unit(struct source *s, struct chan *c, uint64_t i, int *r)
 	for (uint64_t k = 0; k < s->upp; k++)
 		src_claim(s, first + k);
 	/* The bulk stream continues after it (not inside it). */
-	atomic_store(&s->cursor_hint, first + s->upp < s->npages ?
-	    first + s->upp : 0);
+	src_hint(s, first + s->upp);
 	*r = src_send_run(s, c, first, s->upp, true);
 	atomic_fetch_add_explicit(&s->c->pages_urgent, s->upp,
 	    memory_order_relaxed);
@@ -279,7 +352,7 @@ src_serve_request(struct source *s, struct chan *c,
 			return r;
 	}
 	/* Spatial locality: the bulk stream continues after this range. */
-	atomic_store(&s->cursor_hint, hint < s->npages ? hint : 0);
+	src_hint(s, hint);
 	while (i < end && r == 0) {
 		bool zero;
 		uint32_t n = 1;
@@ -310,7 +383,7 @@ src_serve_request(struct source *s, struct chan *c,
 	return r;
 }
 
-/* Both channels of a session (session.c), then the bulk sender. */
+/* The channels of a session (session.c), then the bulk senders. */
 static int
 src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 {
@@ -325,25 +398,44 @@ src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 	if ((r = session_connect(&s->s, addr, resume, src_apply_have, s, err,
 	    errlen)) < 0)
 		return r;
-	if (pthread_create(&s->bulk_thr, NULL, src_bulk_main, s) != 0) {
-		session_close(&s->s);
-		snprintf(err, errlen, "cannot start the bulk thread");
-		return -EAGAIN;
+	atomic_store(&s->streams_done, 0);
+	for (uint32_t k = 0; k < s->nbulk; k++) {
+		struct src_bulk *b = &s->bulk[k];
+		char name[16];
+
+		if (pthread_create(&b->thr, NULL, src_bulk_main, b) != 0) {
+			src_session_close(s);
+			snprintf(err, errlen, "cannot start bulk thread %" PRIu32,
+			    k);
+			return -EAGAIN;
+		}
+		/* pcd-src-bulk, as before, when there is one. */
+		snprintf(name, sizeof(name), k == 0 ? "pcd-src-bulk" :
+		    "pcd-src-bulk%" PRIu32, k);
+		pthread_setname_np(b->thr, name);
+		b->started = true;
 	}
-	pthread_setname_np(s->bulk_thr, "pcd-src-bulk");
-	s->bulk_started = true;
 	return 0;
 }
 
-/* Ends a session: both channels fail, the sender is joined, the channels
- * are freed. Main thread. */
+/* Joins the bulk senders (their session broken or stopped). */
+static void
+src_join_bulk(struct source *s)
+{
+	for (uint32_t k = 0; k < s->nbulk; k++) {
+		if (s->bulk[k].started)
+			pthread_join(s->bulk[k].thr, NULL);
+		s->bulk[k].started = false;
+	}
+}
+
+/* Ends a session: every channel fails, the senders are joined, the
+ * channels are freed. Main thread. */
 static void
 src_session_close(struct source *s)
 {
 	session_break(&s->s);
-	if (s->bulk_started)
-		pthread_join(s->bulk_thr, NULL);
-	s->bulk_started = false;
+	src_join_bulk(s);
 	session_close(&s->s);
 }
 
@@ -682,6 +774,27 @@ src_setup(struct source *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* The bulk senders and their stripes: whole huge pages, whole bitmap
+ * words. */
+static void
+src_stripes(struct source *s, uint32_t nbulk)
+{
+	s->nbulk = nbulk >= 1 && nbulk <= WIRE_BULK_CHANNELS_MAX ? nbulk : 1;
+	s->stripe = s->upp > SRC_STRIPE_PAGES ? s->upp : SRC_STRIPE_PAGES;
+	session_set_bulk(&s->s, s->nbulk);
+	for (uint32_t k = 0; k < s->nbulk; k++) {
+		s->bulk[k].s = s;
+		s->bulk[k].k = k;
+		atomic_store(&s->bulk[k].hint, SRC_NO_HINT);
+	}
+	for (uint64_t j = 0; j * s->stripe < s->npages; j++) {
+		uint64_t end = (j + 1) * s->stripe;
+
+		s->bulk[j % s->nbulk].total += (end < s->npages ? end :
+		    s->npages) - j * s->stripe;
+	}
+}
+
 int
 source_start(struct mig *m, char *err, size_t errlen)
 {
@@ -705,9 +818,9 @@ source_start(struct mig *m, char *err, size_t errlen)
 	s->npages = m->g.size / s->ps;
 	s->upp = m->g.page_size > ps ? m->g.page_size / ps : 1;
 	s->urg_unit = UINT64_MAX;
-	atomic_store(&s->cursor_hint, SRC_NO_HINT);
 	session_init(&s->s, m);
 	session_set_guest(&s->s, s->npages, s->ps);
+	src_stripes(s, m->bulk_channels);
 	m->src = s;
 	s->precopy = m->precopy;
 	s->dirty = m->precopy ? vmm_session_dirty(m->vmm) : NULL;
@@ -815,8 +928,7 @@ source_stop(struct mig *m)
 	if (s->main_started)
 		pthread_join(s->main_thr, NULL);
 	session_break(&s->s);
-	if (s->bulk_started)
-		pthread_join(s->bulk_thr, NULL);
+	src_join_bulk(s);
 	session_destroy(&s->s);
 	/* Precopy ends here (over, cancelled, failed): the guest's write
 	 * protection goes, whatever runs it now. */

@@ -28,13 +28,36 @@ struct dirty;
 #define SRC_SYNC_MS		2000	/* converged: wait for the destination
 					 * to apply what was sent (bounded: an
 					 * older one does not answer) */
+#define SRC_STRIPE_PAGES	1024	/* bulk channels: pages per stripe */
+
+struct source;
+
+/* One bulk sender: its thread, its channel (SESSION_BULK + k) and the
+ * stripes it owns (stripe j belongs to sender j % nbulk). */
+struct src_bulk {
+	struct source		*s;
+	uint32_t		 k;
+	pthread_t		 thr;
+	bool			 started;
+	/* Pages of its stripes that were claimed, and their number: the
+	 * sender is done when they are equal. */
+	_Atomic uint64_t	 sent;
+	uint64_t		 total;		/* [const] */
+	/* Where its stream continues (a page request in its stripes). */
+	_Atomic uint64_t	 hint;
+};
 
 struct source {
 	struct mig		*m;		/* [const] */
 	struct mig_counters	*c;		/* [const] the migration's */
 	struct session		 s;		/* channels, stop, broken */
-	pthread_t		 main_thr, bulk_thr;
-	bool			 main_started, bulk_started;
+	pthread_t		 main_thr;
+	bool			 main_started;
+	uint32_t		 nbulk;		/* [const] bulk channels */
+	uint64_t		 stripe;	/* [const] pages per stripe */
+	struct src_bulk		 bulk[WIRE_BULK_CHANNELS_MAX];
+	_Atomic uint32_t	 streams_done;	/* senders whose stripes are
+						 * all sent (this session) */
 	char			 addr[256];	/* [s.lock] destination */
 
 	const uint8_t		*map;
@@ -51,7 +74,6 @@ struct source {
 	_Atomic uint64_t	*hash;
 	_Atomic uint64_t	*hashed;	/* bitmap */
 	_Atomic uint64_t	 sent_count;
-	_Atomic uint64_t	 cursor_hint;
 	_Atomic uint64_t	 zero_units;	/* huge pages sent as one ZERO
 						 * run (no bytes) */
 	/* [main] the huge page of the last whole request: all zero, and
@@ -63,7 +85,7 @@ struct source {
 	 * stream waits (SRC_YIELD_MS at most) rather than compete with it
 	 * for the CPU and the path. Cleared with session_kick. */
 	atomic_bool		 urgent_busy;
-	uint64_t		 yields, yields_capped;	/* [bulk] */
+	_Atomic uint64_t	 yields, yields_capped;	/* bulk senders */
 
 	/* [s.lock] */
 	bool			 paused;
@@ -97,7 +119,9 @@ struct source {
 
 
 /* source.c */
-int	src_wait_pinging(struct source *s, bool (*done)(void *));
+/* Waits until done (NULL: until the session ends), pinging bulk channel
+ * k (and, k = 0, the urgent one) when quiet. */
+int	src_wait_pinging(struct source *s, uint32_t k, bool (*done)(void *));
 
 /* source_pages.c */
 /* Page i reads as zeros (a hole, or by content). */
@@ -110,15 +134,25 @@ void	src_find_holes(struct source *s);
 void	src_valid_raise(struct source *s, uint64_t n);
 /* Marks page i sent; false if it was already (counts it once). */
 bool	src_claim(struct source *s, uint64_t i);
+/* The bulk sender whose stripe holds page i. */
+uint32_t src_owner(const struct source *s, uint64_t i);
+/* The counts of sent pages again from the bitmap (after it was rebuilt);
+ * the senders' hints dropped. No sender streams. */
+void	src_recount(struct source *s);
+/* A page request ended at page end: the stream of its stripe's sender
+ * continues there. */
+void	src_hint(struct source *s, uint64_t end);
 /* Sends pages [i, i+n) of one kind (digests taken); n <= WIRE_MAX_BATCH
  * for data. */
 int	src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n,
 	    bool zero);
-/* Bulk: claims the run of unsent pages of one kind from pos; its length
- * (0: pos was sent already), *zero its kind. */
-uint32_t src_bulk_run(struct source *s, uint64_t pos, bool *zero);
-/* Sleeps as needed so the bulk stream stays under the limit. */
-void	src_throttle(struct source *s, uint64_t *epoch_ns,
+/* Bulk: claims the run of unsent pages of one kind from pos, not past
+ * page lim; its length (0: pos was sent already), *zero its kind. */
+uint32_t src_bulk_run(struct source *s, uint64_t pos, uint64_t lim,
+	    bool *zero);
+/* Sleeps as needed so the bulk stream stays under the limit, of which
+ * this sender, one of senders streaming at once, takes its share. */
+void	src_throttle(struct source *s, uint32_t senders, uint64_t *epoch_ns,
 	    uint64_t *epoch_bytes, uint64_t *cur_bps, uint64_t sent);
 /* Bulk, after the stream: every page's digest. */
 int	src_send_digests(struct source *s, struct chan *c);

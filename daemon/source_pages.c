@@ -149,14 +149,57 @@ src_valid_raise(struct source *s, uint64_t n)
 		;
 }
 
-/* Marks page i sent; counts it once. */
+uint32_t
+src_owner(const struct source *s, uint64_t i)
+{
+	return (uint32_t)((i / s->stripe) % s->nbulk);
+}
+
+/* Marks page i sent; counts it once (and for its stripe's sender). */
 bool
 src_claim(struct source *s, uint64_t i)
 {
 	if (bm_set(s->sent, i))
 		return false;
+	atomic_fetch_add_explicit(&s->bulk[src_owner(s, i)].sent, 1,
+	    memory_order_relaxed);
 	src_valid_raise(s, atomic_fetch_add(&s->sent_count, 1) + 1);
 	return true;
+}
+
+void
+src_recount(struct source *s)
+{
+	uint64_t n = 0, own[WIRE_BULK_CHANNELS_MAX] = { 0 };
+
+	for (uint64_t i = 0; i < s->npages; i++) {
+		/* Whole words at a time where they are all set or all not. */
+		uint64_t w = atomic_load_explicit(&s->sent[i >> 6],
+		    memory_order_relaxed);
+
+		if ((i & 63) == 0 && i + 64 <= s->npages &&
+		    (w == 0 || w == UINT64_MAX) &&
+		    src_owner(s, i) == src_owner(s, i + 63)) {
+			own[src_owner(s, i)] += w == 0 ? 0 : 64;
+			i += 63;
+			continue;
+		}
+		own[src_owner(s, i)] += (w >> (i & 63)) & 1;
+	}
+	for (uint32_t k = 0; k < s->nbulk; k++) {
+		atomic_store(&s->bulk[k].sent, own[k]);
+		atomic_store(&s->bulk[k].hint, SRC_NO_HINT);
+		n += own[k];
+	}
+	atomic_store(&s->sent_count, n);
+}
+
+void
+src_hint(struct source *s, uint64_t end)
+{
+	if (end >= s->npages)
+		end = 0;
+	atomic_store(&s->bulk[src_owner(s, end)].hint, end);
 }
 
 /* Digests of pages about to be sent: read now, they are in the cache when
@@ -198,18 +241,20 @@ src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero
 	return r;
 }
 
-/* Sleeps as needed so the bulk stream stays under the limit. */
+/* Sleeps as needed so the bulk stream stays under the limit (the
+ * migration's: each of the senders streaming at once takes its share). */
 void
-src_throttle(struct source *s, uint64_t *epoch_ns, uint64_t *epoch_bytes,
-    uint64_t *cur_bps, uint64_t sent)
+src_throttle(struct source *s, uint32_t senders, uint64_t *epoch_ns,
+    uint64_t *epoch_bytes, uint64_t *cur_bps, uint64_t sent)
 {
-	uint64_t bps = atomic_load(&s->m->bandwidth_bps);
+	uint64_t raw = atomic_load(&s->m->bandwidth_bps), bps;
 
-	if (bps != *cur_bps) {
-		*cur_bps = bps;
+	if (raw != *cur_bps) {
+		*cur_bps = raw;
 		*epoch_ns = now_ns();
 		*epoch_bytes = sent;
 	}
+	bps = raw == 0 ? 0 : raw / senders > 0 ? raw / senders : 1;
 	while (bps != 0) {
 		uint64_t due = (uint64_t)((double)(sent - *epoch_bytes) * 1e9 /
 		    (double)bps);
@@ -221,7 +266,7 @@ src_throttle(struct source *s, uint64_t *epoch_ns, uint64_t *epoch_bytes,
 		if (poll(&p, 1, (int)((due - el) / 1000000 > 100 ? 100 :
 		    (due - el) / 1000000 + 1)) > 0)
 			return;
-		if (atomic_load(&s->m->bandwidth_bps) != bps)
+		if (atomic_load(&s->m->bandwidth_bps) != raw)
 			return;		/* picked up on the next call */
 	}
 }
@@ -267,12 +312,12 @@ src_send_digests(struct source *s, struct chan *c)
  * page boundary) of which no piece was sent, claimed: their pieces, 0 when
  * the first is not one. They go as one ZERO run. */
 static uint32_t
-src_zero_units(struct source *s, uint64_t pos)
+src_zero_units(struct source *s, uint64_t pos, uint64_t lim)
 {
 	uint64_t max = s->upp > SRC_ZERO_RUN_MAX ? s->upp : SRC_ZERO_RUN_MAX;
 	uint64_t n = 0;
 
-	while (n + s->upp <= max && pos + n < s->npages) {
+	while (n + s->upp <= max && pos + n < lim) {
 		for (uint64_t k = 0; k < s->upp; k++)
 			if (bm_test(s->sent, pos + n + k))
 				goto out;
@@ -291,17 +336,18 @@ out:
 }
 
 /* Bulk: claims the run of unsent pages of one kind (zero or not) from
- * pos, at most a frame's worth and, on huge pages, not past pos's huge
- * page, so that the next run starts on a boundary and is looked at whole
- * (an all-zero huge page goes as one ZERO run). Its length; 0 when pos
+ * pos, at most a frame's worth, not past lim (the end of pos's stripe)
+ * and, on huge pages, not past pos's huge page, so that the next run
+ * starts on a boundary and is looked at whole (an all-zero huge page goes
+ * as one ZERO run; stripes are whole huge pages). Its length; 0 when pos
  * was sent already. */
 uint32_t
-src_bulk_run(struct source *s, uint64_t pos, bool *zero)
+src_bulk_run(struct source *s, uint64_t pos, uint64_t lim, bool *zero)
 {
 	uint32_t n, max;
 
 	if (s->upp > 1 && pos % s->upp == 0 &&
-	    (n = src_zero_units(s, pos)) > 0) {
+	    (n = src_zero_units(s, pos, lim)) > 0) {
 		*zero = true;
 		return n;
 	}
@@ -311,7 +357,7 @@ src_bulk_run(struct source *s, uint64_t pos, bool *zero)
 	max = *zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
 	if (s->upp > 1 && max > s->upp - pos % s->upp)
 		max = (uint32_t)(s->upp - pos % s->upp);
-	for (n = 1; n < max && pos + n < s->npages; n++) {
+	for (n = 1; n < max && pos + n < lim; n++) {
 		if (bm_test(s->sent, pos + n) ||
 		    src_zero(s, pos + n) != *zero || !src_claim(s, pos + n))
 			break;

@@ -153,7 +153,9 @@ src_precopy_round(struct source *s, struct chan *c, struct precopy_round *rd,
 		r = src_precopy_send(s, c, i, &n, &rd->bytes_sent);
 		rd->pages_sent += n;
 		i += n;
-		src_throttle(s, &epoch_ns, &epoch_bytes, &bps, rd->bytes_sent);
+		/* The rounds run on bulk channel 0 alone. */
+		src_throttle(s, 1, &epoch_ns, &epoch_bytes, &bps,
+		    rd->bytes_sent);
 		if (r == 0)
 			r = session_ping_due(&s->s, SESSION_URGENT);
 	}
@@ -335,11 +337,10 @@ src_precopy_handover(struct source *s)
 		if (w == words - 1 && (s->npages & 63) != 0)
 			v &= (1ull << (s->npages & 63)) - 1;
 		atomic_store(&s->sent[w], v);
-		sent += (uint64_t)__builtin_popcountll(v);
 	}
-	atomic_store(&s->sent_count, sent);
+	src_recount(s);
+	sent = atomic_load(&s->sent_count);
 	atomic_store(&s->c->pages_valid, sent);
-	atomic_store(&s->cursor_hint, SRC_NO_HINT);
 	pthread_mutex_lock(&s->s.lock);
 	s->final_sent = true;
 	pthread_cond_broadcast(&s->s.cond);
@@ -363,7 +364,7 @@ src_precopy_run(struct source *s, struct chan *c)
 			r = src_precopy_decide(s, c, &rd);
 	}
 	if (r == 0)
-		r = src_wait_pinging(s, src_precopy_paused);
+		r = src_wait_pinging(s, 0, src_precopy_paused);
 	if (r < 0 || session_ended(&s->s))
 		return r < 0 ? r : -ECONNRESET;
 	log_timeline(s->m->id, "source bulk thread: the pause seen");

@@ -203,6 +203,21 @@ wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
 	}
 	if (mig_id_check(h->migration_id, "Hello", err, errlen) < 0)
 		return -EPROTO;
+	if (wire_hello_bulk(h) > WIRE_BULK_CHANNELS_MAX) {
+		snprintf(err, errlen, "Hello asks for %" PRIu32 " bulk channels; "
+		    "this daemon takes at most %d", h->bulk_channels,
+		    WIRE_BULK_CHANNELS_MAX);
+		return -EPROTO;
+	}
+	if (h->bulk_index >= wire_hello_bulk(h) ||
+	    (h->channel == PCD__WIRE__CHANNEL__CHANNEL_URGENT &&
+	    h->bulk_index != 0)) {
+		snprintf(err, errlen, "Hello names bulk channel %" PRIu32 " of %"
+		    PRIu32 " on the %s channel", h->bulk_index,
+		    wire_hello_bulk(h), h->channel ==
+		    PCD__WIRE__CHANNEL__CHANNEL_URGENT ? "urgent" : "bulk");
+		return -EPROTO;
+	}
 	if (strcmp(h->migration_id, id) != 0) {
 		snprintf(err, errlen, "Hello for migration '%s', this "
 		    "listener serves '%s'", h->migration_id, id);
@@ -226,6 +241,12 @@ wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
 		return -EPROTO;
 	}
 	return 0;
+}
+
+uint32_t
+wire_hello_bulk(const Pcd__Wire__Hello *h)
+{
+	return h->bulk_channels == 0 ? 1 : h->bulk_channels;
 }
 
 int

@@ -37,6 +37,7 @@
 #define WIRE_MAX_PAGE_SIZE	(64u << 10)
 #define WIRE_MAX_DEVSTATE	(64u << 20)	/* Switchover body cap */
 #define WIRE_STALE_CHUNK	16384		/* ranges per Stale frame */
+#define WIRE_BULK_CHANNELS_MAX	16		/* Hello.bulk_channels cap */
 
 enum wire_type {
 	WIRE_HELLO = 1,
@@ -84,10 +85,14 @@ int wire_body_decode(unsigned type, const uint8_t *buf, size_t len,
     ProtobufCMessage **out, char *err, size_t errlen);
 
 /* Semantic checks on a decoded Hello against what this side expects
- * (migration id, guest size, page size). 0, or -EPROTO/-EPROTONOSUPPORT with
+ * (migration id, guest size, page size, the bulk channel count and index
+ * in range: see wire_hello_bulk). 0, or -EPROTO/-EPROTONOSUPPORT with
  * a message naming both values. */
 int wire_hello_check(const Pcd__Wire__Hello *h, const char *id,
     uint64_t guest_size, uint32_t page_size, char *err, size_t errlen);
+/* The number of bulk channels an accepted Hello announces (1 ..
+ * WIRE_BULK_CHANNELS_MAX; 0 on the wire means 1). */
+uint32_t wire_hello_bulk(const Pcd__Wire__Hello *h);
 
 /* Semantic checks on the other decoded messages, against the receiver's
  * guest of npages pages. Each returns 0, or -EPROTO (Welcome: also

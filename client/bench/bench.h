@@ -127,6 +127,8 @@ struct bench_opts {
 	double		 zero_fraction;
 	uint64_t	 seed;
 	uint64_t	 bandwidth_bps;	/* 0 = unlimited */
+	unsigned	 bulk_channels;	/* Migrate bulk_channels; 0: default */
+	unsigned	 demand_spin_us;	/* both daemons' config; 0: off */
 	/* --precopy: rounds before postcopy, switching after rounds (0: no
 	 * limit) or on a stall (auto_switch); the source guest writes
 	 * dirty_rate pages/s until the pause. */

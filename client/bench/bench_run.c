@@ -357,6 +357,8 @@ bench_start_daemon(struct bench_ctx *c, struct bench_side *s)
 		return -errno;
 	}
 	fprintf(f, "# written by postcopy-bench for one run\n");
+	if (c->o->demand_spin_us > 0)
+		fprintf(f, "demand_spin_us = %u\n", c->o->demand_spin_us);
 	fclose(f);
 	argv[n++] = (char *)c->o->postcopyd;
 	argv[n++] = (char *)"--config";
@@ -697,6 +699,7 @@ bench_run_inner(struct bench_ctx *c, struct bench_run *r)
 	mig.dest = listen;
 	mig.tls = &tls;
 	mig.bandwidth_bps = o->bandwidth_bps;
+	mig.bulk_channels = o->bulk_channels;
 	if (o->precopy) {
 		mig.mode = PCD__MIGRATE_MODE__MIGRATE_MODE_PRECOPY;
 		mig.rounds = o->rounds;

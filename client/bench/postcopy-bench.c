@@ -106,6 +106,10 @@ usage(FILE *f)
 "  -m, --mode M             minor|copy|both (default minor)\n"
 "  -b, --bandwidth RATE     bulk stream limit in bytes/s, e.g. 500M (default\n"
 "                           unlimited; demand pages are never limited)\n"
+"      --bulk-channels N    N parallel bulk TLS channels, 1..16 (default 1)\n"
+"      --demand-spin US     both daemons poll the urgent channel and the\n"
+"                           userfaultfd US microseconds (1..1000) before\n"
+"                           sleeping (demand_spin_us; default off)\n"
 "      --precopy            precopy rounds before postcopy\n"
 "      --rounds N           --precopy: switch to postcopy after N rounds\n"
 "      --max-downtime MS    --precopy: converge when the rest takes under\n"
@@ -669,6 +673,8 @@ bench_report_json(const struct bench *b, FILE *f)
 	bench_jnum(f, "bandwidth_bps", (double)o->bandwidth_bps, ",");
 	if (o->precopy)
 		fprintf(f, "\"max_downtime_ms\":%u,", o->max_downtime_ms);
+	fprintf(f, "\"bulk_channels\":%u,\"demand_spin_us\":%u,",
+	    o->bulk_channels ? o->bulk_channels : 1, o->demand_spin_us);
 	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
 	for (i = 0; i < b->nruns; i++) {
 		const struct bench_run *r = &b->runs[i];
@@ -1111,7 +1117,7 @@ main(int argc, char **argv)
 {
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
 	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE, OPT_PRECOPY,
-	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME };
+	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME, OPT_BULKCH, OPT_SPIN };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -1125,6 +1131,8 @@ main(int argc, char **argv)
 		{ "repeat",		required_argument, NULL, 'r' },
 		{ "precopy",		no_argument,	   NULL, OPT_PRECOPY },
 		{ "rounds",		required_argument, NULL, OPT_ROUNDS },
+		{ "bulk-channels",	required_argument, NULL, OPT_BULKCH },
+		{ "demand-spin",	required_argument, NULL, OPT_SPIN },
 		{ "auto",		no_argument,	   NULL, OPT_AUTO },
 		{ "max-downtime",	required_argument, NULL, OPT_DOWNTIME },
 		{ "dirty-rate",		required_argument, NULL, OPT_DIRTY },
@@ -1326,6 +1334,21 @@ main(int argc, char **argv)
 			    &o->max_downtime_ms) != 0 || o->max_downtime_ms == 0) {
 				fprintf(stderr, "postcopy-bench: --max-downtime "
 				    "%s: want 1..600000 (ms)\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_BULKCH:
+			if (bench_parse_uint(optarg, 16, &o->bulk_channels) != 0) {
+				fprintf(stderr, "postcopy-bench: --bulk-channels "
+				    "%s: want 1..16\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_SPIN:
+			if (bench_parse_uint(optarg, 1000, &o->demand_spin_us) !=
+			    0) {
+				fprintf(stderr, "postcopy-bench: --demand-spin %s: "
+				    "want microseconds, 1..1000\n", optarg);
 				return 2;
 			}
 			break;

@@ -33,6 +33,7 @@
 #include "rpc_client.h"
 #include "status.h"
 #include "util.h"
+#include "wire.h"
 
 #define EX_OK		0
 #define EX_RPC		1
@@ -61,6 +62,7 @@ struct subopt {
 	unsigned	 rounds;
 	bool		 auto_switch;
 	unsigned	 max_downtime_ms;
+	unsigned	 bulk_channels;
 	bool		 libvirt;
 	bool		 watch;
 	unsigned	 interval_ms;
@@ -309,6 +311,7 @@ sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 		{ "auto",	no_argument,	   NULL, 'a' },
 		{ "max-downtime", required_argument, NULL, 'D' },
 		{ "destination-completed", no_argument, NULL, 'C' },
+		{ "bulk-channels", required_argument, NULL, 'B' },
 		{ "json",	no_argument,	   NULL, 'j' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -351,6 +354,12 @@ sub_parse(const struct cmd *c, int argc, char **argv, struct sub *s)
 		case 'D':
 			flag = "--max-downtime";
 			if (sub_uint(name, flag, 600000, &so->max_downtime_ms) < 0)
+				return EX_USAGE;
+			break;
+		case 'B':
+			flag = "--bulk-channels";
+			if (sub_uint(name, flag, WIRE_BULK_CHANNELS_MAX,
+			    &so->bulk_channels) < 0)
 				return EX_USAGE;
 			break;
 		case 'j':	/* every subcommand takes it */
@@ -477,6 +486,7 @@ cmd_migrate(struct sub *s)
 	req.rounds = s->so.rounds;
 	req.auto_switch = s->so.auto_switch;
 	req.max_downtime_ms = s->so.max_downtime_ms;
+	req.bulk_channels = s->so.bulk_channels;
 	req.tls = &tls;
 	sub_tls_libvirt(&s->so, &tls, &lv, &req.libvirt);
 	rc = ctl_unary(s, RPC_M_MIGRATE, &req.base, print_migrate);
@@ -1128,10 +1138,12 @@ static const struct cmd cmds[] = {
 	  "ID HOST:PORT [--bandwidth BYTES/S] [--tls-dir DIR] "
 	  "[--peer-name NAME] [--libvirt-uri URI --domain NAME] [--watch] "
 	  "[--precopy] [--postcopy-only] [--rounds N] [--auto] "
-	  "[--max-downtime MS]",
+	  "[--max-downtime MS] [--bulk-channels N]",
 	  "Source: migrate ID to the destination listening on HOST:PORT.\n"
 	  "--bandwidth caps the bulk stream (100M, 1G; 0 = unlimited); demand\n"
-	  "pages are never limited. With --libvirt-uri/--domain the domain is\n"
+	  "pages are never limited. --bulk-channels N (1..16) sends the bulk\n"
+	  "stream on N TLS connections, each with its own thread on both\n"
+	  "sides, pages striped between them (default: bulk_channels). With --libvirt-uri/--domain the domain is\n"
 	  "suspended at switchover. --watch follows it like `watch`.\n"
 	  "--precopy copies memory in rounds while the guest runs (a source\n"
 	  "VMM that offers dirty tracking; otherwise postcopy-only, status\n"

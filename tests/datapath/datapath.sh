@@ -12,10 +12,14 @@
 #                                       reserved)
 #   datapath.sh BUILD_DIR precopy-converge|precopy-switch [--copy]
 #   datapath.sh BUILD_DIR precopy-oldkernel
+#   datapath.sh BUILD_DIR bulkch N SIZE [postcopy-guest dest args]
 #
 # migrate: one migration; passes when the destination guest verified every
 #   page (its JSON summary) AND both daemons report COMPLETED with every
 #   page verified against the source's digests and none mismatched.
+# bulkch: one migration over N parallel bulk channels (--bulk-channels N):
+#   every page verified as in migrate, each of the N channels accepted by
+#   the destination and each carried page bytes (the source's log).
 # badpeer: one destination daemon, hostile peers (pcd-wirepeer): plaintext,
 #   a certificate from another CA, no certificate, a wrong protocol version,
 #   a wrong guest size, a page index beyond the guest, a frame length that
@@ -46,7 +50,7 @@ migrate_once() {
 	    2> "$T/$name.dguest.log" &
 	gpid=$!
 	PIDS+=($gpid)
-	ctl src migrate "$name" "$addr" --tls-dir "$T/certs" ${BANDWIDTH:+--bandwidth $BANDWIDTH} ${MIGRATE_ARGS:-} >/dev/null ||
+	ctl src migrate "$name" "$addr" --tls-dir "$T/certs" ${BANDWIDTH:+--bandwidth $BANDWIDTH} ${BULK:+--bulk-channels $BULK} ${MIGRATE_ARGS:-} >/dev/null ||
 		fail "migrate $name was refused"
 	"$GUEST" --role source --id "$name" -S "$T/src.vmm" -s "$size" -j -q \
 	    --timeout 300 ${SGUEST_ARGS:-} > "$T/$name.sguest.json" \
@@ -105,6 +109,9 @@ STORE="page cache"
 case "$MODE" in
 migrate)
 	size=$1 workload=$2; shift 2
+	if [ -n "${DAEMON_CONF:-}" ]; then
+		echo "daemon config: $DAEMON_CONF (load average $(cut -d' ' -f1 /proc/loadavg), $(nproc) CPUs)"
+	fi
 	start_daemon dst
 	start_daemon src
 	migrate_once "m-$workload" "$size" "$workload" "$@"
@@ -120,6 +127,23 @@ migrate)
 			fail "m-$workload: $rf remote faults on huge pages, but the bulk receiver never yielded to them"
 		;;
 	esac
+	stop_daemons
+	;;
+bulkch)
+	n=$1 size=$2; shift 2
+	start_daemon dst
+	start_daemon src
+	BULK=$n migrate_once m-bulk "$size" threads "$@"
+	for k in $(seq 0 $((n - 1))); do
+		line=$(grep "m-bulk: bulk stream $k of $n done" "$T/src.log" | tail -n 1)
+		[ -n "$line" ] || fail "source: no 'bulk stream $k of $n done' in its log"
+		bytes=$(sed -n 's/.* \([0-9][0-9]*\) bytes of pages.*/\1/p' <<<"$line")
+		[ "${bytes:-0}" -gt 0 ] || fail "bulk stream $k carried no page bytes: $line"
+		echo "bulk $k: ${line#*done: }"
+		[ "$k" = 0 ] && continue
+		grep -q "m-bulk: bulk $k channel from" "$T/dst.log" ||
+			fail "destination: bulk channel $k was not accepted"
+	done
 	stop_daemons
 	;;
 cancel)
@@ -424,6 +448,11 @@ badpeer)
 	expect_refused bad1 tls-refused "presented no certificate" --ca "$C/ca-cert.pem" --no-cert
 	expect_refused bad1 bad-version "wire protocol version 99, this daemon speaks version 1" "${good[@]}"
 	expect_refused bad1 bad-size "guest size mismatch" "${good[@]}"
+	# Parallel bulk channels: a count over the cap, an index out of
+	# range, a count that differs from the session's other channels.
+	expect_refused bad1 bad-bulk-count "asks for 17 bulk channels; this daemon takes at most 16" "${good[@]}"
+	expect_refused bad1 bad-bulk-index "names bulk channel 2 of 2" "${good[@]}"
+	expect_refused bad1 bulk-count-differs "announces 3 bulk channels, the channels already accepted for this session announced 2" "${good[@]}"
 	[ "$(field dst bad1 state)" != failed ] || fail "bad1 failed on a refused handshake"
 	expect_refused bad1 bad-index "beyond the guest" "${good[@]}"
 	wait_state dst bad1 failed

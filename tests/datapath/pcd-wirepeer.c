@@ -18,6 +18,12 @@
  *   bad-type      both channels, then a frame of unknown type
  *   bad-digest    both channels, every page as zero runs, then digests
  *                 with page 5's wrong: expect Complete{ok=false} naming it
+ *   bad-bulk-count  urgent Hello announcing 17 bulk channels (over
+ *                 WIRE_BULK_CHANNELS_MAX): expect a Welcome refusal
+ *   bad-bulk-index  urgent Hello with 2 bulk channels (accepted), then a
+ *                 bulk Hello naming bulk channel 2 of 2: expect refusal
+ *   bulk-count-differs  urgent Hello with 2 bulk channels (accepted), then
+ *                 a bulk Hello announcing 3: expect refusal
  */
 #include <errno.h>
 #include <getopt.h>
@@ -42,6 +48,8 @@
 
 static const char *o_dest, *o_id = "m", *o_case, *o_ca, *o_cert, *o_key;
 static uint64_t o_size;
+/* Hello.bulk_channels and bulk_index of the next hello(). */
+static uint32_t g_bulk_n, g_bulk_i;
 static int o_timeout = 10;
 static bool o_nocert;
 
@@ -216,6 +224,8 @@ hello(SSL *ssl, Pcd__Wire__Channel ch, uint32_t version, uint64_t size,
 	h.page_size = 4096;
 	h.session_token.data = (uint8_t *)"pcd-wirepeer-tok";
 	h.session_token.len = WIRE_TOKEN_LEN;
+	h.bulk_channels = g_bulk_n;
+	h.bulk_index = g_bulk_i;
 	send_msg(ssl, WIRE_HELLO, &h.base);
 	if (!ssl_read_full(ssl, hdr, sizeof(hdr), why, sizeof(why))) {
 		snprintf(msg, msglen, "connection closed before Welcome: %s", why);
@@ -335,10 +345,34 @@ main(int argc, char **argv)
 			ok("Welcome status %u: %s", code, msg);
 		die("destination accepted a Hello it should refuse");
 	}
+	if (strcmp(o_case, "bad-bulk-count") == 0) {
+		g_bulk_n = WIRE_BULK_CHANNELS_MAX + 1;
+		code = hello(urgent, PCD__WIRE__CHANNEL__CHANNEL_URGENT,
+		    WIRE_VERSION, o_size, msg, sizeof(msg));
+		if (code != 0)
+			ok("Welcome status %u: %s", code, msg);
+		die("destination accepted %u bulk channels", g_bulk_n);
+	}
+	if (strcmp(o_case, "bad-bulk-index") == 0 ||
+	    strcmp(o_case, "bulk-count-differs") == 0)
+		g_bulk_n = 2;
 	code = hello(urgent, PCD__WIRE__CHANNEL__CHANNEL_URGENT, WIRE_VERSION,
 	    o_size, msg, sizeof(msg));
 	if (code != 0)
 		die("urgent channel refused: %s", msg);
+	if (g_bulk_n == 2) {
+		bool idx = strcmp(o_case, "bad-bulk-index") == 0;
+
+		g_bulk_n = idx ? 2 : 3;
+		g_bulk_i = idx ? 2 : 0;
+		bulk = tls_connect(tcp_connect(), false);
+		code = hello(bulk, PCD__WIRE__CHANNEL__CHANNEL_BULK,
+		    WIRE_VERSION, o_size, msg, sizeof(msg));
+		if (code != 0)
+			ok("Welcome status %u: %s", code, msg);
+		die("destination accepted bulk channel %u of %u", g_bulk_i,
+		    g_bulk_n);
+	}
 	bulk = tls_connect(tcp_connect(), false);
 	code = hello(bulk, PCD__WIRE__CHANNEL__CHANNEL_BULK, WIRE_VERSION,
 	    o_size, msg, sizeof(msg));

@@ -12,6 +12,7 @@
 #include "fuzz.h"
 #include "log.h"
 #include "rpc.h"
+#include "wire.h"
 
 #define FIELD_OK(c, fld) \
 	(memchr((c)->fld, '\0', sizeof((c)->fld)) != NULL)
@@ -29,6 +30,9 @@ check_values(const struct config *c)
 	FUZZ_CHECK(c->max_connections >= 1 && c->max_connections <= 4096);
 	FUZZ_CHECK(c->max_inflight >= 1 && c->max_inflight <= 1024);
 	FUZZ_CHECK(c->max_frame >= 4096 && c->max_frame <= RPC_MAX_FRAME_LIMIT);
+	FUZZ_CHECK(c->bulk_channels >= 1 &&
+	    c->bulk_channels <= WIRE_BULK_CHANNELS_MAX);
+	FUZZ_CHECK(c->demand_spin_us <= CONFIG_SPIN_US_MAX);
 }
 
 static int
@@ -85,5 +89,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(c.max_migrations == c2.max_migrations &&
 	    c.max_connections == c2.max_connections &&
 	    c.max_inflight == c2.max_inflight && c.max_frame == c2.max_frame);
+	FUZZ_CHECK(c.bulk_channels == c2.bulk_channels &&
+	    c.demand_spin_us == c2.demand_spin_us);
 	return 0;
 }

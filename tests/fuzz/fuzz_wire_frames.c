@@ -72,6 +72,14 @@ check_msg(unsigned type, const ProtobufCMessage *m,
 			    h->channel == PCD__WIRE__CHANNEL__CHANNEL_URGENT);
 			FUZZ_CHECK(h->page_size == lim->page_size);
 			FUZZ_CHECK(h->session_token.len == WIRE_TOKEN_LEN);
+			/* Bulk channels: a count the destination can take, an
+			 * index inside it, 0 on the urgent channel. */
+			FUZZ_CHECK(wire_hello_bulk(h) >= 1 &&
+			    wire_hello_bulk(h) <= WIRE_BULK_CHANNELS_MAX);
+			FUZZ_CHECK(h->bulk_index < wire_hello_bulk(h));
+			FUZZ_CHECK(h->channel ==
+			    PCD__WIRE__CHANNEL__CHANNEL_BULK ||
+			    h->bulk_index == 0);
 		}
 		break;
 	}

@@ -142,6 +142,8 @@ wire_seeds(void)
 	hello.page_size = G_PS;
 	hello.session_token.data = (uint8_t *)"0123456789abcdef";
 	hello.session_token.len = WIRE_TOKEN_LEN;
+	hello.bulk_channels = 4;	/* parallel bulk channels: the third */
+	hello.bulk_index = 2;
 	welcome.status = &ok;
 	welcome.version = WIRE_VERSION;
 	r0.first = 0;

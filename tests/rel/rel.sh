@@ -235,6 +235,19 @@ cuts)
 		[ "$(field src cut iteration)" -ge 1 ] || fail "no precopy round ran"
 		[ "$pp" -ge 1 ] || fail "no cut fell during precopy"
 	fi
+	if [ -n "${BULK_CUT:-}" ]; then
+		# Parallel bulk channels: each session (the first and every
+		# resumed one) had all of them; the last one's every stream ran
+		# to its end.
+		last=$((BULK_CUT - 1))
+		acc=$(grep -c -- "cut: bulk $last channel from" "$T/dst.log" || true)
+		echo "cuts: the destination accepted bulk channel $last of $BULK_CUT in $acc sessions"
+		[ "$acc" -ge $((srec + 1)) ] || fail "bulk channel $last accepted in $acc sessions, want $((srec + 1))"
+		for k in $(seq 0 "$last"); do
+			grep -q -- "cut: bulk stream $k of $BULK_CUT done" "$T/src.log" ||
+				fail "source: bulk stream $k of $BULK_CUT never ran to its end"
+		done
+	fi
 	if [ -n "${HUGE_CUT:-}" ]; then
 		# Huge pages: some cut fell inside a huge page a guest thread
 		# waited on (its pieces on the urgent channel); it stayed

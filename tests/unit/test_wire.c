@@ -193,6 +193,67 @@ test_hello_ids(void **state)
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* Hello.bulk_channels / bulk_index: 0 reads as one channel; a count over
+ * WIRE_BULK_CHANNELS_MAX, an index outside the count, and an index on the
+ * urgent channel are refused, each with a message naming it. */
+static int
+hello_bulk(Pcd__Wire__Channel ch, uint32_t n, uint32_t idx, char *err,
+    size_t errlen)
+{
+	Pcd__Wire__Hello h = PCD__WIRE__HELLO__INIT;
+	ProtobufCMessage *m;
+	uint8_t buf[256];
+	size_t len;
+	int r;
+
+	h.version = WIRE_VERSION;
+	h.migration_id = (char *)"vm1";
+	h.channel = ch;
+	h.guest_size = 1000 * 4096;
+	h.page_size = 4096;
+	h.session_token.data = (uint8_t *)"0123456789abcdef";
+	h.session_token.len = WIRE_TOKEN_LEN;
+	h.bulk_channels = n;
+	h.bulk_index = idx;
+	len = protobuf_c_message_pack(&h.base, buf);
+	assert_int_equal(wire_body_decode(WIRE_HELLO, buf, len, &m, err,
+	    errlen), 0);
+	r = wire_hello_check((Pcd__Wire__Hello *)m, "vm1", 1000 * 4096, 4096,
+	    err, errlen);
+	if (r == 0)
+		assert_int_equal(wire_hello_bulk((Pcd__Wire__Hello *)m),
+		    n == 0 ? 1 : n);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return r;
+}
+
+static void
+test_hello_bulk(void **state)
+{
+	const Pcd__Wire__Channel B = PCD__WIRE__CHANNEL__CHANNEL_BULK,
+	    U = PCD__WIRE__CHANNEL__CHANNEL_URGENT;
+	char err[300];
+
+	(void)state;
+	assert_int_equal(hello_bulk(B, 0, 0, err, sizeof(err)), 0);
+	assert_int_equal(hello_bulk(U, 0, 0, err, sizeof(err)), 0);
+	assert_int_equal(hello_bulk(U, 4, 0, err, sizeof(err)), 0);
+	assert_int_equal(hello_bulk(B, 4, 3, err, sizeof(err)), 0);
+	assert_int_equal(hello_bulk(B, WIRE_BULK_CHANNELS_MAX,
+	    WIRE_BULK_CHANNELS_MAX - 1, err, sizeof(err)), 0);
+	assert_int_equal(hello_bulk(B, WIRE_BULK_CHANNELS_MAX + 1, 0, err,
+	    sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "asks for 17 bulk channels"));
+	assert_int_equal(hello_bulk(U, UINT32_MAX, 0, err, sizeof(err)),
+	    -EPROTO);
+	assert_int_equal(hello_bulk(B, 4, 4, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "bulk channel 4 of 4"));
+	assert_int_equal(hello_bulk(B, 0, 1, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "bulk channel 1 of 1"));
+	assert_int_equal(hello_bulk(U, 4, 1, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "on the urgent channel"));
+}
+
 int
 main(void)
 {
@@ -202,6 +263,7 @@ main(void)
 		cmocka_unit_test(test_bad_magic_and_reserved),
 		cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_hello_ids),
+		cmocka_unit_test(test_hello_bulk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
