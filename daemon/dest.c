@@ -574,7 +574,7 @@ dest_session_start(struct dest *d)
 	pthread_setname_np(d->urgent_thr, "pcd-dst-urgent");
 	for (uint32_t k = 1; k < session_nbulk(&d->s); k++) {
 		struct dest_bulk *b = &d->bulk[k];
-		char name[16];
+		char name[32];	/* k < 16: 15 bytes at most */
 
 		b->d = d;
 		b->k = k;

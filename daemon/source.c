@@ -401,7 +401,7 @@ src_session_open(struct source *s, bool resume, char *err, size_t errlen)
 	atomic_store(&s->streams_done, 0);
 	for (uint32_t k = 0; k < s->nbulk; k++) {
 		struct src_bulk *b = &s->bulk[k];
-		char name[16];
+		char name[32];	/* k < 16: 15 bytes at most */
 
 		if (pthread_create(&b->thr, NULL, src_bulk_main, b) != 0) {
 			src_session_close(s);
