@@ -125,8 +125,9 @@ on_stop_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(d->base, NULL);
 	} else if (now_ns() >= d->stop_deadline_ns) {
 		log_warnx("shutdown: %zu migration%s still running after %u s "
-		    "(drain_timeout): destinations with page state are left "
-		    "resumable, the rest fail", n, n == 1 ? "" : "s",
+		    "(drain_timeout): those past switchover with their state "
+		    "on disk are left resumable, the rest fail", n,
+		    n == 1 ? "" : "s",
 		    d->cfg->drain_timeout);
 		event_base_loopexit(d->base, NULL);
 	} else if (n != d->stop_waiting) {

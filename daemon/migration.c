@@ -1181,14 +1181,14 @@ mig_fill_precopy(struct mig *m, struct mig_stats *s)
 	s->final_dirty = atomic_load(&m->c.pc_final_dirty);
 }
 
-/* A destination after switchover with its page state on disk: a planned
- * stop leaves it for the restarted daemon (as after kill -9). */
+/* A migration after switchover with its state on disk (a destination's
+ * page state, a source's state saved at the pause): a planned stop leaves
+ * it for the restarted daemon (as after kill -9). */
 static bool
 mig_resumable(const struct mig *m)
 {
-	return m->role == MIG_ROLE_DEST && m->started &&
-	    !mig_terminal(m->state) && mig_switched_over(m->state) &&
-	    m->state_path[0] != '\0';
+	return m->started && !mig_terminal(m->state) &&
+	    mig_switched_over(m->state) && m->state_path[0] != '\0';
 }
 
 static void
@@ -1202,7 +1202,7 @@ mig_fill_draining(const struct mig *m, struct mig_stats *s)
 	snprintf(s->draining, sizeof(s->draining), "draining: postcopyd stops "
 	    "in %" PRIu64 " s; %s", until > now ? (until - now + 999) / 1000 :
 	    0, mig_resumable(m) ? "unless completed by then, it is left "
-	    "resumable (page state kept, the VMM waits for the restarted "
+	    "resumable (its state kept, the VMM waits for the restarted "
 	    "daemon)" : "unless completed by then, it fails");
 }
 
@@ -1222,10 +1222,12 @@ static void
 mig_leave(struct mig *m)
 {
 	if (mig_resumable(m)) {
-		log_notice("migration %s (%s, %s): left resumable: page state "
-		    "kept in %s; prepare it again on the restarted daemon, "
-		    "its VMM attaches again", m->id, mig_role_name(m->role),
-		    mig_state_name(m->state), m->state_path);
+		log_notice("migration %s (%s, %s): left resumable: state kept "
+		    "in %s; %s on the restarted daemon, its VMM attaches "
+		    "again", m->id, mig_role_name(m->role),
+		    mig_state_name(m->state), m->state_path,
+		    m->role == MIG_ROLE_DEST ? "prepare it again" :
+		    "migrate it again (same id and destination)");
 		if (m->vmm != NULL)
 			vmm_session_detach(m->vmm, "postcopyd is stopping; the "
 			    "migration is left resumable: attach again to the "

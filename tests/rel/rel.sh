@@ -15,6 +15,7 @@
 #   rel.sh BUILD_DIR cutdone [SIZE]
 #   rel.sh BUILD_DIR drain [SIZE]
 #   rel.sh BUILD_DIR srcrestart [SIZE]
+#   rel.sh BUILD_DIR srcdrain [SIZE]
 #
 # GUEST_ARGS: more postcopy-guest arguments for both guests (cuts, restart),
 # e.g. --hugepages 2M (DGUEST_ARGS: the destination's only, cuts, e.g.
@@ -914,6 +915,67 @@ srcrestart)
 	echo "source-restart: $(grep -h "picked up after a restart" "$T/src.log" | sed 's/^postcopyd: //')"
 	echo "source-restart: destination reconnects $(field dst sr reconnects); the source VMM was asked to pause once"
 	[ ! -e "$T/sr.pcsrc" ] || fail "source state file left after completion"
+	stop_daemons
+	;;
+srcdrain)
+	# A planned stop (SIGTERM) of the source daemon after switchover with
+	# a drain (drain_timeout = 5) shorter than the migration needs (the
+	# bulk stream at 4 MB/s): Status says draining; the daemon exits 0
+	# leaving the migration resumable: its state file (saved at the
+	# pause) kept, the source VMM told to attach again (Detach), never
+	# "failed". The restarted daemon, given Migrate again, picks it up as
+	# after kill -9 (srcrestart); every page verified.
+	size=${1:-256M}
+	start_daemon dst
+	DAEMON_CONF="drain_timeout = 5" start_daemon src
+	addr=$(prepare dst sd)
+	"$GUEST" --role dest --id sd -S "$T/dst.vmm" -s "$size" -j -q \
+	    --timeout 240 -w threads --threads 2 --duration 1 \
+	    > "$T/sd.dguest.json" 2> "$T/sd.dguest.log" &
+	GPID=$!
+	PIDS+=($GPID)
+	ctl src migrate sd "$addr" --tls-dir "$T/certs" --bandwidth 4M >/dev/null ||
+		fail "migrate sd was refused"
+	"$GUEST" --role source --id sd -S "$T/src.vmm" -s "$size" -j -q \
+	    --timeout 240 --reattach 60 > "$T/sd.sguest.json" \
+	    2> "$T/sd.sguest.log" &
+	SPID=$!
+	PIDS+=($SPID)
+	wait_state src sd postcopy
+	sleep 0.3
+	[ -f "$T/sd.pcsrc" ] || fail "no source state file $T/sd.pcsrc"
+	kill -TERM "$PID_src"
+	t0=$(date +%s.%N)
+	dr=""
+	for _ in $(seq 20); do
+		dr=$(ctl src status sd 2>/dev/null | grep "^draining:" || true)
+		[ -n "$dr" ] && break
+		sleep 0.1
+	done
+	echo "source-drain: status during the drain: $dr"
+	grep -q "^draining: *draining: .*left resumable" <<<"$dr" ||
+		fail "postcopyctl status does not say draining (and what follows): '$dr'"
+	rc=0
+	timeout 20 tail --pid="$PID_src" -f /dev/null || fail "the source daemon did not exit after its drain"
+	wait "$PID_src" 2>/dev/null || rc=$?
+	DAEMONS=(dst)
+	echo "source-drain: the source daemon exited $rc after $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-4) s"
+	[ "$rc" = 0 ] || fail "the source daemon exited $rc"
+	grep -q "sd.*left resumable" "$T/src.log" || fail "the daemon did not say it left sd resumable"
+	[ -f "$T/sd.pcsrc" ] || fail "the source state file is gone"
+	kill -0 "$SPID" 2>/dev/null || fail "the source guest exited: $(tail -n 2 "$T/sd.sguest.log")"
+	! grep -q "migration failed" "$T/sd.sguest.log" || fail "the source VMM was told the migration failed"
+	rm -f "$T/src.ctl" "$T/src.vmm"
+	start_daemon src
+	out=$(ctl src migrate sd "$addr" --tls-dir "$T/certs" 2>&1) ||
+		fail "migrate sd again after the restart: $out"
+	check_migration sd "$GPID" "$SPID"
+	grep -q "picked up after a restart" "$T/src.log" ||
+		fail "the restarted source daemon did not pick the migration up"
+	sw=$(grep -c -- "migration sd (source): .* -> switchover" "$T/src.log" || true)
+	[ "$sw" = 1 ] || fail "the source VMM was asked to pause $sw times (the restarted daemon must not ask again)"
+	echo "source-drain: $(grep -h "picked up after a restart" "$T/src.log" | sed 's/^postcopyd: //')"
+	[ ! -e "$T/sd.pcsrc" ] || fail "source state file left after completion"
 	stop_daemons
 	;;
 cutdone)
