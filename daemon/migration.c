@@ -1010,12 +1010,15 @@ mig_tell_peer_cancel(struct mig *m, const char *why)
 		    strerror(-r));
 }
 
-int
-mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
+/* The migration id names, if it exists and is not over yet; otherwise
+ * -ENOENT or -EALREADY with err saying which. */
+static int
+mig_find_live(struct mig_table *t, const char *id, struct mig **out,
+    char *err, size_t errlen)
 {
 	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
-	const char *why = NULL;
 
+	*out = m;
 	if (m == NULL) {
 		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
 		return -ENOENT;
@@ -1025,6 +1028,18 @@ mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
 		    mig_state_name(m->state));
 		return -EALREADY;
 	}
+	return 0;
+}
+
+int
+mig_cancel(struct mig_table *t, const char *id, char *err, size_t errlen)
+{
+	struct mig *m;
+	const char *why = NULL;
+	int r;
+
+	if ((r = mig_find_live(t, id, &m, err, errlen)) < 0)
+		return r;
 	if (!mig_can_cancel(m->role, m->state, &why)) {
 		snprintf(err, errlen, "migration '%s' (state %s) cannot be "
 		    "cancelled: %s%s", id, mig_state_name(m->state), why,
@@ -1043,17 +1058,11 @@ int
 mig_end_dest_completed(struct mig_table *t, const char *id, char *err,
     size_t errlen)
 {
-	struct mig *m = id != NULL ? mig_find(t, id) : NULL;
+	struct mig *m;
+	int r;
 
-	if (m == NULL) {
-		snprintf(err, errlen, "no migration '%.80s'", id ? id : "");
-		return -ENOENT;
-	}
-	if (mig_terminal(m->state)) {
-		snprintf(err, errlen, "migration '%s' already %s", id,
-		    mig_state_name(m->state));
-		return -EALREADY;
-	}
+	if ((r = mig_find_live(t, id, &m, err, errlen)) < 0)
+		return r;
 	if (m->role != MIG_ROLE_SOURCE || !mig_switched_over(m->state)) {
 		snprintf(err, errlen, "migration '%s' (%s, state %s): "
 		    "--destination-completed ends a source whose guest left "
