@@ -41,6 +41,7 @@ config_defaults(struct config *c)
 	c->max_downtime_ms = 300;
 	c->bulk_channels = 1;
 	c->demand_spin_us = 0;
+	c->page_write_alias = false;
 }
 
 /* Text values are written back by config_dump (postcopyd -nn), in double
@@ -166,6 +167,15 @@ config_set_precopy(struct config *c, const char *key, const char *v,
 	if (strcmp(key, "demand_spin_us") == 0)
 		return set_uint(&c->demand_spin_us, key, v, 0,
 		    CONFIG_SPIN_US_MAX, err, errlen);
+	if (strcmp(key, "page_write") == 0) {
+		if (strcmp(v, "pwrite") != 0 && strcmp(v, "alias") != 0) {
+			str_printf(err, errlen, "%s: '%s' is not pwrite or "
+			    "alias", key, v);
+			return -EINVAL;
+		}
+		c->page_write_alias = strcmp(v, "alias") == 0;
+		return 0;
+	}
 	str_printf(err, errlen, "unknown key '%s'", key);
 	return -ENOENT;
 }
@@ -461,4 +471,6 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "max_downtime_ms = %u\n", c->max_downtime_ms);
 	fprintf(f, "bulk_channels = %u\n", c->bulk_channels);
 	fprintf(f, "demand_spin_us = %u\n", c->demand_spin_us);
+	fprintf(f, "page_write = %s\n", c->page_write_alias ? "alias" :
+	    "pwrite");
 }

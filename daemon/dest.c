@@ -20,8 +20,9 @@
  *   - fault thread (dest_fault.c): reads uffd events; a valid page is mapped at once (a
  *     local fault), otherwise it is requested on the urgent channel with a
  *     read-ahead window (a remote fault) and mapped when it arrives.
- * Pages are placed by place.c (MINOR: written through the alias and mapped
- * with UFFDIO_CONTINUE; COPY: UFFDIO_COPY from a bounce buffer). A page is
+ * Pages are placed by place.c (MINOR: written into the page cache, with
+ * pwrite or through the alias, and mapped with UFFDIO_CONTINUE; COPY:
+ * UFFDIO_COPY from a bounce buffer). A page is
  * claimed by exactly one receiver (pagestate.c) before any byte is written;
  * a second copy (bulk and urgent race) is dropped, so a page the guest
  * already owns is never overwritten. A page is valid only after all its
@@ -890,6 +891,12 @@ dest_start(struct mig *m, char *err, size_t errlen)
 	    m->g.memfd, m->g.base, m->g.offset, m->g.size, ps);
 	if (ps != m->g.page_size)
 		place_set_huge(&d->pl, m->g.page_size);
+	else if (m->g.mode != VMM_MODE_COPY)
+		log_info("migration %s: received pages go into the page cache "
+		    "%s", m->id, m->page_write_alias ? "through the alias" :
+		    "with pwrite");
+	if (!m->page_write_alias)
+		place_set_pwrite(&d->pl);
 	pagestate_init(&d->pg, npages, ps, &m->c);
 	session_set_guest(&d->s, npages, ps);
 	if ((r = dest_pagestate(d, err, errlen)) < 0 ||

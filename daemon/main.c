@@ -211,6 +211,7 @@ main_precopy_defaults(struct mig_table *t, const struct config *c)
 		.max_downtime_ms = c->max_downtime_ms,
 		.bulk_channels = c->bulk_channels,
 		.demand_spin_us = c->demand_spin_us,
+		.page_write_alias = c->page_write_alias,
 	};
 
 	mig_table_set_precopy(t, &pd);

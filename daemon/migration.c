@@ -685,6 +685,7 @@ mig_new(struct mig_table *t, const char *id, enum mig_role role,
 	m->completed_grace_s = t->completed_grace_s;
 	m->state = MIG_STATE_WAITING;
 	m->demand_spin_us = t->precopy.demand_spin_us;
+	m->page_write_alias = t->precopy.page_write_alias;
 	m->bulk_channels = 1;
 	m->g.memfd = m->g.uffd = -1;
 	m->start_ms = wall_ms();

@@ -101,7 +101,7 @@ struct mig_migrate_args {		/* source side */
 
 /* Migrate defaults (postcopyd.conf: precopy, precopy_rounds,
  * precopy_auto, max_downtime_ms, bulk_channels) and the data path's
- * demand_spin_us (both roles). */
+ * demand_spin_us (both roles) and page_write (destination). */
 struct mig_precopy_defaults {
 	bool		 precopy;
 	uint32_t	 rounds;
@@ -109,6 +109,8 @@ struct mig_precopy_defaults {
 	uint32_t	 max_downtime_ms;
 	uint32_t	 bulk_channels;		/* 1 .. WIRE_BULK_CHANNELS_MAX */
 	uint32_t	 demand_spin_us;	/* 0: off */
+	bool		 page_write_alias;	/* dest: MINOR through the alias,
+						 * not pwrite (place.h) */
 };
 
 /* A consistent snapshot of one migration, for Status/Watch/metrics. */

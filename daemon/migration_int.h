@@ -114,6 +114,9 @@ struct mig {
 	 * userfaultfd) for this long before sleeping; 0: never (config
 	 * demand_spin_us, taken when the migration is created). */
 	uint32_t		 demand_spin_us;	/* [const] */
+	/* Destination: received base pages go through the alias, not
+	 * pwrite (config page_write, taken when the migration is created). */
+	bool			 page_write_alias;	/* [const] */
 	char			 precopy_note[256];	/* [loop] */
 
 	struct mig_counters	 c;

@@ -1,9 +1,11 @@
 /* place.h - putting received pages into the destination guest and mapping
  * them, behind one interface with two implementations:
  *   MINOR  guest memory is a memfd: a receiver reads a page's bytes from
- *          TLS straight into the page cache through the alias mapping; the
- *          page is marked valid, then mapped with UFFDIO_CONTINUE. Zero
- *          pages are allocated with fallocate.
+ *          TLS straight into the page cache through the alias mapping (or,
+ *          page_write = pwrite, into a bounce buffer written into the page
+ *          cache with pwrite, place_set_pwrite); the page is marked valid,
+ *          then mapped with UFFDIO_CONTINUE. Zero pages are allocated with
+ *          fallocate.
  *   COPY   anonymous guest memory (the baseline): bytes go to a bounce
  *          buffer and are placed with UFFDIO_COPY (zero runs with
  *          UFFDIO_ZEROPAGE), which maps them at once; the page is marked
@@ -105,6 +107,10 @@ struct place {
 void place_init(struct place *pl, bool copy, struct pagestate *pg,
     const char *id, int uffd, int memfd, uint64_t base, uint64_t off,
     uint64_t size, uint32_t ps);
+/* MINOR on base pages: receivers write the page cache with pwrite from a
+ * bounce buffer instead of through the alias (which is not mapped). A
+ * no-op for the other modes. Right after place_init. */
+void place_set_pwrite(struct place *pl);
 /* A guest on huge pages of hps bytes: the HUGE implementation (MINOR: a
  * hugetlbfs memfd), or HUGE COPY (COPY: anonymous huge pages). Right
  * after place_init. */
@@ -132,7 +138,7 @@ int place_store(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen);
 bool place_can_store(const struct place *pl);
 /* Where a precopy receiver reads the bytes of claimed pages [first, +n):
- * the alias (MINOR) or the staging memory (COPY). */
+ * the alias or the bounce buffer (MINOR) or the staging memory (COPY). */
 uint8_t *place_store_buf(struct place *pl, uint8_t *bounce, uint64_t first,
     uint64_t n);
 /* COPY: maps the staging memory (reserved, not allocated) before the first

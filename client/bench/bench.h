@@ -113,6 +113,22 @@ struct bench_uffd_result {
 int bench_uffd_minor(uint64_t pages, unsigned rounds,
     struct bench_uffd_result *r, char *err, size_t errlen);
 
+/* --- reaching a page (bench_touch.c) ----------------------------------- */
+
+struct bench_touch_result {
+	double		first_rw_us;	/* first read, writable mapping */
+	double		again_rw_us;	/* the same pages again */
+	double		first_ro_us;	/* first read, read-only mapping */
+	double		again_ro_us;
+	double		pwrite_us;	/* per page, 64-page pwrites */
+	double		pread_us;	/* per page, 64-page preads */
+	uint64_t	pages;
+};
+
+/* Per-page costs over a memfd of len bytes, 4 KiB pages. */
+int bench_touch(uint64_t len, struct bench_touch_result *r, char *err,
+    size_t errlen);
+
 /* --- migration runs (bench_run.c) ------------------------------------- */
 
 enum bench_mode { BENCH_MINOR = 1, BENCH_COPY = 2 };
@@ -129,6 +145,7 @@ struct bench_opts {
 	uint64_t	 bandwidth_bps;	/* 0 = unlimited */
 	unsigned	 bulk_channels;	/* Migrate bulk_channels; 0: default */
 	unsigned	 demand_spin_us;	/* both daemons' config; 0: off */
+	const char	*page_write;	/* "pwrite", "alias"; NULL: default */
 	/* --precopy: rounds before postcopy, switching after rounds (0: no
 	 * limit) or on a stall (auto_switch); the source guest writes
 	 * dirty_rate pages/s until the pause. */

@@ -37,6 +37,8 @@
 /* The huge-page round trip (--hugepages): rounds that move about this much
  * (at least 4, at most 100). */
 #define BENCH_HUGE_RTT_BYTES	(256ull << 20)
+/* The page-touch baseline's memfd (at most the guest's size). */
+#define BENCH_TOUCH_BYTES	(64ull << 20)
 
 struct bench_base {
 	double		tls_gbps;
@@ -59,6 +61,12 @@ struct bench_base {
 	double		tls_huge_us;
 	double		tls_huge_p99_us;
 	double		tls_huge_loaded_us;
+	/* Reaching a 4 KiB page (bench_touch.c), per page. */
+	double		touch_rw_us;	/* first read, writable mapping */
+	double		touch_ro_us;	/* first read, read-only mapping */
+	double		touch_again_us;	/* a page already touched */
+	double		pwrite_page_us;
+	double		pread_page_us;
 	char		cipher[64];
 };
 
@@ -110,6 +118,9 @@ usage(FILE *f)
 "      --demand-spin US     both daemons poll the urgent channel and the\n"
 "                           userfaultfd US microseconds (1..1000) before\n"
 "                           sleeping (demand_spin_us; default off)\n"
+"      --page-write HOW     pwrite|alias: how the destination writes\n"
+"                           received pages of a memfd guest on base pages\n"
+"                           (page_write; default the daemon's, pwrite)\n"
 "      --precopy            precopy rounds before postcopy\n"
 "      --rounds N           --precopy: switch to postcopy after N rounds\n"
 "      --max-downtime MS    --precopy: converge when the rest takes under\n"
@@ -372,6 +383,7 @@ bench_baselines(struct bench *b, struct bench_base *out)
 	};
 	struct bench_tls_result tr;
 	struct bench_uffd_result ur;
+	struct bench_touch_result tt;
 	uint64_t pages = b->o.size / b->o.page_size;
 	char err[512], sz[32];
 	int rc;
@@ -397,6 +409,13 @@ bench_baselines(struct bench *b, struct bench_base *out)
 		log_warnx("%s", err);
 		return rc;
 	}
+	if (b->o.progress)
+		fprintf(stderr, "\r\033[Kbaselines: reaching a page...");
+	if ((rc = bench_touch(b->o.size < BENCH_TOUCH_BYTES ? b->o.size :
+	    BENCH_TOUCH_BYTES, &tt, err, sizeof(err))) != 0) {
+		log_warnx("%s", err);
+		return rc;
+	}
 	if ((rc = bench_baseline_huge(b, out)) != 0)
 		return rc;
 	if (b->o.progress)
@@ -412,6 +431,11 @@ bench_baselines(struct bench *b, struct bench_base *out)
 	out->uffd_handler_us = ur.handler_p50_us;
 	out->uffd_loaded_us = loaded.r.fault_p50_us;
 	out->uffd_loaded_p99_us = loaded.r.fault_p99_us;
+	out->touch_rw_us = tt.first_rw_us;
+	out->touch_ro_us = tt.first_ro_us;
+	out->touch_again_us = tt.again_rw_us;
+	out->pwrite_page_us = tt.pwrite_us;
+	out->pread_page_us = tt.pread_us;
 	out->tls_tx_cpu_s = tr.stream_tx_cpu_s;
 	out->tls_rx_cpu_s = tr.stream_rx_cpu_s;
 	snprintf(out->cipher, sizeof(out->cipher), "%s", tr.cipher);
@@ -673,8 +697,9 @@ bench_report_json(const struct bench *b, FILE *f)
 	bench_jnum(f, "bandwidth_bps", (double)o->bandwidth_bps, ",");
 	if (o->precopy)
 		fprintf(f, "\"max_downtime_ms\":%u,", o->max_downtime_ms);
-	fprintf(f, "\"bulk_channels\":%u,\"demand_spin_us\":%u,",
-	    o->bulk_channels ? o->bulk_channels : 1, o->demand_spin_us);
+	fprintf(f, "\"bulk_channels\":%u,\"demand_spin_us\":%u,"
+	    "\"page_write\":\"%s\",", o->bulk_channels ? o->bulk_channels : 1,
+	    o->demand_spin_us, o->page_write != NULL ? o->page_write : "pwrite");
 	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
 	for (i = 0; i < b->nruns; i++) {
 		const struct bench_run *r = &b->runs[i];
@@ -786,6 +811,16 @@ bench_report_json(const struct bench *b, FILE *f)
 	    bench_base_range(b, BENCH_BASE_FIELD(tls_tx_cpu_s)).med, ",");
 	bench_jnum(f, "tls_rx_cpu_s",
 	    bench_base_range(b, BENCH_BASE_FIELD(tls_rx_cpu_s)).med, ",");
+	bench_jnum(f, "page_touch_rw_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(touch_rw_us)).med, ",");
+	bench_jnum(f, "page_touch_ro_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(touch_ro_us)).med, ",");
+	bench_jnum(f, "page_touch_again_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(touch_again_us)).med, ",");
+	bench_jnum(f, "page_pwrite_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(pwrite_page_us)).med, ",");
+	bench_jnum(f, "page_pread_us",
+	    bench_base_range(b, BENCH_BASE_FIELD(pread_page_us)).med, ",");
 	bench_jnum(f, "tls_rx_cpu_s_per_gib",
 	    bench_base_range(b, BENCH_BASE_FIELD(tls_rx_cpu_s)).med /
 	    ((double)o->size / (1 << 30)), ",");
@@ -854,6 +889,15 @@ bench_report_text(const struct bench *b, FILE *f)
 	    "a raw TLS stream runs\n", ufl.med, ufl.min, ufl.max);
 	fprintf(f, "  tls_rx_cpu_s   %8.3f [%.3f..%.3f] s       the raw stream "
 	    "receiver's CPU\n", rx.med, rx.min, rx.max);
+	fprintf(f, "  page_touch_us  %8.2f / %.2f / %.2f us first touch of a "
+	    "4 KiB page: writable / read-only mapping / again\n",
+	    bench_base_range(b, BENCH_BASE_FIELD(touch_rw_us)).med,
+	    bench_base_range(b, BENCH_BASE_FIELD(touch_ro_us)).med,
+	    bench_base_range(b, BENCH_BASE_FIELD(touch_again_us)).med);
+	fprintf(f, "  page_pwrite_us %8.2f / %.2f us        pwrite / pread per "
+	    "page, 64-page runs\n",
+	    bench_base_range(b, BENCH_BASE_FIELD(pwrite_page_us)).med,
+	    bench_base_range(b, BENCH_BASE_FIELD(pread_page_us)).med);
 	if (o->huge != 0) {
 		struct bench_range th = bench_base_range(b,
 		    BENCH_BASE_FIELD(tls_huge_us));
@@ -1117,7 +1161,8 @@ main(int argc, char **argv)
 {
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
 	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE, OPT_PRECOPY,
-	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME, OPT_BULKCH, OPT_SPIN };
+	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME, OPT_BULKCH, OPT_SPIN,
+	    OPT_PAGEWRITE };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -1133,6 +1178,7 @@ main(int argc, char **argv)
 		{ "rounds",		required_argument, NULL, OPT_ROUNDS },
 		{ "bulk-channels",	required_argument, NULL, OPT_BULKCH },
 		{ "demand-spin",	required_argument, NULL, OPT_SPIN },
+		{ "page-write",		required_argument, NULL, OPT_PAGEWRITE },
 		{ "auto",		no_argument,	   NULL, OPT_AUTO },
 		{ "max-downtime",	required_argument, NULL, OPT_DOWNTIME },
 		{ "dirty-rate",		required_argument, NULL, OPT_DIRTY },
@@ -1351,6 +1397,15 @@ main(int argc, char **argv)
 				    "want microseconds, 1..1000\n", optarg);
 				return 2;
 			}
+			break;
+		case OPT_PAGEWRITE:
+			if (strcmp(optarg, "pwrite") != 0 &&
+			    strcmp(optarg, "alias") != 0) {
+				fprintf(stderr, "postcopy-bench: --page-write %s: "
+				    "want pwrite or alias\n", optarg);
+				return 2;
+			}
+			o->page_write = optarg;
 			break;
 		case OPT_ROUNDS:
 			if (bench_parse_uint(optarg, 1000, &o->rounds) != 0) {

@@ -27,6 +27,11 @@ echo "$out" | jq -e '
 	(.baselines.uffd_floor_loaded_us | type == "number" and . > 0) and
 	(.baselines.tls_rx_cpu_s | type == "number" and . > 0) and
 	(.baselines.tls_tx_cpu_s | type == "number" and . > 0) and
+	(.baselines.page_touch_rw_us | type == "number" and . > 0) and
+	(.baselines.page_touch_ro_us | type == "number" and . > 0) and
+	(.baselines.page_touch_again_us | type == "number" and . > 0) and
+	(.baselines.page_pwrite_us | type == "number" and . > 0) and
+	(.baselines.page_pread_us | type == "number" and . > 0) and
 	(.baselines.tls_raw_gbps_range.min <= .baselines.tls_raw_gbps) and
 	(.baselines.tls_raw_gbps <= .baselines.tls_raw_gbps_range.max) and
 	(.baselines.cipher | startswith("TLS_")) and

@@ -115,6 +115,16 @@ migrate)
 	start_daemon dst
 	start_daemon src
 	migrate_once "m-$workload" "$size" "$workload" "$@"
+	case " $* " in *" --hugepages "*|*" --copy "*) ;; *)
+		# A memfd guest on base pages: the way pages were written
+		# (postcopyd.conf page_write) is the one configured.
+		how="with pwrite"
+		[[ "${DAEMON_CONF:-}" == *"page_write = alias"* ]] && how="through the alias"
+		grep -q "received pages go into the page cache $how" "$T/dst.log" ||
+			fail "m-$workload: the destination did not write pages $how: $(grep -o 'received pages go.*' "$T/dst.log")"
+		echo "m-$workload: received pages went into the page cache $how"
+		;;
+	esac
 	case " $* " in *" --hugepages "*)
 		# Demanded huge pages go first: the bulk receiver waits while
 		# guest threads wait for them (counted, not timed).
