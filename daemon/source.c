@@ -185,11 +185,11 @@ src_stream(struct src_bulk *b, struct chan *c, uint64_t *sent_bytes)
 			pos += 64;
 			continue;
 		}
-		if ((n = src_bulk_run(s, pos, lim, &zero)) == 0) {
+		if ((n = src_bulk_run(s, &b->view, pos, lim, &zero)) == 0) {
 			pos++;
 			continue;
 		}
-		r = src_send_run(s, c, pos, n, zero);
+		r = src_send_run(s, &b->view, c, pos, n, zero);
 		atomic_fetch_add_explicit(&s->c->pages_bulk, n,
 		    memory_order_relaxed);
 		*sent_bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
@@ -279,7 +279,7 @@ src_bulk_main(void *arg)
 	    (r = src_wait_pinging(s, 0, src_streams_done)) == 0 &&
 	    !session_ended(&s->s)) {
 		t1 = now_ns();
-		r = src_send_digests(s, c);
+		r = src_send_digests(s, &b->view, c);
 		log_info("migration %s: digests sent in %" PRIu64 " ms, %"
 		    PRIu64 " ms after this stream", s->m->id,
 		    (now_ns() - t1) / 1000000, (t1 - t2) / 1000000);
@@ -310,7 +310,8 @@ src_serve_zero_unit(struct source *s, struct chan *c, uint64_t i, int *r)
 
 	if (first != s->urg_unit) {
 		s->urg_unit = first;
-		s->urg_zero = src_zero_unit(s, first);
+		s->urg_view.ahead = SRC_VIEW_PAGES;
+		s->urg_zero = src_zero_unit(s, &s->urg_view, first);
 		s->urg_sent = false;
 	}
 	if (!s->urg_zero)
@@ -321,7 +322,7 @@ src_serve_zero_unit(struct source *s, struct chan *c, uint64_t i, int *r)
 		src_claim(s, first + k);
 	/* The bulk stream continues after it (not inside it). */
 	src_hint(s, first + s->upp);
-	*r = src_send_run(s, c, first, s->upp, true);
+	*r = src_send_run(s, &s->urg_view, c, first, s->upp, true);
 	atomic_fetch_add_explicit(&s->c->pages_urgent, s->upp,
 	    memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->zero_units, 1, memory_order_relaxed);
@@ -353,6 +354,10 @@ src_serve_request(struct source *s, struct chan *c,
 	}
 	/* Spatial locality: the bulk stream continues after this range. */
 	src_hint(s, hint);
+	/* Read what is asked for (the demanded page, its read-ahead), not
+	 * more: the first page is on the guest's critical path. */
+	s->urg_view.ahead = (uint32_t)(end - i < SRC_VIEW_PAGES ? end - i :
+	    SRC_VIEW_PAGES);
 	while (i < end && r == 0) {
 		bool zero;
 		uint32_t n = 1;
@@ -364,18 +369,19 @@ src_serve_request(struct source *s, struct chan *c,
 			i++;
 			continue;
 		}
-		zero = src_zero(s, i);
+		zero = src_zero(s, &s->urg_view, i);
 		if (i == rq->index) {
 			/* The demanded page travels alone (one TLS record) so
 			 * the destination maps it without waiting for the
 			 * read-ahead behind it. */
 			src_claim(s, i);
 		} else {
-			while (i + n < end && src_zero(s, i + n) == zero &&
+			while (i + n < end && src_zero(s, &s->urg_view, i + n) ==
+			    zero &&
 			    (src_claim(s, i + n) || rq->whole))
 				n++;
 		}
-		r = src_send_run(s, c, i, n, zero);
+		r = src_send_run(s, &s->urg_view, c, i, n, zero);
 		atomic_fetch_add_explicit(&s->c->pages_urgent, n,
 		    memory_order_relaxed);
 		i += n;
@@ -761,6 +767,17 @@ src_setup(struct source *s, char *err, size_t errlen)
 	}
 	s->zero_hash = XXH3_64bits(z, s->ps);
 	free(z);
+	/* A bulk sender reads a frame ahead; a page request, what it asks. */
+	for (uint32_t k = 0; k < s->nbulk; k++)
+		if (src_view_init(s, &s->bulk[k].view, SRC_VIEW_PAGES) < 0) {
+			snprintf(err, errlen, "out of memory for the page "
+			    "buffers");
+			return -ENOMEM;
+		}
+	if (src_view_init(s, &s->urg_view, 1) < 0) {
+		snprintf(err, errlen, "out of memory for the page buffers");
+		return -ENOMEM;
+	}
 	s->map = mmap(NULL, m->g.size, PROT_READ, MAP_SHARED, m->g.memfd,
 	    (off_t)m->g.offset);
 	if (s->map == MAP_FAILED) {
@@ -938,6 +955,9 @@ source_stop(struct mig *m)
 	src_precopy_free(s);
 	if (s->map != NULL)
 		munmap((void *)s->map, m->g.size);
+	for (uint32_t k = 0; k < WIRE_BULK_CHANNELS_MAX; k++)
+		src_view_free(&s->bulk[k].view);
+	src_view_free(&s->urg_view);
 	free(s->sent);
 	free(s->hole);
 	free(s->hash);

@@ -32,6 +32,26 @@ struct dirty;
 
 struct source;
 
+/*
+ * A sender's copy of a few pages of guest memory, read from the memfd with
+ * pread: zero checks, digests and TLS read the copy, so the source never
+ * touches guest memory through a mapping (the first touch of each page of
+ * a mapping is what costs on nested virtualisation: postcopy-bench
+ * page_touch_ro_us against page_pread_us), and a page is hashed and sent
+ * from the same bytes. The copy holds while gen is the source's view_gen,
+ * which each precopy scan moves: a page dirtied before a scan is read
+ * after it. Once the guest is paused nothing moves it. Owned by one
+ * thread.
+ */
+#define SRC_VIEW_PAGES		64	/* WIRE_MAX_BATCH */
+struct src_view {
+	uint8_t			*buf;		/* SRC_VIEW_PAGES pages */
+	uint64_t		 first;		/* page of buf[0] */
+	uint32_t		 n;		/* pages held (0: none) */
+	uint32_t		 ahead;		/* pages to read on a miss */
+	uint64_t		 gen;
+};
+
 /* One bulk sender: its thread, its channel (SESSION_BULK + k) and the
  * stripes it owns (stripe j belongs to sender j % nbulk). */
 struct src_bulk {
@@ -45,6 +65,8 @@ struct src_bulk {
 	uint64_t		 total;		/* [const] */
 	/* Where its stream continues (a page request in its stripes). */
 	_Atomic uint64_t	 hint;
+	struct src_view		 view;		/* [its thread; precopy runs
+						 * on sender 0's] */
 };
 
 struct source {
@@ -60,7 +82,11 @@ struct source {
 						 * all sent (this session) */
 	char			 addr[256];	/* [s.lock] destination */
 
+	/* Guest memory, read-only: residency (mincore) and a fallback for a
+	 * failed pread; pages are read through views (src_pages). */
 	const uint8_t		*map;
+	struct src_view		 urg_view;	/* [main] page requests */
+	_Atomic uint64_t	 view_gen;	/* moved by each precopy scan */
 	uint64_t		 npages;
 	uint32_t		 ps;
 	uint32_t		 upp;		/* pieces per huge page (1: base
@@ -124,10 +150,19 @@ struct source {
 int	src_wait_pinging(struct source *s, uint32_t k, bool (*done)(void *));
 
 /* source_pages.c */
+/* The view's buffer (SRC_VIEW_PAGES pages), reading ahead pages on a
+ * miss; -ENOMEM. Freed by src_view_free. */
+int	src_view_init(struct source *s, struct src_view *v, uint32_t ahead);
+void	src_view_free(struct src_view *v);
+/* Pages [i, i+n) of guest memory, n <= SRC_VIEW_PAGES, contiguous: from
+ * v's copy, read again from page i when they are not all in it or it is
+ * stale. */
+const uint8_t *src_pages(struct source *s, struct src_view *v, uint64_t i,
+	    uint32_t n);
 /* Page i reads as zeros (a hole, or by content). */
-bool	src_zero(struct source *s, uint64_t i);
+bool	src_zero(struct source *s, struct src_view *v, uint64_t i);
 /* The huge page starting at piece first is all zero. */
-bool	src_zero_unit(struct source *s, uint64_t first);
+bool	src_zero_unit(struct source *s, struct src_view *v, uint64_t first);
 /* After the pause, once: the memfd's holes (zero without reading). */
 void	src_find_holes(struct source *s);
 /* The source's pages_valid rises to n, never goes back (a resume). */
@@ -144,18 +179,18 @@ void	src_recount(struct source *s);
 void	src_hint(struct source *s, uint64_t end);
 /* Sends pages [i, i+n) of one kind (digests taken); n <= WIRE_MAX_BATCH
  * for data. */
-int	src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n,
-	    bool zero);
+int	src_send_run(struct source *s, struct src_view *v, struct chan *c,
+	    uint64_t i, uint32_t n, bool zero);
 /* Bulk: claims the run of unsent pages of one kind from pos, not past
  * page lim; its length (0: pos was sent already), *zero its kind. */
-uint32_t src_bulk_run(struct source *s, uint64_t pos, uint64_t lim,
-	    bool *zero);
+uint32_t src_bulk_run(struct source *s, struct src_view *v, uint64_t pos,
+	    uint64_t lim, bool *zero);
 /* Sleeps as needed so the bulk stream stays under the limit, of which
  * this sender, one of senders streaming at once, takes its share. */
 void	src_throttle(struct source *s, uint32_t senders, uint64_t *epoch_ns,
 	    uint64_t *epoch_bytes, uint64_t *cur_bps, uint64_t sent);
 /* Bulk, after the stream: every page's digest. */
-int	src_send_digests(struct source *s, struct chan *c);
+int	src_send_digests(struct source *s, struct src_view *v, struct chan *c);
 
 /* source_state.c: a restart's pick-up from m->state_path (token, device
  * state, paused). */

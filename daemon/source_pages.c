@@ -23,17 +23,69 @@
 #include "util.h"
 #include "wire.h"
 
+int
+src_view_init(struct source *s, struct src_view *v, uint32_t ahead)
+{
+	*v = (struct src_view){ .ahead = ahead };
+	v->buf = malloc((size_t)SRC_VIEW_PAGES * s->ps);
+	return v->buf != NULL ? 0 : -ENOMEM;
+}
+
+void
+src_view_free(struct src_view *v)
+{
+	free(v->buf);
+	v->buf = NULL;
+	v->n = 0;
+}
+
+const uint8_t *
+src_pages(struct source *s, struct src_view *v, uint64_t i, uint32_t n)
+{
+	uint64_t gen = atomic_load_explicit(&s->view_gen,
+	    memory_order_acquire);
+	uint32_t want = v->ahead > n ? v->ahead : n;
+	size_t len, done = 0;
+	off_t off;
+	ssize_t r;
+
+	PCD_ASSERT(n <= SRC_VIEW_PAGES && i + n <= s->npages);
+	if (v->n > 0 && v->gen == gen && i >= v->first &&
+	    i + n <= v->first + v->n)
+		return v->buf + (i - v->first) * s->ps;
+	v->n = 0;
+	if (want > SRC_VIEW_PAGES)
+		want = SRC_VIEW_PAGES;
+	if (want > s->npages - i)
+		want = (uint32_t)(s->npages - i);
+	len = (size_t)want * s->ps;
+	off = (off_t)(s->m->g.offset + i * s->ps);
+	while (done < len) {
+		r = pread(s->m->g.memfd, v->buf + done, len - done,
+		    off + (off_t)done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)	/* cannot happen on a memfd: read the map */
+			return s->map + i * s->ps;
+		done += (size_t)r;
+	}
+	v->first = i;
+	v->n = want;
+	v->gen = gen;
+	return v->buf;
+}
+
 bool
-src_zero(struct source *s, uint64_t i)
+src_zero(struct source *s, struct src_view *v, uint64_t i)
 {
 	const uint64_t *q;
 	uint32_t ps = s->ps;
 
-	/* A hole reads as zeros; looking would allocate a page for it. */
+	/* A hole reads as zeros, without a read. */
 	if (atomic_load_explicit(&s->holes_ready, memory_order_acquire) &&
 	    ((s->hole[i >> 6] >> (i & 63)) & 1))
 		return true;
-	q = (const uint64_t *)(const void *)(s->map + i * ps);
+	q = (const uint64_t *)(const void *)src_pages(s, v, i, 1);
 
 	for (size_t k = 0; k < ps / 8; k += 8) {
 		uint64_t acc = q[k] | q[k + 1] | q[k + 2] | q[k + 3] |
@@ -48,10 +100,10 @@ src_zero(struct source *s, uint64_t i)
  * huge page that starts at piece first are all zero. Stops at the first
  * piece that is not. */
 bool
-src_zero_unit(struct source *s, uint64_t first)
+src_zero_unit(struct source *s, struct src_view *v, uint64_t first)
 {
 	for (uint64_t k = 0; k < s->upp; k++)
-		if (!src_zero(s, first + k))
+		if (!src_zero(s, v, first + k))
 			return false;
 	return true;
 }
@@ -206,11 +258,11 @@ src_hint(struct source *s, uint64_t end)
  * TLS encrypts them. The guest is paused (a page sent while it runs is
  * sent again after its last write, and hashed again). */
 static void
-src_hash_run(struct source *s, uint64_t i, uint32_t n, bool zero)
+src_hash_run(struct source *s, uint64_t i, uint32_t n, const uint8_t *p)
 {
 	for (uint32_t k = 0; k < n; k++) {
-		uint64_t h = zero ? s->zero_hash :
-		    XXH3_64bits(s->map + (i + k) * s->ps, s->ps);
+		uint64_t h = p == NULL ? s->zero_hash :
+		    XXH3_64bits(p + (size_t)k * s->ps, s->ps);
 
 		atomic_store_explicit(&s->hash[i + k], h, memory_order_relaxed);
 		bm_set(s->hashed, i + k);
@@ -219,8 +271,10 @@ src_hash_run(struct source *s, uint64_t i, uint32_t n, bool zero)
 
 /* Sends pages [i, i+n) of one kind; n <= WIRE_MAX_BATCH for data. */
 int
-src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero)
+src_send_run(struct source *s, struct src_view *v, struct chan *c, uint64_t i,
+    uint32_t n, bool zero)
 {
+	const uint8_t *p = zero ? NULL : src_pages(s, v, i, n);
 	struct wire_hdr h = {
 		.type = zero ? WIRE_ZERO : WIRE_PAGES,
 		.index = i,
@@ -229,8 +283,8 @@ src_send_run(struct source *s, struct chan *c, uint64_t i, uint32_t n, bool zero
 	};
 	int r;
 
-	src_hash_run(s, i, n, zero);
-	r = chan_send_frame(c, &h, zero ? NULL : s->map + i * s->ps);
+	src_hash_run(s, i, n, p);
+	r = chan_send_frame(c, &h, p);
 	if (r == 0) {
 		atomic_fetch_add_explicit(&s->c->bytes, WIRE_HDR_LEN + h.length,
 		    memory_order_relaxed);
@@ -272,7 +326,7 @@ src_throttle(struct source *s, uint32_t senders, uint64_t *epoch_ns,
 }
 
 int
-src_send_digests(struct source *s, struct chan *c)
+src_send_digests(struct source *s, struct src_view *v, struct chan *c)
 {
 	uint64_t *hash = malloc(WIRE_DIGEST_CHUNK * sizeof(uint64_t));
 	int r = 0;
@@ -297,7 +351,8 @@ src_send_digests(struct source *s, struct chan *c)
 			else if ((s->hole[i >> 6] >> (i & 63)) & 1)
 				hash[k] = s->zero_hash;
 			else
-				hash[k] = XXH3_64bits(s->map + i * s->ps, s->ps);
+				hash[k] = XXH3_64bits(src_pages(s, v, i, 1),
+				    s->ps);
 		}
 		d.first = first;
 		d.n_hash = n;
@@ -312,7 +367,8 @@ src_send_digests(struct source *s, struct chan *c)
  * page boundary) of which no piece was sent, claimed: their pieces, 0 when
  * the first is not one. They go as one ZERO run. */
 static uint32_t
-src_zero_units(struct source *s, uint64_t pos, uint64_t lim)
+src_zero_units(struct source *s, struct src_view *v, uint64_t pos,
+    uint64_t lim)
 {
 	uint64_t max = s->upp > SRC_ZERO_RUN_MAX ? s->upp : SRC_ZERO_RUN_MAX;
 	uint64_t n = 0;
@@ -321,7 +377,7 @@ src_zero_units(struct source *s, uint64_t pos, uint64_t lim)
 		for (uint64_t k = 0; k < s->upp; k++)
 			if (bm_test(s->sent, pos + n + k))
 				goto out;
-		if (!src_zero_unit(s, pos + n))
+		if (!src_zero_unit(s, v, pos + n))
 			break;
 		/* The urgent channel may claim one of them meanwhile: sent
 		 * twice then, the destination keeps one. */
@@ -342,24 +398,25 @@ out:
  * as one ZERO run; stripes are whole huge pages). Its length; 0 when pos
  * was sent already. */
 uint32_t
-src_bulk_run(struct source *s, uint64_t pos, uint64_t lim, bool *zero)
+src_bulk_run(struct source *s, struct src_view *v, uint64_t pos, uint64_t lim,
+    bool *zero)
 {
 	uint32_t n, max;
 
 	if (s->upp > 1 && pos % s->upp == 0 &&
-	    (n = src_zero_units(s, pos, lim)) > 0) {
+	    (n = src_zero_units(s, v, pos, lim)) > 0) {
 		*zero = true;
 		return n;
 	}
 	if (!src_claim(s, pos))
 		return 0;
-	*zero = src_zero(s, pos);
+	*zero = src_zero(s, v, pos);
 	max = *zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
 	if (s->upp > 1 && max > s->upp - pos % s->upp)
 		max = (uint32_t)(s->upp - pos % s->upp);
 	for (n = 1; n < max && pos + n < lim; n++) {
 		if (bm_test(s->sent, pos + n) ||
-		    src_zero(s, pos + n) != *zero || !src_claim(s, pos + n))
+		    src_zero(s, v, pos + n) != *zero || !src_claim(s, pos + n))
 			break;
 	}
 	return n;

@@ -91,6 +91,8 @@ src_precopy_scan(struct source *s, struct chan *c, uint64_t *n)
 {
 	int r = dirty_scan(s->dirty, s->need, n);
 
+	/* Pages read before the scan may have been written since. */
+	atomic_fetch_add_explicit(&s->view_gen, 1, memory_order_release);
 	if (r < 0)
 		return chan_set_error(c, r, "precopy: PAGEMAP_SCAN failed: %s",
 		    strerror(-r));
@@ -104,11 +106,12 @@ static int
 src_precopy_send(struct source *s, struct chan *c, uint64_t i, uint32_t *np,
     uint64_t *bytes)
 {
-	bool zero = src_zero(s, i);
+	struct src_view *v = &s->bulk[0].view;	/* rounds run on sender 0 */
+	bool zero = src_zero(s, v, i);
 	uint32_t n = 1, max = zero ? SRC_ZERO_RUN_MAX : WIRE_MAX_BATCH;
 
 	while (n < max && i + n < s->npages && src_need(s, i + n) &&
-	    src_zero(s, i + n) == zero)
+	    src_zero(s, v, i + n) == zero)
 		n++;
 	for (uint32_t k = 0; k < n; k++) {
 		s->need[(i + k) >> 6] &= ~(1ull << ((i + k) & 63));
@@ -118,7 +121,7 @@ src_precopy_send(struct source *s, struct chan *c, uint64_t i, uint32_t *np,
 	*np = n;
 	*bytes += WIRE_HDR_LEN + (zero ? 0 : (uint64_t)n * s->ps);
 	atomic_fetch_add_explicit(&s->c->pages_bulk, n, memory_order_relaxed);
-	return src_send_run(s, c, i, n, zero);
+	return src_send_run(s, v, c, i, n, zero);
 }
 
 /* Sends every needed page, in order, unless the rounds are stopped (the
