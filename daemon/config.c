@@ -41,6 +41,7 @@ config_defaults(struct config *c)
 	c->max_downtime_ms = 300;
 	c->bulk_channels = 1;
 	c->demand_spin_us = 0;
+	c->demand_spin_always = false;
 	c->page_write_alias = false;
 }
 
@@ -167,6 +168,8 @@ config_set_precopy(struct config *c, const char *key, const char *v,
 	if (strcmp(key, "demand_spin_us") == 0)
 		return set_uint(&c->demand_spin_us, key, v, 0,
 		    CONFIG_SPIN_US_MAX, err, errlen);
+	if (strcmp(key, "demand_spin_always") == 0)
+		return set_bool(&c->demand_spin_always, key, v, err, errlen);
 	if (strcmp(key, "page_write") == 0) {
 		if (strcmp(v, "pwrite") != 0 && strcmp(v, "alias") != 0) {
 			str_printf(err, errlen, "%s: '%s' is not pwrite or "
@@ -471,6 +474,8 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "max_downtime_ms = %u\n", c->max_downtime_ms);
 	fprintf(f, "bulk_channels = %u\n", c->bulk_channels);
 	fprintf(f, "demand_spin_us = %u\n", c->demand_spin_us);
+	fprintf(f, "demand_spin_always = %s\n", c->demand_spin_always ? "yes" :
+	    "no");
 	fprintf(f, "page_write = %s\n", c->page_write_alias ? "alias" :
 	    "pwrite");
 }

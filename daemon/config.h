@@ -60,6 +60,8 @@ struct config {
 	 * userfaultfd before sleeping (0 = off; off by itself while the load
 	 * average is above the CPU count). */
 	unsigned	demand_spin_us;
+	/* ... also while the load average is above the CPU count. */
+	bool		demand_spin_always;
 	/* Destination, base-page memfd guests: how received pages reach the
 	 * page cache: false = pwrite from a bounce buffer (page_write =
 	 * pwrite, the default), true = read straight through the alias. */

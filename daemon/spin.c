@@ -13,11 +13,21 @@
 
 static _Atomic uint64_t	spin_next_ns;	/* when to read it again */
 static atomic_bool	spin_ok;
+static atomic_bool	spin_always;	/* demand_spin_always */
+
+void
+spin_set_always(bool always)
+{
+	atomic_store(&spin_always, always);
+}
 
 bool
 spin_allowed(void)
 {
 	uint64_t now = now_ns(), next = atomic_load(&spin_next_ns);
+
+	if (atomic_load_explicit(&spin_always, memory_order_relaxed))
+		return true;
 
 	/* One thread reads it per period; the others keep the last verdict. */
 	if (now >= next && atomic_compare_exchange_strong(&spin_next_ns, &next,

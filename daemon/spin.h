@@ -18,8 +18,13 @@
 #define SPIN_US_MAX	1000	/* the longest spin, whatever is asked */
 
 /* Whether spinning is allowed now: the load average is at most the CPU
- * count (read at most once a second, shared by every thread). */
+ * count (read at most once a second, shared by every thread), or
+ * spin_set_always said so. */
 bool spin_allowed(void);
+/* postcopyd.conf demand_spin_always: spin whatever the load average (a
+ * host whose load counts vCPU threads, while the daemon's threads have
+ * CPUs of their own). Process-wide. */
+void spin_set_always(bool always);
 /* Polls fd for events, without sleeping, for up to us microseconds
  * (capped at SPIN_US_MAX): whether it became ready. false at once when
  * us is 0 or spin_allowed() says no. */

@@ -145,6 +145,7 @@ struct bench_opts {
 	uint64_t	 bandwidth_bps;	/* 0 = unlimited */
 	unsigned	 bulk_channels;	/* Migrate bulk_channels; 0: default */
 	unsigned	 demand_spin_us;	/* both daemons' config; 0: off */
+	bool		 demand_spin_always;	/* ... whatever the load */
 	const char	*page_write;	/* "pwrite", "alias"; NULL: default */
 	/* --precopy: rounds before postcopy, switching after rounds (0: no
 	 * limit) or on a stall (auto_switch); the source guest writes

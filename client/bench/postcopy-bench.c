@@ -118,6 +118,8 @@ usage(FILE *f)
 "      --demand-spin US     both daemons poll the urgent channel and the\n"
 "                           userfaultfd US microseconds (1..1000) before\n"
 "                           sleeping (demand_spin_us; default off)\n"
+"      --demand-spin-always the daemons spin also while the load average is\n"
+"                           above the CPU count (demand_spin_always)\n"
 "      --page-write HOW     pwrite|alias: how the destination writes\n"
 "                           received pages of a memfd guest on base pages\n"
 "                           (page_write; default the daemon's, pwrite)\n"
@@ -698,8 +700,10 @@ bench_report_json(const struct bench *b, FILE *f)
 	if (o->precopy)
 		fprintf(f, "\"max_downtime_ms\":%u,", o->max_downtime_ms);
 	fprintf(f, "\"bulk_channels\":%u,\"demand_spin_us\":%u,"
-	    "\"page_write\":\"%s\",", o->bulk_channels ? o->bulk_channels : 1,
-	    o->demand_spin_us, o->page_write != NULL ? o->page_write : "pwrite");
+	    "\"demand_spin_always\":%s,\"page_write\":\"%s\",",
+	    o->bulk_channels ? o->bulk_channels : 1, o->demand_spin_us,
+	    o->demand_spin_always ? "true" : "false",
+	    o->page_write != NULL ? o->page_write : "pwrite");
 	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
 	for (i = 0; i < b->nruns; i++) {
 		const struct bench_run *r = &b->runs[i];
@@ -1162,7 +1166,7 @@ main(int argc, char **argv)
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
 	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE, OPT_PRECOPY,
 	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME, OPT_BULKCH, OPT_SPIN,
-	    OPT_PAGEWRITE };
+	    OPT_PAGEWRITE, OPT_SPINALWAYS };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -1179,6 +1183,7 @@ main(int argc, char **argv)
 		{ "bulk-channels",	required_argument, NULL, OPT_BULKCH },
 		{ "demand-spin",	required_argument, NULL, OPT_SPIN },
 		{ "page-write",		required_argument, NULL, OPT_PAGEWRITE },
+		{ "demand-spin-always",	no_argument, NULL, OPT_SPINALWAYS },
 		{ "auto",		no_argument,	   NULL, OPT_AUTO },
 		{ "max-downtime",	required_argument, NULL, OPT_DOWNTIME },
 		{ "dirty-rate",		required_argument, NULL, OPT_DIRTY },
@@ -1397,6 +1402,9 @@ main(int argc, char **argv)
 				    "want microseconds, 1..1000\n", optarg);
 				return 2;
 			}
+			break;
+		case OPT_SPINALWAYS:
+			o->demand_spin_always = true;
 			break;
 		case OPT_PAGEWRITE:
 			if (strcmp(optarg, "pwrite") != 0 &&

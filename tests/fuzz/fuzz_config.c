@@ -90,6 +90,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    c.max_connections == c2.max_connections &&
 	    c.max_inflight == c2.max_inflight && c.max_frame == c2.max_frame);
 	FUZZ_CHECK(c.bulk_channels == c2.bulk_channels &&
-	    c.demand_spin_us == c2.demand_spin_us);
+	    c.demand_spin_us == c2.demand_spin_us &&
+	    c.demand_spin_always == c2.demand_spin_always &&
+	    c.page_write_alias == c2.page_write_alias);
 	return 0;
 }
