@@ -50,6 +50,7 @@ struct src_view {
 	uint32_t		 n;		/* pages held (0: none) */
 	uint32_t		 ahead;		/* pages to read on a miss */
 	uint64_t		 gen;
+	int			 err;		/* why src_pages last said NULL */
 };
 
 /* One bulk sender: its thread, its channel (SESSION_BULK + k) and the
@@ -82,8 +83,9 @@ struct source {
 						 * all sent (this session) */
 	char			 addr[256];	/* [s.lock] destination */
 
-	/* Guest memory, read-only: residency (mincore) and a fallback for a
-	 * failed pread; pages are read through views (src_pages). */
+	/* Guest memory, read-only, for residency (mincore) only: pages are
+	 * read through views (src_pages), so a memfd cut short by its VMM is
+	 * an error, not a SIGBUS. */
 	const uint8_t		*map;
 	struct src_view		 urg_view;	/* [main] page requests */
 	_Atomic uint64_t	 view_gen;	/* moved by each precopy scan */
@@ -156,9 +158,13 @@ int	src_view_init(struct source *s, struct src_view *v, uint32_t ahead);
 void	src_view_free(struct src_view *v);
 /* Pages [i, i+n) of guest memory, n <= SRC_VIEW_PAGES, contiguous: from
  * v's copy, read again from page i when they are not all in it or it is
- * stale. */
+ * stale. NULL (why in v->err, -ENXIO: past the memfd's end) when they
+ * cannot be read. */
 const uint8_t *src_pages(struct source *s, struct src_view *v, uint64_t i,
 	    uint32_t n);
+/* The channel's error for a NULL from src_pages (pages [i, i+n)). */
+int	src_read_error(struct source *s, struct src_view *v, struct chan *c,
+	    uint64_t i, uint32_t n);
 /* Page i reads as zeros (a hole, or by content). */
 bool	src_zero(struct source *s, struct src_view *v, uint64_t i);
 /* The huge page starting at piece first is all zero. */

@@ -65,14 +65,35 @@ src_pages(struct source *s, struct src_view *v, uint64_t i, uint32_t n)
 		    off + (off_t)done);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)	/* cannot happen on a memfd: read the map */
-			return s->map + i * s->ps;
+		if (r < 0) {
+			v->err = -errno;
+			return NULL;
+		}
+		if (r == 0) {
+			/* The VMM cut its memfd short (a mapping would have
+			 * been SIGBUS, for every migration here). */
+			if (done >= (size_t)n * s->ps)
+				break;
+			v->err = -ENXIO;
+			return NULL;
+		}
 		done += (size_t)r;
 	}
+	want = (uint32_t)(done / s->ps);
 	v->first = i;
 	v->n = want;
 	v->gen = gen;
 	return v->buf;
+}
+
+int
+src_read_error(struct source *s, struct src_view *v, struct chan *c,
+    uint64_t i, uint32_t n)
+{
+	return chan_set_error(c, v->err, "reading guest pages %" PRIu64 "+%"
+	    PRIu32 " from the source VMM's memfd failed: %s", i, n,
+	    v->err == -ENXIO ? "the memfd ends before them (the VMM truncated "
+	    "it?)" : strerror(-v->err));
 }
 
 bool
@@ -85,7 +106,10 @@ src_zero(struct source *s, struct src_view *v, uint64_t i)
 	if (atomic_load_explicit(&s->holes_ready, memory_order_acquire) &&
 	    ((s->hole[i >> 6] >> (i & 63)) & 1))
 		return true;
-	q = (const uint64_t *)(const void *)src_pages(s, v, i, 1);
+	/* Unreadable: not zero, so that sending it reports why. */
+	if ((q = (const uint64_t *)(const void *)src_pages(s, v, i, 1)) ==
+	    NULL)
+		return false;
 
 	for (size_t k = 0; k < ps / 8; k += 8) {
 		uint64_t acc = q[k] | q[k + 1] | q[k + 2] | q[k + 3] |
@@ -275,6 +299,9 @@ src_send_run(struct source *s, struct src_view *v, struct chan *c, uint64_t i,
     uint32_t n, bool zero)
 {
 	const uint8_t *p = zero ? NULL : src_pages(s, v, i, n);
+
+	if (!zero && p == NULL)
+		return src_read_error(s, v, c, i, n);
 	struct wire_hdr h = {
 		.type = zero ? WIRE_ZERO : WIRE_PAGES,
 		.index = i,
@@ -342,18 +369,24 @@ src_send_digests(struct source *s, struct src_view *v, struct chan *c)
 		for (size_t k = 0; k < n; k++) {
 			uint64_t i = first + k;
 
+			const uint8_t *p;
+
 			/* Taken when sent; a page this process never sent
-			 * (held by the destination already) is read now. A
-			 * hole would be allocated by reading it. */
+			 * (held by the destination already) is read now. */
 			if (bm_test(s->hashed, i))
 				hash[k] = atomic_load_explicit(&s->hash[i],
 				    memory_order_relaxed);
 			else if ((s->hole[i >> 6] >> (i & 63)) & 1)
 				hash[k] = s->zero_hash;
-			else
-				hash[k] = XXH3_64bits(src_pages(s, v, i, 1),
-				    s->ps);
+			else if ((p = src_pages(s, v, i, 1)) != NULL)
+				hash[k] = XXH3_64bits(p, s->ps);
+			else {
+				r = src_read_error(s, v, c, i, 1);
+				break;
+			}
 		}
+		if (r < 0)
+			break;
 		d.first = first;
 		d.n_hash = n;
 		d.hash = hash;

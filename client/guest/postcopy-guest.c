@@ -98,6 +98,7 @@ struct opts {
 	double		 pause_delay;	/* source: s between PAUSE and pausing */
 	bool		 survive_cancel; /* source: a failed Complete before
 					  * the pause is checked, not fatal */
+	bool		 truncate_at_pause; /* source: a hostile VMM */
 };
 
 static double
@@ -1232,6 +1233,13 @@ run_source(const struct opts *o)
 	say(o, "paused after %.2f s (%" PRIu64 " pages written meanwhile); "
 	    "sent %zu bytes of device state", t_pause - t_attach,
 	    (uint64_t)atomic_load(&wr.nwrites), slen);
+	if (o->truncate_at_pause) {
+		/* The vCPUs are stopped: nothing here reads it again. */
+		if (ftruncate(gu.memfd, (off_t)(gu.size / 2)) < 0)
+			die(1, "--truncate-at-pause: %s", strerror(errno));
+		say(o, "cut the memfd to %" PRIu64 " of %" PRIu64 " bytes "
+		    "(--truncate-at-pause)", gu.size / 2, gu.size);
+	}
 
 	wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
 	t_done = now_s();
@@ -1501,6 +1509,10 @@ usage(FILE *f)
 "                           cancelled migration meanwhile ends it unpaused\n"
 "      --no-track-dirty     source: send no dirty-tracking descriptors, as\n"
 "                           a VMM older than precopy (postcopy-only)\n"
+"      --truncate-at-pause  source: after pausing, cut the memfd to half the\n"
+"                           guest, as a broken or hostile VMM would (tests\n"
+"                           that the daemon fails the migration, and only\n"
+"                           it)\n"
 "      --survive-cancel     source: a migration cancelled (or failed) before\n"
 "                           the pause leaves the guest running: it runs on,\n"
 "                           then checks every page and that no page is\n"
@@ -1595,7 +1607,8 @@ main(int argc, char **argv)
 {
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
 	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE,
-	    O_DIRTY_RATE, O_NO_TRACK, O_PAUSE_DELAY, O_SURVIVE };
+	    O_DIRTY_RATE, O_NO_TRACK, O_PAUSE_DELAY, O_SURVIVE,
+	    O_TRUNCATE };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1623,6 +1636,7 @@ main(int argc, char **argv)
 		{ "no-track-dirty",	no_argument,	   NULL, O_NO_TRACK },
 		{ "pause-delay",	required_argument, NULL, O_PAUSE_DELAY },
 		{ "survive-cancel",	no_argument,	   NULL, O_SURVIVE },
+		{ "truncate-at-pause",	no_argument,	   NULL, O_TRUNCATE },
 		{ "json",		no_argument,	   NULL, 'j' },
 		{ "quiet",		no_argument,	   NULL, 'q' },
 		{ "help",		no_argument,	   NULL, 'h' },
@@ -1754,6 +1768,7 @@ main(int argc, char **argv)
 			    3600);
 			break;
 		case O_SURVIVE:		o.survive_cancel = true; break;
+		case O_TRUNCATE:	o.truncate_at_pause = true; break;
 		case 'j':	o.json = true; break;
 		case 'q':	o.quiet = true; break;
 		case 'h':	usage(stdout); return 0;
@@ -1783,9 +1798,10 @@ main(int argc, char **argv)
 	if (o.corrupt >= 0 && !o.local)
 		die(2, "--local-corrupt needs --local");
 	if ((o.dirty_rate > 0 || o.no_track_dirty || o.pause_delay > 0 ||
-	    o.survive_cancel) && o.role != ROLE_SOURCE)
-		die(2, "--dirty-rate, --no-track-dirty, --pause-delay and "
-		    "--survive-cancel are for the source");
+	    o.survive_cancel || o.truncate_at_pause) && o.role != ROLE_SOURCE)
+		die(2, "--dirty-rate, --no-track-dirty, --pause-delay, "
+		    "--survive-cancel and --truncate-at-pause are for the "
+		    "source");
 	if (o.copy && o.role == ROLE_SOURCE)
 		die(2, "--copy is for the destination (a source attaches a "
 		    "memfd)");

@@ -191,6 +191,34 @@ cancel)
 	migrate_once after-cancel 64M threads
 	stop_daemons
 	;;
+truncate)
+	# A source VMM that cuts its memfd short after the pause (bad input
+	# from a VMM): the source daemon reads guest pages with pread, so the
+	# migration fails with an error naming the cut, where reading through
+	# a mapping died of SIGBUS with every other migration on the daemon.
+	# The daemon then migrates another guest.
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst cut)
+	"$GUEST" --role dest --id cut -S "$T/dst.vmm" -s 64M -w threads -q \
+	    --timeout 60 > /dev/null 2> "$T/cut.dguest.log" &
+	g1=$!; PIDS+=($g1)
+	ctl src migrate cut "$addr" --tls-dir "$T/certs" >/dev/null || fail "migrate cut refused"
+	"$GUEST" --role source --id cut -S "$T/src.vmm" -s 64M --truncate-at-pause \
+	    --timeout 60 > /dev/null 2> "$T/cut.sguest.log" &
+	g2=$!; PIDS+=($g2)
+	wait_state src cut failed completed
+	err=$(field src cut errmsg)
+	[ "$(field src cut state)" = failed ] || fail "cut: source state $(field src cut state), want failed"
+	[[ "$err" == *"memfd ends before them"* ]] || fail "cut: source error '$err' does not name the cut memfd"
+	kill -0 "$PID_src" 2>/dev/null || fail "cut: the source daemon died"
+	grep -q "cut the memfd" "$T/cut.sguest.log" || fail "cut: the source guest did not cut its memfd: $(tail -n 2 "$T/cut.sguest.log")"
+	echo "cut: source failed: $err"
+	kill "$g1" "$g2" 2>/dev/null || true
+	wait "$g1" "$g2" 2>/dev/null || true
+	migrate_once after-cut 64M threads
+	stop_daemons
+	;;
 dirty)
 	start_daemon dst
 	start_daemon src
