@@ -237,7 +237,8 @@ src_bulk_first(struct src_bulk *b, struct chan *c)
 	if (r < 0 || session_ended(&s->s))
 		return r < 0 ? r : 1;
 	if (!atomic_load_explicit(&s->holes_ready, memory_order_acquire)) {
-		src_find_holes(s);
+		if ((r = src_find_holes(s, c)) < 0)
+			return r;
 		atomic_store_explicit(&s->holes_ready, true,
 		    memory_order_release);
 		session_kick(&s->s);

@@ -169,8 +169,10 @@ int	src_read_error(struct source *s, struct src_view *v, struct chan *c,
 bool	src_zero(struct source *s, struct src_view *v, uint64_t i);
 /* The huge page starting at piece first is all zero. */
 bool	src_zero_unit(struct source *s, struct src_view *v, uint64_t first);
-/* After the pause, once: the memfd's holes (zero without reading). */
-void	src_find_holes(struct source *s);
+/* After the pause (or before precopy round 0), once: the memfd's holes
+ * (zero without reading); an error on c when the VMM cut the memfd
+ * short. */
+int	src_find_holes(struct source *s, struct chan *c);
 /* The source's pages_valid rises to n, never goes back (a resume). */
 void	src_valid_raise(struct source *s, uint64_t n);
 /* Marks page i sent; false if it was already (counts it once). */

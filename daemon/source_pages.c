@@ -173,6 +173,25 @@ src_holes_by_residency(struct source *s, uint64_t *holes)
 	return true;
 }
 
+/* The memfd still holds the whole guest. */
+static int
+src_memfd_whole(struct source *s, struct chan *c)
+{
+	uint64_t end = s->m->g.offset + s->m->g.size;
+	struct stat st;
+
+	if (fstat(s->m->g.memfd, &st) < 0)
+		return chan_set_error(c, -errno, "fstat of the source VMM's "
+		    "memfd: %s", strerror(errno));
+	if ((uint64_t)st.st_size < end)
+		return chan_set_error(c, -ENXIO, "the source VMM's memfd is %"
+		    PRIu64 " bytes, shorter than the guest (%" PRIu64 " bytes "
+		    "at offset %" PRIu64 "): the memfd ends before them (the "
+		    "VMM truncated it?)", (uint64_t)st.st_size, s->m->g.size,
+		    s->m->g.offset);
+	return 0;
+}
+
 /* The same by SEEK_HOLE/SEEK_DATA: exact with swap, two calls per hole. */
 static void
 src_holes_by_seek(struct source *s, uint64_t *holes)
@@ -198,18 +217,28 @@ src_holes_by_seek(struct source *s, uint64_t *holes)
 	}
 }
 
-/* Pages that are holes in the memfd (never written): zero without looking. */
-void
-src_find_holes(struct source *s)
+/* Pages that are holes in the memfd (never written): zero without looking.
+ * An error on c when the memfd no longer holds the whole guest. */
+int
+src_find_holes(struct source *s, struct chan *c)
 {
 	uint64_t holes = 0;
-	bool fast = src_holes_by_residency(s, &holes);
+	bool fast;
+	int r;
 
-	if (!fast)
+	/* Past the memfd's end everything reads as a hole: a memfd the VMM
+	 * cut short would send the rest of the guest as zero pages. Looked at
+	 * before and after (a cut meanwhile). */
+	if ((r = src_memfd_whole(s, c)) < 0)
+		return r;
+	if (!(fast = src_holes_by_residency(s, &holes)))
 		src_holes_by_seek(s, &holes);
+	if ((r = src_memfd_whole(s, c)) < 0)
+		return r;
 	log_info("migration %s: %" PRIu64 " of %" PRIu64 " pages are holes "
 	    "in the memfd (found by %s; sent as zero runs without reading "
 	    "them)", s->m->id, holes, s->npages, fast ? "residency" : "seeking");
+	return 0;
 }
 
 /* The source's pages_valid (pages sent) never goes back: a resume sends

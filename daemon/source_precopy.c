@@ -79,7 +79,8 @@ src_precopy_begin(struct source *s, struct chan *c)
 	s->tracking = true;
 	for (uint64_t i = 0; i < s->npages; i++)
 		s->need[i >> 6] |= 1ull << (i & 63);
-	src_find_holes(s);
+	if ((r = src_find_holes(s, c)) < 0)
+		return r;
 	atomic_store_explicit(&s->holes_ready, true, memory_order_release);
 	return 0;
 }

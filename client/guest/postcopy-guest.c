@@ -1225,6 +1225,14 @@ run_source(const struct opts *o)
 	if (wr.rate > 0)
 		pthread_join(wr.th, NULL);
 	t_pause = now_s();
+	if (o->truncate_at_pause) {
+		/* The vCPUs are stopped: nothing here reads it again. Before
+		 * PAUSED, so that no page has left yet. */
+		if (ftruncate(gu.memfd, (off_t)(gu.size / 2)) < 0)
+			die(1, "--truncate-at-pause: %s", strerror(errno));
+		say(o, "cut the memfd to %" PRIu64 " of %" PRIu64 " bytes "
+		    "(--truncate-at-pause)", gu.size / 2, gu.size);
+	}
 	state = state_encode(&g, gu.size, o->state_pad,
 	    atomic_load(&wr.nwrites), &slen);
 	if ((r = pcvmm_send_paused(v, state, slen)) < 0)
@@ -1233,13 +1241,6 @@ run_source(const struct opts *o)
 	say(o, "paused after %.2f s (%" PRIu64 " pages written meanwhile); "
 	    "sent %zu bytes of device state", t_pause - t_attach,
 	    (uint64_t)atomic_load(&wr.nwrites), slen);
-	if (o->truncate_at_pause) {
-		/* The vCPUs are stopped: nothing here reads it again. */
-		if (ftruncate(gu.memfd, (off_t)(gu.size / 2)) < 0)
-			die(1, "--truncate-at-pause: %s", strerror(errno));
-		say(o, "cut the memfd to %" PRIu64 " of %" PRIu64 " bytes "
-		    "(--truncate-at-pause)", gu.size / 2, gu.size);
-	}
 
 	wait_event(v, PCVMM_EV_COMPLETE, o->timeout, &ev, "COMPLETE");
 	t_done = now_s();
@@ -1509,7 +1510,7 @@ usage(FILE *f)
 "                           cancelled migration meanwhile ends it unpaused\n"
 "      --no-track-dirty     source: send no dirty-tracking descriptors, as\n"
 "                           a VMM older than precopy (postcopy-only)\n"
-"      --truncate-at-pause  source: after pausing, cut the memfd to half the\n"
+"      --truncate-at-pause  source: when pausing, cut the memfd to half the\n"
 "                           guest, as a broken or hostile VMM would (tests\n"
 "                           that the daemon fails the migration, and only\n"
 "                           it)\n"
