@@ -59,7 +59,8 @@ migrate_once() {
 	PIDS+=($spid)
 	local grc=0 src=0
 	wait_pair "$gpid" grc "$spid" src
-	[ $grc -eq 77 ] && skip "postcopy-guest cannot run the $workload workload here"
+	[ $grc -eq 77 ] && skip "postcopy-guest cannot run the $workload workload here: $(tail -n 1 "$T/$name.dguest.log")"
+	[ $src -eq 77 ] && skip "postcopy-guest cannot run the $workload workload here: $(tail -n 1 "$T/$name.sguest.log")"
 	guests_ok "$name" $grc "$T/$name.dguest.log" $src "$T/$name.sguest.log"
 	wait_state dst "$name" completed failed
 	wait_state src "$name" completed failed

@@ -99,9 +99,9 @@ wait_state() {
 
 # wait_pair PID1 VAR1 PID2 VAR2: waits for two background processes (the
 # two guests of a migration), storing each exit status in its variable. A
-# process that fails (neither 0 nor 77, the skip) ends the wait at once: the
-# other one is killed, so a guest that died at start does not leave the test
-# waiting out its partner's timeout.
+# process that fails or skips (not 0; 77 is the skip) ends the wait at
+# once: the other one is killed, so a guest that died (or cannot run here)
+# at start does not leave the test waiting out its partner's timeout.
 wait_pair() {
 	local -A var=([$1]=$2 [$3]=$4)
 	local left=("$1" "$3") done_pid rc p
@@ -114,7 +114,7 @@ wait_pair() {
 		fi
 		printf -v "${var[$done_pid]}" %d "$rc"
 		left=($(for p in "${left[@]}"; do [ "$p" = "$done_pid" ] || echo "$p"; done))
-		if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+		if [ $rc -ne 0 ]; then
 			for p in "${left[@]}"; do
 				kill "$p" 2>/dev/null || true
 				rc=0; wait "$p" || rc=$?
