@@ -214,8 +214,12 @@ place_minor_place(struct place *pl, uint64_t first, uint64_t n,
  * Only an optimisation: a kernel without MADV_POPULATE_WRITE (< 5.14), or
  * too little memory, just leaves allocation to the receivers.
  */
+/* The preallocation loop: [off, +n) of guest memory at a time (so that
+ * a stop is seen soon) through alloc, which says -errno (named as how). */
 static void
-place_minor_prealloc(struct place *pl, bool (*stopped)(void *), void *arg)
+place_prealloc_chunks(struct place *pl, bool (*stopped)(void *), void *arg,
+    int (*alloc)(struct place *pl, uint64_t off, uint64_t n),
+    const char *how, const char *done)
 {
 	const uint64_t chunk = 64ull << 20;
 	uint64_t t0 = now_ns();
@@ -225,17 +229,29 @@ place_minor_prealloc(struct place *pl, bool (*stopped)(void *), void *arg)
 
 		if (stopped(arg))
 			return;
-		if (madvise(pl->alias + off, n, MADV_POPULATE_WRITE) < 0) {
+		if (alloc(pl, off, n) < 0) {
 			log_warn("migration %s: preallocating the guest memory "
-			    "at +%" PRIu64 " (MADV_POPULATE_WRITE); pages will "
-			    "be allocated as they arrive", pl->id, off);
+			    "at +%" PRIu64 " (%s); pages will be allocated as "
+			    "they arrive", pl->id, off, how);
 			return;
 		}
 	}
 	atomic_store_explicit(&pl->populated, true, memory_order_relaxed);
-	log_info("migration %s: %" PRIu64 " MiB of guest memory allocated and "
-	    "mapped in %" PRIu64 " ms", pl->id, pl->size >> 20,
-	    (now_ns() - t0) / 1000000);
+	log_info("migration %s: %" PRIu64 " MiB of guest memory %s in %" PRIu64
+	    " ms", pl->id, pl->size >> 20, done, (now_ns() - t0) / 1000000);
+}
+
+static int
+place_alias_populate(struct place *pl, uint64_t off, uint64_t n)
+{
+	return madvise(pl->alias + off, n, MADV_POPULATE_WRITE);
+}
+
+static void
+place_minor_prealloc(struct place *pl, bool (*stopped)(void *), void *arg)
+{
+	place_prealloc_chunks(pl, stopped, arg, place_alias_populate,
+	    "MADV_POPULATE_WRITE", "allocated and mapped");
 }
 
 static const struct place_ops place_minor_ops = {
@@ -313,29 +329,17 @@ place_pwrite_place(struct place *pl, uint64_t first, uint64_t n,
 /* The page cache allocated before the source connects, as MINOR's
  * prealloc does, but without mapping anything (fallocate leaves pages
  * already there, a restarted daemon's, as they are). */
+static int
+place_memfd_allocate(struct place *pl, uint64_t off, uint64_t n)
+{
+	return fallocate(pl->memfd, 0, (off_t)(pl->off + off), (off_t)n);
+}
+
 static void
 place_pwrite_prealloc(struct place *pl, bool (*stopped)(void *), void *arg)
 {
-	const uint64_t chunk = 64ull << 20;
-	uint64_t t0 = now_ns();
-
-	for (uint64_t off = 0; off < pl->size; off += chunk) {
-		uint64_t n = pl->size - off < chunk ? pl->size - off : chunk;
-
-		if (stopped(arg))
-			return;
-		if (fallocate(pl->memfd, 0, (off_t)(pl->off + off),
-		    (off_t)n) < 0) {
-			log_warn("migration %s: preallocating the guest memory "
-			    "at +%" PRIu64 " (fallocate); pages will be "
-			    "allocated as they arrive", pl->id, off);
-			return;
-		}
-	}
-	atomic_store_explicit(&pl->populated, true, memory_order_relaxed);
-	log_info("migration %s: %" PRIu64 " MiB of guest memory allocated in "
-	    "%" PRIu64 " ms", pl->id, pl->size >> 20,
-	    (now_ns() - t0) / 1000000);
+	place_prealloc_chunks(pl, stopped, arg, place_memfd_allocate,
+	    "fallocate", "allocated");
 }
 
 static uint8_t *place_bounce_buf(struct place *pl, uint8_t *bounce,

@@ -56,13 +56,27 @@ bench_touch_map(int fd, uint64_t len, uint64_t ps, bool rw, double *first,
 	return 0;
 }
 
+/* pwrite (or pread) the memfd in runs of run bytes; us per 4 KiB page. */
+static int
+bench_touch_io(int fd, uint8_t *buf, uint64_t len, uint64_t run, bool write,
+    double *us)
+{
+	uint64_t t0 = now_ns();
+
+	for (uint64_t off = 0; off < len; off += run)
+		if ((write ? pwrite(fd, buf, run, (off_t)off) :
+		    pread(fd, buf, run, (off_t)off)) != (ssize_t)run)
+			return -EIO;
+	*us = (double)(now_ns() - t0) / 1e3 / (double)(len / 4096);
+	return 0;
+}
+
 int
 bench_touch(uint64_t len, struct bench_touch_result *r, char *err,
     size_t errlen)
 {
 	const uint64_t ps = 4096, run = 64 * ps;
 	uint8_t *buf = NULL;
-	uint64_t t0;
 	int fd, rc = 0;
 
 	memset(r, 0, sizeof(*r));
@@ -79,20 +93,9 @@ bench_touch(uint64_t len, struct bench_touch_result *r, char *err,
 		rc = -errno;
 		goto out;
 	}
-	t0 = now_ns();
-	for (uint64_t off = 0; off < len; off += run)
-		if (pwrite(fd, buf, run, (off_t)off) != (ssize_t)run) {
-			rc = -EIO;
-			goto out;
-		}
-	r->pwrite_us = (double)(now_ns() - t0) / 1e3 / (double)(len / ps);
-	t0 = now_ns();
-	for (uint64_t off = 0; off < len; off += run)
-		if (pread(fd, buf, run, (off_t)off) != (ssize_t)run) {
-			rc = -EIO;
-			goto out;
-		}
-	r->pread_us = (double)(now_ns() - t0) / 1e3 / (double)(len / ps);
+	if ((rc = bench_touch_io(fd, buf, len, run, true, &r->pwrite_us)) < 0 ||
+	    (rc = bench_touch_io(fd, buf, len, run, false, &r->pread_us)) < 0)
+		goto out;
 	if ((rc = bench_touch_map(fd, len, ps, true, &r->first_rw_us,
 	    &r->again_rw_us)) < 0 ||
 	    (rc = bench_touch_map(fd, len, ps, false, &r->first_ro_us,

@@ -40,6 +40,14 @@ PEER=$B/tests/datapath/pcd-wirepeer
 . "$(dirname "$(readlink -f "$0")")/../lib/harness.sh"
 harness_init datapath "$PEER"
 
+# dguest_bg ID WORKLOAD TIMEOUT: a 64 MiB destination guest for ID in the
+# background (its log $T/ID.dguest.log); its pid in DG_PID.
+dguest_bg() {
+	"$GUEST" --role dest --id "$1" -S "$T/dst.vmm" -s 64M -w "$2" -q \
+	    --timeout "$3" > /dev/null 2> "$T/$1.dguest.log" &
+	DG_PID=$!; PIDS+=($DG_PID)
+}
+
 migrate_once() {
 	local name=$1 size=$2 workload=$3; shift 3
 	local addr gpid spid
@@ -163,9 +171,7 @@ cancel)
 	start_daemon dst
 	start_daemon src
 	prepare dst c1 >/dev/null
-	"$GUEST" --role dest --id c1 -S "$T/dst.vmm" -s 64M -w none -q \
-	    --timeout 60 > /dev/null 2> "$T/c1.dguest.log" &
-	g1=$!; PIDS+=($g1)
+	dguest_bg c1 none 60; g1=$DG_PID
 	for _ in $(seq 100); do
 		[ "$(field dst c1 vmm_attached)" = true ] && break
 		sleep 0.05
@@ -201,9 +207,7 @@ truncate)
 	start_daemon dst
 	start_daemon src
 	addr=$(prepare dst cut)
-	"$GUEST" --role dest --id cut -S "$T/dst.vmm" -s 64M -w threads -q \
-	    --timeout 60 > /dev/null 2> "$T/cut.dguest.log" &
-	g1=$!; PIDS+=($g1)
+	dguest_bg cut threads 60; g1=$DG_PID
 	ctl src migrate cut "$addr" --tls-dir "$T/certs" >/dev/null || fail "migrate cut refused"
 	"$GUEST" --role source --id cut -S "$T/src.vmm" -s 64M --truncate-at-pause \
 	    --timeout 60 > /dev/null 2> "$T/cut.sguest.log" &
@@ -395,9 +399,7 @@ precopy-cancel)
 	start_daemon dst
 	start_daemon src
 	addr=$(prepare dst pc1)
-	"$GUEST" --role dest --id pc1 -S "$T/dst.vmm" -s 64M -w none -q \
-	    --timeout 120 > /dev/null 2> "$T/pc1.dguest.log" &
-	g1=$!; PIDS+=($g1)
+	dguest_bg pc1 none 120; g1=$DG_PID
 	ctl src migrate pc1 "$addr" --tls-dir "$T/certs" --precopy \
 	    --max-downtime 1 --bandwidth 32M >/dev/null || fail "migrate pc1 refused"
 	"$GUEST" --role source --id pc1 -S "$T/src.vmm" -s 64M -j -q \
