@@ -88,9 +88,13 @@ dest_fault(struct dest *d, uint64_t addr)
 	}
 	i = (addr - d->pl.base) / d->pg.ps;
 	if (place_unit_valid(&d->pl, i)) {
+		/* Timed to the wake-up, as pagestate_wake_mark() says. */
+		uint64_t rd = thread_run_delay_ns(), t1;
+
 		pagestate_count_fault(&d->pg, true);
 		r = d->pl.ops->map(&d->pl, i, 1);
-		pagestate_lat_record(d->pg.c, (now_ns() - t0) / 1000);
+		t1 = now_ns() - (thread_run_delay_ns() - rd);
+		pagestate_lat_record(d->pg.c, (t1 > t0 ? t1 - t0 : 0) / 1000);
 		return r;
 	}
 	pagestate_count_fault(&d->pg, false);

@@ -387,8 +387,21 @@ pagestate_fault_done(struct pagestate *p, uint64_t i)
 	return t0;
 }
 
+uint64_t
+pagestate_wake_mark(struct pagestate *p, uint64_t first, uint64_t n)
+{
+	if (atomic_load_explicit(&p->waiting, memory_order_relaxed) == 0)
+		return 0;
+	for (uint64_t i = first; i < first + n; i++) {
+		if (bm_test(p->faulted, i))
+			return thread_run_delay_ns() + 1;
+	}
+	return 0;
+}
+
 void
-pagestate_mapped(struct pagestate *p, uint64_t first, uint64_t n)
+pagestate_mapped(struct pagestate *p, uint64_t first, uint64_t n,
+    uint64_t mark)
 {
 	uint64_t now = 0;
 
@@ -399,8 +412,11 @@ pagestate_mapped(struct pagestate *p, uint64_t first, uint64_t n)
 		if (!bm_test(p->faulted, i) ||
 		    (t0 = pagestate_fault_done(p, i)) == 0)
 			continue;
-		if (now == 0)
-			now = now_ns();
+		if (now == 0) {
+			uint64_t ran = mark > 0 ? thread_run_delay_ns() + 1 : 0;
+
+			now = now_ns() - (ran > mark ? ran - mark : 0);
+		}
 		pagestate_lat_record(p->c, now > t0 ? (now - t0) / 1000 : 0);
 	}
 }

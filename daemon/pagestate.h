@@ -109,8 +109,20 @@ bool pagestate_all_valid(struct pagestate *p);
  * many were valid. */
 uint64_t pagestate_invalidate(struct pagestate *p, uint64_t first,
     uint64_t n);
+/*
+ * A fault's latency runs from the fault thread's read of it to the
+ * wake-up of the guest thread, inside the ioctl that maps its page. After
+ * that ioctl the guest thread it woke may take this thread's CPU; that
+ * wait is the guest running, not the fault waiting, and is left out:
+ * pagestate_wake_mark(), called before the ioctl, notes the calling
+ * thread's runqueue wait so far when a fault waits on one of the pages
+ * (0 otherwise), and pagestate_mapped() subtracts what it grew by since.
+ */
+uint64_t pagestate_wake_mark(struct pagestate *p, uint64_t first,
+    uint64_t n);
 /* Pages [first, first+n) are mapped: their waiting faults are over. */
-void pagestate_mapped(struct pagestate *p, uint64_t first, uint64_t n);
+void pagestate_mapped(struct pagestate *p, uint64_t first, uint64_t n,
+    uint64_t mark);
 /* Records the first fault on page i; false if one is already waiting. */
 bool pagestate_fault_add(struct pagestate *p, uint64_t i, uint64_t t0);
 /* After a session ended: claimed pages that never became valid lost their

@@ -124,6 +124,7 @@ static int
 place_minor_map(struct place *pl, uint64_t first, uint64_t n)
 {
 	uint64_t addr = pl->base + first * pl->ps, end = addr + n * pl->ps;
+	uint64_t mark = pagestate_wake_mark(pl->pg, first, n);
 	int r = 0;
 
 	for (uint64_t i = first; i < first + n; i++)
@@ -138,7 +139,7 @@ place_minor_map(struct place *pl, uint64_t first, uint64_t n)
 	}
 	if (r < 0)
 		return r;
-	pagestate_mapped(pl->pg, first, n);
+	pagestate_mapped(pl->pg, first, n, mark);
 	return 0;
 }
 
@@ -396,10 +397,12 @@ place_huge_map(struct place *pl, uint64_t first, uint64_t n)
 		struct uffdio_continue uc = {
 			.range = { .start = addr, .len = pl->hps },
 		};
+		uint64_t mark;
 		int r;
 
 		if (!place_unit_valid(pl, hp * per))
 			continue;
+		mark = pagestate_wake_mark(pl->pg, hp * per, per);
 		/* EAGAIN: the mm changed under us; again (EEXIST if the
 		 * huge page got mapped after all). */
 		while ((r = ioctl(pl->uffd, UFFDIO_CONTINUE, &uc)) < 0 &&
@@ -409,7 +412,7 @@ place_huge_map(struct place *pl, uint64_t first, uint64_t n)
 			r = place_wake(pl, addr, pl->hps);
 		else if (r < 0)
 			return -errno;
-		pagestate_mapped(pl->pg, hp * per, per);
+		pagestate_mapped(pl->pg, hp * per, per, mark);
 	}
 	return 0;
 }
@@ -640,6 +643,7 @@ place_hcopy_unit(struct place *pl, uint64_t u, const uint8_t *src)
 	struct uffdio_copy c = {
 		.dst = addr, .src = (uint64_t)(uintptr_t)src, .len = pl->hps,
 	};
+	uint64_t mark = pagestate_wake_mark(pl->pg, u * per, per);
 	int r;
 
 	/* EAGAIN: the mm changed under us; again. */
@@ -650,7 +654,7 @@ place_hcopy_unit(struct place *pl, uint64_t u, const uint8_t *src)
 		r = place_wake(pl, addr, pl->hps);
 	else if (r < 0)
 		return -errno;
-	pagestate_mapped(pl->pg, u * per, per);
+	pagestate_mapped(pl->pg, u * per, per, mark);
 	/* Valid after the copy: the state file never lists a page the
 	 * guest lacks. */
 	return pagestate_set_valid(pl->pg, u * per, per);
@@ -703,10 +707,12 @@ place_hcopy_map(struct place *pl, uint64_t first, uint64_t n)
 	int r = 0, w;
 
 	for (uint64_t u = first / per; u <= (first + n - 1) / per; u++) {
+		uint64_t mark = pagestate_wake_mark(pl->pg, u * per, per);
+
 		PCD_ASSERT(place_unit_valid(pl, u * per));
 		if ((w = place_wake(pl, pl->base + u * pl->hps, pl->hps)) < 0)
 			r = w;
-		pagestate_mapped(pl->pg, u * per, per);
+		pagestate_mapped(pl->pg, u * per, per, mark);
 	}
 	return r;
 }
@@ -782,6 +788,7 @@ static int
 place_copy_place(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen)
 {
+	uint64_t mark = pagestate_wake_mark(pl->pg, first, n);
 	int r;
 
 	if ((r = place_copy_ioctl(pl, first, n, buf)) < 0) {
@@ -790,7 +797,7 @@ place_copy_place(struct place *pl, uint64_t first, uint64_t n,
 		    first, n, strerror(-r));
 		return r;
 	}
-	pagestate_mapped(pl->pg, first, n);
+	pagestate_mapped(pl->pg, first, n, mark);
 	/* Valid after the page is in place: the state file (restart) never
 	 * lists a page the guest lacks. */
 	return pagestate_set_valid(pl->pg, first, n);
@@ -806,6 +813,7 @@ place_copy_map(struct place *pl, uint64_t first, uint64_t n)
 {
 	uint8_t *st = atomic_load(&pl->stage);
 	uint64_t i = first, end = first + n;
+	uint64_t mark = pagestate_wake_mark(pl->pg, first, n);
 	int r = 0;
 
 	while (i < end && r == 0) {
@@ -823,7 +831,7 @@ place_copy_map(struct place *pl, uint64_t first, uint64_t n)
 	}
 	if (r < 0)
 		return r;
-	pagestate_mapped(pl->pg, first, n);
+	pagestate_mapped(pl->pg, first, n, mark);
 	return 0;
 }
 

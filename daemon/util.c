@@ -3,11 +3,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int
 parse_size(const char *s, uint64_t *out)
@@ -189,4 +192,64 @@ str_quote(char *dst, size_t dstlen, const char *src)
 	}
 	dst[o] = '\0';
 	return dst;
+}
+
+/* ---- per-thread runqueue wait ------------------------------------------ */
+
+/* Each thread keeps its schedstat file open, closed when the thread ends:
+ * its key holds fd + 2 (0: not opened yet; 1: not available). */
+static pthread_key_t	run_delay_key;
+static bool		run_delay_keyed;
+static pthread_once_t	run_delay_once = PTHREAD_ONCE_INIT;
+
+static void
+run_delay_close(void *v)
+{
+	intptr_t fd = (intptr_t)v - 2;
+
+	if (fd >= 0)
+		close((int)fd);
+}
+
+static void
+run_delay_init(void)
+{
+	run_delay_keyed = pthread_key_create(&run_delay_key,
+	    run_delay_close) == 0;
+}
+
+static int
+run_delay_fd(void)
+{
+	intptr_t v;
+	int fd;
+
+	pthread_once(&run_delay_once, run_delay_init);
+	if (!run_delay_keyed)
+		return -1;
+	if ((v = (intptr_t)pthread_getspecific(run_delay_key)) != 0)
+		return (int)(v - 2);
+	fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	if (pthread_setspecific(run_delay_key, (void *)(intptr_t)(fd + 2)) != 0 &&
+	    fd >= 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+uint64_t
+thread_run_delay_ns(void)
+{
+	unsigned long long run, delay;
+	char buf[96];
+	int fd = run_delay_fd();
+	ssize_t n;
+
+	if (fd < 0 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &run, &delay) != 2)
+		return 0;
+	return delay;
 }

@@ -51,6 +51,11 @@ now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The calling thread's time spent runnable but not running, in ns (the
+ * run_delay of /proc/thread-self/schedstat); 0 where the kernel keeps no
+ * such count. */
+uint64_t thread_run_delay_ns(void);
+
 static inline uint64_t
 wall_ms(void)
 {

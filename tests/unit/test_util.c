@@ -1,9 +1,12 @@
 /* test_util.c - unit tests of util.c and log.c's parsers. */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "log.h"
@@ -89,6 +92,53 @@ test_utf8(void **state)
 	assert_string_equal(utf8_sanitize(s), "x\xc3\xa9??y?");
 }
 
+/* Two threads on one CPU, each busy for 100 ms of wall time: each waits
+ * on the runqueue while the other runs, and thread_run_delay_ns() counts
+ * it (pagestate_wake_mark() takes such waits out of fault latencies). */
+struct busy {
+	uint64_t	delay_ns;
+	bool		pinned;
+};
+
+static void *
+busy_main(void *arg)
+{
+	struct busy *b = arg;
+	cpu_set_t one;
+	uint64_t d0, end;
+
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	b->pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+	d0 = thread_run_delay_ns();
+	for (end = now_ns() + 100000000ull; now_ns() < end; )
+		;
+	b->delay_ns = thread_run_delay_ns() - d0;
+	return NULL;
+}
+
+static void
+test_thread_run_delay(void **state)
+{
+	struct busy b[2] = { { 0, false }, { 0, false } };
+	pthread_t t[2];
+
+	if (access("/proc/thread-self/schedstat", R_OK) != 0) {
+		print_message("SKIP: no /proc/thread-self/schedstat here\n");
+		skip();
+	}
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pthread_create(&t[k], NULL, busy_main, &b[k]), 0);
+	for (int k = 0; k < 2; k++)
+		pthread_join(t[k], NULL);
+	if (!b[0].pinned || !b[1].pinned) {
+		print_message("SKIP: cannot pin two threads to CPU 0\n");
+		skip();
+	}
+	/* Together they waited about 100 ms of the 200 they were busy. */
+	assert_true(b[0].delay_ns + b[1].delay_ns > 20000000ull);
+}
+
 int
 main(void)
 {
@@ -98,6 +148,7 @@ main(void)
 		cmocka_unit_test(test_str_copy),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_log_level_parse),
+		cmocka_unit_test(test_thread_run_delay),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
