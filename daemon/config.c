@@ -42,6 +42,7 @@ config_defaults(struct config *c)
 	c->bulk_channels = 1;
 	c->demand_spin_us = 0;
 	c->demand_spin_always = false;
+	c->demand_realtime = false;
 	c->page_write_alias = false;
 }
 
@@ -170,6 +171,8 @@ config_set_precopy(struct config *c, const char *key, const char *v,
 		    CONFIG_SPIN_US_MAX, err, errlen);
 	if (strcmp(key, "demand_spin_always") == 0)
 		return set_bool(&c->demand_spin_always, key, v, err, errlen);
+	if (strcmp(key, "demand_realtime") == 0)
+		return set_bool(&c->demand_realtime, key, v, err, errlen);
 	if (strcmp(key, "page_write") == 0) {
 		if (strcmp(v, "pwrite") != 0 && strcmp(v, "alias") != 0) {
 			str_printf(err, errlen, "%s: '%s' is not pwrite or "
@@ -476,6 +479,7 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "demand_spin_us = %u\n", c->demand_spin_us);
 	fprintf(f, "demand_spin_always = %s\n", c->demand_spin_always ? "yes" :
 	    "no");
+	fprintf(f, "demand_realtime = %s\n", c->demand_realtime ? "yes" : "no");
 	fprintf(f, "page_write = %s\n", c->page_write_alias ? "alias" :
 	    "pwrite");
 }

@@ -62,6 +62,8 @@ struct config {
 	unsigned	demand_spin_us;
 	/* ... also while the load average is above the CPU count. */
 	bool		demand_spin_always;
+	/* Both roles: the demand path's threads run SCHED_FIFO (prio.h). */
+	bool		demand_realtime;
 	/* Destination, base-page memfd guests: how received pages reach the
 	 * page cache: false = pwrite from a bounce buffer (page_write =
 	 * pwrite, the default), true = read straight through the alias. */

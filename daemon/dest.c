@@ -59,6 +59,7 @@
 #include "chan.h"
 #include "dest_int.h"
 #include "log.h"
+#include "prio.h"
 #include "migration_int.h"
 #include "pagestate.h"
 #include "place.h"
@@ -374,6 +375,7 @@ dest_urgent_main(void *arg)
 {
 	struct dest *d = arg;
 
+	prio_demand_thread("destination urgent");
 	dest_recv(d, &dest_rx_urgent);
 	session_break(&d->s);
 	return NULL;

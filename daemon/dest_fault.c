@@ -16,6 +16,7 @@
 
 #include "dest_int.h"
 #include "log.h"
+#include "prio.h"
 #include "spin.h"
 #include "util.h"
 #include "wire.h"
@@ -160,8 +161,7 @@ void *
 dest_fault_main(void *arg)
 {
 	struct dest *d = arg;
-	bool more = false;
-
+	bool more = false, was, rt = prio_demand_thread("destination fault");
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = d->pl.uffd, .events = POLLIN },
@@ -189,8 +189,12 @@ dest_fault_main(void *arg)
 		}
 		if (pr > 0 && dest_fault_batch(d) < 0)
 			return NULL;
-		/* Faults first, then a batch of the background mapper. */
+		/* Faults first, then a batch of the background mapper. Its
+		 * batches are bulk work: at normal priority from the second. */
+		was = more;
 		more = dest_precopy_map(d);
+		if (rt && more != was)
+			prio_demand_lower(more);
 	}
 }
 

@@ -22,6 +22,7 @@
 #include "migration.h"
 #include "probe.h"
 #include "sdnotify.h"
+#include "prio.h"
 #include "spin.h"
 #include "util.h"
 #include "virt.h"
@@ -217,6 +218,7 @@ main_precopy_defaults(struct mig_table *t, const struct config *c)
 
 	mig_table_set_precopy(t, &pd);
 	spin_set_always(c->demand_spin_always);
+	prio_set_demand_realtime(c->demand_realtime);
 }
 
 static void

@@ -45,6 +45,7 @@
 #include "chan.h"
 #include "dirty.h"
 #include "log.h"
+#include "prio.h"
 #include "migration_int.h"
 #include "session.h"
 #include "source_int.h"
@@ -256,6 +257,8 @@ src_bulk_main(void *arg)
 	struct chan *c = session_chan(&s->s, SESSION_BULK + b->k);
 	uint64_t sent_bytes = 0, t0, t1, t2;
 	int r;
+
+	prio_normal_thread();	/* started by the (real-time) urgent thread */
 
 	t0 = now_ns();
 	if (b->k == 0)
@@ -714,6 +717,7 @@ src_main(void *arg)
 	char err[1024], why[512];
 	int r;
 
+	prio_demand_thread("source urgent");
 	if (s->restored) {
 		/* Picked up after a restart: switched over, paused, the
 		 * channels gone; a resume as after a loss. */

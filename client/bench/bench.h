@@ -27,6 +27,7 @@ struct bench_cpu_tid {
 	pid_t		tid;
 	bool		seen;
 	uint64_t	first, last;	/* utime + stime, clock ticks */
+	bool		rt;		/* seen SCHED_FIFO or SCHED_RR */
 	char		name[BENCH_CPU_NAME];
 };
 
@@ -46,6 +47,7 @@ struct bench_cpu {
 	struct {
 		char	name[BENCH_CPU_NAME];
 		double	s;
+		bool	rt;	/* one of them ran real-time */
 	} threads[BENCH_CPU_NAMES];
 	unsigned	nthreads;
 };
@@ -146,6 +148,7 @@ struct bench_opts {
 	unsigned	 bulk_channels;	/* Migrate bulk_channels; 0: default */
 	unsigned	 demand_spin_us;	/* both daemons' config; 0: off */
 	bool		 demand_spin_always;	/* ... whatever the load */
+	const char	*demand_realtime;	/* "yes", "no"; NULL: default */
 	const char	*page_write;	/* "pwrite", "alias"; NULL: default */
 	/* --precopy: rounds before postcopy, switching after rounds (0: no
 	 * limit) or on a stall (auto_switch); the source guest writes

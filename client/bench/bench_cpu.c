@@ -6,7 +6,8 @@
  * threads that have already exited: it is exact. The split by thread name
  * comes from /proc/PID/task/TID/stat, sampled as the window runs: a thread
  * that exits between two samples loses its last slice, so the split is a
- * lower bound and may add up to a little less than the total.
+ * lower bound and may add up to a little less than the total. Each
+ * thread's scheduling policy is read too: which run real-time.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,13 +19,16 @@
 
 #include "bench.h"
 
-/* utime and stime of a /proc stat line, in clock ticks, and the command
- * name (which may hold spaces and parentheses: it ends at the last ')'). */
+/* utime and stime of a /proc stat line, in clock ticks, the command name
+ * (which may hold spaces and parentheses: it ends at the last ')') and
+ * whether the policy is real-time (SCHED_FIFO or SCHED_RR). */
 static int
-bench_cpu_read(const char *path, uint64_t *ticks, char *name, size_t namelen)
+bench_cpu_read(const char *path, uint64_t *ticks, char *name, size_t namelen,
+    bool *rt)
 {
 	char buf[1024], *open_paren, *close_paren, *p;
-	unsigned long long ut, st;
+	unsigned long long ut = 0, st = 0;
+	unsigned policy = 0, field = 3;
 	ssize_t n;
 	int fd;
 
@@ -42,12 +46,23 @@ bench_cpu_read(const char *path, uint64_t *ticks, char *name, size_t namelen)
 	if (name != NULL)
 		snprintf(name, namelen, "%.*s", (int)(close_paren - open_paren - 1),
 		    open_paren + 1);
-	/* After ')': state (field 3) ... utime (14), stime (15). */
+	/* After ')': state (field 3) ... utime (14), stime (15) ... policy
+	 * (41, since Linux 2.5.19). */
 	p = close_paren + 1;
-	if (sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-	    &ut, &st) != 2)
+	for (char *save = NULL, *tok = strtok_r(p, " ", &save); tok != NULL;
+	    tok = strtok_r(NULL, " ", &save), field++) {
+		if (field == 14)
+			ut = strtoull(tok, NULL, 10);
+		else if (field == 15)
+			st = strtoull(tok, NULL, 10);
+		else if (field == 41)
+			policy = (unsigned)strtoul(tok, NULL, 10);
+	}
+	if (field <= 15)
 		return -EIO;
 	*ticks = ut + st;
+	if (rt != NULL)
+		*rt = policy == 1 || policy == 2;	/* FIFO, RR */
 	return 0;
 }
 
@@ -81,6 +96,7 @@ bench_cpu_scan(struct bench_cpu_track *t, bool at_begin)
 	char path[64], name[BENCH_CPU_NAME];
 	struct dirent *de;
 	uint64_t ticks;
+	bool rt;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)t->pid);
@@ -94,9 +110,10 @@ bench_cpu_scan(struct bench_cpu_track *t, bool at_begin)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat",
 		    (int)t->pid, (int)tid);
-		if (bench_cpu_read(path, &ticks, name, sizeof(name)) != 0 ||
+		if (bench_cpu_read(path, &ticks, name, sizeof(name), &rt) != 0 ||
 		    (e = bench_cpu_tid(t, tid)) == NULL)
 			continue;
+		e->rt |= rt;
 		if (!e->seen) {
 			e->seen = true;
 			e->first = at_begin ? ticks : 0;
@@ -118,7 +135,7 @@ bench_cpu_begin(struct bench_cpu_track *t, pid_t pid)
 	if (pid <= 0)
 		return;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	t->ok = bench_cpu_read(path, &t->start, NULL, 0) == 0;
+	t->ok = bench_cpu_read(path, &t->start, NULL, 0, NULL) == 0;
 	bench_cpu_scan(t, true);
 }
 
@@ -130,7 +147,7 @@ bench_cpu_sample(struct bench_cpu_track *t)
 }
 
 static void
-bench_cpu_add(struct bench_cpu *out, const char *name, double s)
+bench_cpu_add(struct bench_cpu *out, const char *name, double s, bool rt)
 {
 	unsigned i;
 
@@ -143,9 +160,11 @@ bench_cpu_add(struct bench_cpu *out, const char *name, double s)
 		snprintf(out->threads[i].name, sizeof(out->threads[i].name),
 		    "%s", name);
 		out->threads[i].s = 0;
+		out->threads[i].rt = false;
 		out->nthreads++;
 	}
 	out->threads[i].s += s;
+	out->threads[i].rt |= rt;
 }
 
 int
@@ -159,15 +178,15 @@ bench_cpu_end(struct bench_cpu_track *t, struct bench_cpu *out)
 		return -ESRCH;
 	bench_cpu_scan(t, false);
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)t->pid);
-	if (bench_cpu_read(path, &now, NULL, 0) != 0)
+	if (bench_cpu_read(path, &now, NULL, 0, NULL) != 0)
 		return -ESRCH;
 	out->total_s = bench_cpu_secs(now - t->start);
 	for (unsigned i = 0; i < t->ntids; i++) {
 		const struct bench_cpu_tid *e = &t->tids[i];
 
-		if (e->last > e->first)
+		if (e->last > e->first || e->rt)
 			bench_cpu_add(out, e->name, bench_cpu_secs(e->last -
-			    e->first));
+			    e->first), e->rt);
 	}
 	return 0;
 }

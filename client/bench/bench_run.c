@@ -361,6 +361,8 @@ bench_start_daemon(struct bench_ctx *c, struct bench_side *s)
 		fprintf(f, "demand_spin_us = %u\n", c->o->demand_spin_us);
 	if (c->o->demand_spin_always)
 		fprintf(f, "demand_spin_always = yes\n");
+	if (c->o->demand_realtime != NULL)
+		fprintf(f, "demand_realtime = %s\n", c->o->demand_realtime);
 	if (c->o->page_write != NULL)
 		fprintf(f, "page_write = %s\n", c->o->page_write);
 	fclose(f);

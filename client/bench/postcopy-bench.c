@@ -120,6 +120,9 @@ usage(FILE *f)
 "                           sleeping (demand_spin_us; default off)\n"
 "      --demand-spin-always the daemons spin also while the load average is\n"
 "                           above the CPU count (demand_spin_always)\n"
+"      --demand-realtime Y  yes|no: the daemons' demand-path threads run\n"
+"                           SCHED_FIFO (demand_realtime; default the\n"
+"                           daemon's, no)\n"
 "      --page-write HOW     pwrite|alias: how the destination writes\n"
 "                           received pages of a memfd guest on base pages\n"
 "                           (page_write; default the daemon's, pwrite)\n"
@@ -573,24 +576,34 @@ bench_json_range(FILE *f, const char *name, struct bench_range r,
 }
 
 /* "cpu_s": each daemon's CPU seconds from Migrate to completion, per GiB
- * of guest memory, and by thread name (sampled, a lower bound). */
+ * of guest memory, and by thread name (sampled, a lower bound); with rt,
+ * the names of the threads that ran real-time (demand_realtime). */
 static void
 bench_json_cpu_side(FILE *f, const char *name, const struct bench_cpu *c,
-    const char *sep)
+    bool rt, const char *sep)
 {
-	fprintf(f, "\"%s\":{", name);
+	bool first = true;
+
+	fprintf(f, rt ? "\"%s\":[" : "\"%s\":{", name);
 	for (unsigned k = 0; k < c->nthreads; k++) {
 		char key[BENCH_CPU_NAME + 8];
 
+		if (rt && !c->threads[k].rt)
+			continue;
 		/* Thread names are the daemon's own: keep them JSON-safe. */
 		snprintf(key, sizeof(key), "%s", c->threads[k].name);
 		for (char *p = key; *p != '\0'; p++)
 			if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
 				*p = '_';
-		bench_jnum(f, key, c->threads[k].s, k + 1 < c->nthreads ?
-		    "," : "");
+		if (rt)
+			fprintf(f, "%s\"%s\"", first ? "" : ",", key);
+		else
+			bench_jnum(f, key, c->threads[k].s, "");
+		if (!rt && k + 1 < c->nthreads)
+			fputc(',', f);
+		first = false;
 	}
-	fprintf(f, "}%s", sep);
+	fprintf(f, rt ? "]%s" : "}%s", sep);
 }
 
 static void
@@ -606,8 +619,11 @@ bench_json_cpu(FILE *f, const struct bench_run *r, uint64_t guest_bytes)
 	bench_jnum(f, "destination_per_gib", gib > 0 ? r->cpu_dst.total_s /
 	    gib : NAN, ",");
 	fputs("\"threads\":{", f);
-	bench_json_cpu_side(f, "source", &r->cpu_src, ",");
-	bench_json_cpu_side(f, "destination", &r->cpu_dst, "");
+	bench_json_cpu_side(f, "source", &r->cpu_src, false, ",");
+	bench_json_cpu_side(f, "destination", &r->cpu_dst, false, "");
+	fputs("},\"realtime\":{", f);
+	bench_json_cpu_side(f, "source", &r->cpu_src, true, ",");
+	bench_json_cpu_side(f, "destination", &r->cpu_dst, true, "");
 	fputs("}},", f);
 }
 
@@ -700,9 +716,12 @@ bench_report_json(const struct bench *b, FILE *f)
 	if (o->precopy)
 		fprintf(f, "\"max_downtime_ms\":%u,", o->max_downtime_ms);
 	fprintf(f, "\"bulk_channels\":%u,\"demand_spin_us\":%u,"
-	    "\"demand_spin_always\":%s,\"page_write\":\"%s\",",
+	    "\"demand_spin_always\":%s,\"demand_realtime\":%s,"
+	    "\"page_write\":\"%s\",",
 	    o->bulk_channels ? o->bulk_channels : 1, o->demand_spin_us,
 	    o->demand_spin_always ? "true" : "false",
+	    o->demand_realtime != NULL && strcmp(o->demand_realtime, "yes") == 0 ?
+	    "true" : "false",
 	    o->page_write != NULL ? o->page_write : "pwrite");
 	fprintf(f, "\"repeat\":%u,\"runs\":[", o->repeat);
 	for (i = 0; i < b->nruns; i++) {
@@ -1166,7 +1185,7 @@ main(int argc, char **argv)
 	enum { OPT_SEED = 256, OPT_TIMEOUT, OPT_TLS, OPT_BINDIR, OPT_BASE,
 	    OPT_CIPHER, OPT_RECORD, OPT_KEEP, OPT_HUGE, OPT_PRECOPY,
 	    OPT_ROUNDS, OPT_AUTO, OPT_DIRTY, OPT_DOWNTIME, OPT_BULKCH, OPT_SPIN,
-	    OPT_PAGEWRITE, OPT_SPINALWAYS };
+	    OPT_PAGEWRITE, OPT_SPINALWAYS, OPT_REALTIME };
 	static const struct option opts[] = {
 		{ "size",		required_argument, NULL, 's' },
 		{ "workload",		required_argument, NULL, 'w' },
@@ -1184,6 +1203,7 @@ main(int argc, char **argv)
 		{ "demand-spin",	required_argument, NULL, OPT_SPIN },
 		{ "page-write",		required_argument, NULL, OPT_PAGEWRITE },
 		{ "demand-spin-always",	no_argument, NULL, OPT_SPINALWAYS },
+		{ "demand-realtime",	required_argument, NULL, OPT_REALTIME },
 		{ "auto",		no_argument,	   NULL, OPT_AUTO },
 		{ "max-downtime",	required_argument, NULL, OPT_DOWNTIME },
 		{ "dirty-rate",		required_argument, NULL, OPT_DIRTY },
@@ -1405,6 +1425,15 @@ main(int argc, char **argv)
 			break;
 		case OPT_SPINALWAYS:
 			o->demand_spin_always = true;
+			break;
+		case OPT_REALTIME:
+			if (strcmp(optarg, "yes") != 0 &&
+			    strcmp(optarg, "no") != 0) {
+				fprintf(stderr, "postcopy-bench: --demand-realtime "
+				    "%s: want yes or no\n", optarg);
+				return 2;
+			}
+			o->demand_realtime = optarg;
 			break;
 		case OPT_PAGEWRITE:
 			if (strcmp(optarg, "pwrite") != 0 &&

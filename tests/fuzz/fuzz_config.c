@@ -92,6 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(c.bulk_channels == c2.bulk_channels &&
 	    c.demand_spin_us == c2.demand_spin_us &&
 	    c.demand_spin_always == c2.demand_spin_always &&
+	    c.demand_realtime == c2.demand_realtime &&
 	    c.page_write_alias == c2.page_write_alias);
 	return 0;
 }
