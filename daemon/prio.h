@@ -15,12 +15,12 @@
  * (sched_rt_runtime_us) leaves normal tasks a share whatever happens. The
  * bulk stream and every other thread stay normal.
  *
- * Off by default: where the daemons and the guest share few CPUs, faults
- * answered sooner let the guest fault more, and every page that comes on
- * the urgent channel costs more CPU than a bulk one: on the 2-CPU test
- * host the tail shrinks 7x but the migration takes 1.5x longer (the
- * README's Performance section). A host with CPUs to spare for the
- * daemon may want it on.
+ * Off by default: where the daemons and the guest share few CPUs, the
+ * real-time threads take the CPU from the guest and the bulk stream, and
+ * more pages come on the urgent channel, which costs more per page. On
+ * the 2-CPU test host the daemon's fault p99 went from 3.3 to 0.5 ms but
+ * the guest's run took 1.6x longer (the README's Performance section). A
+ * host whose daemon has CPUs the guest does not use may want it on.
  */
 #ifndef PCD_PRIO_H
 #define PCD_PRIO_H
