@@ -10,11 +10,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "place.h"
 #include "probe.h"
+#include "sigbus.h"
 #include "util.h"
 #include "wire.h"
 
@@ -88,6 +90,10 @@ place_minor_open(struct place *pl, char *err, size_t errlen)
 		    pl->size, pl->off, strerror(-r));
 		return r;
 	}
+	if ((r = sigbus_guard(pl->alias, pl->size, pl->hps, &pl->cut)) < 0)
+		log_warnx("migration %s: the alias is not guarded against the "
+		    "VMM cutting its memfd short (%s): such a cut would kill "
+		    "the daemon", pl->id, strerror(-r));
 	if (probe_thp_guard(pl->alias, pl->size, thp, sizeof(thp), &forced) < 0)
 		log_warn("migration %s: madvise(MADV_NOHUGEPAGE) on the alias",
 		    pl->id);
@@ -100,8 +106,10 @@ place_minor_open(struct place *pl, char *err, size_t errlen)
 static void
 place_minor_close(struct place *pl)
 {
-	if (pl->alias != NULL)
+	if (pl->alias != NULL) {
+		sigbus_unguard(pl->alias);
 		munmap(pl->alias, pl->size);
+	}
 	pl->alias = NULL;
 }
 
@@ -178,6 +186,24 @@ place_zero_replace(struct place *pl, uint64_t first, uint64_t n, char *err,
 	return place_zero_alloc(pl, first, n, "memfd", err, errlen);
 }
 
+/* Pages written through the alias, up to first + n: whether the VMM cut
+ * its memfd short under them (sigbus.h); then they went nowhere. */
+static int
+place_alias_cut(struct place *pl, uint64_t first, uint64_t n, char *err,
+    size_t errlen)
+{
+	struct stat st;
+
+	if (!atomic_load_explicit(&pl->cut, memory_order_relaxed))
+		return 0;
+	snprintf(err, errlen, "the destination VMM cut its memfd short while "
+	    "the guest's pages were written into it (it is %lld bytes now; "
+	    "pages %" PRIu64 "+%" PRIu64 " were past its end)",
+	    fstat(pl->memfd, &st) == 0 ? (long long)st.st_size : -1LL, first,
+	    n);
+	return -EFAULT;
+}
+
 static int
 place_minor_place(struct place *pl, uint64_t first, uint64_t n,
     const uint8_t *buf, char *err, size_t errlen)
@@ -185,6 +211,8 @@ place_minor_place(struct place *pl, uint64_t first, uint64_t n,
 	bool all;
 	int r;
 
+	if ((r = place_alias_cut(pl, first, n, err, errlen)) < 0)
+		return r;
 	/* A zero page needs to be in the page cache for a MINOR fault:
 	 * allocate zeroed pages without writing each. A wholly preallocated
 	 * alias has them already: a page that was never written is zero. */
@@ -424,6 +452,8 @@ place_huge_place(struct place *pl, uint64_t first, uint64_t n,
 	bool all;
 	int r;
 
+	if ((r = place_alias_cut(pl, first, n, err, errlen)) < 0)
+		return r;
 	/* Zero pieces: fallocate allocates (zeroed) the huge pages not yet
 	 * in the page cache and leaves the others, whose pieces may already
 	 * hold data, alone. */

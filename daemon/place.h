@@ -91,6 +91,9 @@ struct place {
 	 * through the alias only by its data. A flow that sends a page again
 	 * after its content changed (precopy) must zero a page it wrote. */
 	atomic_bool		 populated;
+	/* The VMM cut its memfd short under the alias: a write through it
+	 * fell past the end (sigbus.h). The migration fails. */
+	atomic_bool		 cut;
 	/* Precopy wrote pages here (place_store): a zero page sent later
 	 * replaces what is there (punch, then allocate). */
 	atomic_bool		 rewrites;

@@ -99,6 +99,7 @@ struct opts {
 	bool		 survive_cancel; /* source: a failed Complete before
 					  * the pause is checked, not fatal */
 	bool		 truncate_at_pause; /* source: a hostile VMM */
+	bool		 truncate_at_resume; /* destination: the same */
 };
 
 static double
@@ -1269,6 +1270,33 @@ run_source(const struct opts *o)
 
 /* ---- destination / local ----------------------------------------------- */
 
+/* --truncate-at-resume: a VMM that cuts its memfd while the destination
+ * daemon writes the guest's pages into it. The guest never runs (it would
+ * fault past the end itself); the migration must fail, saying why, and
+ * the daemon live on. Does not return. */
+static void
+dest_truncate(const struct opts *o, struct pcvmm *v, struct guest *gu)
+{
+	struct pcvmm_event ev;
+	int r;
+
+	if (ftruncate(gu->memfd, (off_t)(gu->size / 2)) < 0)
+		die(1, "--truncate-at-resume: %s", strerror(errno));
+	say(o, "cut the memfd to %" PRIu64 " of %" PRIu64 " bytes "
+	    "(--truncate-at-resume)", gu->size / 2, gu->size);
+	do {
+		r = pcvmm_next_event(v, (int)(o->timeout * 1000), &ev);
+	} while (r == -EAGAIN);
+	if (r < 0)
+		die(1, "waiting for the end: %s", strerror(-r));
+	if (ev.type != PCVMM_EV_COMPLETE)
+		die(1, "unexpected event %d after the cut", ev.type);
+	if (ev.ok)
+		die(1, "the migration completed into a memfd cut short");
+	say(o, "the migration failed, as it must: %s", ev.message);
+	exit(0);
+}
+
 static int
 run_dest(const struct opts *o)
 {
@@ -1323,6 +1351,8 @@ run_dest(const struct opts *o)
 		    "waiting for RESUME", o->id, gu.npages,
 		    o->copy ? "COPY mode" : "memfd");
 		wait_event(v, PCVMM_EV_RESUME, o->timeout, &ev, "RESUME");
+		if (o->truncate_at_resume)
+			dest_truncate(o, v, &gu);
 		slen = ev.state_len;
 		if (state_decode(ev.state, ev.state_len, gu.size, &g, &nwrites,
 		    err, sizeof(err)) < 0)
@@ -1514,6 +1544,9 @@ usage(FILE *f)
 "                           guest, as a broken or hostile VMM would (tests\n"
 "                           that the daemon fails the migration, and only\n"
 "                           it)\n"
+"      --truncate-at-resume destination: on RESUME, cut the memfd to half\n"
+"                           the guest and run no workload; exits 0 when the\n"
+"                           migration then fails, 1 when it completes\n"
 "      --survive-cancel     source: a migration cancelled (or failed) before\n"
 "                           the pause leaves the guest running: it runs on,\n"
 "                           then checks every page and that no page is\n"
@@ -1609,7 +1642,7 @@ main(int argc, char **argv)
 	enum { O_SEED = 256, O_ZERO, O_STATE, O_HOT, O_TIMEOUT, O_COPY,
 	    O_LOCAL, O_PREFILL, O_CORRUPT, O_MODE, O_REATTACH, O_HUGE,
 	    O_DIRTY_RATE, O_NO_TRACK, O_PAUSE_DELAY, O_SURVIVE,
-	    O_TRUNCATE };
+	    O_TRUNCATE, O_TRUNCATE_RESUME };
 	static const struct option lopts[] = {
 		{ "role",		required_argument, NULL, 'r' },
 		{ "id",			required_argument, NULL, 'i' },
@@ -1638,6 +1671,7 @@ main(int argc, char **argv)
 		{ "pause-delay",	required_argument, NULL, O_PAUSE_DELAY },
 		{ "survive-cancel",	no_argument,	   NULL, O_SURVIVE },
 		{ "truncate-at-pause",	no_argument,	   NULL, O_TRUNCATE },
+		{ "truncate-at-resume",	no_argument,	   NULL, O_TRUNCATE_RESUME },
 		{ "json",		no_argument,	   NULL, 'j' },
 		{ "quiet",		no_argument,	   NULL, 'q' },
 		{ "help",		no_argument,	   NULL, 'h' },
@@ -1770,6 +1804,7 @@ main(int argc, char **argv)
 			break;
 		case O_SURVIVE:		o.survive_cancel = true; break;
 		case O_TRUNCATE:	o.truncate_at_pause = true; break;
+		case O_TRUNCATE_RESUME:	o.truncate_at_resume = true; break;
 		case 'j':	o.json = true; break;
 		case 'q':	o.quiet = true; break;
 		case 'h':	usage(stdout); return 0;
@@ -1806,6 +1841,10 @@ main(int argc, char **argv)
 	if (o.copy && o.role == ROLE_SOURCE)
 		die(2, "--copy is for the destination (a source attaches a "
 		    "memfd)");
+	if (o.truncate_at_resume && (o.role != ROLE_DEST || o.local ||
+	    o.copy))
+		die(2, "--truncate-at-resume is for a destination's memfd "
+		    "(not --local, not --copy)");
 	if (o.copy && o.workload == WL_KVM && o.local)
 		say(&o, "kvm workload on anonymous COPY-mode memory");
 	signal(SIGPIPE, SIG_IGN);

@@ -8,6 +8,7 @@
 #   datapath.sh BUILD_DIR bandwidth
 #   datapath.sh BUILD_DIR cancel
 #   datapath.sh BUILD_DIR dirty
+#   datapath.sh BUILD_DIR truncate|dtruncate  (a VMM cutting its memfd)
 #   datapath.sh BUILD_DIR hugezero [SIZE [dest args]]   (2 MiB huge pages
 #                                       reserved)
 #   datapath.sh BUILD_DIR precopy-converge|precopy-switch [--copy]
@@ -222,6 +223,37 @@ truncate)
 	kill "$g1" "$g2" 2>/dev/null || true
 	wait "$g1" "$g2" 2>/dev/null || true
 	migrate_once after-cut 64M threads
+	stop_daemons
+	;;
+dtruncate)
+	# A destination VMM that cuts its memfd short while the daemon writes
+	# the guest's pages into it, through the alias (page_write = alias,
+	# $DAEMON_CONF): the write past the end is a SIGBUS, which killed the
+	# daemon and every migration on it. Now that migration fails with an
+	# error naming the cut, and the same daemon migrates another guest.
+	# The bulk stream is held to 16 MB/s so that the cut comes first.
+	start_daemon dst
+	start_daemon src
+	addr=$(prepare dst dcut)
+	"$GUEST" --role dest --id dcut -S "$T/dst.vmm" -s 64M --truncate-at-resume \
+	    --timeout 60 > /dev/null 2> "$T/dcut.dguest.log" &
+	g1=$!; PIDS+=($g1)
+	ctl src migrate dcut "$addr" --tls-dir "$T/certs" --bandwidth 16M >/dev/null ||
+		fail "migrate dcut refused"
+	"$GUEST" --role source --id dcut -S "$T/src.vmm" -s 64M -w none \
+	    --timeout 60 > /dev/null 2> "$T/dcut.sguest.log" &
+	g2=$!; PIDS+=($g2)
+	wait_state dst dcut failed completed
+	err=$(field dst dcut errmsg)
+	[ "$(field dst dcut state)" = failed ] || fail "dcut: destination state $(field dst dcut state), want failed"
+	[[ "$err" == *"cut its memfd short"* ]] || fail "dcut: destination error '$err' does not name the cut memfd"
+	kill -0 "$PID_dst" 2>/dev/null || fail "dcut: the destination daemon died"
+	wait "$g1" || fail "dcut: the destination guest: $(tail -n 2 "$T/dcut.dguest.log")"
+	grep -q "cut the memfd" "$T/dcut.dguest.log" || fail "dcut: the destination guest did not cut its memfd"
+	echo "dcut: destination failed: $err"
+	kill "$g2" 2>/dev/null || true
+	wait "$g2" 2>/dev/null || true
+	migrate_once after-dcut 64M threads
 	stop_daemons
 	;;
 dirty)
