@@ -49,6 +49,22 @@ dguest_bg() {
 	DG_PID=$!; PIDS+=($DG_PID)
 }
 
+# cut_failed SIDE ID WANT GUEST: a VMM cut its memfd under migration ID
+# (its GUEST log, sguest or dguest, says so): the SIDE daemon (src, dst)
+# failed it with an error containing WANT, and lives on.
+cut_failed() {
+	local side=$1 id=$2 expect=$3 log="$T/$2.$4.log" err pid
+	wait_state "$side" "$id" failed completed
+	err=$(field "$side" "$id" errmsg)
+	[ "$(field "$side" "$id" state)" = failed ] ||
+		fail "$id: $side state $(field "$side" "$id" state), want failed"
+	[[ "$err" == *"$expect"* ]] || fail "$id: $side error '$err' does not name the cut memfd"
+	pid=PID_$side
+	kill -0 "${!pid}" 2>/dev/null || fail "$id: the $side daemon died"
+	grep -q "cut the memfd" "$log" || fail "$id: the guest did not cut its memfd: $(tail -n 2 "$log")"
+	echo "$id: $side failed: $err"
+}
+
 migrate_once() {
 	local name=$1 size=$2 workload=$3; shift 3
 	local addr gpid spid
@@ -213,13 +229,7 @@ truncate)
 	"$GUEST" --role source --id cut -S "$T/src.vmm" -s 64M --truncate-at-pause \
 	    --timeout 60 > /dev/null 2> "$T/cut.sguest.log" &
 	g2=$!; PIDS+=($g2)
-	wait_state src cut failed completed
-	err=$(field src cut errmsg)
-	[ "$(field src cut state)" = failed ] || fail "cut: source state $(field src cut state), want failed"
-	[[ "$err" == *"memfd ends before them"* ]] || fail "cut: source error '$err' does not name the cut memfd"
-	kill -0 "$PID_src" 2>/dev/null || fail "cut: the source daemon died"
-	grep -q "cut the memfd" "$T/cut.sguest.log" || fail "cut: the source guest did not cut its memfd: $(tail -n 2 "$T/cut.sguest.log")"
-	echo "cut: source failed: $err"
+	cut_failed src cut "memfd ends before them" sguest
 	kill "$g1" "$g2" 2>/dev/null || true
 	wait "$g1" "$g2" 2>/dev/null || true
 	migrate_once after-cut 64M threads
@@ -243,14 +253,8 @@ dtruncate)
 	"$GUEST" --role source --id dcut -S "$T/src.vmm" -s 64M -w none \
 	    --timeout 60 > /dev/null 2> "$T/dcut.sguest.log" &
 	g2=$!; PIDS+=($g2)
-	wait_state dst dcut failed completed
-	err=$(field dst dcut errmsg)
-	[ "$(field dst dcut state)" = failed ] || fail "dcut: destination state $(field dst dcut state), want failed"
-	[[ "$err" == *"cut its memfd short"* ]] || fail "dcut: destination error '$err' does not name the cut memfd"
-	kill -0 "$PID_dst" 2>/dev/null || fail "dcut: the destination daemon died"
+	cut_failed dst dcut "cut its memfd short" dguest
 	wait "$g1" || fail "dcut: the destination guest: $(tail -n 2 "$T/dcut.dguest.log")"
-	grep -q "cut the memfd" "$T/dcut.dguest.log" || fail "dcut: the destination guest did not cut its memfd"
-	echo "dcut: destination failed: $err"
 	kill "$g2" 2>/dev/null || true
 	wait "$g2" 2>/dev/null || true
 	migrate_once after-dcut 64M threads

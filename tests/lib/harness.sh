@@ -88,7 +88,7 @@ prepare() {
 # (two minutes at most).
 wait_state() {
 	local n=$1 id=$2; shift 2
-	local s=""
+	local s="" want
 	for _ in $(seq 1200); do
 		s=$(field "$n" "$id" state)
 		for want in "$@"; do [ "$s" = "$want" ] && return 0; done
